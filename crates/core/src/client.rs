@@ -1,0 +1,130 @@
+//! Registered clients: their types (CONTRACT.md "Client types"), what each may do, and the
+//! error dialect each one speaks.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::redirect::RedirectUri;
+use crate::secret::SecretHash;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClientId(String);
+
+impl ClientId {
+    pub fn new(id: String) -> Self {
+        Self(id)
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientType {
+    Server,
+    Client,
+    Mobile,
+    NonBrowser,
+    SelfClient,
+}
+
+impl ClientType {
+    pub const ALL: [ClientType; 5] = [
+        ClientType::Server,
+        ClientType::Client,
+        ClientType::Mobile,
+        ClientType::NonBrowser,
+        ClientType::SelfClient,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientType::Server => "server",
+            ClientType::Client => "client",
+            ClientType::Mobile => "mobile",
+            ClientType::NonBrowser => "non-browser",
+            ClientType::SelfClient => "self",
+        }
+    }
+
+    /// Public clients cannot keep a secret, so they must prove possession with PKCE.
+    pub fn is_public(self) -> bool {
+        matches!(self, ClientType::Client | ClientType::Mobile)
+    }
+
+    /// Types that take part in the redirect flow and so must register redirect URIs.
+    pub fn uses_redirects(self) -> bool {
+        matches!(self, ClientType::Server | ClientType::Client | ClientType::Mobile)
+    }
+}
+
+impl FromStr for ClientType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ClientType::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| format!("unknown client type {s:?} (expected server, client, mobile, non-browser or self)"))
+    }
+}
+
+/// How token-endpoint errors are written (CONTRACT.md "Error dialects").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Dialect {
+    #[default]
+    Standard,
+    Zoho,
+}
+
+impl Dialect {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dialect::Standard => "standard",
+            Dialect::Zoho => "zoho",
+        }
+    }
+}
+
+impl FromStr for Dialect {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "standard" => Ok(Dialect::Standard),
+            "zoho" => Ok(Dialect::Zoho),
+            other => Err(format!("unknown error dialect {other:?} (expected standard or zoho)")),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub id: ClientId,
+    pub kind: ClientType,
+    pub name: String,
+    pub homepage: Option<String>,
+    pub redirect_uris: Vec<RedirectUri>,
+    pub secret_hash: Option<SecretHash>,
+    pub owner_id: Option<i64>,
+    pub dialect: Dialect,
+}
+
+impl Client {
+    /// The registered URI that `requested` names, if any.
+    pub fn redirect_uri(&self, requested: &str) -> Option<&RedirectUri> {
+        self.redirect_uris
+            .iter()
+            .find(|uri| uri.matches(requested, self.kind))
+    }
+
+    /// Constant-time check of a presented secret; public clients have none to check.
+    pub fn secret_matches(&self, presented: &str) -> bool {
+        self.secret_hash
+            .is_some_and(|hash| hash == SecretHash::of(presented))
+    }
+}

@@ -1,0 +1,111 @@
+//! OAuth errors and the one table that maps each to both wire dialects (CONTRACT.md "Error
+//! dialects"). The server renders; this module decides names and status codes.
+
+use crate::client::Dialect;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OAuthError {
+    /// Missing, duplicated or malformed parameter; the text says which.
+    InvalidRequest(&'static str),
+    /// Unknown client, wrong or missing secret: always the same answer.
+    InvalidClient,
+    /// Bad, used or expired code; revoked or unknown refresh token; failed PKCE.
+    InvalidGrant(&'static str),
+    /// The token request's `redirect_uri` differs from the one the code was issued for.
+    RedirectUriMismatch,
+    UnsupportedGrantType,
+    UnsupportedResponseType,
+    InvalidScope(&'static str),
+    UnauthorizedClient(&'static str),
+    AccessDenied(&'static str),
+    /// Too many requests; the client may retry after this many seconds.
+    Throttled { retry_after: i64 },
+}
+
+/// How an error travels: the HTTP status and the `error` name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wire {
+    pub status: u16,
+    pub error: &'static str,
+}
+
+pub const THROTTLE_DESCRIPTION: &str =
+    "You have made too many requests continuously. Please try again after some time.";
+
+impl OAuthError {
+    /// The dialect table. Zoho answers every token-endpoint error with 200 and its own names.
+    pub fn wire(&self, dialect: Dialect) -> Wire {
+        let (status, standard, zoho) = match self {
+            OAuthError::InvalidClient => (401, "invalid_client", "invalid_client"),
+            OAuthError::InvalidGrant(_) => (400, "invalid_grant", "invalid_code"),
+            OAuthError::RedirectUriMismatch => (400, "invalid_grant", "invalid_redirect_uri"),
+            OAuthError::InvalidRequest(_) => (400, "invalid_request", "invalid_request"),
+            OAuthError::UnsupportedGrantType => {
+                (400, "unsupported_grant_type", "unsupported_grant_type")
+            }
+            OAuthError::UnsupportedResponseType => {
+                (400, "unsupported_response_type", "unsupported_response_type")
+            }
+            OAuthError::InvalidScope(_) => (400, "invalid_scope", "invalid_scope"),
+            OAuthError::UnauthorizedClient(_) => {
+                (400, "unauthorized_client", "unauthorized_client")
+            }
+            OAuthError::AccessDenied(_) => (400, "access_denied", "access_denied"),
+            OAuthError::Throttled { .. } => (429, "Access Denied", "Access Denied"),
+        };
+        match dialect {
+            Dialect::Standard => Wire { status, error: standard },
+            Dialect::Zoho => Wire { status: 200, error: zoho },
+        }
+    }
+
+    /// The `error` name in an authorization redirect (RFC 6749 §4.1.2.1), where only the
+    /// standard names exist.
+    pub fn redirect_name(&self) -> &'static str {
+        self.wire(Dialect::Standard).error
+    }
+
+    pub fn description(&self) -> &'static str {
+        match self {
+            OAuthError::InvalidRequest(why)
+            | OAuthError::InvalidGrant(why)
+            | OAuthError::InvalidScope(why)
+            | OAuthError::UnauthorizedClient(why)
+            | OAuthError::AccessDenied(why) => why,
+            OAuthError::InvalidClient => "client authentication failed",
+            OAuthError::RedirectUriMismatch => {
+                "redirect_uri does not match the one used in the authorization request"
+            }
+            OAuthError::UnsupportedGrantType => "the grant_type is not supported",
+            OAuthError::UnsupportedResponseType => "only response_type=code is supported",
+            OAuthError::Throttled { .. } => THROTTLE_DESCRIPTION,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zoho_dialect_always_answers_200() {
+        let all = [
+            OAuthError::InvalidClient,
+            OAuthError::InvalidGrant("x"),
+            OAuthError::RedirectUriMismatch,
+            OAuthError::InvalidRequest("x"),
+            OAuthError::UnsupportedGrantType,
+            OAuthError::InvalidScope("x"),
+            OAuthError::Throttled { retry_after: 1 },
+        ];
+        for e in &all {
+            assert_eq!(e.wire(Dialect::Zoho).status, 200, "{e:?}");
+            assert_ne!(e.wire(Dialect::Standard).status, 200, "{e:?}");
+        }
+        assert_eq!(OAuthError::InvalidGrant("x").wire(Dialect::Zoho).error, "invalid_code");
+        assert_eq!(
+            OAuthError::RedirectUriMismatch.wire(Dialect::Standard).error,
+            "invalid_grant"
+        );
+    }
+}

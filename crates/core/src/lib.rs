@@ -1,0 +1,19 @@
+//! grantd-core: the domain types and every rule of the accounts server, as pure functions of
+//! data and `now`. No IO lives here: the store remembers, the server translates.
+
+pub mod client;
+pub mod clock;
+pub mod error;
+pub mod grant;
+pub mod limits;
+pub mod pkce;
+pub mod redirect;
+pub mod scope;
+pub mod secret;
+
+pub use client::{Client, ClientId, ClientType, Dialect};
+pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use error::OAuthError;
+pub use limits::Limits;
+pub use redirect::RedirectUri;
+pub use scope::{Scope, Scopes};

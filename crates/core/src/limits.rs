@@ -1,0 +1,39 @@
+//! The configurable limits of CONTRACT.md's "Limits" table, with their defaults.
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub code_lifetime_secs: i64,
+    pub access_token_lifetime_secs: i64,
+    pub refresh_tokens_per_grant: i64,
+    pub refreshes_per_window: i64,
+    pub refresh_window_secs: i64,
+    pub active_access_tokens_per_refresh: i64,
+    pub codes_per_window: i64,
+    pub code_window_secs: i64,
+    pub session_lifetime_secs: i64,
+    pub pending_consent_lifetime_secs: i64,
+    pub failed_logins_before_lockout: i64,
+    pub lockout_secs: i64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            code_lifetime_secs: 60,
+            access_token_lifetime_secs: 3600,
+            refresh_tokens_per_grant: 20,
+            refreshes_per_window: 10,
+            refresh_window_secs: 600,
+            active_access_tokens_per_refresh: 15,
+            codes_per_window: 10,
+            code_window_secs: 600,
+            session_lifetime_secs: 12 * 3600,
+            pending_consent_lifetime_secs: 600,
+            failed_logins_before_lockout: 5,
+            lockout_secs: 900,
+        }
+    }
+}
+
+/// Self Client codes live for one of these durations, chosen at creation.
+pub const SELF_CLIENT_CODE_MINUTES: [i64; 4] = [3, 5, 7, 10];
