@@ -124,6 +124,14 @@ impl fmt::Debug for RedirectUri {
     }
 }
 
+/// An absolute `http` or `https` URL with a host, as a client's homepage must be.
+pub fn is_web_url(raw: &str) -> bool {
+    raw.len() <= MAX_URI_LEN
+        && !raw.bytes().any(|b| b <= b' ' || b == b'\\' || b >= 0x7f)
+        && Url::parse(raw)
+            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+}
+
 fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(Host::Ipv4(ip)) => ip.is_loopback(),

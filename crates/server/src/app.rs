@@ -1,0 +1,69 @@
+//! The shared application state handed to every handler.
+
+use std::sync::Arc;
+
+use grantd_core::{Clock, Dialect, Limits};
+use grantd_store::Store;
+
+use crate::password::Passwords;
+
+/// What this deployment is: its public URL, data center and defaults.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `{accounts}`: the public base URL, without a trailing slash. Every absolute URL the
+    /// server writes is built from it, never from the request's Host header (T-094).
+    pub public_url: String,
+    /// This data center's code (`us`, `eu`, ...).
+    pub location: String,
+    /// `{api_domain}`: where resource APIs of this data center live.
+    pub api_domain: String,
+    /// The error dialect where the client is unknown.
+    pub default_dialect: Dialect,
+    pub limits: Limits,
+}
+
+impl Settings {
+    pub fn new(public_url: &str) -> Self {
+        let public_url = public_url.trim_end_matches('/').to_owned();
+        Self {
+            api_domain: public_url.clone(),
+            public_url,
+            location: "us".into(),
+            default_dialect: Dialect::Standard,
+            limits: Limits::default(),
+        }
+    }
+
+    /// Cookies get `Secure` and the `__Host-` prefix when the public URL is https.
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url.starts_with("https://")
+    }
+}
+
+#[derive(Clone)]
+pub struct App(Arc<Inner>);
+
+pub struct Inner {
+    pub store: Store,
+    pub clock: Arc<dyn Clock>,
+    pub settings: Settings,
+    pub passwords: Passwords,
+}
+
+impl App {
+    pub fn new(store: Store, clock: Arc<dyn Clock>, settings: Settings) -> Self {
+        Self(Arc::new(Inner {
+            store,
+            clock,
+            settings,
+            passwords: Passwords::new(),
+        }))
+    }
+}
+
+impl std::ops::Deref for App {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}

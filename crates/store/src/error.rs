@@ -1,0 +1,29 @@
+//! Store failures. They never decide an HTTP status; the server maps them.
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness rule refused the write (duplicate email, second Self Client, ...).
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
+    /// The database could not be reached in time; the request may be retried.
+    #[error("database unavailable")]
+    Unavailable,
+    #[error("database error: {0}")]
+    Backend(sqlx::Error),
+    #[error("database setup: {0}")]
+    Setup(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                StoreError::Unavailable
+            }
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                StoreError::Conflict("already exists")
+            }
+            _ => StoreError::Backend(e),
+        }
+    }
+}
