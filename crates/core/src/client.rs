@@ -60,7 +60,10 @@ impl ClientType {
 
     /// Types that take part in the redirect flow and so must register redirect URIs.
     pub fn uses_redirects(self) -> bool {
-        matches!(self, ClientType::Server | ClientType::Client | ClientType::Mobile)
+        matches!(
+            self,
+            ClientType::Server | ClientType::Client | ClientType::Mobile
+        )
     }
 }
 
@@ -97,7 +100,9 @@ impl FromStr for Dialect {
         match s {
             "standard" => Ok(Dialect::Standard),
             "zoho" => Ok(Dialect::Zoho),
-            other => Err(format!("unknown error dialect {other:?} (expected standard or zoho)")),
+            other => Err(format!(
+                "unknown error dialect {other:?} (expected standard or zoho)"
+            )),
         }
     }
 }

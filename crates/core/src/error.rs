@@ -19,7 +19,9 @@ pub enum OAuthError {
     UnauthorizedClient(&'static str),
     AccessDenied(&'static str),
     /// Too many requests; the client may retry after this many seconds.
-    Throttled { retry_after: i64 },
+    Throttled {
+        retry_after: i64,
+    },
 }
 
 /// How an error travels: the HTTP status and the `error` name.
@@ -43,9 +45,11 @@ impl OAuthError {
             OAuthError::UnsupportedGrantType => {
                 (400, "unsupported_grant_type", "unsupported_grant_type")
             }
-            OAuthError::UnsupportedResponseType => {
-                (400, "unsupported_response_type", "unsupported_response_type")
-            }
+            OAuthError::UnsupportedResponseType => (
+                400,
+                "unsupported_response_type",
+                "unsupported_response_type",
+            ),
             OAuthError::InvalidScope(_) => (400, "invalid_scope", "invalid_scope"),
             OAuthError::UnauthorizedClient(_) => {
                 (400, "unauthorized_client", "unauthorized_client")
@@ -54,8 +58,14 @@ impl OAuthError {
             OAuthError::Throttled { .. } => (429, "Access Denied", "Access Denied"),
         };
         match dialect {
-            Dialect::Standard => Wire { status, error: standard },
-            Dialect::Zoho => Wire { status: 200, error: zoho },
+            Dialect::Standard => Wire {
+                status,
+                error: standard,
+            },
+            Dialect::Zoho => Wire {
+                status: 200,
+                error: zoho,
+            },
         }
     }
 
@@ -102,9 +112,14 @@ mod tests {
             assert_eq!(e.wire(Dialect::Zoho).status, 200, "{e:?}");
             assert_ne!(e.wire(Dialect::Standard).status, 200, "{e:?}");
         }
-        assert_eq!(OAuthError::InvalidGrant("x").wire(Dialect::Zoho).error, "invalid_code");
         assert_eq!(
-            OAuthError::RedirectUriMismatch.wire(Dialect::Standard).error,
+            OAuthError::InvalidGrant("x").wire(Dialect::Zoho).error,
+            "invalid_code"
+        );
+        assert_eq!(
+            OAuthError::RedirectUriMismatch
+                .wire(Dialect::Standard)
+                .error,
             "invalid_grant"
         );
     }

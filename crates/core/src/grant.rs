@@ -64,7 +64,9 @@ impl CodeGrant {
             return Err(Rejection::Replayed);
         }
         if !self.is_live(now) {
-            return Err(Rejection::burn(OAuthError::InvalidGrant("the code has expired")));
+            return Err(Rejection::burn(OAuthError::InvalidGrant(
+                "the code has expired",
+            )));
         }
         if let Some(expected) = &self.redirect_uri {
             if redirect_uri != Some(expected.as_str()) {
@@ -191,13 +193,26 @@ mod tests {
     fn code_boundaries() {
         let code = code(None);
         let uri = Some("https://a.example/cb");
-        assert!(code.check_redemption(&client("A"), uri, None, Timestamp(159)).is_ok());
-        assert!(code.check_redemption(&client("A"), uri, None, Timestamp(160)).is_err());
+        assert!(code
+            .check_redemption(&client("A"), uri, None, Timestamp(159))
+            .is_ok());
+        assert!(code
+            .check_redemption(&client("A"), uri, None, Timestamp(160))
+            .is_err());
         let other = code.check_redemption(&client("B"), uri, None, Timestamp(100));
         assert!(matches!(other, Err(Rejection::Refuse { burn: false, .. })));
-        let wrong_uri = code.check_redemption(&client("A"), Some("https://a.example/cb?x"), None, Timestamp(100));
-        assert_eq!(wrong_uri.map_err(|r| r.error()), Err(OAuthError::RedirectUriMismatch));
-        let verifier_without_challenge = code.check_redemption(&client("A"), uri, Some(&"a".repeat(43)), Timestamp(100));
+        let wrong_uri = code.check_redemption(
+            &client("A"),
+            Some("https://a.example/cb?x"),
+            None,
+            Timestamp(100),
+        );
+        assert_eq!(
+            wrong_uri.map_err(|r| r.error()),
+            Err(OAuthError::RedirectUriMismatch)
+        );
+        let verifier_without_challenge =
+            code.check_redemption(&client("A"), uri, Some(&"a".repeat(43)), Timestamp(100));
         assert!(verifier_without_challenge.is_err());
     }
 

@@ -48,7 +48,10 @@ impl RedirectUri {
         }
         // Backslashes, spaces and control characters are parsed differently by browsers and
         // URL libraries; refusing them removes the disagreement (T-004).
-        if raw.bytes().any(|b| b <= b' ' || b == b'\\' || b == 0x7f || b >= 0x80) {
+        if raw
+            .bytes()
+            .any(|b| b <= b' ' || b == b'\\' || b == 0x7f || b >= 0x80)
+        {
             return Err(RedirectUriError::NotAUrl);
         }
         if raw.contains('#') {
@@ -96,7 +99,10 @@ impl RedirectUri {
             return true;
         }
         kind == ClientType::Mobile
-            && match (without_loopback_port(&self.0), without_loopback_port(requested)) {
+            && match (
+                without_loopback_port(&self.0),
+                without_loopback_port(requested),
+            ) {
                 (Some(registered), Some(requested)) => registered == requested,
                 _ => false,
             }
@@ -144,8 +150,10 @@ fn is_loopback(url: &Url) -> bool {
 /// RFC 8252 §7.1: a reverse-domain scheme such as `com.example.app`. Known dangerous schemes
 /// never contain a dot, but are named anyway so the intent is plain.
 fn is_private_use_scheme(scheme: &str) -> bool {
-    !matches!(scheme, "javascript" | "data" | "vbscript" | "file" | "blob" | "about")
-        && scheme.contains('.')
+    !matches!(
+        scheme,
+        "javascript" | "data" | "vbscript" | "file" | "blob" | "about"
+    ) && scheme.contains('.')
 }
 
 /// `http://127.0.0.1:1234/cb` → `http://127.0.0.1/cb`; `None` when the URI is not an

@@ -28,9 +28,11 @@ impl Scope {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
         let segments: Vec<&str> = raw.split('.').collect();
-        let operation_known = segments
-            .last()
-            .is_some_and(|op| OPERATIONS.iter().any(|known| known.eq_ignore_ascii_case(op)));
+        let operation_known = segments.last().is_some_and(|op| {
+            OPERATIONS
+                .iter()
+                .any(|known| known.eq_ignore_ascii_case(op))
+        });
         if !well_formed_chars
             || segments.len() < 3
             || segments.iter().any(|s| s.is_empty())
@@ -60,7 +62,9 @@ impl Scope {
     }
 
     fn is_all(&self) -> bool {
-        self.segments().last().is_some_and(|op| op.eq_ignore_ascii_case("ALL"))
+        self.segments()
+            .last()
+            .is_some_and(|op| op.eq_ignore_ascii_case("ALL"))
     }
 
     /// Does holding `self` grant `wanted`?
@@ -164,10 +168,7 @@ impl Scopes {
     }
 
     /// Replaces each scope's spelling with the registry's; `None` names the first unknown one.
-    pub fn canonicalize(
-        &self,
-        lookup: impl Fn(&str) -> Option<String>,
-    ) -> Result<Scopes, &Scope> {
+    pub fn canonicalize(&self, lookup: impl Fn(&str) -> Option<String>) -> Result<Scopes, &Scope> {
         let mut canonical = Vec::with_capacity(self.0.len());
         for scope in &self.0 {
             match lookup(&scope.key()) {
@@ -198,7 +199,14 @@ mod tests {
 
     #[test]
     fn rejects_malformed_scopes() {
-        for bad in ["", "A.READ", "A.b.WRITE", "A..READ", "A.b.READ;drop", "A.b.READ\n"] {
+        for bad in [
+            "",
+            "A.READ",
+            "A.b.WRITE",
+            "A..READ",
+            "A.b.READ;drop",
+            "A.b.READ\n",
+        ] {
             assert!(Scopes::parse(bad).is_err(), "{bad:?} should be rejected");
         }
         let many = vec!["A.b.READ"; 65].join(",");
@@ -208,10 +216,21 @@ mod tests {
     #[test]
     fn all_covers_operations_below_it() {
         let granted = scopes("ZohoCRM.modules.ALL");
-        for wanted in ["ZohoCRM.modules.READ", "zohocrm.modules.leads.delete", "ZohoCRM.modules.ALL"] {
-            assert!(granted.covers(&Scope::parse(wanted).unwrap_or(Scope(String::new()))), "{wanted}");
+        for wanted in [
+            "ZohoCRM.modules.READ",
+            "zohocrm.modules.leads.delete",
+            "ZohoCRM.modules.ALL",
+        ] {
+            assert!(
+                granted.covers(&Scope::parse(wanted).unwrap_or(Scope(String::new()))),
+                "{wanted}"
+            );
         }
-        for wanted in ["ZohoCRM.settings.READ", "ZohoCRM.modulesx.READ", "Other.modules.READ"] {
+        for wanted in [
+            "ZohoCRM.settings.READ",
+            "ZohoCRM.modulesx.READ",
+            "Other.modules.READ",
+        ] {
             assert!(!granted.covers(&Scope(wanted.into())), "{wanted}");
         }
         assert!(!scopes("ZohoCRM.modules.READ").covers(&Scope("ZohoCRM.modules.ALL".into())));
@@ -220,9 +239,12 @@ mod tests {
 
     #[test]
     fn canonicalize_uses_the_registry_spelling() {
-        let registry = |key: &str| (key == "zohocrm.modules.all").then(|| "ZohoCRM.modules.ALL".to_owned());
+        let registry =
+            |key: &str| (key == "zohocrm.modules.all").then(|| "ZohoCRM.modules.ALL".to_owned());
         assert_eq!(
-            scopes("zohocrm.MODULES.all").canonicalize(registry).map(|s| s.to_stored()),
+            scopes("zohocrm.MODULES.all")
+                .canonicalize(registry)
+                .map(|s| s.to_stored()),
             Ok("ZohoCRM.modules.ALL".to_owned())
         );
         assert!(scopes("Nope.bad.READ").canonicalize(registry).is_err());

@@ -92,7 +92,11 @@ secret_type!(
 /// The Zoho-shaped opaque token: `1000.` + 32 hex + `.` + 32 hex.
 fn opaque_token() -> String {
     let bytes = random_bytes::<32>();
-    format!("1000.{}.{}", hex::encode(&bytes[..16]), hex::encode(&bytes[16..]))
+    format!(
+        "1000.{}.{}",
+        hex::encode(&bytes[..16]),
+        hex::encode(&bytes[16..])
+    )
 }
 
 impl GrantCode {
@@ -128,7 +132,10 @@ impl SessionToken {
         hex::encode(hasher.finalize())
     }
     pub fn csrf_matches(&self, presented: &str) -> bool {
-        self.csrf_token().as_bytes().ct_eq(presented.as_bytes()).into()
+        self.csrf_token()
+            .as_bytes()
+            .ct_eq(presented.as_bytes())
+            .into()
     }
 }
 
@@ -145,7 +152,11 @@ pub fn generate_client_id() -> String {
     let mut id = String::with_capacity(35);
     id.push_str("1000.");
     // 256 is not a multiple of 36; the slight bias is irrelevant for a public identifier.
-    id.extend(bytes.iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char));
+    id.extend(
+        bytes
+            .iter()
+            .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char),
+    );
     id
 }
 
@@ -165,7 +176,9 @@ mod tests {
         assert_eq!(ClientSecret::generate().expose().len(), 42);
         let id = generate_client_id();
         assert_eq!(id.len(), 35);
-        assert!(id[5..].chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()));
+        assert!(id[5..]
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()));
     }
 
     #[test]

@@ -109,7 +109,9 @@ pub async fn add_client(
     }
     if let Some(homepage) = &spec.homepage {
         if !grantd_core::redirect::is_web_url(homepage) {
-            return Err(invalid(format!("the homepage {homepage:?} is not an http(s) URL")));
+            return Err(invalid(format!(
+                "the homepage {homepage:?} is not an http(s) URL"
+            )));
         }
     }
     let mut redirect_uris = Vec::with_capacity(spec.redirect_uris.len());
@@ -160,7 +162,6 @@ pub async fn add_client(
     store.add_client(&client, now).await?;
     Ok((id, secret))
 }
-
 
 /// Issues a new secret; the old one stops working at once.
 pub async fn rotate_secret(store: &Store, client_id: &str) -> Result<ClientSecret, AdminError> {

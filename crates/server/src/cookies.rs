@@ -1,1 +1,64 @@
-//! TODO
+//! The two browser cookies: the session (after login) and the pre-session that binds the login
+//! form's CSRF token. Both are random 256-bit values; the server stores only their hashes.
+
+use axum::http::header::COOKIE;
+use axum::http::HeaderMap;
+
+use grantd_core::secret::SessionToken;
+
+use crate::app::Settings;
+
+#[derive(Debug, Clone, Copy)]
+pub enum Cookie {
+    Session,
+    PreSession,
+}
+
+impl Cookie {
+    /// `__Host-` pins the cookie to this origin when it can be Secure (T-074).
+    pub fn name(self, settings: &Settings) -> &'static str {
+        match (self, settings.secure_cookies()) {
+            (Cookie::Session, true) => "__Host-grantd_session",
+            (Cookie::Session, false) => "grantd_session",
+            (Cookie::PreSession, true) => "__Host-grantd_pre",
+            (Cookie::PreSession, false) => "grantd_pre",
+        }
+    }
+
+    pub fn read(self, headers: &HeaderMap, settings: &Settings) -> Option<SessionToken> {
+        let name = self.name(settings);
+        headers
+            .get_all(COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(n, v)| *n == name && v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
+            .map(|(_, v)| SessionToken::from_wire(v.to_owned()))
+    }
+
+    pub fn set(self, token: &SessionToken, max_age: i64, settings: &Settings) -> String {
+        format!(
+            "{}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{}",
+            self.name(settings),
+            token.expose(),
+            if settings.secure_cookies() {
+                "; Secure"
+            } else {
+                ""
+            }
+        )
+    }
+
+    pub fn clear(self, settings: &Settings) -> String {
+        format!(
+            "{}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{}",
+            self.name(settings),
+            if settings.secure_cookies() {
+                "; Secure"
+            } else {
+                ""
+            }
+        )
+    }
+}

@@ -1,1 +1,140 @@
-//! TODO
+//! The one place that turns failures into responses: OAuth errors in the client's dialect
+//! (CONTRACT.md "Error dialects"), store failures as a generic 500/503 that reveals nothing,
+//! and the HTML error page used where redirecting would be unsafe.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use grantd_core::{Dialect, OAuthError};
+use grantd_store::StoreError;
+
+use crate::pages;
+
+/// A failure inside a flow, before the dialect is attached.
+#[derive(Debug)]
+pub enum Failure {
+    OAuth(OAuthError),
+    Store(StoreError),
+}
+
+impl From<OAuthError> for Failure {
+    fn from(e: OAuthError) -> Self {
+        Failure::OAuth(e)
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure::Store(e)
+    }
+}
+
+/// A JSON API error ready to render.
+#[derive(Debug)]
+pub struct ApiError {
+    pub failure: Failure,
+    pub dialect: Dialect,
+    /// The client authenticated with HTTP Basic, so a 401 names that scheme (RFC 6749 §5.2).
+    pub basic: bool,
+}
+
+impl ApiError {
+    pub fn new(failure: impl Into<Failure>, dialect: Dialect) -> Self {
+        Self {
+            failure: failure.into(),
+            dialect,
+            basic: false,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self.failure {
+            Failure::OAuth(error) => {
+                let wire = error.wire(self.dialect);
+                let status = StatusCode::from_u16(wire.status).unwrap_or(StatusCode::BAD_REQUEST);
+                let mut body = json!({
+                    "error": wire.error,
+                    "error_description": error.description(),
+                });
+                let mut response = match error {
+                    OAuthError::Throttled { retry_after } => {
+                        body["status"] = json!("failure");
+                        let mut r = (status, Json(body)).into_response();
+                        r.headers_mut()
+                            .insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
+                        r
+                    }
+                    _ => (status, Json(body)).into_response(),
+                };
+                if status == StatusCode::UNAUTHORIZED && self.basic {
+                    response.headers_mut().insert(
+                        header::WWW_AUTHENTICATE,
+                        HeaderValue::from_static("Basic realm=\"grantd\""),
+                    );
+                }
+                response
+            }
+            Failure::Store(e) => store_failure(e),
+        }
+    }
+}
+
+/// 503 when the database is unreachable (retry later), 500 otherwise; details go to the log
+/// only (T-105).
+pub fn store_failure(e: StoreError) -> Response {
+    let (status, error) = match e {
+        StoreError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
+    };
+    tracing::error!(error = %e, "store failure");
+    let body =
+        json!({"error": error, "error_description": "the server could not complete the request"});
+    (status, Json(body)).into_response()
+}
+
+/// The authorization endpoint's answer when it cannot redirect: an HTML page with status 400
+/// and no `Location` (RFC 6749 §4.1.2.1).
+#[derive(Debug)]
+pub struct ErrorPage {
+    pub status: StatusCode,
+    pub message: &'static str,
+}
+
+impl ErrorPage {
+    pub fn bad_request(message: &'static str) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message,
+        }
+    }
+    pub fn forbidden(message: &'static str) -> Self {
+        Self {
+            status: StatusCode::FORBIDDEN,
+            message,
+        }
+    }
+}
+
+impl IntoResponse for ErrorPage {
+    fn into_response(self) -> Response {
+        (self.status, Html(pages::error(self.message))).into_response()
+    }
+}
+
+impl From<StoreError> for ErrorPage {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "store failure");
+        let status = match e {
+            StoreError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Self {
+            status,
+            message: "The server could not complete the request. Please try again later.",
+        }
+    }
+}

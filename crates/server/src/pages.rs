@@ -1,1 +1,57 @@
-//! TODO
+//! Server-rendered pages (askama templates, compiled in). Every value is HTML-escaped by the
+//! template engine; the CSRF token appears only in its form field.
+
+use askama::Template;
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage<'a> {
+    message: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+pub struct LoginPage<'a> {
+    pub csrf_token: &'a str,
+    pub next: &'a str,
+    pub email: &'a str,
+    pub error: Option<&'a str>,
+    pub client_name: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "consent.html")]
+pub struct ConsentPage<'a> {
+    pub client_name: &'a str,
+    pub homepage: Option<&'a str>,
+    pub user_email: &'a str,
+    /// (scope, description)
+    pub scopes: Vec<(String, String)>,
+    pub offline: bool,
+    pub csrf_token: &'a str,
+    pub consent_id: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "home.html")]
+pub struct HomePage<'a> {
+    pub name: &'a str,
+    pub email: &'a str,
+    pub csrf_token: &'a str,
+}
+
+pub const STYLESHEET: &str = include_str!("../static/grantd.css");
+
+/// Renders a page; a template failure (which would be a bug) becomes the plain error page.
+pub fn render(page: &impl Template) -> String {
+    page.render().unwrap_or_else(|e| {
+        tracing::error!(error = %e, "template failed");
+        error("The page could not be shown.")
+    })
+}
+
+pub fn error(message: &str) -> String {
+    ErrorPage { message }
+        .render()
+        .unwrap_or_else(|_| "<!doctype html><title>Error</title><p>Error</p>".to_owned())
+}

@@ -1,9 +1,55 @@
-//! Every route of the server, in one place.
+//! Every route of the server, and the layers around them.
 
+use axum::extract::DefaultBodyLimit;
+use axum::http::header::CONTENT_TYPE;
+use axum::routing::{get, post};
 use axum::Router;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::trace::TraceLayer;
 
 use crate::app::App;
+use crate::headers;
+use crate::oauth::{authorize, discovery, login, resource, revoke, token};
+use crate::pages::STYLESHEET;
+
+/// Far above any OAuth request, far below anything that costs memory (T-082).
+const BODY_LIMIT: usize = 64 * 1024;
 
 pub fn router(app: App) -> Router {
-    Router::new().with_state(app)
+    let mut router = Router::new()
+        .route("/", get(login::home))
+        .route("/signin", post(login::sign_in))
+        .route("/signout", post(login::sign_out))
+        .route(
+            "/oauth/v2/auth",
+            get(authorize::authorize).post(authorize::authorize),
+        )
+        .route("/oauth/v2/auth/consent", post(authorize::decide))
+        .route("/oauth/v2/token", post(token::token))
+        .route("/oauth/v2/token/revoke", post(revoke::revoke))
+        .route("/oauth/v2/introspect", post(resource::introspect))
+        .route("/oauth/user/info", get(resource::user_info))
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(discovery::metadata),
+        )
+        .route("/oauth/serverinfo", get(discovery::server_info))
+        .route("/healthz", get(discovery::health))
+        .route(
+            "/static/grantd.css",
+            get(|| async { ([(CONTENT_TYPE, "text/css; charset=utf-8")], STYLESHEET) }),
+        )
+        .with_state(app)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(RequestBodyLimitLayer::new(BODY_LIMIT));
+    for layer in headers::layers() {
+        router = router.layer(layer);
+    }
+    // Logs method, path and status only: query strings can carry tokens and codes (Zoho's
+    // docs put them there), so they never reach a log line.
+    router.layer(
+        TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
+            tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
+        }),
+    )
 }

@@ -20,8 +20,8 @@ use grantd_core::{
 };
 
 use crate::{
-    CodeIssue, NewClient, NewCode, NewTokens, Redemption, RefreshOutcome, StoreError, TokenInfo,
-    User,
+    CodeIssue, NewAccess, NewClient, NewCode, NewTokens, Redemption, RefreshOutcome, StoreError,
+    TokenInfo, User,
 };
 
 pub static MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
@@ -51,8 +51,7 @@ const CLIENT_COLUMNS: &str =
     "id, kind, name, homepage, redirect_uris, secret_hash, owner_id, dialect";
 
 type UserRow = (i64, String, String, String, bool, i64, i64);
-const USER_COLUMNS: &str =
-    "id, email, name, password_hash, is_admin, failed_logins, locked_until";
+const USER_COLUMNS: &str = "id, email, name, password_hash, is_admin, failed_logins, locked_until";
 
 type CodeRow = (
     Vec<u8>,
@@ -82,10 +81,12 @@ impl SqliteStore {
                 "an in-memory SQLite database cannot be shared; give a file path".into(),
             ));
         }
-        if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                StoreError::Setup(format!("cannot create {}: {e}", dir.display()))
-            })?;
+        if let Some(dir) = Path::new(path)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Setup(format!("cannot create {}: {e}", dir.display())))?;
         }
         let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))
             .map_err(|e| StoreError::Setup(format!("bad database URL: {e}")))?
@@ -264,7 +265,11 @@ impl SqliteStore {
     // ---- clients ----------------------------------------------------------------------
 
     pub async fn add_client(&self, client: &NewClient, now: Timestamp) -> Result<(), StoreError> {
-        let uris: Vec<&str> = client.redirect_uris.iter().map(RedirectUri::as_str).collect();
+        let uris: Vec<&str> = client
+            .redirect_uris
+            .iter()
+            .map(RedirectUri::as_str)
+            .collect();
         sqlx::query(
             "INSERT INTO clients (id, kind, name, homepage, redirect_uris, secret_hash, owner_id,
                                   dialect, created_at)
@@ -282,20 +287,19 @@ impl SqliteStore {
         .execute(&self.writer)
         .await
         .map_err(|e| match StoreError::from(e) {
-            StoreError::Conflict(_) => {
-                StoreError::Conflict("this user already has a Self Client")
-            }
+            StoreError::Conflict(_) => StoreError::Conflict("this user already has a Self Client"),
             other => other,
         })?;
         Ok(())
     }
 
     pub async fn client(&self, id: &str) -> Result<Option<Client>, StoreError> {
-        let row: Option<ClientRow> =
-            sqlx::query_as(&format!("SELECT {CLIENT_COLUMNS} FROM clients WHERE id = ?"))
-                .bind(id)
-                .fetch_optional(&self.reader)
-                .await?;
+        let row: Option<ClientRow> = sqlx::query_as(&format!(
+            "SELECT {CLIENT_COLUMNS} FROM clients WHERE id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await?;
         Ok(row.and_then(client_from_row))
     }
 
@@ -374,13 +378,12 @@ impl SqliteStore {
         .execute(&mut *tx)
         .await?;
         if let Some(scopes) = &code.record_consent {
-            let prior: Option<(String,)> = sqlx::query_as(
-                "SELECT scopes FROM consents WHERE user_id = ? AND client_id = ?",
-            )
-            .bind(grant.user_id)
-            .bind(grant.client_id.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
+            let prior: Option<(String,)> =
+                sqlx::query_as("SELECT scopes FROM consents WHERE user_id = ? AND client_id = ?")
+                    .bind(grant.user_id)
+                    .bind(grant.client_id.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
             let merged = match prior {
                 Some((stored,)) => Scopes::from_stored(&stored).union(scopes),
                 None => scopes.clone(),
@@ -401,7 +404,11 @@ impl SqliteStore {
     }
 
     /// The scopes the user has consented to for this client, if any.
-    pub async fn consent(&self, user_id: i64, client: &ClientId) -> Result<Option<Scopes>, StoreError> {
+    pub async fn consent(
+        &self,
+        user_id: i64,
+        client: &ClientId,
+    ) -> Result<Option<Scopes>, StoreError> {
         let row: Option<(String,)> =
             sqlx::query_as("SELECT scopes FROM consents WHERE user_id = ? AND client_id = ?")
                 .bind(user_id)
@@ -435,7 +442,10 @@ impl SqliteStore {
         match decide(&grant) {
             Ok(()) => {}
             Err(Rejection::Refuse { error, burn: false }) => {
-                return Ok(Redemption::Rejected(Rejection::Refuse { error, burn: false }));
+                return Ok(Redemption::Rejected(Rejection::Refuse {
+                    error,
+                    burn: false,
+                }));
             }
             Err(rejection) => {
                 if rejection == Rejection::Replayed {
@@ -481,14 +491,13 @@ impl SqliteStore {
         };
         insert_access_token(
             &mut tx,
-            &tokens.access_hash,
+            &tokens.access,
             &grant.client_id,
             grant.user_id,
             &scopes,
             refresh_id,
             Some(code_hash),
             now,
-            tokens.access_expires_at,
         )
         .await?;
         tx.commit().await?;
@@ -504,9 +513,8 @@ impl SqliteStore {
         refresh_hash: &SecretHash,
         client: &ClientId,
         decide: impl FnOnce(&RefreshGrant) -> Result<Scopes, OAuthError>,
-        access_hash: &SecretHash,
+        access: &NewAccess,
         now: Timestamp,
-        access_expires_at: Timestamp,
         limits: &Limits,
     ) -> Result<RefreshOutcome, StoreError> {
         let mut tx = self.write().await?;
@@ -555,14 +563,13 @@ impl SqliteStore {
             .await?;
         insert_access_token(
             &mut tx,
-            access_hash,
+            access,
             &grant.client_id,
             user_id,
             &scopes.to_stored(),
             Some(id),
             None,
             now,
-            access_expires_at,
         )
         .await?;
         sqlx::query(
@@ -586,24 +593,22 @@ impl SqliteStore {
     /// Stores an access token that no refresh token stands behind (`client_credentials`).
     pub async fn add_access_token(
         &self,
-        access_hash: &SecretHash,
+        access: &NewAccess,
         client: &ClientId,
         user_id: i64,
         scopes: &Scopes,
         now: Timestamp,
-        expires_at: Timestamp,
     ) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
         insert_access_token(
             &mut tx,
-            access_hash,
+            access,
             client,
             user_id,
             &scopes.to_stored(),
             None,
             None,
             now,
-            expires_at,
         )
         .await?;
         tx.commit().await?;
@@ -624,12 +629,14 @@ impl SqliteStore {
         .bind(now.0)
         .fetch_optional(&self.reader)
         .await?;
-        Ok(row.map(|(client_id, user_id, scopes, expires_at)| AccessGrant {
-            client_id: ClientId::new(client_id),
-            user_id,
-            scopes: Scopes::from_stored(&scopes),
-            expires_at: Timestamp(expires_at),
-        }))
+        Ok(
+            row.map(|(client_id, user_id, scopes, expires_at)| AccessGrant {
+                client_id: ClientId::new(client_id),
+                user_id,
+                scopes: Scopes::from_stored(&scopes),
+                expires_at: Timestamp(expires_at),
+            }),
+        )
     }
 
     /// A live access token or a refresh token, for introspection.
@@ -781,16 +788,24 @@ impl SqliteStore {
         .bind(session_hash.as_bytes())
         .fetch_optional(&self.writer)
         .await?;
-        Ok(row.filter(|(_, expires_at)| now.0 < *expires_at).map(|(r, _)| r))
+        Ok(row
+            .filter(|(_, expires_at)| now.0 < *expires_at)
+            .map(|(r, _)| r))
     }
 }
 
-async fn mark_redeemed(tx: &mut Tx, code_hash: &SecretHash, now: Timestamp) -> Result<(), StoreError> {
-    sqlx::query("UPDATE grant_codes SET redeemed_at = ? WHERE code_hash = ? AND redeemed_at IS NULL")
-        .bind(now.0)
-        .bind(code_hash.as_bytes())
-        .execute(&mut **tx)
-        .await?;
+async fn mark_redeemed(
+    tx: &mut Tx,
+    code_hash: &SecretHash,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE grant_codes SET redeemed_at = ? WHERE code_hash = ? AND redeemed_at IS NULL",
+    )
+    .bind(now.0)
+    .bind(code_hash.as_bytes())
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
@@ -810,28 +825,27 @@ async fn revoke_code_family(tx: &mut Tx, code_hash: &SecretHash) -> Result<(), S
 #[allow(clippy::too_many_arguments)] // one column each; a struct would only rename them
 async fn insert_access_token(
     tx: &mut Tx,
-    hash: &SecretHash,
+    access: &NewAccess,
     client: &ClientId,
     user_id: i64,
     scopes: &str,
     refresh_id: Option<i64>,
     code_hash: Option<&SecretHash>,
     now: Timestamp,
-    expires_at: Timestamp,
 ) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO access_tokens (token_hash, client_id, user_id, scopes, refresh_id, code_hash,
                                     created_at, expires_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     )
-    .bind(hash.as_bytes())
+    .bind(access.hash.as_bytes())
     .bind(client.as_str())
     .bind(user_id)
     .bind(scopes)
     .bind(refresh_id)
     .bind(code_hash.map(SecretHash::as_bytes))
     .bind(now.0)
-    .bind(expires_at.0)
+    .bind(access.expires_at.0)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -872,7 +886,17 @@ fn client_from_row(
 }
 
 fn code_from_row(
-    (hash, client_id, user_id, redirect_uri, scopes, issue_refresh, challenge, expires_at, redeemed_at): CodeRow,
+    (
+        hash,
+        client_id,
+        user_id,
+        redirect_uri,
+        scopes,
+        issue_refresh,
+        challenge,
+        expires_at,
+        redeemed_at,
+    ): CodeRow,
 ) -> Option<CodeGrant> {
     Some(CodeGrant {
         code_hash: SecretHash::from_bytes(&hash)?,

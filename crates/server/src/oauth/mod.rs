@@ -1,1 +1,28 @@
+//! The OAuth endpoints, one module each, and what they share.
 
+pub mod authorize;
+pub mod client_auth;
+pub mod discovery;
+pub mod login;
+pub mod resource;
+pub mod revoke;
+pub mod token;
+
+use grantd_core::{OAuthError, Scope, Scopes};
+
+use crate::app::App;
+use crate::error::Failure;
+
+/// Parses a scope list and checks it against the registry, in the registry's spelling.
+async fn registered_scopes(app: &App, raw: &str) -> Result<Scopes, Failure> {
+    let parsed = Scopes::parse(raw)
+        .map_err(|_| OAuthError::InvalidScope("the scope parameter is malformed"))?;
+    match app.store.registered(&parsed).await? {
+        Ok(rows) => Ok(Scopes::from_vec(
+            rows.into_iter()
+                .map(|(name, _)| Scope::from_stored(name))
+                .collect(),
+        )),
+        Err(_) => Err(OAuthError::InvalidScope("a requested scope is not registered").into()),
+    }
+}

@@ -1,0 +1,151 @@
+//! Client authentication at the token, revocation and introspection endpoints: `client_id` and
+//! `client_secret` parameters (Zoho's SDKs) or HTTP Basic (most standard libraries), RFC 6749
+//! §2.3.1. Every failure is the same `invalid_client`.
+
+use axum::http::header::AUTHORIZATION;
+use axum::http::HeaderMap;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+
+use grantd_core::{Client, Dialect, OAuthError};
+
+use crate::app::App;
+use crate::error::Failure;
+use crate::params::Params;
+
+/// Client ids are 35 characters; anything far longer is not looked up.
+const MAX_CLIENT_ID_LEN: usize = 128;
+
+#[derive(Debug, Default)]
+pub struct Credentials {
+    pub client_id: Option<String>,
+    pub secret: Option<String>,
+    /// Sent with HTTP Basic, so a 401 carries `WWW-Authenticate: Basic`.
+    pub basic: bool,
+}
+
+impl Credentials {
+    pub fn read(headers: &HeaderMap, params: &Params) -> Result<Credentials, OAuthError> {
+        let mut credentials = Credentials::default();
+        if let Some((id, secret)) = basic(headers)? {
+            credentials = Credentials {
+                client_id: Some(id),
+                secret: Some(secret).filter(|s| !s.is_empty()),
+                basic: true,
+            };
+        }
+        // Both ways at once must agree (CONTRACT.md).
+        if let Some(id) = params.get("client_id")? {
+            match &credentials.client_id {
+                Some(basic_id) if basic_id != id => return Err(OAuthError::InvalidClient),
+                _ => credentials.client_id = Some(id.to_owned()),
+            }
+        }
+        if let Some(secret) = params.get("client_secret")? {
+            match &credentials.secret {
+                Some(basic_secret) if basic_secret != secret => {
+                    return Err(OAuthError::InvalidClient)
+                }
+                _ => credentials.secret = Some(secret.to_owned()),
+            }
+        }
+        Ok(credentials)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.client_id.is_none() && self.secret.is_none()
+    }
+
+    /// The client these credentials name, if it exists.
+    pub async fn claimed_client(&self, app: &App) -> Result<Option<Client>, Failure> {
+        match &self.client_id {
+            Some(id) if id.len() <= MAX_CLIENT_ID_LEN => Ok(app.store.client(id).await?),
+            _ => Ok(None),
+        }
+    }
+
+    /// Checks the credentials against the claimed client: a confidential client must present
+    /// its secret, a public client must not pretend to have one.
+    pub fn verify(&self, client: Option<Client>) -> Result<Client, OAuthError> {
+        let client = client.ok_or(OAuthError::InvalidClient)?;
+        let ok = match (&client.secret_hash, &self.secret) {
+            (Some(_), Some(secret)) => client.secret_matches(secret),
+            (None, None) => true,
+            _ => false,
+        };
+        if ok {
+            Ok(client)
+        } else {
+            Err(OAuthError::InvalidClient)
+        }
+    }
+}
+
+/// The dialect to answer in: the claimed client's, or the server's default.
+pub fn dialect_of(client: Option<&Client>, app: &App) -> Dialect {
+    client.map_or(app.settings.default_dialect, |c| c.dialect)
+}
+
+/// `Authorization: Basic base64(urlencode(id) ":" urlencode(secret))`.
+fn basic(headers: &HeaderMap) -> Result<Option<(String, String)>, OAuthError> {
+    let Some(value) = headers.get(AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value.to_str().map_err(|_| OAuthError::InvalidClient)?;
+    let Some((scheme, encoded)) = value.split_once(' ') else {
+        return Ok(None);
+    };
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Ok(None);
+    }
+    if encoded.len() > 1024 {
+        return Err(OAuthError::InvalidClient);
+    }
+    let decoded = STANDARD
+        .decode(encoded.trim())
+        .map_err(|_| OAuthError::InvalidClient)?;
+    let decoded = String::from_utf8(decoded).map_err(|_| OAuthError::InvalidClient)?;
+    let (id, secret) = decoded.split_once(':').ok_or(OAuthError::InvalidClient)?;
+    let id = form_decode(id).ok_or(OAuthError::InvalidClient)?;
+    let secret = form_decode(secret).ok_or(OAuthError::InvalidClient)?;
+    if id.is_empty() {
+        return Err(OAuthError::InvalidClient);
+    }
+    Ok(Some((id, secret)))
+}
+
+fn form_decode(raw: &str) -> Option<String> {
+    let decoded: String = form_urlencoded::parse(format!("v={raw}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())?;
+    (!decoded.contains('\u{FFFD}')).then_some(decoded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn header(raw: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if let Ok(v) = HeaderValue::from_str(raw) {
+            headers.insert(AUTHORIZATION, v);
+        }
+        headers
+    }
+
+    #[test]
+    fn t063_basic_decoding() {
+        let encoded = STANDARD.encode("id%3Ax:s%25%2B+t");
+        assert_eq!(
+            basic(&header(&format!("Basic {encoded}"))),
+            Ok(Some(("id:x".into(), "s%+ t".into())))
+        );
+        for bad in ["Basic !!!", "Basic aWQ=", "Basic OnNlY3JldA=="] {
+            assert_eq!(basic(&header(bad)), Err(OAuthError::InvalidClient), "{bad}");
+        }
+        let long = format!("Basic {}", "A".repeat(10_000));
+        assert_eq!(basic(&header(&long)), Err(OAuthError::InvalidClient));
+        assert_eq!(basic(&header("Bearer abc")), Ok(None));
+    }
+}

@@ -1,0 +1,256 @@
+//! Browser sign-in and sign-out, and the session they create. A login form is bound to a
+//! pre-session cookie by its CSRF token (login CSRF, T-023); a successful login always starts a
+//! fresh session (fixation, T-073); every failure reads the same (T-071).
+
+use axum::extract::State;
+use axum::http::header::{LOCATION, ORIGIN, SET_COOKIE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+
+use grantd_core::secret::{Password, SessionToken};
+use grantd_core::Timestamp;
+use grantd_store::{StoreError, User};
+
+use crate::app::App;
+use crate::cookies::Cookie;
+use crate::error::ErrorPage;
+use crate::pages::{self, HomePage, LoginPage};
+use crate::params::Params;
+
+const LOGIN_FAILED: &str = "The email address or password is incorrect.";
+
+/// The signed-in user of this browser, with the session token that proves it.
+pub async fn current_session(
+    app: &App,
+    headers: &HeaderMap,
+    now: Timestamp,
+) -> Result<Option<(SessionToken, User)>, StoreError> {
+    let Some(token) = Cookie::Session.read(headers, &app.settings) else {
+        return Ok(None);
+    };
+    Ok(app
+        .store
+        .session_user(&token.hash(), now)
+        .await?
+        .map(|user| (token, user)))
+}
+
+/// A form POST from another site, by Fetch Metadata or Origin (OWASP CSRF cheat sheet). This
+/// backs up the CSRF token; it never replaces it.
+pub fn is_cross_site(headers: &HeaderMap, app: &App) -> bool {
+    let fetch_site = headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("same-origin");
+    let origin_ok = headers
+        .get(ORIGIN)
+        .map(|v| v.as_bytes() == app.settings.public_url.as_bytes())
+        .unwrap_or(true);
+    !matches!(fetch_site, "same-origin" | "none") || !origin_ok
+}
+
+/// Only same-origin paths may follow a login (T-080): `/x`, never `//host` or `/\host`.
+fn safe_next(next: Option<&str>) -> &str {
+    match next {
+        Some(next)
+            if next.starts_with('/')
+                && !next.starts_with("//")
+                && !next.starts_with("/\\")
+                && next.len() <= 4096
+                && !next.bytes().any(|b| b.is_ascii_control()) =>
+        {
+            next
+        }
+        _ => "/",
+    }
+}
+
+/// Renders the login page, creating the pre-session that binds its CSRF token if needed.
+pub fn login_page(
+    app: &App,
+    headers: &HeaderMap,
+    next: &str,
+    email: &str,
+    error: Option<&str>,
+    client_name: Option<&str>,
+) -> Response {
+    let existing = Cookie::PreSession.read(headers, &app.settings);
+    let pre = existing.clone().unwrap_or_else(SessionToken::generate);
+    let csrf_token = pre.csrf_token();
+    let page = LoginPage {
+        csrf_token: &csrf_token,
+        next: safe_next(Some(next)),
+        email,
+        error,
+        client_name,
+    };
+    let mut response = Html(pages::render(&page)).into_response();
+    if existing.is_none() {
+        let cookie = Cookie::PreSession.set(
+            &pre,
+            app.settings.limits.session_lifetime_secs,
+            &app.settings,
+        );
+        if let Ok(value) = HeaderValue::from_str(&cookie) {
+            response.headers_mut().append(SET_COOKIE, value);
+        }
+    }
+    response
+}
+
+pub async fn home(State(app): State<App>, headers: HeaderMap) -> Response {
+    let now = app.clock.now();
+    match current_session(&app, &headers, now).await {
+        Ok(Some((token, user))) => {
+            let csrf_token = token.csrf_token();
+            Html(pages::render(&HomePage {
+                name: &user.name,
+                email: &user.email,
+                csrf_token: &csrf_token,
+            }))
+            .into_response()
+        }
+        Ok(None) => login_page(&app, &headers, "/", "", None, None),
+        Err(e) => ErrorPage::from(e).into_response(),
+    }
+}
+
+pub async fn sign_in(State(app): State<App>, headers: HeaderMap, params: Params) -> Response {
+    let now = app.clock.now();
+    match sign_in_flow(&app, &headers, &params, now).await {
+        Ok(response) => response,
+        Err(page) => page.into_response(),
+    }
+}
+
+async fn sign_in_flow(
+    app: &App,
+    headers: &HeaderMap,
+    params: &Params,
+    now: Timestamp,
+) -> Result<Response, ErrorPage> {
+    let pre = Cookie::PreSession.read(headers, &app.settings);
+    let csrf = params.get("csrf_token").ok().flatten().unwrap_or("");
+    let csrf_ok = pre.as_ref().is_some_and(|pre| pre.csrf_matches(csrf));
+    if is_cross_site(headers, app) || !csrf_ok {
+        return Err(ErrorPage::forbidden(
+            "This sign-in form has expired or came from another site. Please go back and try again.",
+        ));
+    }
+    let next = safe_next(params.get("next").ok().flatten()).to_owned();
+    let email = params.get("email").ok().flatten().unwrap_or("");
+    let password = Password::from_wire(
+        params
+            .get("password")
+            .ok()
+            .flatten()
+            .unwrap_or("")
+            .to_owned(),
+    );
+    let user = if email.len() <= 254 {
+        app.store.user_by_email(email).await?
+    } else {
+        None
+    };
+    // The hash is checked even for unknown or locked accounts, so timing says nothing (T-071).
+    let matched = app
+        .passwords
+        .verify(user.as_ref().map(|u| u.password_hash.as_str()), &password)
+        .await;
+    let user = match user {
+        Some(user) if matched && user.locked_until <= now => user,
+        Some(user) => {
+            if user.locked_until <= now {
+                app.store
+                    .note_login_failure(user.id, now, &app.settings.limits)
+                    .await?;
+            }
+            return Ok(login_page(
+                app,
+                headers,
+                &next,
+                email,
+                Some(LOGIN_FAILED),
+                None,
+            ));
+        }
+        None => {
+            return Ok(login_page(
+                app,
+                headers,
+                &next,
+                email,
+                Some(LOGIN_FAILED),
+                None,
+            ))
+        }
+    };
+    app.store.clear_login_failures(user.id).await?;
+    if let Some(old) = Cookie::Session.read(headers, &app.settings) {
+        app.store.remove_session(&old.hash()).await?;
+    }
+    let session = SessionToken::generate();
+    let lifetime = app.settings.limits.session_lifetime_secs;
+    app.store
+        .add_session(&session.hash(), user.id, now, now.plus(lifetime))
+        .await?;
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    let headers = response.headers_mut();
+    let cookies = [
+        Cookie::Session.set(&session, lifetime, &app.settings),
+        Cookie::PreSession.clear(&app.settings),
+    ];
+    for cookie in cookies {
+        if let Ok(value) = HeaderValue::from_str(&cookie) {
+            headers.append(SET_COOKIE, value);
+        }
+    }
+    if let Ok(location) = HeaderValue::from_str(&next) {
+        headers.insert(LOCATION, location);
+    }
+    Ok(response)
+}
+
+pub async fn sign_out(State(app): State<App>, headers: HeaderMap, params: Params) -> Response {
+    let now = app.clock.now();
+    let session = match current_session(&app, &headers, now).await {
+        Ok(session) => session,
+        Err(e) => return ErrorPage::from(e).into_response(),
+    };
+    let csrf = params.get("csrf_token").ok().flatten().unwrap_or("");
+    let Some((token, _)) = session.filter(|(t, _)| t.csrf_matches(csrf)) else {
+        return ErrorPage::forbidden("This sign-out form has expired. Please try again.")
+            .into_response();
+    };
+    if let Err(e) = app.store.remove_session(&token.hash()).await {
+        return ErrorPage::from(e).into_response();
+    }
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    response
+        .headers_mut()
+        .insert(LOCATION, HeaderValue::from_static("/"));
+    if let Ok(value) = HeaderValue::from_str(&Cookie::Session.clear(&app.settings)) {
+        response.headers_mut().append(SET_COOKIE, value);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn t080_only_same_origin_paths_follow_a_login() {
+        for bad in [
+            "//evil.test",
+            "/\\evil.test",
+            "https:evil.test",
+            "https://evil.test",
+            "",
+            "/a\r\nb",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/", "{bad:?}");
+        }
+        assert_eq!(safe_next(Some("/oauth/v2/auth?x=1")), "/oauth/v2/auth?x=1");
+    }
+}
