@@ -17,8 +17,12 @@ pub use password::Passwords;
 pub use routes::router;
 
 use std::future::Future;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
+
+/// How often expired rows are swept away.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(600);
 
 /// Serves `app` on `listener` until `shutdown` resolves; requests in flight are finished.
 pub async fn serve_until(
@@ -26,9 +30,23 @@ pub async fn serve_until(
     app: App,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(app))
+    let sweeper = tokio::spawn(sweep_forever(app.clone()));
+    let served = axum::serve(listener, router(app))
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+    sweeper.abort();
+    served
+}
+
+async fn sweep_forever(app: App) {
+    let mut interval = tokio::time::interval(SWEEP_INTERVAL);
+    interval.tick().await; // the first tick is immediate; nothing has expired at start-up
+    loop {
+        interval.tick().await;
+        if let Err(e) = app.store.sweep(app.clock.now()).await {
+            tracing::warn!(error = %e, "sweeping expired rows failed");
+        }
+    }
 }
 
 /// Serves `app` on `listener` forever (tests and embedding).

@@ -1,9 +1,13 @@
 //! Every route of the server, and the layers around them.
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::header::CONTENT_TYPE;
+use axum::http::header::{ALLOW, CONTENT_TYPE};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
+use axum::Json;
 use axum::Router;
+use serde_json::json;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
 
@@ -15,6 +19,16 @@ use crate::pages::STYLESHEET;
 /// Far above any OAuth request, far below anything that costs memory (T-082).
 const BODY_LIMIT: usize = 64 * 1024;
 
+/// RFC 6749 §3.2: POST only; answered in JSON like every other token-endpoint error, and
+/// without reading the request, so a code in a GET's query is never consumed (T-091).
+async fn post_only() -> impl IntoResponse {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        [(ALLOW, "POST")],
+        Json(json!({"error": "invalid_request", "error_description": "use POST"})),
+    )
+}
+
 pub fn router(app: App) -> Router {
     let mut router = Router::new()
         .route("/", get(login::home))
@@ -25,9 +39,15 @@ pub fn router(app: App) -> Router {
             get(authorize::authorize).post(authorize::authorize),
         )
         .route("/oauth/v2/auth/consent", post(authorize::decide))
-        .route("/oauth/v2/token", post(token::token))
-        .route("/oauth/v2/token/revoke", post(revoke::revoke))
-        .route("/oauth/v2/introspect", post(resource::introspect))
+        .route("/oauth/v2/token", post(token::token).fallback(post_only))
+        .route(
+            "/oauth/v2/token/revoke",
+            post(revoke::revoke).fallback(post_only),
+        )
+        .route(
+            "/oauth/v2/introspect",
+            post(resource::introspect).fallback(post_only),
+        )
         .route("/oauth/user/info", get(resource::user_info))
         .route(
             "/.well-known/oauth-authorization-server",

@@ -702,6 +702,30 @@ impl SqliteStore {
         Ok(revoked)
     }
 
+    /// Deletes what can no longer be used: expired access tokens, sessions and pending
+    /// consents, and codes a day past expiry (kept that long so a late replay is still seen).
+    pub async fn sweep(&self, now: Timestamp) -> Result<u64, StoreError> {
+        let mut tx = self.write().await?;
+        let mut removed = 0;
+        for (sql, cutoff) in [
+            ("DELETE FROM access_tokens WHERE expires_at <= ?", now),
+            ("DELETE FROM sessions WHERE expires_at <= ?", now),
+            ("DELETE FROM pending_consents WHERE expires_at <= ?", now),
+            (
+                "DELETE FROM grant_codes WHERE expires_at <= ?",
+                now.minus(86_400),
+            ),
+        ] {
+            removed += sqlx::query(sql)
+                .bind(cutoff.0)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(removed)
+    }
+
     // ---- browser sessions -------------------------------------------------------------
 
     pub async fn add_session(
