@@ -9,7 +9,8 @@ use axum::Json;
 use axum::Router;
 use serde_json::json;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
 
 use crate::app::App;
 use crate::headers;
@@ -68,8 +69,10 @@ pub fn router(app: App) -> Router {
     // Logs method, path and status only: query strings can carry tokens and codes (Zoho's
     // docs put them there), so they never reach a log line.
     router.layer(
-        TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
-            tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
-        }),
+        TraceLayer::new_for_http()
+            .make_span_with(|request: &axum::http::Request<_>| {
+                tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
+            })
+            .on_response(DefaultOnResponse::new().level(Level::INFO)),
     )
 }
