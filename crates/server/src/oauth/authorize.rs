@@ -160,13 +160,7 @@ async fn parse_request(
         Some(_) => return Err(OAuthError::UnsupportedResponseType.into()),
         None => return Err(OAuthError::InvalidRequest("response_type is required").into()),
     }
-    let scopes = registered_scopes(
-        app,
-        params
-            .require("scope")
-            .map_err(|_| OAuthError::InvalidScope("the scope parameter is missing"))?,
-    )
-    .await?;
+    let scopes = registered_scopes(app, params.require("scope")?).await?;
     let offline = match AccessType::parse(params.get("access_type")?) {
         Some(access) => access == AccessType::Offline,
         None => {
