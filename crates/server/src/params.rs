@@ -99,9 +99,7 @@ impl Params {
             });
         match content_type.as_deref() {
             Some("application/x-www-form-urlencoded") => {
-                let body = Bytes::from_request(req, state).await.map_err(|_| {
-                    OAuthError::InvalidRequest("the request body could not be read")
-                })?;
+                let body = Bytes::from_request(req, state).await.map_err(body_error)?;
                 params.extend_urlencoded(&body)?;
             }
             Some("multipart/form-data") => {
@@ -124,9 +122,7 @@ impl Params {
             other => {
                 // No body at all is fine (parameters in the query, as Zoho's docs show); any
                 // other body is refused rather than ignored.
-                let body = Bytes::from_request(req, state).await.map_err(|_| {
-                    OAuthError::InvalidRequest("the request body could not be read")
-                })?;
+                let body = Bytes::from_request(req, state).await.map_err(body_error)?;
                 if !body.is_empty() || other.is_some_and(|t| t.contains("json")) {
                     return Err(OAuthError::InvalidRequest(
                         "the body must be application/x-www-form-urlencoded or multipart/form-data",
@@ -136,6 +132,10 @@ impl Params {
         }
         Ok(params)
     }
+}
+
+fn body_error(_: axum::extract::rejection::BytesRejection) -> OAuthError {
+    OAuthError::InvalidRequest("the request body is too large or could not be read")
 }
 
 /// Error texts are `'static` so that a request can never put its own bytes into a response.

@@ -8,7 +8,6 @@ use axum::routing::{get, post};
 use axum::Json;
 use axum::Router;
 use serde_json::json;
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
@@ -61,8 +60,9 @@ pub fn router(app: App) -> Router {
             get(|| async { ([(CONTENT_TYPE, "text/css; charset=utf-8")], STYLESHEET) }),
         )
         .with_state(app)
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(RequestBodyLimitLayer::new(BODY_LIMIT));
+        // Enforced where bodies are read (`Params`), so an oversized body is answered in the
+        // endpoint's own format: JSON on the API, the error page on the browser routes.
+        .layer(DefaultBodyLimit::max(BODY_LIMIT));
     for layer in headers::layers() {
         router = router.layer(layer);
     }
