@@ -117,6 +117,9 @@ pub struct Client {
     pub secret_hash: Option<SecretHash>,
     pub owner_id: Option<i64>,
     pub dialect: Dialect,
+    /// The JavaScript origin of a client-based app, shown in the console.
+    pub js_domain: Option<String>,
+    pub created_at: crate::Timestamp,
 }
 
 impl Client {

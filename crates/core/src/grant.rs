@@ -172,6 +172,8 @@ mod tests {
             secret_hash: None,
             owner_id: None,
             dialect: Dialect::Standard,
+            js_domain: None,
+            created_at: Timestamp(0),
         }
     }
 

@@ -4,9 +4,11 @@
 //! `grantd-core`; where a verb must decide inside its transaction, the caller passes the
 //! decision in as a closure.
 
+mod console;
 mod error;
 mod sqlite;
 
+pub use console::{ClientUpdate, CodeSummary, ConnectedApp, SessionSummary};
 pub use error::StoreError;
 pub use sqlite::{SqliteStore, DEFAULT_DATABASE};
 

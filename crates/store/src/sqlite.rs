@@ -31,13 +31,13 @@ pub const DEFAULT_DATABASE: &str = "sqlite://grantd-data/grantd.db";
 
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
-    writer: SqlitePool,
-    reader: SqlitePool,
+    pub(crate) writer: SqlitePool,
+    pub(crate) reader: SqlitePool,
 }
 
-type Tx = Transaction<'static, Sqlite>;
+pub(crate) type Tx = Transaction<'static, Sqlite>;
 
-type ClientRow = (
+pub(crate) type ClientRow = (
     String,
     String,
     String,
@@ -46,12 +46,15 @@ type ClientRow = (
     Option<Vec<u8>>,
     Option<i64>,
     String,
+    Option<String>,
+    i64,
 );
-const CLIENT_COLUMNS: &str =
-    "id, kind, name, homepage, redirect_uris, secret_hash, owner_id, dialect";
+pub(crate) const CLIENT_COLUMNS: &str =
+    "id, kind, name, homepage, redirect_uris, secret_hash, owner_id, dialect, js_domain, created_at";
 
-type UserRow = (i64, String, String, String, bool, i64, i64);
-const USER_COLUMNS: &str = "id, email, name, password_hash, is_admin, failed_logins, locked_until";
+pub(crate) type UserRow = (i64, String, String, String, bool, i64, i64);
+pub(crate) const USER_COLUMNS: &str =
+    "id, email, name, password_hash, is_admin, failed_logins, locked_until";
 
 type CodeRow = (
     Vec<u8>,
@@ -131,7 +134,7 @@ impl SqliteStore {
         Ok(())
     }
 
-    async fn write(&self) -> Result<Tx, StoreError> {
+    pub(crate) async fn write(&self) -> Result<Tx, StoreError> {
         Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
 
@@ -875,7 +878,7 @@ async fn insert_access_token(
     Ok(())
 }
 
-fn user_from_row(
+pub(crate) fn user_from_row(
     (id, email, name, password_hash, is_admin, failed_logins, locked_until): UserRow,
 ) -> User {
     User {
@@ -890,8 +893,8 @@ fn user_from_row(
 }
 
 /// `None` for a row this version cannot read (an unknown kind), which then behaves as absent.
-fn client_from_row(
-    (id, kind, name, homepage, uris, secret_hash, owner_id, dialect): ClientRow,
+pub(crate) fn client_from_row(
+    (id, kind, name, homepage, uris, secret_hash, owner_id, dialect, js_domain, created_at): ClientRow,
 ) -> Option<Client> {
     let uris: Vec<String> = serde_json::from_str(&uris).ok()?;
     Some(Client {
@@ -906,6 +909,8 @@ fn client_from_row(
         },
         owner_id,
         dialect: Dialect::from_str(&dialect).ok()?,
+        js_domain,
+        created_at: Timestamp(created_at),
     })
 }
 
