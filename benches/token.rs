@@ -61,6 +61,7 @@ async fn fixture() -> Fixture {
         name: "Bench".into(),
         homepage: None,
         redirect_uris: vec![],
+        js_domain: None,
         owner_email: Some("bench@example.com".into()),
         dialect: Dialect::Standard,
     };

@@ -86,8 +86,114 @@ pub struct ClientSpec {
     pub name: String,
     pub homepage: Option<String>,
     pub redirect_uris: Vec<String>,
+    /// The JavaScript origin of a client-based app (`client` type only).
+    pub js_domain: Option<String>,
     pub owner_email: Option<String>,
     pub dialect: Dialect,
+}
+
+/// The validated, editable part of a client, shared by registration and the settings form.
+#[derive(Debug, Clone)]
+pub struct ClientFields {
+    pub name: String,
+    pub homepage: Option<String>,
+    pub redirect_uris: Vec<RedirectUri>,
+    pub js_domain: Option<String>,
+}
+
+/// Problems with a client form, each named by its field so the console can show it there.
+pub type FieldErrors = Vec<(&'static str, String)>;
+
+/// Validates the editable fields of a client of type `kind`. Blank values count as absent.
+pub fn check_client_fields(
+    kind: ClientType,
+    name: &str,
+    homepage: Option<&str>,
+    redirect_uris: &[String],
+    js_domain: Option<&str>,
+) -> Result<ClientFields, FieldErrors> {
+    let mut errors = FieldErrors::new();
+    let name = name.trim();
+    let name_ok = !name.is_empty()
+        && name.chars().count() <= 100
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == ' ' || c == '_' || c == '&');
+    if !name_ok {
+        errors.push((
+            "name",
+            "The client name must have 1 to 100 letters, digits, spaces, '_' or '&'.".into(),
+        ));
+    }
+    let homepage = homepage.map(str::trim).filter(|h| !h.is_empty());
+    if let Some(homepage) = homepage {
+        if !grantd_core::redirect::is_web_url(homepage) {
+            errors.push((
+                "homepage",
+                format!("The homepage {homepage:?} is not an http(s) URL."),
+            ));
+        }
+    }
+    let mut uris = Vec::with_capacity(redirect_uris.len());
+    for raw in redirect_uris
+        .iter()
+        .map(|r| r.trim())
+        .filter(|r| !r.is_empty())
+    {
+        match RedirectUri::register(raw, kind) {
+            Ok(uri) if !uris.contains(&uri) => uris.push(uri),
+            Ok(_) => {}
+            Err(why) => errors.push(("redirect_uris", format!("The redirect URI {raw:?} {why}."))),
+        }
+    }
+    if uris.len() > 20 {
+        errors.push((
+            "redirect_uris",
+            "At most 20 redirect URIs can be registered.".into(),
+        ));
+    }
+    if kind.uses_redirects()
+        && uris.is_empty()
+        && !errors.iter().any(|(f, _)| *f == "redirect_uris")
+    {
+        errors.push((
+            "redirect_uris",
+            "Add at least one authorized redirect URI.".into(),
+        ));
+    }
+    if !kind.uses_redirects() && !uris.is_empty() {
+        errors.push((
+            "redirect_uris",
+            format!("A {} client has no redirect URIs.", kind.as_str()),
+        ));
+    }
+    let js_domain = js_domain.map(str::trim).filter(|d| !d.is_empty());
+    if let Some(domain) = js_domain {
+        let origin_only = grantd_core::redirect::is_web_url(domain)
+            && domain.matches('/').count() == 2
+            && !domain.contains(['?', '#', '@']);
+        if kind != ClientType::Client {
+            errors.push((
+                "js_domain",
+                "Only client-based apps have a JavaScript domain.".into(),
+            ));
+        } else if !origin_only {
+            errors.push((
+                "js_domain",
+                format!("The JavaScript domain {domain:?} must be an origin such as https://app.example."),
+            ));
+        }
+    }
+    if errors.is_empty() {
+        Ok(ClientFields {
+            name: name.to_owned(),
+            homepage: homepage.map(str::to_owned),
+            redirect_uris: uris,
+            js_domain: js_domain.map(str::to_owned),
+        })
+    } else {
+        Err(errors)
+    }
 }
 
 /// Registers a client; confidential types get a secret, shown this once.
@@ -96,44 +202,17 @@ pub async fn add_client(
     spec: &ClientSpec,
     now: Timestamp,
 ) -> Result<(ClientId, Option<ClientSecret>), AdminError> {
-    let name = spec.name.trim();
-    let name_ok = !name.is_empty()
-        && name.chars().count() <= 100
-        && name
-            .chars()
-            .all(|c| c.is_alphanumeric() || c == ' ' || c == '_' || c == '&');
-    if !name_ok {
-        return Err(invalid(
-            "the client name must have 1 to 100 letters, digits, spaces, '_' or '&'",
-        ));
-    }
-    if let Some(homepage) = &spec.homepage {
-        if !grantd_core::redirect::is_web_url(homepage) {
-            return Err(invalid(format!(
-                "the homepage {homepage:?} is not an http(s) URL"
-            )));
-        }
-    }
-    let mut redirect_uris = Vec::with_capacity(spec.redirect_uris.len());
-    for raw in &spec.redirect_uris {
-        let uri = RedirectUri::register(raw, spec.kind)
-            .map_err(|why| invalid(format!("the redirect URI {raw:?} {why}")))?;
-        if !redirect_uris.contains(&uri) {
-            redirect_uris.push(uri);
-        }
-    }
-    if spec.kind.uses_redirects() && redirect_uris.is_empty() {
-        return Err(invalid(format!(
-            "a {} client needs at least one --redirect-uri",
-            spec.kind.as_str()
-        )));
-    }
-    if !spec.kind.uses_redirects() && !redirect_uris.is_empty() {
-        return Err(invalid(format!(
-            "a {} client has no redirect URIs",
-            spec.kind.as_str()
-        )));
-    }
+    let fields = check_client_fields(
+        spec.kind,
+        &spec.name,
+        spec.homepage.as_deref(),
+        &spec.redirect_uris,
+        spec.js_domain.as_deref(),
+    )
+    .map_err(|errors| {
+        let messages: Vec<String> = errors.into_iter().map(|(_, m)| m).collect();
+        invalid(messages.join(" "))
+    })?;
     let owner_id = match &spec.owner_email {
         Some(email) => Some(
             store
@@ -145,16 +224,17 @@ pub async fn add_client(
         None => None,
     };
     if spec.kind == ClientType::SelfClient && owner_id.is_none() {
-        return Err(invalid("a Self Client needs an --owner"));
+        return Err(invalid("a Self Client needs an owner (--owner)"));
     }
     let secret = (!spec.kind.is_public()).then(ClientSecret::generate);
     let id = ClientId::new(generate_client_id());
     let client = NewClient {
         id: id.clone(),
         kind: spec.kind,
-        name: name.to_owned(),
-        homepage: spec.homepage.clone(),
-        redirect_uris,
+        name: fields.name,
+        homepage: fields.homepage,
+        redirect_uris: fields.redirect_uris,
+        js_domain: fields.js_domain,
         secret_hash: secret.as_ref().map(ClientSecret::hash),
         owner_id,
         dialect: spec.dialect,

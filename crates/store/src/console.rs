@@ -89,19 +89,6 @@ impl SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
-    pub async fn set_js_domain(
-        &self,
-        id: &ClientId,
-        js_domain: Option<&str>,
-    ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE clients SET js_domain = ? WHERE id = ?")
-            .bind(js_domain)
-            .bind(id.as_str())
-            .execute(&self.writer)
-            .await?;
-        Ok(())
-    }
-
     /// The Self Client's codes, newest first.
     pub async fn codes_of(&self, client: &ClientId) -> Result<Vec<CodeSummary>, StoreError> {
         let rows: Vec<CodeRow> = sqlx::query_as(

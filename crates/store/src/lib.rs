@@ -36,6 +36,7 @@ pub struct NewClient {
     pub name: String,
     pub homepage: Option<String>,
     pub redirect_uris: Vec<RedirectUri>,
+    pub js_domain: Option<String>,
     pub secret_hash: Option<grantd_core::secret::SecretHash>,
     pub owner_id: Option<i64>,
     pub dialect: Dialect,

@@ -275,8 +275,8 @@ impl SqliteStore {
             .collect();
         sqlx::query(
             "INSERT INTO clients (id, kind, name, homepage, redirect_uris, secret_hash, owner_id,
-                                  dialect, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                  dialect, created_at, js_domain)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(client.id.as_str())
         .bind(client.kind.as_str())
@@ -287,6 +287,7 @@ impl SqliteStore {
         .bind(client.owner_id)
         .bind(client.dialect.as_str())
         .bind(now.0)
+        .bind(&client.js_domain)
         .execute(&self.writer)
         .await
         .map_err(|e| match StoreError::from(e) {

@@ -1,0 +1,246 @@
+//! The administration commands: `user`, `client`, `scope` and `code`. Each calls one flow of
+//! `grantd_server::admin` (which validates everything before it writes) and prints the
+//! result, for people or, with `--json`, as exactly one JSON object. Secrets are printed once,
+//! when created; listings never show a secret or its hash.
+
+use std::io::BufRead;
+
+use serde_json::{json, Value};
+
+use grantd_core::secret::{ClientSecret, Password};
+use grantd_core::{Client, Clock, Limits, SystemClock};
+use grantd_server::admin::{self, AdminError, ClientSpec, SelfCodeSpec};
+use grantd_server::Passwords;
+use grantd_store::Store;
+
+use crate::cli::{ClientAddArgs, ClientCommand, CodeArgs, ScopeCommand, UserCommand};
+use crate::{emit, Failure};
+
+pub async fn user(store: &Store, command: UserCommand) -> Result<(), Failure> {
+    let UserCommand::Add {
+        email,
+        name,
+        password_stdin,
+        admin,
+    } = command;
+    let (password, generated) = if password_stdin {
+        (read_password()?, false)
+    } else {
+        // 168 random bits, in a shape any keyboard can type.
+        let password = ClientSecret::generate().expose().to_owned();
+        (Password::from_wire(password), true)
+    };
+    let id = admin::add_user(
+        store,
+        &Passwords::new(),
+        &email,
+        &name,
+        &password,
+        admin,
+        SystemClock.now(),
+    )
+    .await?;
+    let is_admin = store.user(id).await?.is_some_and(|u| u.is_admin);
+    emit(format_args!(
+        "added user {email} (id {id}{})",
+        if is_admin { ", administrator" } else { "" }
+    ))?;
+    if generated {
+        emit(format_args!(
+            "password: {}\n(shown once; grantd keeps only an Argon2id hash)",
+            password.expose()
+        ))?;
+    }
+    Ok(())
+}
+
+/// The first line of stdin, without its line ending; nothing else is trimmed.
+fn read_password() -> Result<Password, Failure> {
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| Failure(format!("cannot read the password from standard input: {e}")))?;
+    let password = line
+        .strip_suffix('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .unwrap_or(&line);
+    if password.is_empty() {
+        return Err(Failure("no password on standard input".into()));
+    }
+    Ok(Password::from_wire(password.to_owned()))
+}
+
+pub async fn client(store: &Store, command: ClientCommand) -> Result<(), Failure> {
+    match command {
+        ClientCommand::Add(args) => add_client(store, args).await,
+        ClientCommand::List { json } => {
+            let clients = store.clients().await?;
+            if json {
+                let mut all = Vec::with_capacity(clients.len());
+                for client in &clients {
+                    all.push(describe(store, client).await?);
+                }
+                return emit(json!({ "clients": all }));
+            }
+            if clients.is_empty() {
+                return emit("no clients; add one with `grantd client add`");
+            }
+            emit(format_args!("{:<36} {:<12} NAME", "CLIENT ID", "TYPE"))?;
+            for client in &clients {
+                emit(format_args!(
+                    "{:<36} {:<12} {}",
+                    client.id,
+                    client.kind.as_str(),
+                    client.name
+                ))?;
+            }
+            Ok(())
+        }
+        ClientCommand::Show { id, json } => {
+            let client = store.client(&id).await?.ok_or_else(|| no_client(&id))?;
+            let described = describe(store, &client).await?;
+            if json {
+                return emit(described);
+            }
+            show(&described)
+        }
+        ClientCommand::Remove { id } => {
+            if !store.remove_client(&id).await? {
+                return Err(no_client(&id));
+            }
+            emit(format_args!(
+                "removed client {id} with its codes, tokens and consents"
+            ))
+        }
+        ClientCommand::RotateSecret { id, json } => {
+            let secret = admin::rotate_secret(store, &id).await?;
+            if json {
+                return emit(json!({ "client_id": id, "client_secret": secret.expose() }));
+            }
+            emit(format_args!(
+                "client_secret: {}\n(shown once; the old secret no longer works)",
+                secret.expose()
+            ))
+        }
+    }
+}
+
+async fn add_client(store: &Store, args: ClientAddArgs) -> Result<(), Failure> {
+    let spec = ClientSpec {
+        kind: args.kind.into(),
+        name: args.name,
+        homepage: args.homepage,
+        redirect_uris: args.redirect_uris,
+        js_domain: None,
+        owner_email: args.owner,
+        dialect: args.dialect.into(),
+    };
+    let (id, secret) = admin::add_client(store, &spec, SystemClock.now()).await?;
+    if args.json {
+        return emit(json!({
+            "client_id": id.as_str(),
+            "client_secret": secret.as_ref().map(ClientSecret::expose),
+        }));
+    }
+    emit(format_args!(
+        "added {} client {:?}",
+        spec.kind.as_str(),
+        spec.name.trim()
+    ))?;
+    emit(format_args!("client_id:     {id}"))?;
+    match &secret {
+        Some(secret) => emit(format_args!(
+            "client_secret: {}\n(shown once; grantd keeps only a hash)",
+            secret.expose()
+        )),
+        None => emit("no client secret: a public client proves itself with PKCE (S256)"),
+    }
+}
+
+/// A client's metadata as JSON: everything but its secret.
+async fn describe(store: &Store, client: &Client) -> Result<Value, Failure> {
+    let owner = match client.owner_id {
+        Some(id) => store.user(id).await?.map(|user| user.email),
+        None => None,
+    };
+    let redirect_uris: Vec<&str> = client.redirect_uris.iter().map(|u| u.as_str()).collect();
+    Ok(json!({
+        "client_id": client.id.as_str(),
+        "type": client.kind.as_str(),
+        "name": client.name,
+        "homepage": client.homepage,
+        "redirect_uris": redirect_uris,
+        "owner": owner,
+        "dialect": client.dialect.as_str(),
+        "confidential": client.secret_hash.is_some(),
+    }))
+}
+
+fn show(described: &Value) -> Result<(), Failure> {
+    let Some(fields) = described.as_object() else {
+        return Ok(());
+    };
+    for (key, value) in fields {
+        let text = match value {
+            Value::Null => "-".to_owned(),
+            Value::String(s) => s.clone(),
+            Value::Array(items) if items.is_empty() => "-".to_owned(),
+            Value::Array(items) => items
+                .iter()
+                .map(|item| item.as_str().unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join("\n               "),
+            other => other.to_string(),
+        };
+        emit(format_args!("{:<14} {text}", format!("{key}:")))?;
+    }
+    Ok(())
+}
+
+fn no_client(id: &str) -> Failure {
+    AdminError::NotFound(format!("no client with id {id:?}")).into()
+}
+
+pub async fn scope(store: &Store, command: ScopeCommand) -> Result<(), Failure> {
+    match command {
+        ScopeCommand::Add { name, description } => {
+            admin::add_scope(store, &name, &description).await?;
+            emit(format_args!("added scope {name}"))
+        }
+        ScopeCommand::List { json } => {
+            let scopes = store.scopes().await?;
+            if json {
+                let all: Vec<Value> = scopes
+                    .iter()
+                    .map(|(name, description)| json!({ "name": name, "description": description }))
+                    .collect();
+                return emit(json!({ "scopes": all }));
+            }
+            let width = scopes.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
+            for (name, description) in &scopes {
+                emit(format_args!("{name:<width$}  {description}"))?;
+            }
+            Ok(())
+        }
+    }
+}
+
+pub async fn code(store: &Store, args: CodeArgs, limits: &Limits) -> Result<(), Failure> {
+    let spec = SelfCodeSpec {
+        client_id: args.client_id,
+        user_email: args.user,
+        scopes: args.scope,
+        minutes: args.duration,
+        description: args.description,
+    };
+    let code = admin::self_client_code(store, &spec, SystemClock.now(), limits).await?;
+    if args.json {
+        return emit(json!({ "code": code.expose(), "expires_in": spec.minutes * 60 }));
+    }
+    emit(format_args!("code: {}", code.expose()))?;
+    emit(format_args!(
+        "(single use; expires in {} minutes; exchange it at /oauth/v2/token with the client's secret)",
+        spec.minutes
+    ))
+}

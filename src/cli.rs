@@ -1,0 +1,299 @@
+//! The command line: every subcommand, flag and environment variable, as clap derive types.
+//! Values that can also come from the configuration file are `Option`s here, so `config.rs`
+//! can tell "not given" from "given" when it merges (flags > environment > file > defaults).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Deserialize;
+
+use grantd_core::limits::SELF_CLIENT_CODE_MINUTES;
+use grantd_core::{ClientType, Dialect};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "grantd",
+    version,
+    about = "A self-hostable OAuth 2.0 accounts server that speaks the Zoho Accounts dialect",
+    long_about = "A self-hostable OAuth 2.0 accounts server that speaks the Zoho Accounts \
+                  dialect as well as standard OAuth 2.0.\n\n\
+                  `grantd serve` runs the server; the other commands administer its database \
+                  (users, clients, scopes, Self Client codes) and work while it runs.",
+    after_help = "Settings are read from flags, then GRANTD_* environment variables, then the \
+                  TOML file given with --config, then defaults.\n\
+                  Quick start: grantd serve   (then see `grantd client add --help`)"
+)]
+pub struct Cli {
+    /// Database URL: `sqlite://PATH`, created on first use (PostgreSQL is not supported yet)
+    /// [default: sqlite://grantd-data/grantd.db]
+    #[arg(
+        long,
+        global = true,
+        env = "GRANTD_DATABASE_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub database: Option<String>,
+
+    /// TOML configuration file (keys: listen, public_url, database, location, api_domain,
+    /// default_dialect, [limits])
+    #[arg(long, global = true, env = "GRANTD_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the accounts server until Ctrl-C or SIGTERM (requests in flight are finished)
+    Serve(ServeArgs),
+    /// Create or upgrade the database schema, then exit (`serve` does this too)
+    Migrate,
+    /// Manage user accounts
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Register and manage OAuth clients
+    #[command(subcommand)]
+    Client(ClientCommand),
+    /// Manage the scope registry (scopes a client may request)
+    #[command(subcommand)]
+    Scope(ScopeCommand),
+    /// Generate a Self Client grant code (what Zoho's API console does), for a user's own scripts
+    #[command(
+        after_help = "Example:\n  grantd code --client-id 1000.ABC... --user me@example.com \
+                            --scope AaaServer.profile.READ --duration 10 --json\n\n\
+                            Exchange the code at {public_url}/oauth/v2/token with \
+                            grant_type=authorization_code, client_id, client_secret and code."
+    )]
+    Code(CodeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080]; port 0 picks a free port
+    #[arg(long, env = "GRANTD_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+
+    /// Public base URL of this server, as clients reach it (the OAuth issuer)
+    /// [default: http://{bound address}]
+    #[arg(long, env = "GRANTD_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
+
+    /// Data center code reported to clients (us, eu, in, au, jp, ca, ...) [default: us]
+    #[arg(long, env = "GRANTD_LOCATION", value_name = "CODE")]
+    pub location: Option<String>,
+
+    /// API domain returned as `api_domain` in token responses [default: the public URL]
+    #[arg(long, env = "GRANTD_API_DOMAIN", value_name = "URL")]
+    pub api_domain: Option<String>,
+
+    /// Error dialect where the client is unknown [default: standard]
+    #[arg(long, env = "GRANTD_DEFAULT_DIALECT", value_name = "DIALECT")]
+    pub default_dialect: Option<DialectArg>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user account (the first user becomes the administrator)
+    #[command(
+        after_help = "Without --password-stdin a random password is generated and \
+                            printed once.\nExample:\n  printf '%s\\n' \"$PASSWORD\" | grantd user \
+                            add --email me@example.com --name 'Me' --password-stdin"
+    )]
+    Add {
+        /// Sign-in email address (stored exactly as given)
+        #[arg(long)]
+        email: String,
+        /// Display name
+        #[arg(long)]
+        name: String,
+        /// Read the password from the first line of standard input (at least 8 characters)
+        #[arg(long)]
+        password_stdin: bool,
+        /// Make this user an administrator
+        #[arg(long)]
+        admin: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Register a client; confidential types get a secret, printed once
+    #[command(after_help = "Types:\n  \
+        server       Server-based app: code flow, secret, redirect URIs (https or loopback)\n  \
+        client       JavaScript app: code flow with PKCE, no secret, redirect URIs\n  \
+        mobile       Mobile/desktop app: code flow with PKCE, no secret, redirect URIs \
+                     (custom schemes and loopback allowed)\n  \
+        non-browser  Device flow: secret, no redirect URIs\n  \
+        self         Self Client: codes from `grantd code`, secret, no redirect URIs, one per \
+                     user (needs --owner)\n\n\
+        Example:\n  grantd client add --type self --name 'My scripts' --owner me@example.com --json")]
+    Add(ClientAddArgs),
+    /// List registered clients (never their secrets)
+    List {
+        /// Print one JSON object
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one client (never its secret)
+    Show {
+        /// Client id (1000.XXXX...)
+        id: String,
+        /// Print one JSON object
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a client with its codes, tokens and consents
+    Remove {
+        /// Client id (1000.XXXX...)
+        id: String,
+    },
+    /// Issue a new client secret; the old one stops working at once
+    RotateSecret {
+        /// Client id (1000.XXXX...)
+        id: String,
+        /// Print one JSON object: {"client_id","client_secret"}
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ClientAddArgs {
+    /// Client type
+    #[arg(long = "type", value_name = "TYPE")]
+    pub kind: ClientTypeArg,
+    /// Client name (letters, digits, spaces, '_' and '&'; up to 100)
+    #[arg(long)]
+    pub name: String,
+    /// Homepage URL (http or https)
+    #[arg(long, value_name = "URL")]
+    pub homepage: Option<String>,
+    /// Authorized redirect URI; repeat for several (server, client and mobile types)
+    #[arg(long = "redirect-uri", value_name = "URL")]
+    pub redirect_uris: Vec<String>,
+    /// Email of the owning user (required for a Self Client)
+    #[arg(long, value_name = "EMAIL")]
+    pub owner: Option<String>,
+    /// How token-endpoint errors are written for this client
+    #[arg(long, value_name = "DIALECT", default_value = "standard")]
+    pub dialect: DialectArg,
+    /// Print one JSON object: {"client_id","client_secret"} (secret null for public clients)
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScopeCommand {
+    /// Register a scope (Service.scope.OPERATION; operation ALL, READ, CREATE, UPDATE or DELETE)
+    Add {
+        /// Scope name, e.g. ZohoCRM.modules.READ
+        name: String,
+        /// What the scope allows, shown on the consent page
+        #[arg(long)]
+        description: String,
+    },
+    /// List registered scopes
+    List {
+        /// Print one JSON object
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CodeArgs {
+    /// The Self Client's id
+    #[arg(long, value_name = "ID")]
+    pub client_id: String,
+    /// Email of the user who owns the Self Client
+    #[arg(long, value_name = "EMAIL")]
+    pub user: String,
+    /// Scopes, comma-separated (e.g. AaaServer.profile.READ,ZohoCRM.modules.ALL)
+    #[arg(long, value_name = "S[,S]")]
+    pub scope: String,
+    /// Minutes until the code expires: 3, 5, 7 or 10
+    #[arg(long, value_name = "MINUTES", value_parser = parse_minutes)]
+    pub duration: i64,
+    /// A note to remember what the code was for
+    #[arg(long, value_name = "TEXT")]
+    pub description: Option<String>,
+    /// Print one JSON object: {"code","expires_in"} (seconds)
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_minutes(raw: &str) -> Result<i64, String> {
+    raw.parse::<i64>()
+        .ok()
+        .filter(|m| SELF_CLIENT_CODE_MINUTES.contains(m))
+        .ok_or_else(|| "the duration must be 3, 5, 7 or 10 (minutes)".to_owned())
+}
+
+/// The client types of CONTRACT.md, spelled as on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ClientTypeArg {
+    /// Server-based application
+    Server,
+    /// Client-based (JavaScript) application
+    Client,
+    /// Mobile or desktop application
+    Mobile,
+    /// Device flow (no browser)
+    NonBrowser,
+    /// Self Client
+    #[value(name = "self")]
+    SelfClient,
+}
+
+impl From<ClientTypeArg> for ClientType {
+    fn from(arg: ClientTypeArg) -> Self {
+        match arg {
+            ClientTypeArg::Server => ClientType::Server,
+            ClientTypeArg::Client => ClientType::Client,
+            ClientTypeArg::Mobile => ClientType::Mobile,
+            ClientTypeArg::NonBrowser => ClientType::NonBrowser,
+            ClientTypeArg::SelfClient => ClientType::SelfClient,
+        }
+    }
+}
+
+/// An error dialect, from a flag, an environment variable or the configuration file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DialectArg {
+    /// RFC 6749 status codes and error names
+    Standard,
+    /// Zoho's: HTTP 200 with Zoho's error names
+    Zoho,
+}
+
+impl From<DialectArg> for Dialect {
+    fn from(arg: DialectArg) -> Self {
+        match arg {
+            DialectArg::Standard => Dialect::Standard,
+            DialectArg::Zoho => Dialect::Zoho,
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn only_contract_durations_are_accepted() {
+        assert_eq!(parse_minutes("5"), Ok(5));
+        assert!(parse_minutes("4").is_err());
+        assert!(parse_minutes("five").is_err());
+    }
+}

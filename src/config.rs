@@ -1,0 +1,371 @@
+//! Configuration: the optional TOML file, and the merge that gives each setting its value.
+//! Precedence is flags > environment variables > file > defaults; clap already resolves the
+//! first two (a flag wins over its `GRANTD_*` variable), so this module only falls back to
+//! the file and then to the defaults, and checks every value before the server starts.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use grantd_core::{Dialect, Limits};
+use grantd_server::Settings;
+
+use crate::cli::{DialectArg, ServeArgs};
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_LOCATION: &str = "us";
+
+/// The `--config` file. Every key is optional; an unknown key is an error, so a typo is not
+/// silently ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<String>,
+    pub public_url: Option<String>,
+    pub database: Option<String>,
+    pub location: Option<String>,
+    pub api_domain: Option<String>,
+    pub default_dialect: Option<DialectArg>,
+    #[serde(default)]
+    pub limits: LimitsFile,
+}
+
+/// `[limits]`: overrides of `grantd_core::Limits`, field by field.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFile {
+    pub code_lifetime_secs: Option<i64>,
+    pub access_token_lifetime_secs: Option<i64>,
+    pub refresh_tokens_per_grant: Option<i64>,
+    pub refreshes_per_window: Option<i64>,
+    pub refresh_window_secs: Option<i64>,
+    pub active_access_tokens_per_refresh: Option<i64>,
+    pub codes_per_window: Option<i64>,
+    pub code_window_secs: Option<i64>,
+    pub session_lifetime_secs: Option<i64>,
+    pub pending_consent_lifetime_secs: Option<i64>,
+    pub failed_logins_before_lockout: Option<i64>,
+    pub lockout_secs: Option<i64>,
+}
+
+impl FileConfig {
+    /// Reads `path`, or gives the empty configuration when there is none.
+    pub fn load(path: Option<&Path>) -> Result<Self, String> {
+        let Some(path) = path else {
+            return Ok(Self::default());
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the configuration file {}: {e}", path.display()))?;
+        Self::parse(&text)
+            .map_err(|e| format!("invalid configuration file {}: {e}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// The limits: the defaults, overridden by `[limits]`.
+    pub fn limits(&self) -> Result<Limits, String> {
+        let mut limits = Limits::default();
+        let file = &self.limits;
+        let overrides = [
+            (
+                "code_lifetime_secs",
+                file.code_lifetime_secs,
+                &mut limits.code_lifetime_secs,
+            ),
+            (
+                "access_token_lifetime_secs",
+                file.access_token_lifetime_secs,
+                &mut limits.access_token_lifetime_secs,
+            ),
+            (
+                "refresh_tokens_per_grant",
+                file.refresh_tokens_per_grant,
+                &mut limits.refresh_tokens_per_grant,
+            ),
+            (
+                "refreshes_per_window",
+                file.refreshes_per_window,
+                &mut limits.refreshes_per_window,
+            ),
+            (
+                "refresh_window_secs",
+                file.refresh_window_secs,
+                &mut limits.refresh_window_secs,
+            ),
+            (
+                "active_access_tokens_per_refresh",
+                file.active_access_tokens_per_refresh,
+                &mut limits.active_access_tokens_per_refresh,
+            ),
+            (
+                "codes_per_window",
+                file.codes_per_window,
+                &mut limits.codes_per_window,
+            ),
+            (
+                "code_window_secs",
+                file.code_window_secs,
+                &mut limits.code_window_secs,
+            ),
+            (
+                "session_lifetime_secs",
+                file.session_lifetime_secs,
+                &mut limits.session_lifetime_secs,
+            ),
+            (
+                "pending_consent_lifetime_secs",
+                file.pending_consent_lifetime_secs,
+                &mut limits.pending_consent_lifetime_secs,
+            ),
+            (
+                "failed_logins_before_lockout",
+                file.failed_logins_before_lockout,
+                &mut limits.failed_logins_before_lockout,
+            ),
+            ("lockout_secs", file.lockout_secs, &mut limits.lockout_secs),
+        ];
+        for (name, value, slot) in overrides {
+            if let Some(value) = value {
+                // A zero or negative lifetime, cap or window would lock everyone out.
+                if value < 1 {
+                    return Err(format!("limits.{name} must be at least 1 (got {value})"));
+                }
+                *slot = value;
+            }
+        }
+        Ok(limits)
+    }
+}
+
+/// The database to open: `--database` / `GRANTD_DATABASE_URL`, else the file, else the default.
+pub fn database_url(flag_or_env: Option<&str>, file: &FileConfig) -> Result<String, String> {
+    let url = flag_or_env
+        .filter(|u| !u.trim().is_empty())
+        .or(file.database.as_deref())
+        .unwrap_or(grantd_store::DEFAULT_DATABASE);
+    let lower = url.to_ascii_lowercase();
+    if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+        return Err("PostgreSQL support is not built yet; use an sqlite:// database URL".into());
+    }
+    if let Some((scheme, _)) = url.split_once("://") {
+        if !scheme.eq_ignore_ascii_case("sqlite") {
+            return Err(format!(
+                "unsupported database URL scheme {scheme:?}; use sqlite://PATH"
+            ));
+        }
+    }
+    Ok(url.to_owned())
+}
+
+/// `serve`'s settings after the merge, except what depends on the address actually bound.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub listen: String,
+    /// `None`: the bound address decides (`http://{addr}`).
+    pub public_url: Option<String>,
+    pub location: String,
+    /// `None`: the public URL.
+    pub api_domain: Option<String>,
+    pub default_dialect: Dialect,
+    pub limits: Limits,
+}
+
+impl ServeConfig {
+    pub fn resolve(args: &ServeArgs, file: &FileConfig) -> Result<Self, String> {
+        let listen = given(&args.listen)
+            .or_else(|| given(&file.listen))
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let public_url = given(&args.public_url)
+            .or_else(|| given(&file.public_url))
+            .map(|url| base_url("public_url", &url))
+            .transpose()?;
+        let location = given(&args.location)
+            .or_else(|| given(&file.location))
+            .unwrap_or_else(|| DEFAULT_LOCATION.to_owned())
+            .to_ascii_lowercase();
+        let location_ok = (1..=16).contains(&location.len())
+            && location
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !location_ok {
+            return Err(format!(
+                "the location {location:?} is not a data center code (e.g. us, eu, in)"
+            ));
+        }
+        let api_domain = given(&args.api_domain)
+            .or_else(|| given(&file.api_domain))
+            .map(|url| base_url("api_domain", &url))
+            .transpose()?;
+        let default_dialect = args
+            .default_dialect
+            .or(file.default_dialect)
+            .map_or(Dialect::Standard, Dialect::from);
+        Ok(Self {
+            listen,
+            public_url,
+            location,
+            api_domain,
+            default_dialect,
+            limits: file.limits()?,
+        })
+    }
+
+    /// The server's settings, once the listener is bound to `bound`.
+    pub fn settings(&self, bound: SocketAddr) -> Settings {
+        let public_url = self
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{bound}"));
+        let mut settings = Settings::new(&public_url);
+        if let Some(api_domain) = &self.api_domain {
+            settings.api_domain = api_domain.clone();
+        }
+        settings.location = self.location.clone();
+        settings.default_dialect = self.default_dialect;
+        settings.limits = self.limits.clone();
+        settings
+    }
+}
+
+/// An empty value counts as not given, as `GRANTD_PUBLIC_URL=` in a service file means.
+fn given(value: &Option<String>) -> Option<String> {
+    value
+        .as_deref()
+        .filter(|v| !v.trim().is_empty())
+        .map(str::to_owned)
+}
+
+/// Checks a base URL (http or https, no query or fragment) and drops its trailing slashes, so
+/// URLs built from it never contain `//`.
+fn base_url(key: &str, raw: &str) -> Result<String, String> {
+    if !grantd_core::redirect::is_web_url(raw) || raw.contains(['?', '#']) {
+        return Err(format!(
+            "{key} {raw:?} is not a base URL (http:// or https://, without query or fragment)"
+        ));
+    }
+    Ok(raw.trim_end_matches('/').to_owned())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn args() -> ServeArgs {
+        ServeArgs {
+            listen: None,
+            public_url: None,
+            location: None,
+            api_domain: None,
+            default_dialect: None,
+        }
+    }
+
+    fn bound() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 4321))
+    }
+
+    #[test]
+    fn defaults_follow_the_bound_address() {
+        let config = ServeConfig::resolve(&args(), &FileConfig::default()).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:8080");
+        let settings = config.settings(bound());
+        assert_eq!(settings.public_url, "http://127.0.0.1:4321");
+        assert_eq!(settings.api_domain, "http://127.0.0.1:4321");
+        assert_eq!(settings.location, "us");
+        assert_eq!(settings.default_dialect, Dialect::Standard);
+        assert_eq!(settings.limits.code_lifetime_secs, 60);
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let file = FileConfig::parse(
+            r#"
+            listen = "0.0.0.0:9000"
+            public_url = "https://accounts.example.com/"
+            location = "eu"
+            api_domain = "https://api.example.com"
+            default_dialect = "zoho"
+            [limits]
+            access_token_lifetime_secs = 600
+            "#,
+        )
+        .unwrap();
+        let from_file = ServeConfig::resolve(&args(), &file).unwrap();
+        assert_eq!(from_file.listen, "0.0.0.0:9000");
+        let settings = from_file.settings(bound());
+        assert_eq!(settings.public_url, "https://accounts.example.com");
+        assert_eq!(settings.api_domain, "https://api.example.com");
+        assert_eq!(settings.location, "eu");
+        assert_eq!(settings.default_dialect, Dialect::Zoho);
+        assert_eq!(settings.limits.access_token_lifetime_secs, 600);
+        assert_eq!(settings.limits.refresh_tokens_per_grant, 20);
+
+        let flags = ServeArgs {
+            listen: Some("127.0.0.1:0".into()),
+            public_url: Some("http://localhost:1".into()),
+            location: Some("in".into()),
+            api_domain: None,
+            default_dialect: Some(DialectArg::Standard),
+        };
+        let settings = ServeConfig::resolve(&flags, &file)
+            .unwrap()
+            .settings(bound());
+        assert_eq!(settings.public_url, "http://localhost:1");
+        assert_eq!(settings.api_domain, "https://api.example.com");
+        assert_eq!(settings.location, "in");
+        assert_eq!(settings.default_dialect, Dialect::Standard);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        assert!(FileConfig::parse("lisen = \"x\"").is_err());
+        assert!(FileConfig::parse("[limits]\ncode_lifetime = 5").is_err());
+        assert!(FileConfig::parse("default_dialect = \"oauth\"").is_err());
+        let zero = FileConfig::parse("[limits]\ncodes_per_window = 0").unwrap();
+        assert!(zero.limits().is_err());
+        let bad_url = FileConfig::parse("public_url = \"javascript:alert(1)\"").unwrap();
+        assert!(ServeConfig::resolve(&args(), &bad_url).is_err());
+        let bad_location = FileConfig::parse("location = \"eu west\"").unwrap();
+        assert!(ServeConfig::resolve(&args(), &bad_location).is_err());
+    }
+
+    #[test]
+    fn the_example_file_is_valid_and_shows_the_defaults() {
+        let file = FileConfig::parse(include_str!("../docs/grantd.example.toml")).unwrap();
+        assert_eq!(
+            format!("{:?}", file.limits().unwrap()),
+            format!("{:?}", Limits::default())
+        );
+        let config = ServeConfig::resolve(&args(), &file).unwrap();
+        assert_eq!(config.listen, DEFAULT_LISTEN);
+        assert_eq!(config.public_url, None);
+        assert_eq!(config.location, DEFAULT_LOCATION);
+        assert_eq!(config.default_dialect, Dialect::Standard);
+        assert_eq!(
+            database_url(None, &file).unwrap(),
+            grantd_store::DEFAULT_DATABASE
+        );
+    }
+
+    #[test]
+    fn only_sqlite_databases_open() {
+        let none = FileConfig::default();
+        assert_eq!(
+            database_url(None, &none).unwrap(),
+            grantd_store::DEFAULT_DATABASE
+        );
+        let file = FileConfig::parse("database = \"sqlite://from-file.db\"").unwrap();
+        assert_eq!(database_url(None, &file).unwrap(), "sqlite://from-file.db");
+        assert_eq!(
+            database_url(Some("sqlite://flag.db"), &file).unwrap(),
+            "sqlite://flag.db"
+        );
+        let err = database_url(Some("postgres://u@h/db"), &none).unwrap_err();
+        assert!(err.contains("PostgreSQL support is not built yet"));
+        assert!(database_url(Some("mysql://h/db"), &none).is_err());
+    }
+}

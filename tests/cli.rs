@@ -1,0 +1,834 @@
+//! The `grantd` binary as operators and scripts use it: administration commands and their
+//! `--json` output and exit codes, `serve` announcing its address, answering, and stopping
+//! cleanly on SIGTERM, and the configuration precedence (flags > environment > file).
+//! Every test gets its own temporary directory and SQLite database; nothing sleeps: the
+//! server's address is read from its "listening" line, and every wait has a bound.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+const BIN: &str = env!("CARGO_BIN_EXE_grantd");
+const WAIT: Duration = Duration::from_secs(60);
+const SETTINGS: [&str; 7] = [
+    "GRANTD_LISTEN",
+    "GRANTD_PUBLIC_URL",
+    "GRANTD_DATABASE_URL",
+    "GRANTD_LOCATION",
+    "GRANTD_API_DOMAIN",
+    "GRANTD_DEFAULT_DIALECT",
+    "GRANTD_CONFIG",
+];
+
+/// A temporary directory with its own database, and `grantd` commands that run against it.
+struct Sandbox {
+    dir: TempDir,
+}
+
+impl Sandbox {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn database(&self) -> String {
+        format!("sqlite://{}/g.db", self.dir.path().display())
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `grantd ARGS` in the sandbox, with no `GRANTD_*` setting inherited from the caller.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(BIN);
+        for name in SETTINGS {
+            command.env_remove(name);
+        }
+        command
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("GRANTD_DATABASE_URL", self.database())
+            .env("RUST_LOG", "warn");
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("grantd runs")
+    }
+
+    fn run_with_stdin(&self, args: &[&str], input: &str) -> Output {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("grantd starts");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// Runs a command that must succeed; returns its stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        succeeded(args, self.run(args))
+    }
+
+    /// Runs a `--json` command that must succeed; its stdout must be exactly one JSON object.
+    fn json(&self, args: &[&str]) -> Value {
+        let stdout = self.ok(args);
+        let value: Value = serde_json::from_str(stdout.trim())
+            .unwrap_or_else(|e| panic!("grantd {args:?} printed no JSON ({e}): {stdout}"));
+        assert!(value.is_object(), "not one JSON object: {stdout}");
+        assert_eq!(
+            stdout.trim().lines().count(),
+            1,
+            "more than one line: {stdout}"
+        );
+        value
+    }
+
+    /// Runs a command that must fail; returns its exit code and stderr.
+    fn fails(&self, args: &[&str]) -> (i32, String) {
+        let output = self.run(args);
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(
+            !output.status.success(),
+            "grantd {args:?} succeeded: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        assert!(!stderr.trim().is_empty(), "grantd {args:?} failed silently");
+        (output.status.code().unwrap_or(-1), stderr)
+    }
+
+    fn add_user(&self, email: &str) {
+        let args = [
+            "user",
+            "add",
+            "--email",
+            email,
+            "--name",
+            "Test User",
+            "--password-stdin",
+        ];
+        succeeded(&args, self.run_with_stdin(&args, "correct horse battery\n"));
+    }
+
+    /// Adds a Self Client for `owner`; returns its id and secret.
+    fn add_self_client(&self, owner: &str) -> (String, String) {
+        let added = self.json(&[
+            "client", "add", "--type", "self", "--name", "Scripts", "--owner", owner, "--json",
+        ]);
+        (
+            added["client_id"].as_str().unwrap().to_owned(),
+            added["client_secret"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    fn client_ids(&self) -> Vec<String> {
+        self.json(&["client", "list", "--json"])["clients"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["client_id"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+fn succeeded(args: &[&str], output: Output) -> String {
+    assert!(
+        output.status.success(),
+        "grantd {args:?} failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn is_client_id(id: &str) -> bool {
+    id.len() == 35
+        && id.starts_with("1000.")
+        && id[5..]
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+}
+
+fn is_client_secret(secret: &str) -> bool {
+    secret.len() == 42
+        && secret
+            .chars()
+            .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+}
+
+#[test]
+fn clients_of_every_type_are_added_with_the_contract_shapes() {
+    let sandbox = Sandbox::new();
+    sandbox.add_user("owner@example.com");
+    let cases: [(&str, &[&str], bool); 5] = [
+        (
+            "server",
+            &["--redirect-uri", "https://app.example.com/cb"],
+            true,
+        ),
+        (
+            "client",
+            &["--redirect-uri", "https://spa.example.com/cb"],
+            false,
+        ),
+        (
+            "mobile",
+            &["--redirect-uri", "com.example.app:/oauth"],
+            false,
+        ),
+        ("non-browser", &[], true),
+        ("self", &["--owner", "owner@example.com"], true),
+    ];
+    for (kind, extra, confidential) in cases {
+        let mut args = vec!["client", "add", "--type", kind, "--name", "App", "--json"];
+        args.extend_from_slice(extra);
+        let added = sandbox.json(&args);
+        let fields: Vec<&String> = added.as_object().unwrap().keys().collect();
+        assert_eq!(fields, ["client_id", "client_secret"], "{kind}: {added}");
+        assert!(
+            is_client_id(added["client_id"].as_str().unwrap()),
+            "{kind}: {added}"
+        );
+        if confidential {
+            assert!(
+                is_client_secret(added["client_secret"].as_str().unwrap()),
+                "{kind}: {added}"
+            );
+        } else {
+            assert!(added["client_secret"].is_null(), "{kind}: {added}");
+        }
+    }
+
+    let listed = sandbox.json(&["client", "list", "--json"]);
+    let clients = listed["clients"].as_array().unwrap();
+    assert_eq!(clients.len(), 5);
+    let text = listed.to_string();
+    assert!(
+        !text.contains("secret\":\""),
+        "a listing shows a secret: {text}"
+    );
+    let own = clients.iter().find(|c| c["type"] == "self").unwrap();
+    assert_eq!(own["owner"], "owner@example.com");
+    let id = own["client_id"].as_str().unwrap();
+    let shown = sandbox.json(&["client", "show", id, "--json"]);
+    assert_eq!(shown["client_id"], id);
+    assert_eq!(shown["type"], "self");
+    assert!(shown.get("client_secret").is_none());
+    assert!(sandbox.ok(&["client", "show", id]).contains(id));
+    assert!(sandbox.ok(&["client", "list"]).contains(id));
+}
+
+#[test]
+fn a_user_has_at_most_one_self_client() {
+    let sandbox = Sandbox::new();
+    sandbox.add_user("me@example.com");
+    sandbox.add_self_client("me@example.com");
+    let (code, stderr) = sandbox.fails(&[
+        "client",
+        "add",
+        "--type",
+        "self",
+        "--name",
+        "Again",
+        "--owner",
+        "me@example.com",
+    ]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("already has a Self Client"), "{stderr}");
+    assert_eq!(sandbox.client_ids().len(), 1);
+
+    let (code, stderr) = sandbox.fails(&["client", "add", "--type", "self", "--name", "Nobody's"]);
+    assert_eq!(code, 1, "{stderr}");
+    let (code, stderr) = sandbox.fails(&[
+        "client",
+        "add",
+        "--type",
+        "self",
+        "--name",
+        "Ghost",
+        "--owner",
+        "ghost@example.com",
+    ]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("ghost@example.com"), "{stderr}");
+}
+
+#[test]
+fn bad_client_registrations_are_refused_and_store_nothing() {
+    let sandbox = Sandbox::new();
+    let (code, stderr) = sandbox.fails(&["client", "add", "--type", "web", "--name", "App"]);
+    assert_eq!(code, 2, "a usage error: {stderr}");
+    assert!(
+        stderr.contains("server, client, mobile, non-browser, self"),
+        "{stderr}"
+    );
+
+    for uri in ["javascript:alert(1)", "http://a.example/cb"] {
+        let (code, stderr) = sandbox.fails(&[
+            "client",
+            "add",
+            "--type",
+            "server",
+            "--name",
+            "App",
+            "--redirect-uri",
+            uri,
+        ]);
+        assert_eq!(code, 1, "{uri}: {stderr}");
+        assert!(stderr.contains(uri), "the message names the URI: {stderr}");
+    }
+    let (code, stderr) = sandbox.fails(&["client", "add", "--type", "server", "--name", "App"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("redirect"), "{stderr}");
+    let (code, _) = sandbox.fails(&[
+        "client",
+        "add",
+        "--type",
+        "server",
+        "--name",
+        "App",
+        "--redirect-uri",
+        "https://ok.example/cb",
+        "--homepage",
+        "ftp://files.example",
+    ]);
+    assert_eq!(code, 1);
+    assert!(sandbox.client_ids().is_empty());
+}
+
+#[test]
+fn scopes_are_registered_and_listed() {
+    let sandbox = Sandbox::new();
+    let builtin = sandbox.json(&["scope", "list", "--json"]);
+    assert!(
+        builtin.to_string().contains("AaaServer.profile.READ"),
+        "{builtin}"
+    );
+    sandbox.ok(&[
+        "scope",
+        "add",
+        "ZohoCRM.modules.ALL",
+        "--description",
+        "Your CRM data",
+    ]);
+    let listed = sandbox.json(&["scope", "list", "--json"]);
+    let names: Vec<&str> = listed["scopes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"ZohoCRM.modules.ALL"), "{listed}");
+    assert!(sandbox.ok(&["scope", "list"]).contains("Your CRM data"));
+
+    let (code, stderr) = sandbox.fails(&["scope", "add", "not a scope", "--description", "x"]);
+    assert_eq!(code, 1, "{stderr}");
+    let (code, _) = sandbox.fails(&["scope", "add", "ZohoCRM.modules.ALL", "--description", "x"]);
+    assert_eq!(code, 1);
+}
+
+#[test]
+fn self_client_codes_secrets_and_removal() {
+    let sandbox = Sandbox::new();
+    sandbox.add_user("me@example.com");
+    let (id, secret) = sandbox.add_self_client("me@example.com");
+    let code_args = |minutes: &'static str| {
+        vec![
+            "code",
+            "--client-id",
+            &id,
+            "--user",
+            "me@example.com",
+            "--scope",
+            "AaaServer.profile.READ",
+            "--duration",
+            minutes,
+            "--json",
+        ]
+    };
+
+    let issued = sandbox.json(&code_args("5"));
+    assert_eq!(issued["expires_in"], 300);
+    let code = issued["code"].as_str().unwrap();
+    let parts: Vec<&str> = code.split('.').collect();
+    assert_eq!(parts.len(), 3, "{code}");
+    assert_eq!(parts[0], "1000");
+    assert_eq!(sandbox.json(&code_args("10"))["expires_in"], 600);
+
+    let (code, stderr) = sandbox.fails(&code_args("4"));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("3, 5, 7 or 10"), "{stderr}");
+    let (code, stderr) = sandbox.fails(&[
+        "code",
+        "--client-id",
+        &id,
+        "--user",
+        "me@example.com",
+        "--scope",
+        "Nope.things.READ",
+        "--duration",
+        "3",
+    ]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("unknown scope"), "{stderr}");
+
+    let rotated = sandbox.json(&["client", "rotate-secret", &id, "--json"]);
+    assert_eq!(rotated["client_id"], id.as_str());
+    let new_secret = rotated["client_secret"].as_str().unwrap();
+    assert!(is_client_secret(new_secret));
+    assert_ne!(new_secret, secret);
+
+    let public = sandbox.json(&[
+        "client",
+        "add",
+        "--type",
+        "client",
+        "--name",
+        "SPA",
+        "--redirect-uri",
+        "https://spa.example.com/cb",
+        "--json",
+    ]);
+    let public_id = public["client_id"].as_str().unwrap();
+    let (code, _) = sandbox.fails(&["client", "rotate-secret", public_id]);
+    assert_eq!(code, 1, "a public client has no secret to rotate");
+
+    sandbox.ok(&["client", "remove", &id]);
+    assert_eq!(sandbox.client_ids(), [public_id]);
+    let (code, stderr) = sandbox.fails(&["client", "remove", &id]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains(id.as_str()), "{stderr}");
+    let (code, _) = sandbox.fails(&["client", "show", &id]);
+    assert_eq!(code, 1);
+}
+
+#[test]
+fn users_get_a_generated_password_unless_one_is_piped() {
+    let sandbox = Sandbox::new();
+    let first = sandbox.ok(&["user", "add", "--email", "a@example.com", "--name", "A"]);
+    assert!(
+        first.contains("administrator"),
+        "the first user administers: {first}"
+    );
+    let password = first
+        .lines()
+        .find_map(|l| l.strip_prefix("password: "))
+        .expect("the generated password is printed once");
+    assert!(password.len() >= 16);
+
+    let args = [
+        "user",
+        "add",
+        "--email",
+        "b@example.com",
+        "--name",
+        "B",
+        "--password-stdin",
+    ];
+    let (status, stderr) = {
+        let output = sandbox.run_with_stdin(&args, "short\n");
+        (
+            output.status,
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    assert_eq!(status.code(), Some(1));
+    assert!(stderr.contains("at least 8"), "{stderr}");
+    let output = sandbox.run_with_stdin(&args, "");
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "an empty stdin is no password"
+    );
+
+    sandbox.add_user("b@example.com");
+    let output = sandbox.run_with_stdin(&args, "another long password\n");
+    assert_eq!(output.status.code(), Some(1), "the email is taken");
+}
+
+#[test]
+fn unsupported_databases_and_bad_configuration_are_reported() {
+    let sandbox = Sandbox::new();
+    let (code, stderr) = sandbox.fails(&[
+        "--database",
+        "postgres://grantd@localhost/grantd",
+        "migrate",
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("PostgreSQL support is not built yet"),
+        "{stderr}"
+    );
+
+    assert!(sandbox.ok(&["migrate"]).contains("up to date"));
+    assert!(sandbox.path("g.db").exists());
+
+    let config = sandbox.path("typo.toml");
+    std::fs::write(&config, "lisen = \"127.0.0.1:0\"\n").unwrap();
+    let (code, stderr) = sandbox.fails(&["serve", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("lisen"),
+        "the unknown key is named: {stderr}"
+    );
+
+    let (code, stderr) = sandbox.fails(&["serve", "--public-url", "javascript:alert(1)"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("public_url"), "{stderr}");
+}
+
+#[test]
+fn help_describes_every_command() {
+    let sandbox = Sandbox::new();
+    let help = sandbox.ok(&["--help"]);
+    for command in ["serve", "migrate", "user", "client", "scope", "code"] {
+        assert!(help.contains(command), "{help}");
+    }
+    let serve = sandbox.ok(&["serve", "--help"]);
+    for flag in [
+        "--listen",
+        "--public-url",
+        "--database",
+        "--config",
+        "GRANTD_LISTEN",
+    ] {
+        assert!(serve.contains(flag), "{serve}");
+    }
+}
+
+// ---- the server ---------------------------------------------------------------------------
+
+/// A running `grantd serve`, killed if a test fails before stopping it.
+struct Server {
+    child: Option<Child>,
+    url: String,
+    log: PathBuf,
+}
+
+impl Server {
+    fn start(sandbox: &Sandbox, args: &[&str], env: &[(&str, &str)]) -> Server {
+        let log = sandbox.path(&format!("serve-{}.log", args.len()));
+        let mut command = sandbox.command(args);
+        command.envs(env.iter().copied()).env("RUST_LOG", "info");
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("grantd serve starts");
+        let stdout = child.stdout.take().unwrap();
+        let (sender, receiver) = mpsc::channel();
+        thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = sender.send(line);
+        });
+        let mut server = Server {
+            child: Some(child),
+            url: String::new(),
+            log,
+        };
+        let line = receiver.recv_timeout(WAIT).unwrap_or_default();
+        let Some(url) = line.trim().strip_prefix("grantd listening on ") else {
+            panic!("no listening line ({line:?}); log:\n{}", server.log_text());
+        };
+        server.url = url.to_owned();
+        server
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits, boundedly, for the exit status.
+    fn stop(mut self) -> ExitStatus {
+        let mut child = self.child.take().unwrap();
+        let pid = child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success());
+        let (sender, receiver) = mpsc::channel();
+        thread::spawn(move || {
+            let _ = sender.send(child.wait());
+        });
+        match receiver.recv_timeout(WAIT) {
+            Ok(status) => status.unwrap(),
+            Err(_) => {
+                let _ = Command::new("kill").args(["-KILL", &pid]).status();
+                panic!("grantd did not stop on SIGTERM; log:\n{}", self.log_text());
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+            eprintln!("grantd serve log:\n{}", self.log_text());
+        }
+    }
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(WAIT)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+async fn json_of(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, body)
+}
+
+#[tokio::test]
+async fn serve_answers_on_an_ephemeral_port_and_stops_on_sigterm() {
+    let sandbox = Sandbox::new();
+    let server = Server::start(&sandbox, &["serve", "--listen", "127.0.0.1:0"], &[]);
+    assert!(
+        server.url.starts_with("http://127.0.0.1:"),
+        "{}",
+        server.url
+    );
+    assert!(
+        !server.url.ends_with(":0"),
+        "the real port is announced: {}",
+        server.url
+    );
+    let health = http()
+        .get(format!("{}/healthz", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200, "{}", server.log_text());
+    let status = server.stop();
+    assert!(status.success(), "exit status after SIGTERM: {status}");
+}
+
+/// The README's quick start, end to end: everything is administered with the CLI while the
+/// server runs on the same database.
+#[tokio::test]
+async fn a_self_client_code_made_with_the_cli_is_exchanged_while_serving() {
+    let sandbox = Sandbox::new();
+    let server = Server::start(&sandbox, &["serve", "--listen", "127.0.0.1:0"], &[]);
+    sandbox.add_user("me@example.com");
+    let (client_id, client_secret) = sandbox.add_self_client("me@example.com");
+    let issued = sandbox.json(&[
+        "code",
+        "--client-id",
+        &client_id,
+        "--user",
+        "me@example.com",
+        "--scope",
+        "AaaServer.profile.READ",
+        "--duration",
+        "3",
+        "--json",
+    ]);
+    let code = issued["code"].as_str().unwrap();
+    let http = http();
+    let token_url = format!("{}/oauth/v2/token", server.url);
+
+    let (status, tokens) = json_of(
+        http.post(&token_url)
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("client_id", &client_id),
+                ("client_secret", &client_secret),
+                ("code", code),
+            ])
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{tokens}\n{}", server.log_text());
+    assert_eq!(tokens["token_type"], "Bearer", "{tokens}");
+    assert_eq!(tokens["expires_in"], 3600, "{tokens}");
+    assert_eq!(tokens["api_domain"], server.url.as_str(), "{tokens}");
+    assert_eq!(tokens["scope"], "AaaServer.profile.READ", "{tokens}");
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    let refresh = tokens["refresh_token"]
+        .as_str()
+        .expect("Self Client codes give one");
+
+    let info_url = format!("{}/oauth/user/info", server.url);
+    let (status, me) = json_of(
+        http.get(&info_url)
+            .header("Authorization", format!("Zoho-oauthtoken {access}"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["Email"], "me@example.com", "{me}");
+
+    let (status, refreshed) = json_of(
+        http.post(&token_url)
+            .form(&[
+                ("grant_type", "refresh_token"),
+                ("client_id", &client_id),
+                ("client_secret", &client_secret),
+                ("refresh_token", refresh),
+            ])
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{refreshed}");
+    assert!(refreshed["access_token"].is_string(), "{refreshed}");
+    assert!(refreshed.get("refresh_token").is_none(), "{refreshed}");
+
+    let (status, revoked) = json_of(
+        http.post(format!("{token_url}/revoke"))
+            .form(&[("token", refresh)])
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, revoked),
+        (200, serde_json::json!({"status": "success"}))
+    );
+    let (status, _) = json_of(
+        http.get(&info_url)
+            .header("Authorization", format!("Zoho-oauthtoken {access}"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        status, 401,
+        "revoking the refresh token revokes its access tokens"
+    );
+
+    // `client remove` takes the client's remaining tokens with it.
+    let second = sandbox.json(&[
+        "code",
+        "--client-id",
+        &client_id,
+        "--user",
+        "me@example.com",
+        "--scope",
+        "AaaServer.profile.READ",
+        "--duration",
+        "3",
+        "--json",
+    ]);
+    let (status, tokens) = json_of(
+        http.post(&token_url)
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("client_id", &client_id),
+                ("client_secret", &client_secret),
+                ("code", second["code"].as_str().unwrap()),
+            ])
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{tokens}");
+    let access = tokens["access_token"].as_str().unwrap();
+    sandbox.ok(&["client", "remove", &client_id]);
+    let (status, _) = json_of(
+        http.get(&info_url)
+            .header("Authorization", format!("Zoho-oauthtoken {access}"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 401);
+
+    let status = server.stop();
+    assert!(status.success(), "exit status after SIGTERM: {status}");
+}
+
+#[tokio::test]
+async fn flags_beat_environment_beats_the_config_file() {
+    let sandbox = Sandbox::new();
+    let config = sandbox.path("grantd.toml");
+    // If the file's listen address won (TEST-NET-1, not a local address), serve could not bind.
+    std::fs::write(
+        &config,
+        "listen = \"192.0.2.1:9\"\n\
+         public_url = \"https://from-file.example\"\n\
+         location = \"eu\"\n\
+         [limits]\n\
+         access_token_lifetime_secs = 1800\n",
+    )
+    .unwrap();
+    let server = Server::start(
+        &sandbox,
+        &["serve", "--listen", "127.0.0.1:0"],
+        &[
+            ("GRANTD_CONFIG", config.to_str().unwrap()),
+            ("GRANTD_PUBLIC_URL", "https://from-env.example"),
+        ],
+    );
+    assert!(
+        server.url.starts_with("http://127.0.0.1:"),
+        "{}",
+        server.url
+    );
+    let http = http();
+
+    let (status, metadata) = json_of(
+        http.get(format!(
+            "{}/.well-known/oauth-authorization-server",
+            server.url
+        ))
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{metadata}");
+    assert_eq!(metadata["issuer"], "https://from-env.example", "{metadata}");
+
+    let (status, info) = json_of(
+        http.get(format!("{}/oauth/serverinfo", server.url))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{info}");
+    assert_eq!(
+        info["locations"]["eu"], "https://from-env.example",
+        "{info}"
+    );
+
+    let status = server.stop();
+    assert!(status.success(), "exit status after SIGTERM: {status}");
+}
