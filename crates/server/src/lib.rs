@@ -3,6 +3,7 @@
 
 pub mod admin;
 mod app;
+mod console;
 mod cookies;
 mod error;
 mod headers;

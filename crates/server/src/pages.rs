@@ -32,15 +32,8 @@ pub struct ConsentPage<'a> {
     pub consent_id: &'a str,
 }
 
-#[derive(Template)]
-#[template(path = "home.html")]
-pub struct HomePage<'a> {
-    pub name: &'a str,
-    pub email: &'a str,
-    pub csrf_token: &'a str,
-}
-
 pub const STYLESHEET: &str = include_str!("../static/grantd.css");
+pub const SCRIPT: &str = include_str!("../static/console.js");
 
 /// Renders a page; a template failure (which would be a bug) becomes the plain error page.
 pub fn render(page: &impl Template) -> String {

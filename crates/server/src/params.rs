@@ -41,6 +41,14 @@ impl Params {
         Ok(first.map(|(_, v)| v.as_str()).filter(|v| !v.is_empty()))
     }
 
+    /// Every value of a field that may repeat (a form's list of redirect URIs).
+    pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.pairs
+            .iter()
+            .filter(move |(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// Like `get`, but absence is an error too.
     pub fn require(&self, name: &'static str) -> Result<&str, OAuthError> {
         self.get(name)?

@@ -12,9 +12,10 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::app::App;
+use crate::console::{account, admin_pages, clients};
 use crate::headers;
 use crate::oauth::{authorize, discovery, login, resource, revoke, token};
-use crate::pages::STYLESHEET;
+use crate::pages::{SCRIPT, STYLESHEET};
 
 /// Far above any OAuth request, far below anything that costs memory (T-082).
 const BODY_LIMIT: usize = 64 * 1024;
@@ -55,6 +56,37 @@ pub fn router(app: App) -> Router {
         )
         .route("/oauth/serverinfo", get(discovery::server_info))
         .route("/healthz", get(discovery::health))
+        .route("/console", get(clients::list))
+        .route("/console/clients", post(clients::create))
+        .route("/console/clients/new", get(clients::new_form))
+        .route("/console/clients/{id}", get(clients::show))
+        .route(
+            "/console/clients/{id}/secret",
+            post(clients::regenerate_secret),
+        )
+        .route(
+            "/console/clients/{id}/settings",
+            post(clients::update_settings),
+        )
+        .route("/console/clients/{id}/delete", post(clients::delete))
+        .route("/console/clients/{id}/codes", post(clients::generate_code))
+        .route(
+            "/console/scopes",
+            get(admin_pages::scopes).post(admin_pages::add_scope),
+        )
+        .route(
+            "/console/users",
+            get(admin_pages::users).post(admin_pages::add_user),
+        )
+        .route("/account", get(account::show))
+        .route("/account/profile", post(account::update_profile))
+        .route("/account/password", post(account::change_password))
+        .route("/account/apps/{id}/revoke", post(account::revoke_app))
+        .route("/account/sessions/{handle}/end", post(account::end_session))
+        .route(
+            "/static/console.js",
+            get(|| async { ([(CONTENT_TYPE, "text/javascript; charset=utf-8")], SCRIPT) }),
+        )
         .route(
             "/static/grantd.css",
             get(|| async { ([(CONTENT_TYPE, "text/css; charset=utf-8")], STYLESHEET) }),

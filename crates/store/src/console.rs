@@ -215,19 +215,6 @@ impl SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
-    pub async fn set_session_user_agent(
-        &self,
-        session: &SecretHash,
-        user_agent: &str,
-    ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE sessions SET user_agent = ? WHERE token_hash = ?")
-            .bind(user_agent)
-            .bind(session.as_bytes())
-            .execute(&self.writer)
-            .await?;
-        Ok(())
-    }
-
     /// Sets a new password hash and ends every other session of the user.
     pub async fn set_password(
         &self,

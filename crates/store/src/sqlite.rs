@@ -736,14 +736,17 @@ impl SqliteStore {
         &self,
         hash: &SecretHash,
         user_id: i64,
+        user_agent: &str,
         now: Timestamp,
         expires_at: Timestamp,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
+            "INSERT INTO sessions (token_hash, user_id, user_agent, created_at, expires_at)
+             VALUES (?, ?, ?, ?, ?)",
         )
         .bind(hash.as_bytes())
         .bind(user_id)
+        .bind(user_agent)
         .bind(now.0)
         .bind(expires_at.0)
         .execute(&self.writer)

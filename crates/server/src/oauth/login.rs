@@ -14,7 +14,7 @@ use grantd_store::{StoreError, User};
 use crate::app::App;
 use crate::cookies::Cookie;
 use crate::error::ErrorPage;
-use crate::pages::{self, HomePage, LoginPage};
+use crate::pages::{self, LoginPage};
 use crate::params::Params;
 
 const LOGIN_FAILED: &str = "The email address or password is incorrect.";
@@ -98,19 +98,12 @@ pub fn login_page(
     response
 }
 
+/// `/`: the console for a signed-in browser, the login page otherwise.
 pub async fn home(State(app): State<App>, headers: HeaderMap) -> Response {
     let now = app.clock.now();
     match current_session(&app, &headers, now).await {
-        Ok(Some((token, user))) => {
-            let csrf_token = token.csrf_token();
-            Html(pages::render(&HomePage {
-                name: &user.name,
-                email: &user.email,
-                csrf_token: &csrf_token,
-            }))
-            .into_response()
-        }
-        Ok(None) => login_page(&app, &headers, "/", "", None, None),
+        Ok(Some(_)) => crate::console::see_other("/console"),
+        Ok(None) => login_page(&app, &headers, "/console", "", None, None),
         Err(e) => ErrorPage::from(e).into_response(),
     }
 }
@@ -191,8 +184,15 @@ async fn sign_in_flow(
     }
     let session = SessionToken::generate();
     let lifetime = app.settings.limits.session_lifetime_secs;
+    let user_agent = crate::console::SignedIn::user_agent(headers);
     app.store
-        .add_session(&session.hash(), user.id, now, now.plus(lifetime))
+        .add_session(
+            &session.hash(),
+            user.id,
+            &user_agent,
+            now,
+            now.plus(lifetime),
+        )
         .await?;
     let mut response = StatusCode::SEE_OTHER.into_response();
     let headers = response.headers_mut();

@@ -1,0 +1,162 @@
+//! The API console (`/console`) and the account pages (`/account`): server-rendered pages for
+//! signed-in users. Every change is a POST carrying the session's CSRF token; a user reaches
+//! only their own clients, codes, apps and sessions (anything else is a 404).
+
+pub mod account;
+pub mod admin_pages;
+pub mod clients;
+
+use axum::extract::FromRequestParts;
+use axum::http::header::{LOCATION, USER_AGENT};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use grantd_core::secret::SessionToken;
+use grantd_core::{Client, ClientType, Timestamp};
+use grantd_store::User;
+
+use crate::app::App;
+use crate::error::ErrorPage;
+use crate::oauth::login::{current_session, is_cross_site, login_page};
+use crate::params::Params;
+
+/// A request from a signed-in browser; otherwise the login page, returning here afterwards.
+pub struct SignedIn {
+    pub session: SessionToken,
+    pub user: User,
+    pub now: Timestamp,
+}
+
+impl FromRequestParts<App> for SignedIn {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
+        let now = app.clock.now();
+        match current_session(app, &parts.headers, now).await {
+            Ok(Some((session, user))) => Ok(SignedIn { session, user, now }),
+            Ok(None) => {
+                let next = parts
+                    .uri
+                    .path_and_query()
+                    .map_or("/console", |p| p.as_str());
+                let next = if parts.method == axum::http::Method::GET {
+                    next
+                } else {
+                    "/console"
+                };
+                Err(login_page(app, &parts.headers, next, "", None, None))
+            }
+            Err(e) => Err(ErrorPage::from(e).into_response()),
+        }
+    }
+}
+
+impl SignedIn {
+    pub fn csrf_token(&self) -> String {
+        self.session.csrf_token()
+    }
+
+    /// CSRF defence for every state-changing form: the session's token, and not cross-site.
+    pub fn check_form(
+        &self,
+        app: &App,
+        headers: &HeaderMap,
+        params: &Params,
+    ) -> Result<(), ErrorPage> {
+        let token = params.get("csrf_token").ok().flatten().unwrap_or("");
+        if self.session.csrf_matches(token) && !is_cross_site(headers, app) {
+            Ok(())
+        } else {
+            Err(ErrorPage::forbidden(
+                "This form has expired or came from another site. Reload the page and try again.",
+            ))
+        }
+    }
+
+    /// One of this user's clients; anyone else's, or none, is "not found" (no existence leak).
+    pub async fn own_client(&self, app: &App, id: &str) -> Result<Client, ErrorPage> {
+        let client = if id.len() <= 128 {
+            app.store.client(id).await?
+        } else {
+            None
+        };
+        client
+            .filter(|c| c.owner_id == Some(self.user.id))
+            .ok_or(ErrorPage {
+                status: StatusCode::NOT_FOUND,
+                message: "There is no such client in your console.",
+            })
+    }
+
+    pub fn user_agent(headers: &HeaderMap) -> String {
+        headers
+            .get(USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("Unknown browser")
+            .chars()
+            .take(200)
+            .collect()
+    }
+}
+
+/// 303 to a same-origin path after a successful POST (post/redirect/get).
+pub fn see_other(path: &str) -> Response {
+    match HeaderValue::from_str(path) {
+        Ok(location) => (StatusCode::SEE_OTHER, [(LOCATION, location)]).into_response(),
+        Err(_) => ErrorPage::bad_request("Bad redirect.").into_response(),
+    }
+}
+
+pub fn type_label(kind: ClientType) -> &'static str {
+    match kind {
+        ClientType::Server => "Server-based",
+        ClientType::Client => "Client-based",
+        ClientType::Mobile => "Mobile",
+        ClientType::NonBrowser => "Non-browser",
+        ClientType::SelfClient => "Self Client",
+    }
+}
+
+pub fn type_help(kind: ClientType) -> &'static str {
+    match kind {
+        ClientType::Server => "Web apps with a server that keeps the secret.",
+        ClientType::Client => "JavaScript apps in the browser, with PKCE.",
+        ClientType::Mobile => "iOS and Android apps, with PKCE.",
+        ClientType::NonBrowser => "Devices and command-line tools without a browser.",
+        ClientType::SelfClient => "Your own scripts, with codes made here.",
+    }
+}
+
+/// `2026-01-01 09:30 UTC`. Civil-from-days (H. Hinnant's algorithm), so no date crate is
+/// needed for one format.
+pub fn datetime(t: Timestamp) -> String {
+    let days = t.0.div_euclid(86_400);
+    let secs = t.0.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
+        secs / 3600,
+        secs % 3600 / 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_dates() {
+        assert_eq!(datetime(Timestamp(0)), "1970-01-01 00:00 UTC");
+        assert_eq!(datetime(Timestamp(1_767_225_600)), "2026-01-01 00:00 UTC");
+        assert_eq!(datetime(Timestamp(951_827_400)), "2000-02-29 12:30 UTC");
+    }
+}
