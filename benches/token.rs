@@ -18,7 +18,6 @@ use grantd_core::secret::{Password, SecretHash};
 use grantd_core::{ClientType, Dialect, Limits, ManualClock};
 use grantd_server::admin::{self, ClientSpec, SelfCodeSpec};
 use grantd_server::{App, Settings};
-use grantd_store::SqliteStore;
 
 struct Fixture {
     router: axum::Router,
@@ -31,9 +30,10 @@ struct Fixture {
 
 async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&format!("sqlite://{}/bench.db", dir.path().display()))
-        .await
-        .unwrap();
+    let store =
+        grantd_store::Store::open(&format!("sqlite://{}/bench.db", dir.path().display()), 4)
+            .await
+            .unwrap();
     let clock = Arc::new(ManualClock::default());
     let mut settings = Settings::new("http://127.0.0.1:8080");
     // The throttle would stop a benchmark that refreshes one token in a loop.

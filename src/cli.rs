@@ -24,7 +24,7 @@ use grantd_core::{ClientType, Dialect};
                   Quick start: grantd serve   (then see `grantd client add --help`)"
 )]
 pub struct Cli {
-    /// Database URL: `sqlite://PATH`, created on first use (PostgreSQL is not supported yet)
+    /// Database URL: `sqlite://PATH` (created on first use) or `postgres://USER@HOST/DB`
     /// [default: sqlite://grantd-data/grantd.db]
     #[arg(
         long,

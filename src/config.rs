@@ -146,14 +146,11 @@ pub fn database_url(flag_or_env: Option<&str>, file: &FileConfig) -> Result<Stri
         .filter(|u| !u.trim().is_empty())
         .or(file.database.as_deref())
         .unwrap_or(grantd_store::DEFAULT_DATABASE);
-    let lower = url.to_ascii_lowercase();
-    if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
-        return Err("PostgreSQL support is not built yet; use an sqlite:// database URL".into());
-    }
     if let Some((scheme, _)) = url.split_once("://") {
-        if !scheme.eq_ignore_ascii_case("sqlite") {
+        let known = ["sqlite", "postgres", "postgresql"];
+        if !known.iter().any(|k| scheme.eq_ignore_ascii_case(k)) {
             return Err(format!(
-                "unsupported database URL scheme {scheme:?}; use sqlite://PATH"
+                "unsupported database URL scheme {scheme:?}; use sqlite://PATH or postgres://..."
             ));
         }
     }
@@ -364,8 +361,10 @@ mod tests {
             database_url(Some("sqlite://flag.db"), &file).unwrap(),
             "sqlite://flag.db"
         );
-        let err = database_url(Some("postgres://u@h/db"), &none).unwrap_err();
-        assert!(err.contains("PostgreSQL support is not built yet"));
+        assert_eq!(
+            database_url(Some("postgres://u@h/db"), &none).as_deref(),
+            Ok("postgres://u@h/db")
+        );
         assert!(database_url(Some("mysql://h/db"), &none).is_err());
     }
 }

@@ -16,7 +16,7 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use grantd_server::admin::AdminError;
-use grantd_store::{SqliteStore, Store, StoreError};
+use grantd_store::{Store, StoreError, DEFAULT_POOL_SIZE};
 
 use crate::cli::{Cli, Command};
 use crate::config::{FileConfig, ServeConfig};
@@ -62,9 +62,18 @@ async fn run(cli: Cli) -> Result<(), Failure> {
 
 /// Opens the store, applying pending migrations; safe while `serve` runs on the same file.
 async fn open(database: &str) -> Result<Store, Failure> {
-    SqliteStore::open(database)
+    Store::open(database, pool_size())
         .await
         .map_err(|e| Failure(format!("cannot open the database: {e}")))
+}
+
+/// PostgreSQL connections per process: `GRANTD_DB_POOL_SIZE`, default 16 (docs/deploy.md).
+pub fn pool_size() -> u32 {
+    std::env::var("GRANTD_DB_POOL_SIZE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(DEFAULT_POOL_SIZE)
 }
 
 /// Logs go to stderr, so stdout carries only results (JSON or the "listening" line).

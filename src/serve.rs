@@ -8,13 +8,13 @@ use tokio::sync::Notify;
 
 use grantd_core::SystemClock;
 use grantd_server::App;
-use grantd_store::SqliteStore;
+use grantd_store::Store;
 
 use crate::config::ServeConfig;
 use crate::{emit, Failure};
 
 pub async fn run(database: &str, config: ServeConfig) -> Result<(), Failure> {
-    let store = SqliteStore::open(database)
+    let store = Store::open(database, crate::pool_size())
         .await
         .map_err(|e| Failure(format!("cannot open the database: {e}")))?;
     let listener = TcpListener::bind(&config.listen)

@@ -17,7 +17,20 @@ pub enum StoreError {
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         match &e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed => StoreError::Unavailable,
+            // PostgreSQL: connection exceptions (08), operator intervention such as
+            // pg_terminate_backend or a shutdown (57P0x), a statement or lock timeout (57014,
+            // 55P03), and a serialisation failure (40001): the request may be retried.
+            sqlx::Error::Database(db)
+                if db.code().is_some_and(|c| {
+                    c.starts_with("08") || c.starts_with("57") || c == "55P03" || c == "40001"
+                }) =>
+            {
                 StoreError::Unavailable
             }
             sqlx::Error::Database(db) if db.is_unique_violation() => {

@@ -1,0 +1,85 @@
+//! The PostgreSQL store, for many stateless grantd nodes on one database. Every invariant is
+//! the database's: single use and caps under row locks (`SELECT ... FOR UPDATE`) inside one
+//! transaction, so two nodes racing on one code or one (user, client) serialise. A bounded pool
+//! with short timeouts makes an unreachable database fail fast (503) instead of hanging, and
+//! the pool reconnects by itself when the database returns.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Postgres, Transaction};
+
+use crate::verbs::prelude::*;
+
+pub static MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
+
+/// Connections per node; PostgreSQL's default `max_connections` (100) fits several nodes.
+pub const DEFAULT_POOL_SIZE: u32 = 16;
+
+#[derive(Clone, Debug)]
+pub struct PostgresStore {
+    pub(crate) writer: PgPool,
+    /// The same pool: PostgreSQL has no single-writer limit to work around.
+    pub(crate) reader: PgPool,
+}
+
+pub(crate) type Tx = Transaction<'static, Postgres>;
+
+const FOR_UPDATE: &str = " FOR UPDATE";
+const AGGREGATE_SCOPES: &str = "string_agg(scopes, ' ')";
+
+impl PostgresStore {
+    /// Connects, applies migrations (under sqlx's advisory lock, so nodes starting together
+    /// do not race) and checks that commits are durable.
+    pub async fn open(url: &str, pool_size: u32) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Setup(format!("bad database URL: {e}")))?
+            // A statement that cannot finish in time fails (503) rather than holding a worker.
+            .options([
+                ("statement_timeout", "5000"),
+                ("lock_timeout", "5000"),
+                ("idle_in_transaction_session_timeout", "10000"),
+                ("synchronous_commit", "on"),
+            ]);
+        let pool = PgPoolOptions::new()
+            .max_connections(pool_size.max(1))
+            .min_connections(0)
+            .acquire_timeout(Duration::from_secs(3))
+            .test_before_acquire(true)
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::Setup(format!("cannot connect to PostgreSQL: {e}")))?;
+        MIGRATIONS
+            .run(&pool)
+            .await
+            .map_err(crate::migration_error)?;
+        let store = Self {
+            writer: pool.clone(),
+            reader: pool,
+        };
+        store.check_durability().await?;
+        Ok(store)
+    }
+
+    async fn check_durability(&self) -> Result<(), StoreError> {
+        let (setting,): (String,) = sqlx::query_as("SHOW synchronous_commit")
+            .fetch_one(&self.writer)
+            .await?;
+        if !matches!(setting.as_str(), "on" | "remote_apply" | "remote_write") {
+            return Err(StoreError::Setup(format!(
+                "PostgreSQL is not durable (synchronous_commit={setting}); grantd needs it on"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn write(&self) -> Result<Tx, StoreError> {
+        Ok(self.writer.begin().await?)
+    }
+}
+
+impl PostgresStore {
+    crate::verbs::verbs!();
+}

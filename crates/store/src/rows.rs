@@ -1,0 +1,118 @@
+//! Row shapes shared by both backends, and their conversion into domain types.
+
+use std::str::FromStr;
+
+use grantd_core::grant::CodeGrant;
+use grantd_core::secret::SecretHash;
+use grantd_core::{Client, ClientId, ClientType, Dialect, RedirectUri, Scopes, Timestamp};
+
+use crate::User;
+
+pub(crate) type ClientRow = (
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    Option<Vec<u8>>,
+    Option<i64>,
+    String,
+    Option<String>,
+    i64,
+);
+pub(crate) const CLIENT_COLUMNS: &str =
+    "id, kind, name, homepage, redirect_uris, secret_hash, owner_id, dialect, js_domain, created_at";
+
+pub(crate) type UserRow = (i64, String, String, String, bool, i64, i64);
+pub(crate) const USER_COLUMNS: &str =
+    "id, email, name, password_hash, is_admin, failed_logins, locked_until";
+
+pub(crate) type CodeRow = (
+    Vec<u8>,
+    String,
+    i64,
+    Option<String>,
+    String,
+    bool,
+    Option<String>,
+    i64,
+    Option<i64>,
+);
+pub(crate) const CODE_COLUMNS: &str =
+    "code_hash, client_id, user_id, redirect_uri, scopes, issue_refresh, \
+     code_challenge, expires_at, redeemed_at";
+
+pub(crate) fn user_from_row(
+    (id, email, name, password_hash, is_admin, failed_logins, locked_until): UserRow,
+) -> User {
+    User {
+        id,
+        email,
+        name,
+        password_hash,
+        is_admin,
+        failed_logins,
+        locked_until: Timestamp(locked_until),
+    }
+}
+
+/// `None` for a row this version cannot read (an unknown kind), which then behaves as absent.
+pub(crate) fn client_from_row(
+    (id, kind, name, homepage, uris, secret_hash, owner_id, dialect, js_domain, created_at): ClientRow,
+) -> Option<Client> {
+    let uris: Vec<String> = serde_json::from_str(&uris).ok()?;
+    Some(Client {
+        id: ClientId::new(id),
+        kind: ClientType::from_str(&kind).ok()?,
+        name,
+        homepage,
+        redirect_uris: uris.into_iter().map(RedirectUri::from_stored).collect(),
+        secret_hash: match secret_hash {
+            Some(bytes) => Some(SecretHash::from_bytes(&bytes)?),
+            None => None,
+        },
+        owner_id,
+        dialect: Dialect::from_str(&dialect).ok()?,
+        js_domain,
+        created_at: Timestamp(created_at),
+    })
+}
+
+pub(crate) fn code_from_row(
+    (
+        hash,
+        client_id,
+        user_id,
+        redirect_uri,
+        scopes,
+        issue_refresh,
+        challenge,
+        expires_at,
+        redeemed_at,
+    ): CodeRow,
+) -> Option<CodeGrant> {
+    Some(CodeGrant {
+        code_hash: SecretHash::from_bytes(&hash)?,
+        client_id: ClientId::new(client_id),
+        user_id,
+        redirect_uri,
+        scopes: Scopes::from_stored(&scopes),
+        issue_refresh_token: issue_refresh,
+        code_challenge: challenge,
+        expires_at: Timestamp(expires_at),
+        redeemed_at: redeemed_at.map(Timestamp),
+    })
+}
+
+pub(crate) type CodeSummaryRow = (i64, i64, Option<i64>, String, Option<String>);
+/// id, name, homepage, consented scopes, first granted, last used, active tokens, token scopes
+pub(crate) type AppRow = (
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+    i64,
+    Option<String>,
+);
