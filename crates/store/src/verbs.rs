@@ -254,30 +254,60 @@ macro_rules! verbs {
         .bind(grant.expires_at.0)
         .execute(&mut *tx)
         .await?;
-        if let Some(scopes) = &code.record_consent {
-            let prior: Option<(String,)> =
-                sqlx::query_as("SELECT scopes FROM consents WHERE user_id = $1 AND client_id = $2")
-                    .bind(grant.user_id)
-                    .bind(grant.client_id.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            let merged = match prior {
-                Some((stored,)) => Scopes::from_stored(&stored).union(scopes),
-                None => scopes.clone(),
-            };
-            sqlx::query(
-                "INSERT INTO consents (user_id, client_id, scopes, granted_at) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (user_id, client_id) DO UPDATE SET scopes = excluded.scopes",
+        if let Some(consent) = &code.record_consent {
+            let prior: Option<(String, String)> = sqlx::query_as(
+                "SELECT scopes, redirect_uris FROM consents WHERE user_id = $1 AND client_id = $2",
             )
             .bind(grant.user_id)
             .bind(grant.client_id.as_str())
-            .bind(merged.to_stored())
+            .fetch_optional(&mut *tx)
+            .await?;
+            let (scopes, mut uris) = match prior {
+                Some((scopes, uris)) => (
+                    Scopes::from_stored(&scopes).union(&consent.scopes),
+                    uris.split(' ').filter(|u| !u.is_empty()).map(str::to_owned).collect(),
+                ),
+                None => (consent.scopes.clone(), Vec::new()),
+            };
+            if !uris.contains(&consent.redirect_uri) {
+                uris.push(consent.redirect_uri.clone());
+            }
+            sqlx::query(
+                "INSERT INTO consents (user_id, client_id, scopes, redirect_uris, granted_at)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (user_id, client_id)
+                 DO UPDATE SET scopes = excluded.scopes, redirect_uris = excluded.redirect_uris",
+            )
+            .bind(grant.user_id)
+            .bind(grant.client_id.as_str())
+            .bind(scopes.to_stored())
+            .bind(uris.join(" "))
             .bind(now.0)
             .execute(&mut *tx)
             .await?;
         }
         tx.commit().await?;
         Ok(CodeIssue::Issued)
+    }
+
+    /// The scopes the user has consented to for this client, counted only if the consent
+    /// covered this registered redirect URI too.
+    pub async fn consent_for(
+        &self,
+        user_id: i64,
+        client: &ClientId,
+        redirect_uri: &str,
+    ) -> Result<Option<Scopes>, StoreError> {
+        let row: Option<(String, String)> = sqlx::query_as(
+            "SELECT scopes, redirect_uris FROM consents WHERE user_id = $1 AND client_id = $2",
+        )
+        .bind(user_id)
+        .bind(client.as_str())
+        .fetch_optional(&self.reader)
+        .await?;
+        Ok(row
+            .filter(|(_, uris)| uris.split(' ').any(|u| u == redirect_uri))
+            .map(|(scopes, _)| Scopes::from_stored(&scopes)))
     }
 
     /// The scopes the user has consented to for this client, if any.

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use grantd_core::grant::{AccessType, CodeGrant};
 use grantd_core::secret::{random_id, GrantCode, SecretHash, SessionToken};
 use grantd_core::{pkce, Client, ClientId, OAuthError, RedirectUri, Scopes, Timestamp};
-use grantd_store::{CodeIssue, NewCode, User};
+use grantd_store::{CodeIssue, ConsentRecord, NewCode, User};
 
 use super::login::{current_session, is_cross_site, login_page};
 use super::registered_scopes;
@@ -26,6 +26,9 @@ use crate::params::Params;
 struct AuthRequest {
     client_id: String,
     redirect_uri: String,
+    /// The registered URI that `redirect_uri` matched (they differ only in a loopback port);
+    /// consent is remembered for it.
+    registered_uri: String,
     state: Option<String>,
     scopes: String,
     offline: bool,
@@ -79,17 +82,18 @@ pub async fn authorize(
         return ErrorPage::bad_request("The redirect_uri parameter is missing or repeated.")
             .into_response();
     };
-    if client.redirect_uri(redirect_uri).is_none() {
+    let Some(registered) = client.redirect_uri(redirect_uri) else {
         return ErrorPage::bad_request("The redirect_uri is not registered for this application.")
             .into_response();
-    }
+    };
     // A repeated state cannot be echoed faithfully, so it is dropped along with the request.
     let state = params.get("state").ok().flatten();
     let verified = Verified {
         redirect_uri,
         state,
     };
-    let request = match parse_request(&app, &params, &client, redirect_uri, state).await {
+    let request = match parse_request(&app, &params, &client, redirect_uri, registered, state).await
+    {
         Ok(request) => request,
         Err(Failure::OAuth(e)) => return verified.deny(&app, &e),
         Err(Failure::Store(e)) => return ErrorPage::from(e).into_response(),
@@ -109,9 +113,14 @@ pub async fn authorize(
         }
         Err(e) => return ErrorPage::from(e).into_response(),
     };
-    // Step 3: consent, unless already given for all of these scopes.
+    // Step 3: consent, unless already given for all of these scopes and this redirect URI
+    // (T-028: silent approval only for what the user has seen).
     let scopes = Scopes::from_stored(&request.scopes);
-    let prior = match app.store.consent(user.id, &client.id).await {
+    let prior = match app
+        .store
+        .consent_for(user.id, &client.id, &request.registered_uri)
+        .await
+    {
         Ok(prior) => prior,
         Err(e) => return ErrorPage::from(e).into_response(),
     };
@@ -152,6 +161,7 @@ async fn parse_request(
     params: &Params,
     client: &Client,
     redirect_uri: &str,
+    registered: &RedirectUri,
     state: Option<&str>,
 ) -> Result<AuthRequest, Failure> {
     params.get("state")?;
@@ -196,6 +206,7 @@ async fn parse_request(
     Ok(AuthRequest {
         client_id: client.id.to_string(),
         redirect_uri: redirect_uri.to_owned(),
+        registered_uri: registered.as_str().to_owned(),
         state: state.map(str::to_owned),
         scopes: scopes.to_stored(),
         offline,
@@ -355,7 +366,10 @@ async fn issue_code(
             redeemed_at: None,
         },
         description: None,
-        record_consent: record_consent.then_some(scopes),
+        record_consent: record_consent.then(|| ConsentRecord {
+            scopes,
+            redirect_uri: request.registered_uri.clone(),
+        }),
     };
     match app.store.add_code(&new, now, &app.settings.limits).await {
         Ok(CodeIssue::Issued) => {}
