@@ -10,7 +10,7 @@ use base64::Engine;
 use grantd_core::{Client, Dialect, OAuthError};
 
 use crate::app::App;
-use crate::error::Failure;
+use crate::error::{ApiError, Failure};
 use crate::params::Params;
 
 /// Client ids are 35 characters; anything far longer is not looked up.
@@ -63,12 +63,45 @@ impl Credentials {
             _ => Ok(None),
         }
     }
+}
 
-    /// Checks the credentials against the claimed client: a confidential client must present
-    /// its secret, a public client must not pretend to have one.
-    pub fn verify(&self, client: Option<Client>) -> Result<Client, OAuthError> {
-        let client = client.ok_or(OAuthError::InvalidClient)?;
-        let ok = match (&client.secret_hash, &self.secret) {
+/// Who is calling, as far as the request says, and the dialect to answer in: the claimed
+/// client's, or the server's default where the client is unknown.
+pub struct Caller {
+    pub credentials: Credentials,
+    pub client: Option<Client>,
+    pub dialect: Dialect,
+}
+
+impl Caller {
+    pub async fn identify(
+        app: &App,
+        headers: &HeaderMap,
+        params: &Params,
+    ) -> Result<Caller, ApiError> {
+        let default = app.settings.default_dialect;
+        let credentials = Credentials::read(headers, params).map_err(|e| ApiError {
+            failure: e.into(),
+            dialect: default,
+            basic: headers.contains_key(AUTHORIZATION),
+        })?;
+        let client = credentials
+            .claimed_client(app)
+            .await
+            .map_err(|e| ApiError::new(e, default))?;
+        let dialect = client.as_ref().map_or(default, |c| c.dialect);
+        Ok(Caller {
+            credentials,
+            client,
+            dialect,
+        })
+    }
+
+    /// The client, if the credentials prove it: a confidential client must present its
+    /// secret, a public client must not pretend to have one.
+    pub fn authenticated(&self) -> Result<&Client, OAuthError> {
+        let client = self.client.as_ref().ok_or(OAuthError::InvalidClient)?;
+        let ok = match (&client.secret_hash, &self.credentials.secret) {
             (Some(_), Some(secret)) => client.secret_matches(secret),
             (None, None) => true,
             _ => false,
@@ -79,11 +112,15 @@ impl Credentials {
             Err(OAuthError::InvalidClient)
         }
     }
-}
 
-/// The dialect to answer in: the claimed client's, or the server's default.
-pub fn dialect_of(client: Option<&Client>, app: &App) -> Dialect {
-    client.map_or(app.settings.default_dialect, |c| c.dialect)
+    /// An error in this caller's dialect.
+    pub fn error(&self, failure: impl Into<Failure>) -> ApiError {
+        ApiError {
+            failure: failure.into(),
+            dialect: self.dialect,
+            basic: self.credentials.basic,
+        }
+    }
 }
 
 /// `Authorization: Basic base64(urlencode(id) ":" urlencode(secret))`.

@@ -12,9 +12,9 @@ use serde_json::json;
 use grantd_core::secret::SecretHash;
 use grantd_core::{Scope, Timestamp};
 
-use super::client_auth::{dialect_of, Credentials};
+use super::client_auth::Caller;
 use crate::app::App;
-use crate::error::{store_failure, ApiError, Failure};
+use crate::error::{store_failure, Failure};
 use crate::params::Params;
 
 const PROFILE_SCOPE: &str = "AaaServer.profile.READ";
@@ -86,36 +86,24 @@ fn challenge(status: StatusCode, error: Option<&'static str>) -> Response {
 /// RFC 7662: the caller authenticates as a client; any live token can be introspected.
 pub async fn introspect(State(app): State<App>, headers: HeaderMap, params: Params) -> Response {
     let now = app.clock.now();
-    let default = app.settings.default_dialect;
-    let credentials = match Credentials::read(&headers, &params) {
-        Ok(c) => c,
-        Err(e) => return ApiError::new(e, default).into_response(),
+    let caller = match Caller::identify(&app, &headers, &params).await {
+        Ok(caller) => caller,
+        Err(e) => return e.into_response(),
     };
-    let client = match credentials.claimed_client(&app).await {
-        Ok(client) => client,
-        Err(e) => return ApiError::new(e, default).into_response(),
-    };
-    let dialect = dialect_of(client.as_ref(), &app);
-    match introspection(&app, &params, &credentials, client, now).await {
+    match introspection(&app, &params, &caller, now).await {
         Ok(body) => Json(body).into_response(),
-        Err(failure) => ApiError {
-            failure,
-            dialect,
-            basic: credentials.basic,
-        }
-        .into_response(),
+        Err(failure) => caller.error(failure).into_response(),
     }
 }
 
 async fn introspection(
     app: &App,
     params: &Params,
-    credentials: &Credentials,
-    client: Option<grantd_core::Client>,
+    caller: &Caller,
     now: Timestamp,
 ) -> Result<serde_json::Value, Failure> {
-    let caller = credentials.verify(client)?;
-    if caller.secret_hash.is_none() {
+    let client = caller.authenticated()?;
+    if client.secret_hash.is_none() {
         // Public clients cannot authenticate, so they cannot introspect.
         return Err(grantd_core::OAuthError::InvalidClient.into());
     }

@@ -13,36 +13,21 @@ use grantd_core::secret::{AccessToken, GrantCode, RefreshToken};
 use grantd_core::{Client, ClientType, OAuthError, Scopes, Timestamp};
 use grantd_store::{NewAccess, NewTokens, Redemption, RefreshOutcome};
 
-use super::client_auth::{dialect_of, Credentials};
+use super::client_auth::Caller;
 use super::registered_scopes;
 use crate::app::App;
-use crate::error::{ApiError, Failure};
+use crate::error::Failure;
 use crate::params::Params;
 
 pub async fn token(State(app): State<App>, headers: HeaderMap, params: Params) -> Response {
     let now = app.clock.now();
-    let default = app.settings.default_dialect;
-    let credentials = match Credentials::read(&headers, &params) {
-        Ok(c) => c,
-        Err(e) => {
-            let mut error = ApiError::new(e, default);
-            error.basic = headers.contains_key(axum::http::header::AUTHORIZATION);
-            return error.into_response();
-        }
+    let caller = match Caller::identify(&app, &headers, &params).await {
+        Ok(caller) => caller,
+        Err(e) => return e.into_response(),
     };
-    let client = match credentials.claimed_client(&app).await {
-        Ok(client) => client,
-        Err(e) => return ApiError::new(e, default).into_response(),
-    };
-    let dialect = dialect_of(client.as_ref(), &app);
-    match grant(&app, &params, &credentials, client, now).await {
+    match grant(&app, &params, &caller, now).await {
         Ok(issued) => Json(issued).into_response(),
-        Err(failure) => ApiError {
-            failure,
-            dialect,
-            basic: credentials.basic,
-        }
-        .into_response(),
+        Err(failure) => caller.error(failure).into_response(),
     }
 }
 
@@ -79,15 +64,14 @@ impl TokenResponse {
 async fn grant(
     app: &App,
     params: &Params,
-    credentials: &Credentials,
-    client: Option<Client>,
+    caller: &Caller,
     now: Timestamp,
 ) -> Result<TokenResponse, Failure> {
-    let client = credentials.verify(client)?;
+    let client = caller.authenticated()?;
     match params.require("grant_type")? {
-        "authorization_code" => exchange(app, params, &client, now).await,
-        "refresh_token" => refresh(app, params, &client, now).await,
-        "client_credentials" => client_credentials(app, params, &client, now).await,
+        "authorization_code" => exchange(app, params, client, now).await,
+        "refresh_token" => refresh(app, params, client, now).await,
+        "client_credentials" => client_credentials(app, params, client, now).await,
         _ => Err(OAuthError::UnsupportedGrantType.into()),
     }
 }

@@ -1,0 +1,1697 @@
+//! The store's conformance suite: one set of tests, each an `async fn` taking a `Store`, run on
+//! both backends (`sqlite::name` on a file in a temp dir, `postgres::name` on a uniquely named
+//! database that is dropped afterwards, even when the test fails). The tests speak the verbs'
+//! contracts (lib.rs, verbs.rs, CONTRACT.md "Limits"): uniqueness, single use, caps, throttles,
+//! revocation, expiry sweeps, sessions and the console's verbs, including under concurrency,
+//! where the database, not process memory, must hold the line.
+//!
+//! PostgreSQL: `GRANTD_TEST_POSTGRES` names a server to create databases on (e.g.
+//! `postgres://postgres@127.0.0.1:5432/postgres`). Unset, the PostgreSQL half says it was
+//! skipped and passes; CI sets it, so there it always runs.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures::future::join_all;
+use sqlx::{Connection, Executor, PgConnection};
+use tempfile::TempDir;
+
+use grantd_core::grant::{refresh_scopes, CodeGrant, Rejection};
+use grantd_core::secret::{generate_client_id, random_id, SecretHash};
+use grantd_core::{
+    Client, ClientId, ClientType, Dialect, Limits, OAuthError, RedirectUri, Scopes, Timestamp,
+};
+use grantd_store::{
+    ClientUpdate, CodeIssue, ConsentRecord, NewAccess, NewClient, NewCode, NewTokens, Redemption,
+    RefreshOutcome, Store, StoreError,
+};
+
+// ---- the suite, run once per backend -----------------------------------------------------
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let db = crate::SqliteDb::open().await;
+                    crate::$name(db.store.clone()).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(db) = crate::PgDb::open(stringify!($name)).await else {
+                        return;
+                    };
+                    crate::$name(db.store.clone()).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance! {
+    users_are_unique_by_email,
+    failed_logins_lock_the_account,
+    scopes_are_registered_once,
+    clients_round_trip_and_each_user_has_one_self_client,
+    removing_a_client_removes_its_tokens,
+    codes_are_throttled_per_client,
+    concurrent_codes_stay_within_the_throttle,
+    codes_record_consent,
+    a_code_redeems_once_under_concurrency,
+    a_replayed_code_revokes_its_family,
+    a_code_presented_by_another_client_is_not_burned,
+    refused_codes_are_burned_and_unknown_codes_are_unknown,
+    twenty_refresh_tokens_then_the_oldest_goes_with_its_access_tokens,
+    concurrent_grants_never_exceed_the_cap,
+    refresh_is_throttled_per_window,
+    concurrent_refreshes_stay_within_the_throttle,
+    fifteen_active_access_tokens_per_refresh_token,
+    refresh_checks_client_and_decision,
+    revoke_contracts,
+    client_credentials_tokens_and_introspection,
+    sweep_deletes_only_what_expired,
+    sessions_live_until_expiry_or_removal,
+    pending_consents_are_taken_once,
+    console_clients_of_and_update_client,
+    console_codes_of_lists_self_client_codes,
+    connected_apps_and_revoke_grant,
+    sessions_of_and_remove_user_session,
+    set_password_ends_other_sessions,
+}
+
+// ---- backends ----------------------------------------------------------------------------
+
+struct SqliteDb {
+    store: Store,
+    _dir: TempDir,
+}
+
+impl SqliteDb {
+    async fn open() -> SqliteDb {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/grantd.db", dir.path().display());
+        let store = Store::open(&url, 4).await.unwrap();
+        assert_eq!(store.backend(), "sqlite");
+        SqliteDb { store, _dir: dir }
+    }
+}
+
+/// A PostgreSQL store on a database of its own; the database goes when this does.
+struct PgDb {
+    store: Store,
+    _database: PgDatabase,
+}
+
+/// Connections per store: enough for real concurrency, few enough for parallel tests.
+const PG_POOL: u32 = 8;
+
+impl PgDb {
+    /// `None` (after saying so) when no PostgreSQL is configured.
+    async fn open(test: &str) -> Option<PgDb> {
+        let Some(admin_url) = std::env::var("GRANTD_TEST_POSTGRES")
+            .ok()
+            .filter(|u| !u.trim().is_empty())
+        else {
+            // Straight to stderr, past the test harness's capture, so the skip is visible.
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipped postgres::{test}: GRANTD_TEST_POSTGRES is not set (set it to a server \
+                 URL such as postgres://postgres@127.0.0.1:5432/postgres to run it)"
+            );
+            return None;
+        };
+        let database = PgDatabase::create(admin_url).await;
+        let store = Store::open(&database.url(), PG_POOL).await.unwrap();
+        assert_eq!(store.backend(), "postgres");
+        Some(PgDb {
+            store,
+            _database: database,
+        })
+    }
+}
+
+/// A uniquely named database on the test server, dropped (`WITH (FORCE)`) when this goes out
+/// of scope, whether the test passed or panicked.
+struct PgDatabase {
+    admin_url: String,
+    name: String,
+}
+
+impl PgDatabase {
+    async fn create(admin_url: String) -> PgDatabase {
+        let name = unique_name();
+        let mut admin = PgConnection::connect(&admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("GRANTD_TEST_POSTGRES={admin_url} is unreachable: {e}"));
+        admin
+            .execute(format!("CREATE DATABASE \"{name}\"").as_str())
+            .await
+            .unwrap();
+        admin.close().await.unwrap();
+        PgDatabase { admin_url, name }
+    }
+
+    fn url(&self) -> String {
+        with_database(&self.admin_url, &self.name)
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let admin_url = self.admin_url.clone();
+        let name = self.name.clone();
+        // A fresh thread and runtime: Drop cannot await, and may run while panicking.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let mut admin = PgConnection::connect(&admin_url).await?;
+                admin
+                    .execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str())
+                    .await?;
+                admin.close().await
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            let _ = writeln!(
+                std::io::stderr(),
+                "could not drop test database {}: {dropped:?}",
+                self.name
+            );
+        }
+    }
+}
+
+/// `grantd_test_<pid>_<random>_<n>`: parallel runs and parallel tests never collide.
+fn unique_name() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "grantd_test_{}_{}_{}",
+        std::process::id(),
+        &random_id()[..12],
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// The server URL with its database path replaced by `name` (query parameters kept).
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let authority = base.find("://").map_or(0, |i| i + 3);
+    let path = base[authority..]
+        .find('/')
+        .map_or(base.len(), |i| authority + i);
+    let mut out = format!("{}/{name}", &base[..path]);
+    if let Some(query) = query {
+        out.push('?');
+        out.push_str(query);
+    }
+    out
+}
+
+// ---- fixtures ----------------------------------------------------------------------------
+
+/// 2026-01-01T00:00:00Z, as `ManualClock::default()`.
+const T0: Timestamp = Timestamp(1_767_225_600);
+const REDIRECT: &str = "https://app.example/cb";
+const SECRET: &str = "a client secret";
+const SCOPE: &str = "Demo.x.READ";
+
+/// The defaults, except codes: most tests make more than ten codes per client.
+fn limits() -> Limits {
+    Limits {
+        codes_per_window: 10_000,
+        ..Limits::default()
+    }
+}
+
+fn scopes(raw: &str) -> Scopes {
+    Scopes::parse(raw).unwrap()
+}
+
+fn hash() -> SecretHash {
+    SecretHash::of(&random_id())
+}
+
+async fn user(store: &Store, email: &str) -> i64 {
+    store
+        .add_user(
+            email,
+            "Ada Lovelace",
+            "$argon2id$not-a-real-hash",
+            false,
+            T0,
+        )
+        .await
+        .unwrap()
+}
+
+fn new_client(kind: ClientType, owner: Option<i64>) -> NewClient {
+    NewClient {
+        id: ClientId::new(generate_client_id()),
+        kind,
+        name: format!("Test {} app", kind.as_str()),
+        homepage: Some("https://app.example".into()),
+        redirect_uris: if kind.uses_redirects() {
+            vec![RedirectUri::from_stored(REDIRECT.into())]
+        } else {
+            vec![]
+        },
+        js_domain: None,
+        secret_hash: (!kind.is_public()).then(|| SecretHash::of(SECRET)),
+        owner_id: owner,
+        dialect: Dialect::Standard,
+    }
+}
+
+async fn client(store: &Store, kind: ClientType, owner: Option<i64>) -> Client {
+    let new = new_client(kind, owner);
+    store.add_client(&new, T0).await.unwrap();
+    store.client(new.id.as_str()).await.unwrap().unwrap()
+}
+
+/// A redirect-flow code for `client`, living 60 s from `now`; `offline` grants a refresh token.
+fn new_code(client: &Client, user_id: i64, offline: bool, now: Timestamp) -> NewCode {
+    NewCode {
+        grant: CodeGrant {
+            code_hash: hash(),
+            client_id: client.id.clone(),
+            user_id,
+            redirect_uri: Some(REDIRECT.into()),
+            scopes: scopes(SCOPE),
+            issue_refresh_token: offline,
+            code_challenge: None,
+            expires_at: now.plus(60),
+            redeemed_at: None,
+        },
+        description: None,
+        record_consent: None,
+    }
+}
+
+async fn add_code(store: &Store, code: &NewCode, now: Timestamp) {
+    let issued = store.add_code(code, now, &limits()).await.unwrap();
+    assert!(matches!(issued, CodeIssue::Issued), "{issued:?}");
+}
+
+fn new_tokens(now: Timestamp) -> NewTokens {
+    NewTokens {
+        access: NewAccess {
+            hash: hash(),
+            expires_at: now.plus(3600),
+        },
+        refresh_hash: hash(),
+    }
+}
+
+/// Redeems as the token endpoint does: the core's rules decide, for `presenter` at `uri`.
+async fn redeem_as(
+    store: &Store,
+    presenter: &Client,
+    code: &SecretHash,
+    uri: Option<&str>,
+    tokens: &NewTokens,
+    now: Timestamp,
+) -> Redemption {
+    store
+        .redeem_code(
+            code,
+            |grant| grant.check_redemption(presenter, uri, None, now),
+            tokens,
+            now,
+            &limits(),
+        )
+        .await
+        .unwrap()
+}
+
+/// The tokens of one successful grant (a code made and redeemed at `now`).
+struct Granted {
+    access: SecretHash,
+    refresh: SecretHash,
+}
+
+async fn grant(store: &Store, client: &Client, user_id: i64, now: Timestamp) -> Granted {
+    let code = new_code(client, user_id, true, now);
+    add_code(store, &code, now).await;
+    let tokens = new_tokens(now);
+    let redeemed = redeem_as(
+        store,
+        client,
+        &code.grant.code_hash,
+        Some(REDIRECT),
+        &tokens,
+        now,
+    )
+    .await;
+    assert!(
+        matches!(&redeemed, Redemption::Issued(g) if g.issue_refresh_token),
+        "{redeemed:?}"
+    );
+    Granted {
+        access: tokens.access.hash,
+        refresh: tokens.refresh_hash,
+    }
+}
+
+/// Mints an access token from `refresh` for `client`, asking for the granted scopes.
+async fn refresh(
+    store: &Store,
+    client: &Client,
+    refresh: &SecretHash,
+    now: Timestamp,
+    limits: &Limits,
+) -> (RefreshOutcome, SecretHash) {
+    let access = NewAccess {
+        hash: hash(),
+        expires_at: now.plus(3600),
+    };
+    let outcome = store
+        .refresh(
+            refresh,
+            &client.id,
+            |grant| refresh_scopes(&grant.scopes, None),
+            &access,
+            now,
+            limits,
+        )
+        .await
+        .unwrap();
+    (outcome, access.hash)
+}
+
+async fn refreshed(
+    store: &Store,
+    client: &Client,
+    token: &SecretHash,
+    now: Timestamp,
+) -> SecretHash {
+    let (outcome, access) = refresh(store, client, token, now, &limits()).await;
+    assert!(
+        matches!(outcome, RefreshOutcome::Issued { .. }),
+        "{outcome:?}"
+    );
+    access
+}
+
+async fn access_alive(store: &Store, access: &SecretHash, now: Timestamp) -> bool {
+    store.access_grant(access, now).await.unwrap().is_some()
+}
+
+async fn refresh_alive(store: &Store, refresh: &SecretHash) -> bool {
+    let info = store.token_info(refresh, T0).await.unwrap();
+    assert!(
+        info.as_ref().is_none_or(|i| i.expires_at.is_none()),
+        "a refresh token with an expiry: {info:?}"
+    );
+    info.is_some()
+}
+
+async fn active_refresh_tokens(store: &Store, user_id: i64, client: &Client) -> i64 {
+    store
+        .connected_apps(user_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|app| app.client_id == client.id)
+        .map_or(0, |app| app.active_refresh_tokens)
+}
+
+async fn add_session(store: &Store, user_id: i64, now: Timestamp, lifetime: i64) -> SecretHash {
+    let session = hash();
+    store
+        .add_session(&session, user_id, "test agent", now, now.plus(lifetime))
+        .await
+        .unwrap();
+    session
+}
+
+// ---- users and scopes --------------------------------------------------------------------
+
+async fn users_are_unique_by_email(store: Store) {
+    assert_eq!(store.user_count().await.unwrap(), 0);
+    let ada = user(&store, "ada@example.com").await;
+    let again = store
+        .add_user("ada@example.com", "Another Ada", "x", false, T0)
+        .await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    let bob = store
+        .add_user("bob@example.com", "Bob", "hash", true, T0)
+        .await
+        .unwrap();
+    assert_ne!(ada, bob);
+    assert_eq!(store.user_count().await.unwrap(), 2);
+
+    let found = store
+        .user_by_email("ada@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (found.id, found.name.as_str(), found.is_admin),
+        (ada, "Ada Lovelace", false)
+    );
+    assert_eq!(found.password_hash, "$argon2id$not-a-real-hash");
+    assert_eq!((found.failed_logins, found.locked_until), (0, Timestamp(0)));
+    assert!(store
+        .user_by_email("eve@example.com")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store.user(bob).await.unwrap().unwrap().is_admin);
+    assert!(store.user(bob + 1000).await.unwrap().is_none());
+
+    store.set_user_name(ada, "Ada King").await.unwrap();
+    let all = store.users().await.unwrap();
+    let listed: Vec<(i64, &str)> = all.iter().map(|u| (u.id, u.name.as_str())).collect();
+    assert_eq!(listed, [(ada, "Ada King"), (bob, "Bob")]);
+}
+
+async fn failed_logins_lock_the_account(store: Store) {
+    let ada = user(&store, "ada@example.com").await;
+    let limits = Limits::default();
+    for n in 1..limits.failed_logins_before_lockout {
+        store.note_login_failure(ada, T0, &limits).await.unwrap();
+        let u = store.user(ada).await.unwrap().unwrap();
+        assert_eq!((u.failed_logins, u.locked_until), (n, Timestamp(0)));
+    }
+    store.note_login_failure(ada, T0, &limits).await.unwrap();
+    let locked = store.user(ada).await.unwrap().unwrap();
+    assert_eq!(locked.failed_logins, limits.failed_logins_before_lockout);
+    assert_eq!(locked.locked_until, T0.plus(limits.lockout_secs));
+
+    store.clear_login_failures(ada).await.unwrap();
+    let cleared = store.user(ada).await.unwrap().unwrap();
+    assert_eq!(
+        (cleared.failed_logins, cleared.locked_until),
+        (0, Timestamp(0))
+    );
+}
+
+async fn scopes_are_registered_once(store: Store) {
+    store.add_scope("Demo.x.READ", "Read x").await.unwrap();
+    // The registry compares case-insensitively.
+    let again = store.add_scope("demo.X.read", "Read x again").await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    store.add_scope("Demo.x.ALL", "All of x").await.unwrap();
+
+    let names: Vec<String> = store
+        .scopes()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    // The built-in scope comes with the schema; the list is ordered by key.
+    assert_eq!(
+        names,
+        ["AaaServer.profile.READ", "Demo.x.ALL", "Demo.x.READ"]
+    );
+
+    let found = store
+        .registered(&scopes("demo.x.read,AAASERVER.profile.read"))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut found: Vec<String> = found.into_iter().map(|(name, _)| name).collect();
+    found.sort();
+    assert_eq!(found, ["AaaServer.profile.READ", "Demo.x.READ"]);
+    let unknown = store
+        .registered(&scopes("Demo.x.READ,Demo.z.READ"))
+        .await
+        .unwrap();
+    assert_eq!(unknown, Err("Demo.z.READ".to_owned()));
+}
+
+// ---- clients -----------------------------------------------------------------------------
+
+async fn clients_round_trip_and_each_user_has_one_self_client(store: Store) {
+    let ada = user(&store, "ada@example.com").await;
+    let bob = user(&store, "bob@example.com").await;
+
+    let mut server = new_client(ClientType::Server, Some(ada));
+    server.dialect = Dialect::Zoho;
+    store.add_client(&server, T0).await.unwrap();
+    let read = store.client(server.id.as_str()).await.unwrap().unwrap();
+    assert_eq!(read.id, server.id);
+    assert_eq!(read.kind, ClientType::Server);
+    assert_eq!(read.name, server.name);
+    assert_eq!(read.homepage.as_deref(), Some("https://app.example"));
+    let uris: Vec<&str> = read.redirect_uris.iter().map(RedirectUri::as_str).collect();
+    assert_eq!(uris, [REDIRECT]);
+    assert!(read.secret_matches(SECRET) && !read.secret_matches("another"));
+    assert_eq!((read.owner_id, read.dialect), (Some(ada), Dialect::Zoho));
+    assert_eq!(read.created_at, T0);
+    assert!(store.client("1000.NOSUCHCLIENT").await.unwrap().is_none());
+
+    let ada_self = client(&store, ClientType::SelfClient, Some(ada)).await;
+    let second = store
+        .add_client(&new_client(ClientType::SelfClient, Some(ada)), T0)
+        .await;
+    assert!(matches!(second, Err(StoreError::Conflict(_))), "{second:?}");
+    // Other users have their own; other types are not limited.
+    client(&store, ClientType::SelfClient, Some(bob)).await;
+    client(&store, ClientType::Server, Some(ada)).await;
+    let public = client(&store, ClientType::Mobile, None).await;
+    assert!(public.secret_hash.is_none());
+    assert_eq!(store.clients().await.unwrap().len(), 5);
+
+    // A new secret replaces the old at once; public clients have none to replace.
+    assert!(store
+        .set_client_secret(ada_self.id.as_str(), &SecretHash::of("new secret"))
+        .await
+        .unwrap());
+    let rotated = store.client(ada_self.id.as_str()).await.unwrap().unwrap();
+    assert!(rotated.secret_matches("new secret") && !rotated.secret_matches(SECRET));
+    assert!(!store
+        .set_client_secret(public.id.as_str(), &SecretHash::of("x"))
+        .await
+        .unwrap());
+    assert!(store
+        .client(public.id.as_str())
+        .await
+        .unwrap()
+        .unwrap()
+        .secret_hash
+        .is_none());
+
+    assert!(store.remove_client(ada_self.id.as_str()).await.unwrap());
+    assert!(!store.remove_client(ada_self.id.as_str()).await.unwrap());
+    assert!(store.client(ada_self.id.as_str()).await.unwrap().is_none());
+    // With the old one gone, the user may have a Self Client again.
+    client(&store, ClientType::SelfClient, Some(ada)).await;
+}
+
+async fn removing_a_client_removes_its_tokens(store: Store) {
+    let ada = user(&store, "ada@example.com").await;
+    let a = client(&store, ClientType::Server, None).await;
+    let b = client(&store, ClientType::Server, None).await;
+    let of_a = grant(&store, &a, ada, T0).await;
+    let minted = refreshed(&store, &a, &of_a.refresh, T0).await;
+    let of_b = grant(&store, &b, ada, T0).await;
+    let pending = new_code(&a, ada, true, T0);
+    add_code(&store, &pending, T0).await;
+
+    assert!(store.remove_client(a.id.as_str()).await.unwrap());
+
+    assert!(!refresh_alive(&store, &of_a.refresh).await);
+    assert!(!access_alive(&store, &of_a.access, T0).await);
+    assert!(!access_alive(&store, &minted, T0).await);
+    let late = redeem_as(
+        &store,
+        &a,
+        &pending.grant.code_hash,
+        Some(REDIRECT),
+        &new_tokens(T0),
+        T0,
+    )
+    .await;
+    assert!(matches!(late, Redemption::Unknown), "{late:?}");
+    assert!(refresh_alive(&store, &of_b.refresh).await);
+    assert!(access_alive(&store, &of_b.access, T0).await);
+}
+
+// ---- codes -------------------------------------------------------------------------------
+
+async fn codes_are_throttled_per_client(store: Store) {
+    let ada = user(&store, "ada@example.com").await;
+    let a = client(&store, ClientType::Server, None).await;
+    let b = client(&store, ClientType::Server, None).await;
+    let limits = Limits::default();
+    assert_eq!(
+        (limits.codes_per_window, limits.code_window_secs),
+        (10, 600)
+    );
+    for n in 0..10 {
+        let now = T0.plus(n);
+        let issued = store
+            .add_code(&new_code(&a, ada, false, now), now, &limits)
+            .await
+            .unwrap();
+        assert!(matches!(issued, CodeIssue::Issued), "code {n}: {issued:?}");
+    }
+    let now = T0.plus(10);
+    let refused = new_code(&a, ada, false, now);
+    let throttled = store.add_code(&refused, now, &limits).await.unwrap();
+    // The oldest code (made at T0) leaves the window at T0 + 600.
+    assert!(
+        matches!(throttled, CodeIssue::Throttled { retry_after: 590 }),
+        "{throttled:?}"
+    );
+    // Nothing was stored for the refused code.
+    let nothing = redeem_as(
+        &store,
+        &a,
+        &refused.grant.code_hash,
+        Some(REDIRECT),
+        &new_tokens(now),
+        now,
+    )
+    .await;
+    assert!(matches!(nothing, Redemption::Unknown), "{nothing:?}");
+    // Another client has its own count.
+    let other = store
+        .add_code(&new_code(&b, ada, false, now), now, &limits)
+        .await
+        .unwrap();
+    assert!(matches!(other, CodeIssue::Issued), "{other:?}");
+
+    let still = T0.plus(599);
+    let throttled = store
+        .add_code(&new_code(&a, ada, false, still), still, &limits)
+        .await
+        .unwrap();
+    assert!(
+        matches!(throttled, CodeIssue::Throttled { retry_after: 1 }),
+        "{throttled:?}"
+    );
+    let later = T0.plus(600);
+    let issued = store
+        .add_code(&new_code(&a, ada, false, later), later, &limits)
+        .await
+        .unwrap();
+    assert!(matches!(issued, CodeIssue::Issued), "{issued:?}");
+}
+
+async fn concurrent_codes_stay_within_the_throttle(store: Store) {
+    let ada = user(&store, "ada@example.com").await;
+    let a = client(&store, ClientType::Server, None).await;
+    let limits = Limits::default();
+    let codes: Vec<NewCode> = (0..30).map(|_| new_code(&a, ada, false, T0)).collect();
+    let outcomes = join_all(codes.iter().map(|code| {
+        let store = store.clone();
+        let limits = limits.clone();
+        async move { store.add_code(code, T0, &limits).await.unwrap() }
+    }))
+    .await;
+    let issued = outcomes
+        .iter()
+        .filter(|o| matches!(o, CodeIssue::Issued))
+        .count();
+    let throttled = outcomes
+        .iter()
+        .filter(|o| matches!(o, CodeIssue::Throttled { retry_after: 600 }))
+        .count();
+    assert_eq!((issued, throttled), (10, 20), "{outcomes:?}");
+}
+
+fn consent_record(raw: &str, redirect_uri: &str) -> Option<ConsentRecord> {
+    Some(ConsentRecord {
+        scopes: scopes(raw),
+        redirect_uri: redirect_uri.into(),
+    })
+}
+
+async fn codes_record_consent(store: Store) {
+    let ada = user(&store, "ada@example.com").await;
+    let a = client(&store, ClientType::Server, None).await;
+    let other_uri = "https://app.example/other";
+    assert!(store.consent(ada, &a.id).await.unwrap().is_none());
+    assert!(store
+        .consent_for(ada, &a.id, REDIRECT)
+        .await
+        .unwrap()
+        .is_none());
+
+    let mut first = new_code(&a, ada, true, T0);
+    first.record_consent = consent_record("Demo.x.READ", REDIRECT);
+    add_code(&store, &first, T0).await;
+    assert_eq!(
+        store.consent(ada, &a.id).await.unwrap(),
+        Some(scopes("Demo.x.READ"))
+    );
+    assert_eq!(
+        store.consent_for(ada, &a.id, REDIRECT).await.unwrap(),
+        Some(scopes("Demo.x.READ"))
+    );
+    // Consent is remembered per redirect URI (T-028).
+    assert!(store
+        .consent_for(ada, &a.id, other_uri)
+        .await
+        .unwrap()
+        .is_none());
+    // Consent accumulates: a later grant of other scopes, at another URI, adds to it.
+    let mut second = new_code(&a, ada, false, T0.plus(5));
+    second.record_consent = consent_record("Demo.y.READ", other_uri);
+    add_code(&store, &second, T0.plus(5)).await;
+    for uri in [REDIRECT, other_uri] {
+        assert_eq!(
+            store.consent_for(ada, &a.id, uri).await.unwrap(),
+            Some(scopes("Demo.x.READ,Demo.y.READ")),
+            "{uri}"
+        );
+    }
+    // A code without consent to record leaves it alone.
+    add_code(&store, &new_code(&a, ada, false, T0.plus(6)), T0.plus(6)).await;
+    assert_eq!(
+        store.consent(ada, &a.id).await.unwrap(),
+        Some(scopes("Demo.x.READ,Demo.y.READ"))
+    );
+    // Consent is per user.
+    let bob = user(&store, "bob@example.com").await;
+    assert!(store.consent(bob, &a.id).await.unwrap().is_none());
+}
+
+async fn a_code_redeems_once_under_concurrency(store: Store) {
+    let ada = user(&store, "ada@example.com").await;
+    let a = client(&store, ClientType::Server, None).await;
+    for round in 0..5 {
+        let now = T0.plus(round);
+        let code = new_code(&a, ada, round % 2 == 0, now);
+        add_code(&store, &code, now).await;
+        let outcomes = join_all((0..12).map(|_| {
+            let store = store.clone();
+            let a = a.clone();
+            let code_hash = code.grant.code_hash;
+            async move {
+                let tokens = new_tokens(now);
+                redeem_as(&store, &a, &code_hash, Some(REDIRECT), &tokens, now).await
+            }
+        }))
+        .await;
+        let issued = outcomes
+            .iter()
+            .filter(|o| matches!(o, Redemption::Issued(_)))
+            .count();
+        let replayed = outcomes
+            .iter()
+            .filter(|o| matches!(o, Redemption::Rejected(Rejection::Replayed)))
+            .count();
+        assert_eq!((issued, replayed), (1, 11), "round {round}: {outcomes:?}");
+    }
+}
+
+async fn a_replayed_code_revokes_its_family(store: Store) {
+    let ada = user(&store, "ada@example.com").await;
+    let a = client(&store, ClientType::Server, None).await;
+    let code = new_code(&a, ada, true, T0);
+    add_code(&store, &code, T0).await;
+    let tokens = new_tokens(T0);
+    let first = redeem_as(
+        &store,
+        &a,
+        &code.grant.code_hash,
+        Some(REDIRECT),
+        &tokens,
+        T0,
+    )
+    .await;
+    let Redemption::Issued(granted) = first else {
+        panic!("{first:?}")
+    };
+    assert_eq!(granted.client_id, a.id);
+    assert_eq!(
+        (granted.user_id, granted.scopes.clone()),
+        (ada, scopes(SCOPE))
+    );
+    let minted = refreshed(&store, &a, &tokens.refresh_hash, T0.plus(1)).await;
+    let unrelated = grant(&store, &a, ada, T0.plus(2)).await;
+    assert!(refresh_alive(&store, &tokens.refresh_hash).await);
+
+    let replay = new_tokens(T0.plus(3));
+    let second = redeem_as(
+        &store,
+        &a,
+        &code.grant.code_hash,
+        Some(REDIRECT),
+        &replay,
+        T0.plus(3),
+    )
+    .await;
+    assert!(
+        matches!(second, Redemption::Rejected(Rejection::Replayed)),
+        "{second:?}"
+    );
+    // Everything the code issued is gone, and the replay stored nothing.
+    assert!(!refresh_alive(&store, &tokens.refresh_hash).await);
+    assert!(!access_alive(&store, &tokens.access.hash, T0.plus(3)).await);
+    assert!(!access_alive(&store, &minted, T0.plus(3)).await);
+    assert!(!access_alive(&store, &replay.access.hash, T0.plus(3)).await);
+    assert!(!refresh_alive(&store, &replay.refresh_hash).await);
+    // Other grants of the same user and client are not the code's family.
+    assert!(refresh_alive(&store, &unrelated.refresh).await);
+    assert!(access_alive(&store, &unrelated.access, T0.plus(3)).await);
+}
+
+async fn a_code_presented_by_another_client_is_not_burned(store: Store) {
+    let ada = user(&store, "ada@example.com").await;
+    let a = client(&store, ClientType::Server, None).await;
+    let thief = client(&store, ClientType::Server, None).await;
+    let code = new_code(&a, ada, true, T0);
+    add_code(&store, &code, T0).await;
+
+    let stolen = new_tokens(T0);
+    let refused = redeem_as(
+        &store,
+        &thief,
+        &code.grant.code_hash,
+        Some(REDIRECT),
+        &stolen,
+        T0,
+    )
+    .await;
+    assert!(
+        matches!(
+            refused,
+            Redemption::Rejected(Rejection::Refuse { burn: false, .. })
+        ),
+        "{refused:?}"
+    );
+    assert!(!access_alive(&store, &stolen.access.hash, T0).await);
+    // The rightful client still redeems it.
+    let tokens = new_tokens(T0.plus(1));
+    let redeemed = redeem_as(
+        &store,
+        &a,
+        &code.grant.code_hash,
+        Some(REDIRECT),
+        &tokens,
+        T0.plus(1),
+    )
+    .await;
+    assert!(matches!(redeemed, Redemption::Issued(_)), "{redeemed:?}");
+    assert!(access_alive(&store, &tokens.access.hash, T0.plus(1)).await);
+    assert!(refresh_alive(&store, &tokens.refresh_hash).await);
+}
+
+async fn refused_codes_are_burned_and_unknown_codes_are_unknown(store: Store) {
+    let ada = user(&store, "ada@example.com").await;
+    let a = client(&store, ClientType::Server, None).await;
+
+    // A redirect_uri mismatch burns the code: the right URI afterwards finds it used.
+    let code = new_code(&a, ada, false, T0);
+    add_code(&store, &code, T0).await;
+    let wrong = redeem_as(
+        &store,
+        &a,
+        &code.grant.code_hash,
+        Some("https://evil.example/cb"),
+        &new_tokens(T0),
+        T0,
+    )
+    .await;
+    assert!(
+        matches!(
+            &wrong,
+            Redemption::Rejected(Rejection::Refuse {
+                error: OAuthError::RedirectUriMismatch,
+                burn: true
+            })
+        ),
+        "{wrong:?}"
+    );
+    let after = redeem_as(
+        &store,
+        &a,
+        &code.grant.code_hash,
+        Some(REDIRECT),
+        &new_tokens(T0),
+        T0,
+    )
+    .await;
+    assert!(
+        matches!(after, Redemption::Rejected(Rejection::Replayed)),
+        "{after:?}"
+    );
+
+    // A code lives 60 seconds.
+    let code = new_code(&a, ada, false, T0);
+    add_code(&store, &code, T0).await;
+    let expired = new_tokens(T0.plus(60));
+    let late = redeem_as(
+        &store,
+        &a,
+        &code.grant.code_hash,
+        Some(REDIRECT),
+        &expired,
+        T0.plus(60),
+    )
+    .await;
+    assert!(
+        matches!(
+            late,
+            Redemption::Rejected(Rejection::Refuse {
+                error: OAuthError::InvalidGrant(_),
+                burn: true
+            })
+        ),
+        "{late:?}"
+    );
+    assert!(!access_alive(&store, &expired.access.hash, T0.plus(60)).await);
+
+    let unknown = redeem_as(&store, &a, &hash(), Some(REDIRECT), &new_tokens(T0), T0).await;
+    assert!(matches!(unknown, Redemption::Unknown), "{unknown:?}");
+}
+
+// ---- refresh tokens: the cap -------------------------------------------------------------
+
+async fn twenty_refresh_tokens_then_the_oldest_goes_with_its_access_tokens(store: Store) {
+    let ada = user(&store, "ada@example.com").await;
+    let bob = user(&store, "bob@example.com").await;
+    let a = client(&store, ClientType::Server, None).await;
+    let b = client(&store, ClientType::Server, None).await;
+    let cap = Limits::default().refresh_tokens_per_grant;
+    assert_eq!(cap, 20);
+
+    let mut grants = Vec::new();
+    for n in 0..cap {
+        grants.push(grant(&store, &a, ada, T0.plus(n)).await);
+    }
+    let minted_from_oldest = refreshed(&store, &a, &grants[0].refresh, T0.plus(30)).await;
+    let bobs = grant(&store, &a, bob, T0.plus(31)).await;
+    let other_client = grant(&store, &b, ada, T0.plus(32)).await;
+    assert_eq!(active_refresh_tokens(&store, ada, &a).await, cap);
+    let now = T0.plus(40);
+    for g in &grants {
+        assert!(refresh_alive(&store, &g.refresh).await);
+        assert!(access_alive(&store, &g.access, now).await);
+    }
+
+    let newest = grant(&store, &a, ada, now).await;
+
+    assert_eq!(active_refresh_tokens(&store, ada, &a).await, cap);
+    assert!(refresh_alive(&store, &newest.refresh).await);
+    assert!(
+        !refresh_alive(&store, &grants[0].refresh).await,
+        "the oldest survived the 21st grant"
+    );
+    assert!(!access_alive(&store, &grants[0].access, now).await);
+    assert!(!access_alive(&store, &minted_from_oldest, now).await);
+    for g in &grants[1..] {
+        assert!(refresh_alive(&store, &g.refresh).await);
+        assert!(access_alive(&store, &g.access, now).await);
+    }
+    // The cap is per (user, client).
+    assert!(refresh_alive(&store, &bobs.refresh).await);
+    assert!(refresh_alive(&store, &other_client.refresh).await);
+}
+
+async fn concurrent_grants_never_exceed_the_cap(store: Store) {
+    let ada = user(&store, "ada@example.com").await;
+    let a = client(&store, ClientType::Server, None).await;
+    let codes: Vec<NewCode> = (0..40).map(|_| new_code(&a, ada, true, T0)).collect();
+    for code in &codes {
+        add_code(&store, code, T0).await;
+    }
+    let tokens: Vec<NewTokens> = codes.iter().map(|_| new_tokens(T0)).collect();
+    let outcomes = join_all(codes.iter().zip(&tokens).map(|(code, tokens)| {
+        let store = store.clone();
+        let a = a.clone();
+        async move {
+            redeem_as(
+                &store,
+                &a,
+                &code.grant.code_hash,
+                Some(REDIRECT),
+                tokens,
+                T0,
+            )
+            .await
+        }
+    }))
+    .await;
+    for outcome in &outcomes {
+        assert!(matches!(outcome, Redemption::Issued(_)), "{outcome:?}");
+    }
+    let mut alive = 0;
+    let mut access = 0;
+    for t in &tokens {
+        alive += i64::from(refresh_alive(&store, &t.refresh_hash).await);
+        access += i64::from(access_alive(&store, &t.access.hash, T0).await);
+    }
+    assert_eq!(alive, 20, "refresh tokens alive after 40 concurrent grants");
+    assert_eq!(
+        access, 20,
+        "each evicted refresh token takes its access token"
+    );
+    assert_eq!(active_refresh_tokens(&store, ada, &a).await, 20);
+}
+
+// ---- refresh tokens: minting access tokens ------------------------------------------------
+
+async fn refresh_is_throttled_per_window(store: Store) {
+    let ada = user(&store, "ada@example.com").await;
+    let a = client(&store, ClientType::Server, None).await;
+    let g = grant(&store, &a, ada, T0).await;
+    let limits = limits();
+    assert_eq!(
+        (limits.refreshes_per_window, limits.refresh_window_secs),
+        (10, 600)
+    );
+    // The exchange's own access token counts; start past its window.
+    let now = T0.plus(601);
+    for n in 1..=10 {
+        let (outcome, _) = refresh(&store, &a, &g.refresh, now, &limits).await;
+        assert!(
+            matches!(outcome, RefreshOutcome::Issued { user_id, .. } if user_id == ada),
+            "refresh {n}: {outcome:?}"
+        );
+    }
+    let (throttled, refused) = refresh(&store, &a, &g.refresh, now, &limits).await;
+    assert!(
+        matches!(throttled, RefreshOutcome::Throttled { retry_after: 600 }),
+        "{throttled:?}"
+    );
+    assert!(!access_alive(&store, &refused, now).await);
+    let (still, _) = refresh(&store, &a, &g.refresh, now.plus(599), &limits).await;
+    assert!(
+        matches!(still, RefreshOutcome::Throttled { retry_after: 1 }),
+        "{still:?}"
+    );
+    let (again, _) = refresh(&store, &a, &g.refresh, now.plus(600), &limits).await;
+    assert!(matches!(again, RefreshOutcome::Issued { .. }), "{again:?}");
+}
+
+async fn concurrent_refreshes_stay_within_the_throttle(store: Store) {
+    let ada = user(&store, "ada@example.com").await;
+    let a = client(&store, ClientType::Server, None).await;
+    let g = grant(&store, &a, ada, T0).await;
+    let now = T0.plus(601);
+    let outcomes = join_all((0..25).map(|_| {
+        let store = store.clone();
+        let a = a.clone();
+        let token = g.refresh;
+        async move { refresh(&store, &a, &token, now, &limits()).await }
+    }))
+    .await;
+    let issued: Vec<&SecretHash> = outcomes
+        .iter()
+        .filter(|(o, _)| matches!(o, RefreshOutcome::Issued { .. }))
+        .map(|(_, access)| access)
+        .collect();
+    let throttled = outcomes
+        .iter()
+        .filter(|(o, _)| matches!(o, RefreshOutcome::Throttled { .. }))
+        .count();
+    assert_eq!((issued.len(), throttled), (10, 15));
+    for access in issued {
+        assert!(access_alive(&store, access, now).await);
+    }
+}
+
+async fn fifteen_active_access_tokens_per_refresh_token(store: Store) {
+    let ada = user(&store, "ada@example.com").await;
+    let a = client(&store, ClientType::Server, None).await;
+    let g = grant(&store, &a, ada, T0).await;
+    assert_eq!(Limits::default().active_access_tokens_per_refresh, 15);
+    // The exchange's access token is the first of the fifteen.
+    let mut active = vec![g.access];
+    for (at, batch) in [(T0.plus(601), 10), (T0.plus(1202), 4)] {
+        for _ in 0..batch {
+            active.push(refreshed(&store, &a, &g.refresh, at).await);
+        }
+    }
+    let now = T0.plus(1202);
+    for (i, access) in active.iter().enumerate() {
+        assert!(access_alive(&store, access, now).await, "token {i} is dead");
+    }
+    let sixteenth = refreshed(&store, &a, &g.refresh, now).await;
+    assert!(access_alive(&store, &sixteenth, now).await);
+    assert!(
+        !access_alive(&store, &active[0], now).await,
+        "the oldest survived the sixteenth"
+    );
+    for access in &active[1..] {
+        assert!(access_alive(&store, access, now).await);
+    }
+}
+
+async fn refresh_checks_client_and_decision(store: Store) {
+    let ada = user(&store, "ada@example.com").await;
+    let a = client(&store, ClientType::Server, None).await;
+    let b = client(&store, ClientType::Server, None).await;
+    let g = grant(&store, &a, ada, T0).await;
+
+    let (other, minted) = refresh(&store, &b, &g.refresh, T0, &limits()).await;
+    assert!(matches!(other, RefreshOutcome::Unknown), "{other:?}");
+    assert!(!access_alive(&store, &minted, T0).await);
+    let (unknown, _) = refresh(&store, &a, &hash(), T0, &limits()).await;
+    assert!(matches!(unknown, RefreshOutcome::Unknown), "{unknown:?}");
+
+    // The decision sees the stored grant; a refusal mints nothing.
+    let access = NewAccess {
+        hash: hash(),
+        expires_at: T0.plus(3600),
+    };
+    let wider = store
+        .refresh(
+            &g.refresh,
+            &a.id,
+            |grant| {
+                assert_eq!((grant.user_id, &grant.client_id), (ada, &a.id));
+                refresh_scopes(&grant.scopes, Some(scopes("Demo.x.ALL")))
+            },
+            &access,
+            T0,
+            &limits(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(wider, RefreshOutcome::Rejected(OAuthError::InvalidScope(_))),
+        "{wider:?}"
+    );
+    assert!(!access_alive(&store, &access.hash, T0).await);
+
+    let narrower = store
+        .refresh(
+            &g.refresh,
+            &a.id,
+            |grant| refresh_scopes(&grant.scopes, Some(scopes("demo.x.read"))),
+            &access,
+            T0,
+            &limits(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(&narrower, RefreshOutcome::Issued { user_id, .. } if *user_id == ada),
+        "{narrower:?}"
+    );
+    let info = store.access_grant(&access.hash, T0).await.unwrap().unwrap();
+    assert_eq!((info.user_id, info.client_id), (ada, a.id.clone()));
+    assert_eq!(info.expires_at, T0.plus(3600));
+}
+
+// ---- revocation, introspection, expiry ---------------------------------------------------
+
+async fn revoke_contracts(store: Store) {
+    let ada = user(&store, "ada@example.com").await;
+    let a = client(&store, ClientType::Server, None).await;
+    let b = client(&store, ClientType::Server, None).await;
+
+    // A refresh token goes with every access token minted from it.
+    let first = grant(&store, &a, ada, T0).await;
+    let minted = refreshed(&store, &a, &first.refresh, T0).await;
+    let second = grant(&store, &a, ada, T0).await;
+    assert!(store.revoke(&first.refresh, None).await.unwrap());
+    assert!(!refresh_alive(&store, &first.refresh).await);
+    assert!(!access_alive(&store, &first.access, T0).await);
+    assert!(!access_alive(&store, &minted, T0).await);
+    assert!(refresh_alive(&store, &second.refresh).await);
+    assert!(access_alive(&store, &second.access, T0).await);
+    assert!(!store.revoke(&first.refresh, None).await.unwrap());
+
+    // With a client named, another client's token is not found and stays.
+    assert!(!store.revoke(&second.access, Some(&b.id)).await.unwrap());
+    assert!(!store.revoke(&second.refresh, Some(&b.id)).await.unwrap());
+    assert!(access_alive(&store, &second.access, T0).await);
+    assert!(refresh_alive(&store, &second.refresh).await);
+    // An access token alone goes alone.
+    assert!(store.revoke(&second.access, Some(&a.id)).await.unwrap());
+    assert!(!access_alive(&store, &second.access, T0).await);
+    assert!(refresh_alive(&store, &second.refresh).await);
+    assert!(store.revoke(&second.refresh, Some(&a.id)).await.unwrap());
+    assert!(!refresh_alive(&store, &second.refresh).await);
+
+    assert!(!store.revoke(&hash(), None).await.unwrap());
+}
+
+async fn client_credentials_tokens_and_introspection(store: Store) {
+    let ada = user(&store, "ada@example.com").await;
+    let own = client(&store, ClientType::SelfClient, Some(ada)).await;
+    let access = NewAccess {
+        hash: hash(),
+        expires_at: T0.plus(3600),
+    };
+    store
+        .add_access_token(&access, &own.id, ada, &scopes(SCOPE), T0)
+        .await
+        .unwrap();
+    let found = store.access_grant(&access.hash, T0).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            found.client_id,
+            found.user_id,
+            found.scopes,
+            found.expires_at
+        ),
+        (own.id.clone(), ada, scopes(SCOPE), T0.plus(3600))
+    );
+    // Access tokens die at their expiry; introspection says so too.
+    assert!(access_alive(&store, &access.hash, T0.plus(3599)).await);
+    assert!(!access_alive(&store, &access.hash, T0.plus(3600)).await);
+    assert!(store
+        .token_info(&access.hash, T0.plus(3600))
+        .await
+        .unwrap()
+        .is_none());
+    let info = store.token_info(&access.hash, T0).await.unwrap().unwrap();
+    assert_eq!(info.expires_at, Some(T0.plus(3600)));
+
+    let a = client(&store, ClientType::Server, None).await;
+    let g = grant(&store, &a, ada, T0).await;
+    let info = store
+        .token_info(&g.refresh, T0.plus(86_400))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (info.client_id, info.user_id, info.scopes, info.expires_at),
+        (a.id.clone(), ada, scopes(SCOPE), None)
+    );
+    assert!(store.token_info(&hash(), T0).await.unwrap().is_none());
+}
+
+async fn sweep_deletes_only_what_expired(store: Store) {
+    let ada = user(&store, "ada@example.com").await;
+    let own = client(&store, ClientType::SelfClient, Some(ada)).await;
+    let a = client(&store, ClientType::Server, None).await;
+    let short = NewAccess {
+        hash: hash(),
+        expires_at: T0.plus(10),
+    };
+    let long = NewAccess {
+        hash: hash(),
+        expires_at: T0.plus(3600),
+    };
+    for access in [&short, &long] {
+        store
+            .add_access_token(access, &own.id, ada, &scopes(SCOPE), T0)
+            .await
+            .unwrap();
+    }
+    let brief = add_session(&store, ada, T0, 10).await;
+    let lasting = add_session(&store, ada, T0, 1_000_000).await;
+    let stale = hash();
+    let fresh = hash();
+    store
+        .add_pending_consent(&stale, &lasting, "{\"stale\":1}", T0.plus(10))
+        .await
+        .unwrap();
+    store
+        .add_pending_consent(&fresh, &lasting, "{\"fresh\":1}", T0.plus(1000))
+        .await
+        .unwrap();
+    let code = new_code(&a, ada, false, T0);
+    add_code(&store, &code, T0).await;
+    let g = grant(&store, &a, ada, T0).await;
+
+    let removed = store.sweep(T0.plus(100)).await.unwrap();
+    assert_eq!(
+        removed, 3,
+        "the expired access token, session and pending consent"
+    );
+    // Looked up as of T0, only rows that still exist are found.
+    assert!(!access_alive(&store, &short.hash, T0).await);
+    assert!(access_alive(&store, &long.hash, T0).await);
+    assert!(store.session_user(&brief, T0).await.unwrap().is_none());
+    assert!(store.session_user(&lasting, T0).await.unwrap().is_some());
+    assert!(store
+        .take_pending_consent(&stale, &lasting, T0)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        store
+            .take_pending_consent(&fresh, &lasting, T0)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("{\"fresh\":1}")
+    );
+    assert!(
+        refresh_alive(&store, &g.refresh).await,
+        "refresh tokens live until revoked"
+    );
+    // Codes are kept a day past expiry, so a late replay is still recognised.
+    assert_eq!(store.codes_of(&a.id).await.unwrap().len(), 2);
+    store.sweep(T0.plus(60 + 86_399)).await.unwrap();
+    assert_eq!(store.codes_of(&a.id).await.unwrap().len(), 2);
+    store.sweep(T0.plus(60 + 86_400)).await.unwrap();
+    assert_eq!(store.codes_of(&a.id).await.unwrap().len(), 0);
+    let gone = redeem_as(
+        &store,
+        &a,
+        &code.grant.code_hash,
+        Some(REDIRECT),
+        &new_tokens(T0),
+        T0,
+    )
+    .await;
+    assert!(matches!(gone, Redemption::Unknown), "{gone:?}");
+    assert!(refresh_alive(&store, &g.refresh).await);
+    assert_eq!(store.sweep(T0.plus(60 + 86_400)).await.unwrap(), 0);
+}
+
+// ---- browser sessions and pending consents -----------------------------------------------
+
+async fn sessions_live_until_expiry_or_removal(store: Store) {
+    let ada = user(&store, "ada@example.com").await;
+    let session = add_session(&store, ada, T0, 3600).await;
+    let found = store.session_user(&session, T0).await.unwrap().unwrap();
+    assert_eq!((found.id, found.email.as_str()), (ada, "ada@example.com"));
+    assert!(store
+        .session_user(&session, T0.plus(3599))
+        .await
+        .unwrap()
+        .is_some());
+    assert!(store
+        .session_user(&session, T0.plus(3600))
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store.session_user(&hash(), T0).await.unwrap().is_none());
+    store.remove_session(&session).await.unwrap();
+    assert!(store.session_user(&session, T0).await.unwrap().is_none());
+    // Removing what is not there is not an error.
+    store.remove_session(&session).await.unwrap();
+}
+
+async fn pending_consents_are_taken_once(store: Store) {
+    let ada = user(&store, "ada@example.com").await;
+    let mine = add_session(&store, ada, T0, 3600).await;
+    let other = add_session(&store, ada, T0, 3600).await;
+    let id = hash();
+    store
+        .add_pending_consent(&id, &mine, "{\"request\":1}", T0.plus(600))
+        .await
+        .unwrap();
+    // Another session cannot take it, and trying leaves it in place.
+    assert!(store
+        .take_pending_consent(&id, &other, T0)
+        .await
+        .unwrap()
+        .is_none());
+    // Taken concurrently, it is taken once.
+    let takes = join_all((0..8).map(|_| {
+        let store = store.clone();
+        async move { store.take_pending_consent(&id, &mine, T0).await.unwrap() }
+    }))
+    .await;
+    let taken: Vec<&String> = takes.iter().flatten().collect();
+    assert_eq!(taken, ["{\"request\":1}"]);
+    assert!(store
+        .take_pending_consent(&id, &mine, T0)
+        .await
+        .unwrap()
+        .is_none());
+
+    // An expired one is not handed out.
+    let old = hash();
+    store
+        .add_pending_consent(&old, &mine, "{}", T0.plus(600))
+        .await
+        .unwrap();
+    assert!(store
+        .take_pending_consent(&old, &mine, T0.plus(600))
+        .await
+        .unwrap()
+        .is_none());
+    // Ending the session ends its pending consents.
+    let orphan = hash();
+    store
+        .add_pending_consent(&orphan, &mine, "{}", T0.plus(600))
+        .await
+        .unwrap();
+    store.remove_session(&mine).await.unwrap();
+    assert!(store
+        .take_pending_consent(&orphan, &mine, T0)
+        .await
+        .unwrap()
+        .is_none());
+}
+
+// ---- the console and account pages -------------------------------------------------------
+
+async fn console_clients_of_and_update_client(store: Store) {
+    let ada = user(&store, "ada@example.com").await;
+    let bob = user(&store, "bob@example.com").await;
+    let mine = client(&store, ClientType::Server, Some(ada)).await;
+    let own = client(&store, ClientType::SelfClient, Some(ada)).await;
+    let bobs = client(&store, ClientType::Server, Some(bob)).await;
+    client(&store, ClientType::Server, None).await;
+
+    let ids: Vec<ClientId> = store
+        .clients_of(ada)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(ids.len(), 2);
+    assert!(ids.contains(&mine.id) && ids.contains(&own.id));
+
+    let update = ClientUpdate {
+        name: "Renamed".into(),
+        homepage: None,
+        redirect_uris: vec![
+            RedirectUri::from_stored("https://app.example/a".into()),
+            RedirectUri::from_stored("https://app.example/b".into()),
+        ],
+        js_domain: Some("https://app.example".into()),
+        dialect: Dialect::Zoho,
+    };
+    // Only the owner may change a client.
+    assert!(!store.update_client(&bobs.id, ada, &update).await.unwrap());
+    let untouched = store.client(bobs.id.as_str()).await.unwrap().unwrap();
+    assert_eq!(untouched.name, bobs.name);
+    assert!(!store
+        .update_client(&ClientId::new("1000.NONE".into()), ada, &update)
+        .await
+        .unwrap());
+
+    assert!(store.update_client(&mine.id, ada, &update).await.unwrap());
+    let changed = store.client(mine.id.as_str()).await.unwrap().unwrap();
+    assert_eq!(changed.name, "Renamed");
+    assert_eq!(changed.homepage, None);
+    let uris: Vec<&str> = changed
+        .redirect_uris
+        .iter()
+        .map(RedirectUri::as_str)
+        .collect();
+    assert_eq!(uris, ["https://app.example/a", "https://app.example/b"]);
+    assert_eq!(changed.js_domain.as_deref(), Some("https://app.example"));
+    assert_eq!(changed.dialect, Dialect::Zoho);
+    // What the form does not touch stays.
+    assert!(changed.secret_matches(SECRET));
+    assert_eq!(
+        (changed.kind, changed.owner_id),
+        (ClientType::Server, Some(ada))
+    );
+}
+
+async fn console_codes_of_lists_self_client_codes(store: Store) {
+    let ada = user(&store, "ada@example.com").await;
+    let own = client(&store, ClientType::SelfClient, Some(ada)).await;
+    let mut codes = Vec::new();
+    for (n, description) in [(0, Some("first")), (5, None)] {
+        let now = T0.plus(n);
+        let code = NewCode {
+            grant: CodeGrant {
+                code_hash: hash(),
+                client_id: own.id.clone(),
+                user_id: ada,
+                redirect_uri: None,
+                scopes: scopes("Demo.x.READ,AaaServer.profile.READ"),
+                issue_refresh_token: true,
+                code_challenge: None,
+                expires_at: now.plus(600),
+                redeemed_at: None,
+            },
+            description: description.map(str::to_owned),
+            record_consent: None,
+        };
+        add_code(&store, &code, now).await;
+        codes.push(code);
+    }
+    let tokens = new_tokens(T0.plus(6));
+    let redeemed = redeem_as(
+        &store,
+        &own,
+        &codes[0].grant.code_hash,
+        None,
+        &tokens,
+        T0.plus(6),
+    )
+    .await;
+    assert!(matches!(redeemed, Redemption::Issued(_)), "{redeemed:?}");
+
+    let listed = store.codes_of(&own.id).await.unwrap();
+    let summary: Vec<_> = listed
+        .iter()
+        .map(|c| {
+            (
+                c.created_at,
+                c.expires_at,
+                c.redeemed_at,
+                c.description.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (T0.plus(5), T0.plus(605), None, None),
+            (T0, T0.plus(600), Some(T0.plus(6)), Some("first")),
+        ]
+    );
+    assert_eq!(
+        listed[0].scopes,
+        scopes("Demo.x.READ,AaaServer.profile.READ")
+    );
+}
+
+async fn connected_apps_and_revoke_grant(store: Store) {
+    let ada = user(&store, "ada@example.com").await;
+    let a = client(&store, ClientType::Server, None).await;
+    let b = client(&store, ClientType::Server, None).await;
+    let own = client(&store, ClientType::SelfClient, Some(ada)).await;
+    assert!(store.connected_apps(ada).await.unwrap().is_empty());
+
+    // By consent (with tokens), and by a Self Client code (tokens, no consent).
+    let mut consented = new_code(&a, ada, true, T0);
+    consented.record_consent = consent_record("Demo.x.READ", REDIRECT);
+    add_code(&store, &consented, T0).await;
+    let tokens = new_tokens(T0);
+    let issued = redeem_as(
+        &store,
+        &a,
+        &consented.grant.code_hash,
+        Some(REDIRECT),
+        &tokens,
+        T0,
+    )
+    .await;
+    assert!(matches!(issued, Redemption::Issued(_)), "{issued:?}");
+    let second = grant(&store, &a, ada, T0.plus(5)).await;
+    let minted = refreshed(&store, &a, &second.refresh, T0.plus(7)).await;
+    let pending = new_code(&a, ada, true, T0.plus(8));
+    add_code(&store, &pending, T0.plus(8)).await;
+    let mut self_code = new_code(&own, ada, true, T0.plus(9));
+    self_code.grant.redirect_uri = None;
+    self_code.grant.scopes = scopes("Demo.y.READ");
+    add_code(&store, &self_code, T0.plus(9)).await;
+    let self_tokens = new_tokens(T0.plus(9));
+    let issued = redeem_as(
+        &store,
+        &own,
+        &self_code.grant.code_hash,
+        None,
+        &self_tokens,
+        T0.plus(9),
+    )
+    .await;
+    assert!(matches!(issued, Redemption::Issued(_)), "{issued:?}");
+    let of_b = grant(&store, &b, user(&store, "bob@example.com").await, T0).await;
+
+    let apps = store.connected_apps(ada).await.unwrap();
+    let mut seen: Vec<(ClientId, i64)> = apps
+        .iter()
+        .map(|app| (app.client_id.clone(), app.active_refresh_tokens))
+        .collect();
+    seen.sort_by(|x, y| x.0.as_str().cmp(y.0.as_str()));
+    let mut expected = vec![(a.id.clone(), 2), (own.id.clone(), 1)];
+    expected.sort_by(|x, y| x.0.as_str().cmp(y.0.as_str()));
+    assert_eq!(seen, expected);
+    let app_a = apps.iter().find(|app| app.client_id == a.id).unwrap();
+    assert_eq!(app_a.client_name, a.name);
+    assert_eq!(app_a.homepage.as_deref(), Some("https://app.example"));
+    assert_eq!(app_a.scopes, scopes(SCOPE));
+    assert_eq!(app_a.first_granted_at, T0);
+    assert_eq!(app_a.last_used_at, Some(T0.plus(7)));
+    let app_own = apps.iter().find(|app| app.client_id == own.id).unwrap();
+    assert_eq!(app_own.scopes, scopes("Demo.y.READ"));
+
+    store.revoke_grant(ada, &a.id).await.unwrap();
+
+    for refresh in [&tokens.refresh_hash, &second.refresh] {
+        assert!(!refresh_alive(&store, refresh).await);
+    }
+    for access in [&tokens.access.hash, &second.access, &minted] {
+        assert!(!access_alive(&store, access, T0.plus(10)).await);
+    }
+    assert!(store.consent(ada, &a.id).await.unwrap().is_none());
+    let late = redeem_as(
+        &store,
+        &a,
+        &pending.grant.code_hash,
+        Some(REDIRECT),
+        &new_tokens(T0.plus(10)),
+        T0.plus(10),
+    )
+    .await;
+    assert!(matches!(late, Redemption::Unknown), "{late:?}");
+    let left: Vec<ClientId> = store
+        .connected_apps(ada)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|app| app.client_id)
+        .collect();
+    assert_eq!(left, [own.id.clone()]);
+    assert!(refresh_alive(&store, &self_tokens.refresh_hash).await);
+    assert!(refresh_alive(&store, &of_b.refresh).await);
+}
+
+async fn sessions_of_and_remove_user_session(store: Store) {
+    let ada = user(&store, "ada@example.com").await;
+    let bob = user(&store, "bob@example.com").await;
+    let older = add_session(&store, ada, T0, 3600).await;
+    let newer = add_session(&store, ada, T0.plus(10), 3600).await;
+    add_session(&store, ada, T0, 5).await; // expired by T0 + 20
+    let bobs = add_session(&store, bob, T0, 3600).await;
+
+    let listed = store.sessions_of(ada, T0.plus(20)).await.unwrap();
+    let handles: Vec<&str> = listed.iter().map(|s| s.handle.as_str()).collect();
+    let hex =
+        |h: &SecretHash| -> String { h.as_bytes().iter().map(|b| format!("{b:02x}")).collect() };
+    assert_eq!(handles, [hex(&newer), hex(&older)]);
+    assert_eq!(listed[0].created_at, T0.plus(10));
+    assert_eq!(listed[0].user_agent, "test agent");
+
+    // A user ends only their own sessions; a malformed handle finds nothing.
+    assert!(!store.remove_user_session(ada, &hex(&bobs)).await.unwrap());
+    assert!(store.session_user(&bobs, T0).await.unwrap().is_some());
+    assert!(!store
+        .remove_user_session(ada, "not-a-handle")
+        .await
+        .unwrap());
+    assert!(!store
+        .remove_user_session(ada, &"zz".repeat(32))
+        .await
+        .unwrap());
+    assert!(store.remove_user_session(ada, &hex(&older)).await.unwrap());
+    assert!(store.session_user(&older, T0).await.unwrap().is_none());
+    assert!(!store.remove_user_session(ada, &hex(&older)).await.unwrap());
+    assert_eq!(store.sessions_of(ada, T0.plus(20)).await.unwrap().len(), 1);
+}
+
+async fn set_password_ends_other_sessions(store: Store) {
+    let ada = user(&store, "ada@example.com").await;
+    let bob = user(&store, "bob@example.com").await;
+    let here = add_session(&store, ada, T0, 3600).await;
+    let elsewhere = add_session(&store, ada, T0, 3600).await;
+    let also = add_session(&store, ada, T0, 3600).await;
+    let bobs = add_session(&store, bob, T0, 3600).await;
+
+    store
+        .set_password(ada, "$argon2id$new", &here)
+        .await
+        .unwrap();
+
+    assert_eq!(
+        store.user(ada).await.unwrap().unwrap().password_hash,
+        "$argon2id$new"
+    );
+    assert!(store.session_user(&here, T0).await.unwrap().is_some());
+    assert!(store.session_user(&elsewhere, T0).await.unwrap().is_none());
+    assert!(store.session_user(&also, T0).await.unwrap().is_none());
+    assert!(store.session_user(&bobs, T0).await.unwrap().is_some());
+    assert_eq!(
+        store.user(bob).await.unwrap().unwrap().password_hash,
+        "$argon2id$not-a-real-hash"
+    );
+}
