@@ -502,6 +502,7 @@ pub async fn generate_code(
     let mut page = ClientPage::new(&app, &me, &client, "code").await?;
     match result {
         Ok(code) => {
+            page.code_form.minutes = minutes;
             page.new_code = Some(NewCode {
                 value: code.expose().to_owned(),
                 minutes,

@@ -38,15 +38,18 @@ pub async fn current_session(
 /// A form POST from another site, by Fetch Metadata or Origin (OWASP CSRF cheat sheet). This
 /// backs up the CSRF token; it never replaces it.
 pub fn is_cross_site(headers: &HeaderMap, app: &App) -> bool {
-    let fetch_site = headers
-        .get("sec-fetch-site")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("same-origin");
-    let origin_ok = headers
-        .get(ORIGIN)
-        .map(|v| v.as_bytes() == app.settings.public_url.as_bytes())
-        .unwrap_or(true);
-    !matches!(fetch_site, "same-origin" | "none") || !origin_ok
+    let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    if fetch_site.is_some_and(|site| !matches!(site, "same-origin" | "none")) {
+        return true;
+    }
+    match headers.get(ORIGIN).map(|v| v.as_bytes()) {
+        None => false,
+        Some(origin) if origin == app.settings.public_url.as_bytes() => false,
+        // Under `Referrer-Policy: no-referrer` browsers send `Origin: null` even on same-origin
+        // POSTs; then only Fetch Metadata can vouch for the request.
+        Some(b"null") => fetch_site != Some("same-origin"),
+        Some(_) => true,
+    }
 }
 
 /// Only same-origin paths may follow a login (T-080): `/x`, never `//host` or `/\host`.
