@@ -34,6 +34,7 @@ async fn fresh_code(server: &TestServer, user: &TestUser, client: &TestClient) -
 
 #[tokio::test]
 async fn row_unknown_client_and_wrong_secret() {
+    skip_without_postgres!();
     let (server, user, clients) = setup().await;
     for client in &clients {
         let code = fresh_code(&server, &user, client).await;
@@ -68,6 +69,7 @@ async fn row_unknown_client_and_wrong_secret() {
 
 #[tokio::test]
 async fn row_bad_used_or_expired_code_and_revoked_or_unknown_refresh_token() {
+    skip_without_postgres!();
     let (server, user, clients) = setup().await;
     for client in &clients {
         let d = client.dialect;
@@ -108,6 +110,7 @@ async fn row_bad_used_or_expired_code_and_revoked_or_unknown_refresh_token() {
 
 #[tokio::test]
 async fn row_redirect_uri_mismatch_at_the_token_endpoint() {
+    skip_without_postgres!();
     let (server, user, clients) = setup().await;
     for client in &clients {
         let code = fresh_code(&server, &user, client).await;
@@ -123,6 +126,7 @@ async fn row_redirect_uri_mismatch_at_the_token_endpoint() {
 
 #[tokio::test]
 async fn row_missing_or_malformed_parameter() {
+    skip_without_postgres!();
     let (server, _, clients) = setup().await;
     for client in &clients {
         // No code.
@@ -154,6 +158,7 @@ async fn row_missing_or_malformed_parameter() {
 
 #[tokio::test]
 async fn row_unsupported_grant_type() {
+    skip_without_postgres!();
     let (server, _, clients) = setup().await;
     for client in &clients {
         for grant_type in ["password", "token", "AUTHORIZATION_CODE"] {
@@ -169,6 +174,7 @@ async fn row_unsupported_grant_type() {
 
 #[tokio::test]
 async fn row_scope_not_allowed() {
+    skip_without_postgres!();
     let (server, user, clients) = setup().await;
     for client in &clients {
         let code = fresh_code(&server, &user, client).await;
@@ -184,6 +190,7 @@ async fn row_scope_not_allowed() {
 
 #[tokio::test]
 async fn row_throttled() {
+    skip_without_postgres!();
     let (server, user, clients) = setup().await;
     for client in &clients {
         let code = fresh_code(&server, &user, client).await;
@@ -206,6 +213,7 @@ async fn row_throttled() {
 
 #[tokio::test]
 async fn row_revoke_of_an_unknown_token() {
+    skip_without_postgres!();
     let (server, _, clients) = setup().await;
     let expected = [
         (200, json!({"status": "success"})),
@@ -226,6 +234,7 @@ async fn row_revoke_of_an_unknown_token() {
 
 #[tokio::test]
 async fn zoho_dialect_never_changes_success_bodies() {
+    skip_without_postgres!();
     let (server, user, clients) = setup().await;
     let z = &clients[1];
     let code = fresh_code(&server, &user, z).await;

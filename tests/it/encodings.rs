@@ -17,6 +17,7 @@ async fn setup() -> (TestServer, TestUser) {
 
 #[tokio::test]
 async fn zoho_python_sdk_urlencoded_exchange_refresh_and_revoke() {
+    skip_without_postgres!();
     let (server, user) = setup().await;
     let a = server.server_client("https://a.example/cb").await;
     let code = server
@@ -72,6 +73,7 @@ async fn zoho_python_sdk_urlencoded_exchange_refresh_and_revoke() {
 
 #[tokio::test]
 async fn zoho_node_sdk_multipart_exchange_refresh_and_revoke() {
+    skip_without_postgres!();
     let (server, user) = setup().await;
     let a = server.server_client("https://a.example/cb").await;
     let code = server
@@ -128,6 +130,7 @@ async fn zoho_node_sdk_multipart_exchange_refresh_and_revoke() {
 
 #[tokio::test]
 async fn zoho_docs_query_string_on_a_post_with_an_empty_body() {
+    skip_without_postgres!();
     let (server, user) = setup().await;
     let a = server.server_client("https://a.example/cb").await;
     let code = server
@@ -186,6 +189,7 @@ async fn zoho_docs_query_string_on_a_post_with_an_empty_body() {
 
 #[tokio::test]
 async fn standard_library_pkce_exchange_with_http_basic() {
+    skip_without_postgres!();
     let (server, user) = setup().await;
     let a = server.server_client("https://a.example/cb").await;
     let challenge = s256(VERIFIER);
@@ -262,6 +266,7 @@ async fn standard_library_pkce_exchange_with_http_basic() {
 
 #[tokio::test]
 async fn standard_library_refresh_and_revoke_with_credentials_in_the_body() {
+    skip_without_postgres!();
     let (server, user) = setup().await;
     let a = server.server_client("https://a.example/cb").await;
     let tokens = server.offline_tokens(&user, &a, SCOPE).await;
@@ -300,6 +305,7 @@ async fn standard_library_refresh_and_revoke_with_credentials_in_the_body() {
 
 #[tokio::test]
 async fn strict_standard_client_reads_discovery_first() {
+    skip_without_postgres!();
     let (server, user) = setup().await;
     let metadata = server.get("/.well-known/oauth-authorization-server").await;
     assert_eq!(metadata.status, 200);
@@ -352,6 +358,7 @@ async fn strict_standard_client_reads_discovery_first() {
 
 #[tokio::test]
 async fn t087_percent_encoding_edge_cases_decode_correctly_or_fail_cleanly() {
+    skip_without_postgres!();
     let (server, user) = setup().await;
     let a = server.server_client("https://a.example/cb").await;
     let tokens = server

@@ -5,10 +5,11 @@
 use grantd_core::Dialect;
 use grantd_server::admin::AdminError;
 
-use crate::{start, start_with, Decision, TestServer, Wire, CRM_AND_PROFILE};
+use crate::{start, start_with, Decision, Param, TestServer, Wire, CRM_AND_PROFILE};
 
 #[tokio::test]
 async fn t033_code_lives_sixty_seconds() {
+    skip_without_postgres!();
     let server = start().await;
     let user = server.user("ada@example.com").await;
     let a = server.server_client("https://a.example/cb").await;
@@ -28,6 +29,7 @@ async fn t033_code_lives_sixty_seconds() {
 
 #[tokio::test]
 async fn configured_code_lifetime_is_honoured() {
+    skip_without_postgres!();
     let server = start_with(|s| s.limits.code_lifetime_secs = 120).await;
     let user = server.user("ada@example.com").await;
     let a = server.server_client("https://a.example/cb").await;
@@ -46,6 +48,7 @@ async fn configured_code_lifetime_is_honoured() {
 
 #[tokio::test]
 async fn self_client_code_lives_its_chosen_duration() {
+    skip_without_postgres!();
     let server = start().await;
     let owner = server.user("ada@example.com").await;
     let s = server.self_client(&owner, Dialect::Standard).await;
@@ -78,6 +81,7 @@ async fn self_client_code_lives_its_chosen_duration() {
 
 #[tokio::test]
 async fn t101_access_token_lives_3600_seconds() {
+    skip_without_postgres!();
     let server = start().await;
     let user = server.user("ada@example.com").await;
     let a = server.server_client("https://a.example/cb").await;
@@ -99,6 +103,7 @@ async fn t101_access_token_lives_3600_seconds() {
 #[tokio::test]
 async fn t050_twenty_refresh_tokens_per_user_and_client_then_the_oldest_goes_with_its_access_tokens(
 ) {
+    skip_without_postgres!();
     // Codes per client would stop 21 grants in a row; that limit has its own test.
     let server = start_with(|s| s.limits.codes_per_window = 1_000).await;
     let u1 = server.user("ada@example.com").await;
@@ -139,14 +144,12 @@ async fn t050_twenty_refresh_tokens_per_user_and_client_then_the_oldest_goes_wit
         assert!(server.access_works(&grant.access).await);
         assert!(server.refresh_works(&a, grant.refresh()).await);
     }
-    let db = server.db().await;
-    let (n,): (i64,) =
-        sqlx::query_as("SELECT count(*) FROM refresh_tokens WHERE user_id = ? AND client_id = ?")
-            .bind(u1.id)
-            .bind(&a.id)
-            .fetch_one(&db)
-            .await
-            .unwrap();
+    let n = server
+        .count(
+            "SELECT count(*) FROM refresh_tokens WHERE user_id = $1 AND client_id = $2",
+            &[Param::Int(u1.id), Param::Text(&a.id)],
+        )
+        .await;
     assert_eq!(n, 20);
     for (client, tokens) in [(&b, &u1_b), (&a, &u2_a), (&s, &u1_s)] {
         assert!(server.access_works(&tokens.access).await);
@@ -156,6 +159,7 @@ async fn t050_twenty_refresh_tokens_per_user_and_client_then_the_oldest_goes_wit
 
 #[tokio::test]
 async fn t052_each_user_and_client_pair_has_its_own_cap() {
+    skip_without_postgres!();
     let server = start_with(|s| {
         s.limits.codes_per_window = 1_000;
         s.limits.refresh_tokens_per_grant = 2;
@@ -204,6 +208,7 @@ async fn refreshable(server: &TestServer) -> (crate::TestClient, crate::Tokens) 
 
 #[tokio::test]
 async fn ten_refreshes_per_ten_minutes_then_the_throttle() {
+    skip_without_postgres!();
     let server = start().await;
     let (a, tokens) = refreshable(&server).await;
     // Leave the exchange's own access token out of the window.
@@ -238,6 +243,7 @@ async fn ten_refreshes_per_ten_minutes_then_the_throttle() {
 
 #[tokio::test]
 async fn fifteen_active_access_tokens_per_refresh_token_then_the_oldest_is_invalidated() {
+    skip_without_postgres!();
     let server = start().await;
     let (a, tokens) = refreshable(&server).await;
     // The exchange's access token is the first minted for this refresh token.
@@ -272,6 +278,7 @@ async fn fifteen_active_access_tokens_per_refresh_token_then_the_oldest_is_inval
 
 #[tokio::test]
 async fn codes_per_client_ten_per_ten_minutes_then_access_denied() {
+    skip_without_postgres!();
     let server = start().await;
     let user = server.user("ada@example.com").await;
     let a = server.server_client("https://a.example/cb").await;
@@ -320,6 +327,7 @@ async fn codes_per_client_ten_per_ten_minutes_then_access_denied() {
 
 #[tokio::test]
 async fn self_client_codes_are_refused_after_ten_per_ten_minutes() {
+    skip_without_postgres!();
     let server = start().await;
     let owner = server.user("ada@example.com").await;
     let s = server.self_client(&owner, Dialect::Standard).await;

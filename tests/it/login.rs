@@ -65,6 +65,7 @@ async fn sign_in_ok(server: &TestServer, url: &str, user: &TestUser) -> bool {
 
 #[tokio::test]
 async fn t071_unknown_user_wrong_password_and_locked_account_look_the_same() {
+    skip_without_postgres!();
     let server = start().await;
     let user = server.user("ada@example.com").await;
     let url = auth_url(&server).await;
@@ -94,6 +95,7 @@ async fn t071_unknown_user_wrong_password_and_locked_account_look_the_same() {
 
 #[tokio::test]
 async fn t068_account_locks_after_five_failures_for_fifteen_minutes() {
+    skip_without_postgres!();
     let server = start().await;
     let user = server.user("ada@example.com").await;
     let url = auth_url(&server).await;
@@ -124,6 +126,7 @@ async fn t068_account_locks_after_five_failures_for_fifteen_minutes() {
 
 #[tokio::test]
 async fn t073_session_id_changes_at_login_and_a_planted_one_is_not_authenticated() {
+    skip_without_postgres!();
     let server = start().await;
     let user = server.user("ada@example.com").await;
     let client = server.server_client("https://a.example/cb").await;
@@ -154,6 +157,7 @@ async fn t073_session_id_changes_at_login_and_a_planted_one_is_not_authenticated
 
 #[tokio::test]
 async fn t023_login_without_a_valid_csrf_token_is_refused() {
+    skip_without_postgres!();
     let server = start().await;
     let attacker_user = server.user("mallory@example.com").await;
     let client = server.server_client("https://a.example/cb").await;
@@ -198,6 +202,7 @@ async fn t023_login_without_a_valid_csrf_token_is_refused() {
 
 #[tokio::test]
 async fn t075_signout_ends_the_session_on_the_server() {
+    skip_without_postgres!();
     let server = start().await;
     let user = server.user("ada@example.com").await;
     let client = server.server_client("https://a.example/cb").await;
@@ -242,6 +247,7 @@ async fn t075_signout_ends_the_session_on_the_server() {
 
 #[tokio::test]
 async fn t075_session_ends_after_its_lifetime() {
+    skip_without_postgres!();
     let server = start().await;
     let user = server.user("ada@example.com").await;
     let client = server.server_client("https://a.example/cb").await;
@@ -263,6 +269,7 @@ async fn t075_session_ends_after_its_lifetime() {
 
 #[tokio::test]
 async fn t074_cookies_are_secure_and_host_prefixed_with_an_https_public_url() {
+    skip_without_postgres!();
     let server = start_with(|s| s.public_url = "https://accounts.test.example".into()).await;
     let user = server.user("ada@example.com").await;
     let client = server.server_client("https://a.example/cb").await;
@@ -314,6 +321,7 @@ async fn t074_cookies_are_secure_and_host_prefixed_with_an_https_public_url() {
 
 #[tokio::test]
 async fn login_then_reject_then_accept_in_one_session() {
+    skip_without_postgres!();
     let server = start().await;
     let user = server.user("ada@example.com").await;
     let client = server.server_client("https://a.example/cb").await;

@@ -1,11 +1,32 @@
 //! grantd's integration tests: the real server (`grantd_server::serve`, the same function the
-//! binary runs) on an ephemeral port, over a real SQLite file in a temp dir, with a
-//! `ManualClock`. Clients speak HTTP the way Zoho's SDKs, standard libraries and browsers do
-//! (CONTRACT.md "What real clients send"); the browser drives the real login and consent HTML.
+//! binary runs) on an ephemeral port, with a `ManualClock`. Clients speak HTTP the way Zoho's
+//! SDKs, standard libraries and browsers do (CONTRACT.md "What real clients send"); the browser
+//! drives the real login and consent HTML.
+//!
+//! The suite runs twice: this binary (`it`) over an SQLite file in a temp dir, and
+//! `tests/it_postgres.rs` (`it_postgres`), which loads this very file as a module, over a fresh
+//! PostgreSQL database per server on the server `GRANTD_TEST_POSTGRES` names. Each binary's
+//! root says which through `crate::POSTGRES`; every test begins with
+//! `skip_without_postgres!()`, which skips it when PostgreSQL is wanted but not configured.
 //!
 //! One module per feature; tests named `tNNN_...` cover that case of SECURITY-CASES.md.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+/// The first statement of every test: in the PostgreSQL run without `GRANTD_TEST_POSTGRES`, says
+/// that the test is skipped and why, and returns (the test passes). Elsewhere it does nothing.
+macro_rules! skip_without_postgres {
+    () => {
+        if crate::skipped_without_postgres() {
+            return;
+        }
+    };
+}
+
+/// This binary runs the suite on SQLite; `tests/it_postgres.rs` sets its own to `true`.
+#[allow(dead_code)] // in `it_postgres`, where the root's own constant is the one read
+pub const POSTGRES: bool = false;
+
+mod backend;
 mod dialects;
 mod encodings;
 mod limits;
@@ -22,7 +43,7 @@ mod storage;
 mod token;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,14 +56,15 @@ use reqwest::Url;
 use scraper::{Html, Selector};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
-use tempfile::TempDir;
 use tokio::net::TcpListener;
 
 use grantd_core::secret::Password;
 use grantd_core::{ClientType, Dialect, ManualClock, Timestamp};
 use grantd_server::admin::{self, ClientSpec, SelfCodeSpec};
 use grantd_server::{App, Settings};
+
+use backend::Database;
+pub use backend::{Db, Param};
 
 /// `{api_domain}` of every test server: never the server's own URL, never a Zoho URL.
 pub const API_DOMAIN: &str = "https://api.test.example";
@@ -69,10 +91,16 @@ pub struct TestServer {
     pub http: reqwest::Client,
     pub store: grantd_store::Store,
     pub app: App,
-    pub db_path: PathBuf,
     /// One signed-in browser per user email, so helpers pay for Argon2 once per user.
     browsers: Mutex<HashMap<String, Arc<Browser>>>,
-    _dir: TempDir,
+    /// The SQLite file's temp dir, or the PostgreSQL database, removed on drop; last, so that
+    /// the handles above go first.
+    database: Database,
+}
+
+/// `skip_without_postgres!()`: should this test return at once?
+pub fn skipped_without_postgres() -> bool {
+    backend::skipped()
 }
 
 pub async fn start() -> TestServer {
@@ -80,9 +108,8 @@ pub async fn start() -> TestServer {
 }
 
 pub async fn start_with(adjust: impl FnOnce(&mut Settings)) -> TestServer {
-    let dir = tempfile::tempdir().unwrap();
-    let db_path = dir.path().join("grantd.db");
-    let store = grantd_store::Store::open(&format!("sqlite://{}", db_path.display()), 4)
+    let database = Database::create().await;
+    let store = grantd_store::Store::open(&database.url(), backend::POOL_SIZE)
         .await
         .unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -105,9 +132,8 @@ pub async fn start_with(adjust: impl FnOnce(&mut Settings)) -> TestServer {
         http: plain_client(),
         store,
         app,
-        db_path,
         browsers: Mutex::default(),
-        _dir: dir,
+        database,
     }
 }
 
@@ -562,27 +588,28 @@ impl TestServer {
         Reply::read(resp).await
     }
 
-    // ---- the database, read straight from the file ---------------------------------------
+    // ---- the database, read beside the server -------------------------------------------
 
-    /// A read-only connection pool on the server's SQLite file.
-    pub async fn db(&self) -> SqlitePool {
-        let options = SqliteConnectOptions::new()
-            .filename(&self.db_path)
-            .read_only(true);
-        SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options)
-            .await
-            .unwrap()
+    /// A read-only look at the server's database (close it when done).
+    pub async fn db(&self) -> Db {
+        self.database.inspect().await
+    }
+
+    /// The SQLite file (`None` on PostgreSQL).
+    pub fn db_path(&self) -> Option<&Path> {
+        self.database.path()
     }
 
     /// `SELECT count(*) FROM {table}`.
     pub async fn rows(&self, table: &str) -> i64 {
-        let db = self.db().await;
-        let (n,): (i64,) = sqlx::query_as(&format!("SELECT count(*) FROM {table}"))
-            .fetch_one(&db)
+        self.count(&format!("SELECT count(*) FROM {table}"), &[])
             .await
-            .unwrap();
+    }
+
+    /// What a `SELECT count(*) ...` with `$1`, `$2`, ... bound to `params` returns.
+    pub async fn count(&self, sql: &str, params: &[Param<'_>]) -> i64 {
+        let db = self.db().await;
+        let n = db.count(sql, params).await;
         db.close().await;
         n
     }

@@ -34,6 +34,7 @@ fn exchange_fields(
 
 #[tokio::test]
 async fn mobile_client_with_s256_and_a_loopback_port_gets_tokens_without_a_secret() {
+    skip_without_postgres!();
     let (server, user, n) = setup().await;
     let browser = server.browser();
     for port in ["50123", "61000"] {
@@ -69,6 +70,7 @@ async fn mobile_client_with_s256_and_a_loopback_port_gets_tokens_without_a_secre
 
 #[tokio::test]
 async fn t039_missing_or_wrong_verifier_issues_nothing() {
+    skip_without_postgres!();
     let (server, user, n) = setup().await;
     let browser = server.browser();
     let wrong = format!("{}x", VERIFIER);
@@ -96,6 +98,7 @@ async fn t039_missing_or_wrong_verifier_issues_nothing() {
 
 #[tokio::test]
 async fn t041_public_client_without_pkce_is_refused() {
+    skip_without_postgres!();
     let (server, user, n) = setup().await;
     let browser = server.browser();
     // Signed in and consented, so a code would be issued at once if the request passed.
@@ -130,6 +133,7 @@ async fn t041_public_client_without_pkce_is_refused() {
 
 #[tokio::test]
 async fn t043_a_failed_verifier_burns_the_code() {
+    skip_without_postgres!();
     let (server, user, n) = setup().await;
     let code = server.code(&server.browser(), &user, &n, SCOPE, &[]).await;
 
@@ -153,6 +157,7 @@ async fn t043_a_failed_verifier_burns_the_code() {
 
 #[tokio::test]
 async fn t044_malformed_or_empty_challenges_are_invalid_request() {
+    skip_without_postgres!();
     let (server, user, n) = setup().await;
     let a = server.server_client("https://a.example/cb").await;
     let browser = server.browser();
@@ -211,6 +216,7 @@ async fn t044_malformed_or_empty_challenges_are_invalid_request() {
 
 #[tokio::test]
 async fn verifier_without_a_challenge_is_refused() {
+    skip_without_postgres!();
     let (server, user, _) = setup().await;
     let a = server.server_client("https://a.example/cb").await;
     let code = server.code(&server.browser(), &user, &a, SCOPE, &[]).await;

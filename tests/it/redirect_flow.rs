@@ -11,6 +11,7 @@ const NASTY_STATE: &str = "a b+c&d=e%20f%2Bg/?#x;y,z'\"<tag>\\~!*()[]{}|^`$@ Ã©â
 
 #[tokio::test]
 async fn accept_redirects_with_code_location_accounts_server_state_and_iss() {
+    skip_without_postgres!();
     let server = start_with(|s| s.location = "eu".into()).await;
     let user = server.user("ada@example.com").await;
     let client = server.server_client("https://a.example/cb").await;
@@ -49,6 +50,7 @@ async fn accept_redirects_with_code_location_accounts_server_state_and_iss() {
 
 #[tokio::test]
 async fn reject_redirects_with_access_denied_state_and_iss() {
+    skip_without_postgres!();
     let server = start().await;
     let user = server.user("ada@example.com").await;
     let client = server.server_client("https://a.example/cb").await;
@@ -76,6 +78,7 @@ async fn reject_redirects_with_access_denied_state_and_iss() {
 
 #[tokio::test]
 async fn state_is_left_out_when_not_sent() {
+    skip_without_postgres!();
     let server = start().await;
     let user = server.user("ada@example.com").await;
     let client = server.server_client("https://a.example/cb").await;
@@ -94,6 +97,7 @@ async fn state_is_left_out_when_not_sent() {
 
 #[tokio::test]
 async fn registered_redirect_uri_keeps_its_own_query() {
+    skip_without_postgres!();
     let server = start().await;
     let user = server.user("ada@example.com").await;
     let q = server.server_client("https://q.example/cb?tenant=7").await;
@@ -120,6 +124,7 @@ async fn registered_redirect_uri_keeps_its_own_query() {
 
 #[tokio::test]
 async fn login_page_has_the_fixed_form_and_the_request_continues_after_login() {
+    skip_without_postgres!();
     let server = start().await;
     let user = server.user("ada@example.com").await;
     let client = server.server_client("https://a.example/cb").await;
@@ -188,6 +193,7 @@ async fn login_page_has_the_fixed_form_and_the_request_continues_after_login() {
 
 #[tokio::test]
 async fn consent_is_remembered_for_granted_scopes_and_asked_again_for_new_ones() {
+    skip_without_postgres!();
     let server = start().await;
     let user = server.user("ada@example.com").await;
     let client = server.server_client("https://a.example/cb").await;
@@ -252,6 +258,7 @@ async fn consent_is_remembered_for_granted_scopes_and_asked_again_for_new_ones()
 
 #[tokio::test]
 async fn authorization_by_post_works_like_get() {
+    skip_without_postgres!();
     let server = start().await;
     let user = server.user("ada@example.com").await;
     let client = server.server_client("https://a.example/cb").await;
@@ -282,6 +289,7 @@ async fn authorization_by_post_works_like_get() {
 
 #[tokio::test]
 async fn other_authorization_errors_redirect_with_state_and_iss() {
+    skip_without_postgres!();
     let server = start().await;
     let client = server.server_client("https://a.example/cb").await;
     let browser = server.browser();
@@ -340,6 +348,7 @@ async fn other_authorization_errors_redirect_with_state_and_iss() {
 
 #[tokio::test]
 async fn t018_error_redirects_carry_state_and_iss() {
+    skip_without_postgres!();
     let server = start().await;
     let user = server.user("ada@example.com").await;
     let client = server.server_client("https://a.example/cb").await;

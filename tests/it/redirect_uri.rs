@@ -77,6 +77,7 @@ async fn assert_registration_refused(server: &TestServer, kind: ClientType, uris
 
 #[tokio::test]
 async fn t001_prefix_or_path_extension_is_refused() {
+    skip_without_postgres!();
     let server = start().await;
     let a = server.server_client("https://a.example/cb").await;
     let (browser, _) = consented(&server, &a).await;
@@ -95,6 +96,7 @@ async fn t001_prefix_or_path_extension_is_refused() {
 
 #[tokio::test]
 async fn t002_host_suffix_and_embedded_url_are_refused() {
+    skip_without_postgres!();
     let server = start().await;
     let a = server.server_client("https://a.example/cb").await;
     let (browser, _) = consented(&server, &a).await;
@@ -113,6 +115,7 @@ async fn t002_host_suffix_and_embedded_url_are_refused() {
 
 #[tokio::test]
 async fn t004_userinfo_and_backslash_tricks_are_refused() {
+    skip_without_postgres!();
     let server = start().await;
     let a = server.server_client("https://a.example/cb").await;
     let (browser, _) = consented(&server, &a).await;
@@ -133,6 +136,7 @@ async fn t004_userinfo_and_backslash_tricks_are_refused() {
 
 #[tokio::test]
 async fn t005_fragments_are_refused_in_requests_and_registrations() {
+    skip_without_postgres!();
     let server = start().await;
     let a = server.server_client("https://a.example/cb").await;
     let (browser, _) = consented(&server, &a).await;
@@ -153,6 +157,7 @@ async fn t005_fragments_are_refused_in_requests_and_registrations() {
 
 #[tokio::test]
 async fn t006_case_differences_are_refused() {
+    skip_without_postgres!();
     let server = start().await;
     let a = server.server_client("https://a.example/cb").await;
     let (browser, _) = consented(&server, &a).await;
@@ -171,6 +176,7 @@ async fn t006_case_differences_are_refused() {
 
 #[tokio::test]
 async fn t008_extra_or_changed_query_parameters_are_refused() {
+    skip_without_postgres!();
     let server = start().await;
     let a = server.server_client("https://a.example/cb").await;
     let q = server.server_client("https://q.example/cb?tenant=7").await;
@@ -204,6 +210,7 @@ async fn t008_extra_or_changed_query_parameters_are_refused() {
 
 #[tokio::test]
 async fn t009_loopback_redirect_of_a_native_client_may_vary_in_port_only() {
+    skip_without_postgres!();
     let server = start().await;
     let n = server.mobile_client("http://127.0.0.1/cb").await;
     let user = server.user("ada@example.com").await;
@@ -250,6 +257,7 @@ async fn t009_loopback_redirect_of_a_native_client_may_vary_in_port_only() {
 
 #[tokio::test]
 async fn t009_port_variation_is_only_for_native_clients() {
+    skip_without_postgres!();
     let server = start().await;
     let web = server.server_client("http://127.0.0.1:8000/cb").await;
     let (browser, _) = consented(&server, &web).await;
@@ -264,6 +272,7 @@ async fn t009_port_variation_is_only_for_native_clients() {
 
 #[tokio::test]
 async fn t012_unsafe_redirect_uris_are_refused_at_registration() {
+    skip_without_postgres!();
     let server = start().await;
     let unsafe_uris = [
         "javascript:alert(1)",
@@ -286,6 +295,7 @@ async fn t012_unsafe_redirect_uris_are_refused_at_registration() {
 
 #[tokio::test]
 async fn t013_registered_uri_carrying_code_or_state_is_refused() {
+    skip_without_postgres!();
     let server = start().await;
     assert_registration_refused(
         &server,
@@ -301,6 +311,7 @@ async fn t013_registered_uri_carrying_code_or_state_is_refused() {
 
 #[tokio::test]
 async fn t014_omitted_redirect_uri_gets_the_error_page() {
+    skip_without_postgres!();
     let server = start().await;
     let one = server.server_client("https://a.example/cb").await;
     let two = server
@@ -338,6 +349,7 @@ async fn t014_omitted_redirect_uri_gets_the_error_page() {
 
 #[tokio::test]
 async fn t015_code_is_bound_to_its_redirect_uri_at_the_token_endpoint() {
+    skip_without_postgres!();
     let server = start().await;
     let a = server.server_client("https://a.example/cb").await;
     let (browser, user) = consented(&server, &a).await;
@@ -365,6 +377,7 @@ async fn t015_code_is_bound_to_its_redirect_uri_at_the_token_endpoint() {
 
 #[tokio::test]
 async fn t077_unknown_client_never_redirects() {
+    skip_without_postgres!();
     let server = start().await;
     let a = server.server_client("https://a.example/cb").await;
     let (browser, _) = consented(&server, &a).await;
@@ -396,6 +409,7 @@ async fn t077_unknown_client_never_redirects() {
 
 #[tokio::test]
 async fn clients_without_redirect_flow_get_the_error_page() {
+    skip_without_postgres!();
     let server = start().await;
     let owner = server.user("ada@example.com").await;
     let own = server.self_client(&owner, Dialect::Standard).await;

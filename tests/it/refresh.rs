@@ -14,6 +14,7 @@ async fn setup() -> (TestServer, TestUser, TestClient) {
 
 #[tokio::test]
 async fn refresh_returns_the_exchange_body_without_a_refresh_token() {
+    skip_without_postgres!();
     let (server, user, a) = setup().await;
     let tokens = server
         .offline_tokens(&user, &a, "ZohoCRM.modules.ALL,AaaServer.profile.READ")
@@ -50,6 +51,7 @@ async fn refresh_returns_the_exchange_body_without_a_refresh_token() {
 
 #[tokio::test]
 async fn refresh_token_only_for_offline_on_first_consent_or_with_prompt_consent() {
+    skip_without_postgres!();
     let (server, user, a) = setup().await;
     let browser = server.browser();
     let scope = "ZohoCRM.modules.ALL";
@@ -116,6 +118,7 @@ async fn refresh_token_only_for_offline_on_first_consent_or_with_prompt_consent(
 
 #[tokio::test]
 async fn t045_refresh_cannot_widen_the_granted_scope() {
+    skip_without_postgres!();
     let (server, user, a) = setup().await;
     let tokens = server.offline_tokens(&user, &a, "Demo.x.READ").await;
 
@@ -141,6 +144,7 @@ async fn t045_refresh_cannot_widen_the_granted_scope() {
 
 #[tokio::test]
 async fn t046_refresh_may_narrow_and_an_omitted_scope_means_the_original() {
+    skip_without_postgres!();
     let (server, user, a) = setup().await;
     let tokens = server
         .offline_tokens(&user, &a, "Demo.x.READ,Demo.y.READ")
@@ -169,6 +173,7 @@ async fn t046_refresh_may_narrow_and_an_omitted_scope_means_the_original() {
 
 #[tokio::test]
 async fn refresh_under_an_all_scope_may_ask_for_an_operation_below_it() {
+    skip_without_postgres!();
     let (server, user, a) = setup().await;
     let tokens = server
         .offline_tokens(&user, &a, "ZohoCRM.modules.ALL")
@@ -190,6 +195,7 @@ async fn refresh_under_an_all_scope_may_ask_for_an_operation_below_it() {
 
 #[tokio::test]
 async fn t047_another_clients_refresh_token_is_invalid_grant() {
+    skip_without_postgres!();
     let (server, user, a) = setup().await;
     let b = server.server_client("https://b.example/cb").await;
     let tokens = server
@@ -205,6 +211,7 @@ async fn t047_another_clients_refresh_token_is_invalid_grant() {
 
 #[tokio::test]
 async fn unknown_malformed_or_access_tokens_do_not_refresh() {
+    skip_without_postgres!();
     let (server, user, a) = setup().await;
     let tokens = server
         .offline_tokens(&user, &a, "ZohoCRM.modules.ALL")

@@ -16,6 +16,7 @@ async fn setup() -> (TestServer, TestUser, TestClient) {
 
 #[tokio::test]
 async fn user_info_with_zoho_oauthtoken_and_bearer() {
+    skip_without_postgres!();
     let (server, user, a) = setup().await;
     let tokens = server.tokens(&user, &a, CRM_AND_PROFILE, &[]).await;
 
@@ -36,6 +37,7 @@ async fn user_info_with_zoho_oauthtoken_and_bearer() {
 
 #[tokio::test]
 async fn user_info_refuses_bad_tokens_with_the_bearer_challenge() {
+    skip_without_postgres!();
     let (server, user, a) = setup().await;
     let tokens = server
         .tokens(&user, &a, CRM_AND_PROFILE, &[("access_type", "offline")])
@@ -76,6 +78,7 @@ async fn user_info_refuses_bad_tokens_with_the_bearer_challenge() {
 
 #[tokio::test]
 async fn user_info_without_the_profile_scope_is_insufficient_scope() {
+    skip_without_postgres!();
     let (server, user, a) = setup().await;
     let tokens = server.tokens(&user, &a, "ZohoCRM.modules.ALL", &[]).await;
 
@@ -94,6 +97,7 @@ async fn user_info_without_the_profile_scope_is_insufficient_scope() {
 
 #[tokio::test]
 async fn introspection_reports_live_tokens_and_nothing_else() {
+    skip_without_postgres!();
     let (server, user, a) = setup().await;
     let b = server.server_client("https://b.example/cb").await;
     let issued_at = server.now().0;
@@ -147,6 +151,7 @@ async fn introspection_reports_live_tokens_and_nothing_else() {
 
 #[tokio::test]
 async fn introspection_requires_client_authentication() {
+    skip_without_postgres!();
     let (server, user, a) = setup().await;
     let tokens = server.tokens(&user, &a, CRM_AND_PROFILE, &[]).await;
 
@@ -168,6 +173,7 @@ async fn introspection_requires_client_authentication() {
 
 #[tokio::test]
 async fn t019_discovery_metadata_names_the_configured_issuer_and_endpoints() {
+    skip_without_postgres!();
     let server = start().await;
     let reply = server.get("/.well-known/oauth-authorization-server").await;
     assert_eq!(reply.status, 200);
@@ -201,6 +207,7 @@ async fn t019_discovery_metadata_names_the_configured_issuer_and_endpoints() {
 
 #[tokio::test]
 async fn t019_iss_and_accounts_server_come_from_configuration_not_the_host_header() {
+    skip_without_postgres!();
     // http, so the browser's cookies still flow to the test server over plain HTTP.
     let public = "http://accounts.eu.test.example";
     let server = start_with(|s| {
@@ -235,6 +242,7 @@ async fn t019_iss_and_accounts_server_come_from_configuration_not_the_host_heade
 
 #[tokio::test]
 async fn serverinfo_lists_this_data_center() {
+    skip_without_postgres!();
     let server = start_with(|s| s.location = "in".into()).await;
     let reply = server.get("/oauth/serverinfo").await;
     assert_eq!(reply.status, 200);

@@ -40,6 +40,7 @@ async fn revoke_authenticated(
 
 #[tokio::test]
 async fn t056_revocation_really_revokes_whatever_the_hint() {
+    skip_without_postgres!();
     let (server, user, a) = setup().await;
     for hint in [
         Some("access_token"),
@@ -82,6 +83,7 @@ async fn t056_revocation_really_revokes_whatever_the_hint() {
 
 #[tokio::test]
 async fn t048_refresh_after_revocation_fails_and_derived_access_tokens_die() {
+    skip_without_postgres!();
     let (server, user, a) = setup().await;
     let tokens = server.offline_tokens(&user, &a, SCOPE).await;
     let minted: Vec<String> = {
@@ -107,6 +109,7 @@ async fn t048_refresh_after_revocation_fails_and_derived_access_tokens_die() {
 
 #[tokio::test]
 async fn t054_revoking_another_clients_token_looks_like_an_unknown_token_and_does_nothing() {
+    skip_without_postgres!();
     let (server, user, a) = setup().await;
     let b = server.server_client("https://b.example/cb").await;
     let tokens = server.offline_tokens(&user, &a, SCOPE).await;
@@ -125,6 +128,7 @@ async fn t054_revoking_another_clients_token_looks_like_an_unknown_token_and_doe
 
 #[tokio::test]
 async fn t055_confidential_client_without_or_with_a_wrong_secret_is_invalid_client() {
+    skip_without_postgres!();
     let (server, user, a) = setup().await;
     let tokens = server.offline_tokens(&user, &a, SCOPE).await;
 
@@ -165,6 +169,7 @@ async fn t055_confidential_client_without_or_with_a_wrong_secret_is_invalid_clie
 
 #[tokio::test]
 async fn unknown_token_is_success_in_standard_and_invalid_token_in_zoho() {
+    skip_without_postgres!();
     let (server, _, a) = setup().await;
     let z = server.zoho_client("https://z.example/cb").await;
 
@@ -194,6 +199,7 @@ async fn unknown_token_is_success_in_standard_and_invalid_token_in_zoho() {
 
 #[tokio::test]
 async fn revoking_twice_answers_like_an_unknown_token() {
+    skip_without_postgres!();
     let (server, user, a) = setup().await;
     let tokens = server.offline_tokens(&user, &a, SCOPE).await;
     assert_success(&server.revoke(tokens.refresh()).await);
@@ -202,6 +208,7 @@ async fn revoking_twice_answers_like_an_unknown_token() {
 
 #[tokio::test]
 async fn revoke_needs_a_token_and_a_post() {
+    skip_without_postgres!();
     let (server, user, a) = setup().await;
     let tokens = server.offline_tokens(&user, &a, SCOPE).await;
 

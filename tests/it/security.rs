@@ -29,6 +29,7 @@ async fn at_consent(server: &TestServer, user: &TestUser, url: &str) -> (Browser
 
 #[tokio::test]
 async fn t020_consent_without_a_valid_token_or_from_another_site_is_forbidden() {
+    skip_without_postgres!();
     let (server, user, a) = setup().await;
     let url = server.auth_url(&a, CRM_AND_PROFILE, &[("state", "victim")]);
     let (victim, page) = at_consent(&server, &user, &url).await;
@@ -81,6 +82,7 @@ async fn t020_consent_without_a_valid_token_or_from_another_site_is_forbidden() 
 
 #[tokio::test]
 async fn t022_consent_by_get_is_405_and_a_replayed_consent_is_400() {
+    skip_without_postgres!();
     let (server, user, a) = setup().await;
     let url = server.auth_url(&a, CRM_AND_PROFILE, &[]);
     let (browser, page) = at_consent(&server, &user, &url).await;
@@ -108,6 +110,7 @@ async fn t022_consent_by_get_is_405_and_a_replayed_consent_is_400() {
 
 #[tokio::test]
 async fn consent_form_expires() {
+    skip_without_postgres!();
     let (server, user, a) = setup().await;
     let url = server.auth_url(&a, CRM_AND_PROFILE, &[("state", "late")]);
     let (browser, page) = at_consent(&server, &user, &url).await;
@@ -123,6 +126,7 @@ async fn consent_form_expires() {
 
 #[tokio::test]
 async fn consent_decision_must_be_accept_or_reject() {
+    skip_without_postgres!();
     let (server, user, a) = setup().await;
     let url = server.auth_url(&a, CRM_AND_PROFILE, &[]);
     let (browser, page) = at_consent(&server, &user, &url).await;
@@ -164,6 +168,7 @@ fn assert_no_injection(reply: &Reply) {
 
 #[tokio::test]
 async fn t079_reflected_input_is_escaped_and_injects_no_header() {
+    skip_without_postgres!();
     let (server, user, a) = setup().await;
     let state = format!("{SCRIPT}\"'%0d%0aSet-Cookie:x=1");
 
@@ -286,6 +291,7 @@ async fn assert_healthy(server: &TestServer, a: &TestClient, user: &TestUser) {
 
 #[tokio::test]
 async fn t082_very_long_parameters_are_refused_quickly() {
+    skip_without_postgres!();
     let (server, user, a) = setup().await;
     let browser = server.browser_of(&user);
     server.code(&browser, &user, &a, CRM_AND_PROFILE, &[]).await;
@@ -362,6 +368,7 @@ fn assert_json_error(what: &str, reply: &Reply) {
 
 #[tokio::test]
 async fn t083_too_many_parameters_are_refused_cheaply() {
+    skip_without_postgres!();
     let (server, user, a) = setup().await;
     let tokens = server.offline_tokens(&user, &a, CRM_AND_PROFILE).await;
 
@@ -457,6 +464,7 @@ fn assert_security_headers(reply: &Reply, what: &str) {
 
 #[tokio::test]
 async fn t024_t026_every_response_carries_the_framing_referrer_and_cache_headers() {
+    skip_without_postgres!();
     let (server, user, a) = setup().await;
     let url = server.auth_url(&a, CRM_AND_PROFILE, &[("access_type", "offline")]);
     let browser = server.browser();
@@ -515,6 +523,7 @@ async fn t024_t026_every_response_carries_the_framing_referrer_and_cache_headers
 
 #[tokio::test]
 async fn t027_no_cors_at_the_authorization_endpoint() {
+    skip_without_postgres!();
     let (server, _, a) = setup().await;
     let url = server.auth_url(&a, CRM_AND_PROFILE, &[]);
     let get = server
@@ -542,6 +551,7 @@ async fn t027_no_cors_at_the_authorization_endpoint() {
 
 #[tokio::test]
 async fn nothing_lost_after_a_barrage_of_bad_requests() {
+    skip_without_postgres!();
     let (server, user, a) = setup().await;
     let tokens = server.offline_tokens(&user, &a, CRM_AND_PROFILE).await;
     let b = server.server_client("https://b.example/cb").await;

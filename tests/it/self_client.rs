@@ -16,6 +16,7 @@ async fn setup() -> (TestServer, TestUser, TestClient) {
 
 #[tokio::test]
 async fn self_client_code_exchange_refresh_revoke_then_refresh_fails() {
+    skip_without_postgres!();
     let (server, owner, s) = setup().await;
     let code = server.self_code(&s, &owner, CRM_AND_PROFILE, 3).await;
     crate::assert_token_shape(&code);
@@ -65,6 +66,7 @@ async fn self_client_code_exchange_refresh_revoke_then_refresh_fails() {
 
 #[tokio::test]
 async fn t035_self_client_code_is_single_use_bound_to_its_client_its_duration_and_its_scope() {
+    skip_without_postgres!();
     let (server, owner, s) = setup().await;
     let a = server.server_client("https://a.example/cb").await;
     let scope = "Demo.x.READ";
@@ -111,6 +113,7 @@ async fn t035_self_client_code_is_single_use_bound_to_its_client_its_duration_an
 
 #[tokio::test]
 async fn client_credentials_gives_a_self_client_an_access_token_only() {
+    skip_without_postgres!();
     let (server, owner, s) = setup().await;
     let mut fields = s.body_auth();
     fields.push(("grant_type", "client_credentials".into()));
@@ -167,6 +170,7 @@ async fn client_credentials_gives_a_self_client_an_access_token_only() {
 
 #[tokio::test]
 async fn self_client_codes_are_refused_for_the_wrong_client_user_or_scope() {
+    skip_without_postgres!();
     let (server, owner, s) = setup().await;
     let a = server.server_client("https://a.example/cb").await;
     let other = server.user("grace@example.com").await;

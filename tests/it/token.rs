@@ -34,6 +34,7 @@ fn exchange_fields(client: &TestClient, code: &str) -> Vec<(&'static str, String
 
 #[tokio::test]
 async fn code_exchange_answers_the_contract_body() {
+    skip_without_postgres!();
     let (server, user, a, code) = with_code().await;
 
     let reply = server.exchange(&a, &code).await;
@@ -75,6 +76,7 @@ async fn code_exchange_answers_the_contract_body() {
 
 #[tokio::test]
 async fn t029_replayed_code_revokes_its_tokens() {
+    skip_without_postgres!();
     let (server, _, a, code) = with_code().await;
     let tokens = server.exchange(&a, &code).await.tokens();
     assert!(server.access_works(&tokens.access).await);
@@ -96,6 +98,7 @@ async fn t029_replayed_code_revokes_its_tokens() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn twenty_concurrent_redemptions_of_one_code_give_exactly_one_success() {
+    skip_without_postgres!();
     let (server, _, a, code) = with_code().await;
 
     let replies: Vec<Reply> = join_all((0..20).map(|_| server.exchange(&a, &code))).await;
@@ -118,6 +121,7 @@ async fn twenty_concurrent_redemptions_of_one_code_give_exactly_one_success() {
 
 #[tokio::test]
 async fn t032_code_is_bound_to_its_client() {
+    skip_without_postgres!();
     let (server, _, a, code) = with_code().await;
     let b = server.server_client("https://b.example/cb").await;
     let mut fields = b.body_auth();
@@ -134,6 +138,7 @@ async fn t032_code_is_bound_to_its_client() {
 
 #[tokio::test]
 async fn t060_wrong_secret_is_invalid_client_and_burns_nothing() {
+    skip_without_postgres!();
     let (server, _, a, code) = with_code().await;
     let wrong = "0".repeat(42);
 
@@ -180,6 +185,7 @@ async fn t060_wrong_secret_is_invalid_client_and_burns_nothing() {
 
 #[tokio::test]
 async fn t061_missing_secret_for_a_confidential_client_is_invalid_client() {
+    skip_without_postgres!();
     let (server, _, a, code) = with_code().await;
     for secret in [None, Some("")] {
         let mut fields = vec![
@@ -204,6 +210,7 @@ async fn t061_missing_secret_for_a_confidential_client_is_invalid_client() {
 
 #[tokio::test]
 async fn t063_basic_header_is_form_decoded_and_malformed_ones_are_refused() {
+    skip_without_postgres!();
     let (server, _, a, code) = with_code().await;
     let fields = exchange_fields(&a, &code);
     let malformed = [
@@ -259,6 +266,7 @@ fn base64_of(raw: &str) -> String {
 
 #[tokio::test]
 async fn basic_and_body_naming_different_clients_is_invalid_client() {
+    skip_without_postgres!();
     let (server, _, a, code) = with_code().await;
     let b = server.server_client("https://b.example/cb").await;
     let mut fields = vec![("client_id", b.id.clone())];
@@ -280,6 +288,7 @@ async fn basic_and_body_naming_different_clients_is_invalid_client() {
 
 #[tokio::test]
 async fn t066_rotated_secret_replaces_the_old_one_at_once() {
+    skip_without_postgres!();
     let (server, _, a, code) = with_code().await;
     let new = admin::rotate_secret(&server.store, &a.id).await.unwrap();
     assert_eq!(new.expose().len(), 42);
@@ -299,6 +308,7 @@ async fn t066_rotated_secret_replaces_the_old_one_at_once() {
 
 #[tokio::test]
 async fn t067_grants_the_client_may_not_use_are_refused() {
+    skip_without_postgres!();
     let (server, user, a, _) = with_code().await;
     let cases = [
         (
@@ -357,6 +367,7 @@ async fn t067_grants_the_client_may_not_use_are_refused() {
 
 #[tokio::test]
 async fn t086_bodies_that_are_not_forms_are_refused_and_burn_nothing() {
+    skip_without_postgres!();
     let (server, _, a, code) = with_code().await;
     let json = serde_json::json!({
         "grant_type": "authorization_code", "code": code, "client_id": a.id,
@@ -420,6 +431,7 @@ pub fn url_encode(fields: &[(&str, String)]) -> String {
 
 #[tokio::test]
 async fn t091_token_endpoint_refuses_other_methods_and_keeps_the_code() {
+    skip_without_postgres!();
     let (server, _, a, code) = with_code().await;
     let mut fields = a.body_auth();
     fields.extend(exchange_fields(&a, &code));
@@ -450,6 +462,7 @@ async fn t091_token_endpoint_refuses_other_methods_and_keeps_the_code() {
 
 #[tokio::test]
 async fn t106_every_token_response_carries_no_store_and_no_cache() {
+    skip_without_postgres!();
     let (server, _, a, code) = with_code().await;
     let mut replies = vec![server.exchange(&a, &code).await];
     let tokens = replies[0].tokens();
@@ -477,6 +490,7 @@ async fn t106_every_token_response_carries_no_store_and_no_cache() {
 
 #[tokio::test]
 async fn token_error_bodies_never_echo_the_request() {
+    skip_without_postgres!();
     let server = start().await;
     let hostile = "x\"}<script>alert(1)</script>\r\nSet-Cookie: x=1\t%0d%0a";
     let fields = [
