@@ -3,6 +3,8 @@
 
 use std::collections::BTreeSet;
 
+use grantd_core::{ClientType, Dialect};
+
 use crate::{scope_set, start, start_with, Decision, Redirect, CRM_AND_PROFILE};
 
 /// Every character class that tends to get lost or re-encoded on the way: spaces, `+`, `&`,
@@ -386,4 +388,56 @@ async fn t018_error_redirects_carry_state_and_iss() {
         }
     }
     assert_eq!(server.rows("grant_codes").await, codes);
+}
+
+#[tokio::test]
+async fn t028_consent_for_one_redirect_uri_is_not_reused_for_another() {
+    skip_without_postgres!();
+    let server = start().await;
+    let user = server.user("ada@example.com").await;
+    let mut client = server
+        .client(
+            ClientType::Server,
+            &["https://a.example/cb", "https://a.example/other"],
+            Dialect::Standard,
+            None,
+        )
+        .await;
+    let browser = server.browser();
+    let first = browser
+        .authorize(
+            &server.auth_url(&client, "Demo.x.READ", &[]),
+            &user,
+            Decision::Accept,
+        )
+        .await;
+    assert!(first.saw_consent);
+
+    // The same client and scope, but the other registered redirect URI: asked again.
+    client.redirect_uri = "https://a.example/other".into();
+    let other = browser
+        .authorize(
+            &server.auth_url(&client, "Demo.x.READ", &[]),
+            &user,
+            Decision::Accept,
+        )
+        .await;
+    assert!(
+        other.saw_consent,
+        "silent approval for an unconsented redirect URI"
+    );
+    assert!(other.redirect.raw.starts_with("https://a.example/other?"));
+
+    // Both URIs are now consented: no consent page for either.
+    for uri in ["https://a.example/cb", "https://a.example/other"] {
+        client.redirect_uri = uri.into();
+        let again = browser
+            .authorize(
+                &server.auth_url(&client, "Demo.x.READ", &[]),
+                &user,
+                Decision::Accept,
+            )
+            .await;
+        assert!(!again.saw_consent, "consent asked again for {uri}");
+    }
 }
