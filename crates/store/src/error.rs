@@ -23,12 +23,17 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::Tls(_)
             | sqlx::Error::Protocol(_)
             | sqlx::Error::WorkerCrashed => StoreError::Unavailable,
-            // PostgreSQL: connection exceptions (08), operator intervention such as
-            // pg_terminate_backend or a shutdown (57P0x), a statement or lock timeout (57014,
-            // 55P03), and a serialisation failure (40001): the request may be retried.
+            // PostgreSQL: connection exceptions (08), insufficient resources such as too many
+            // connections (53), operator intervention such as pg_terminate_backend or a
+            // shutdown (57P0x), a database not accepting connections (55000), a statement or
+            // lock timeout (57014, 55P03), and a serialisation failure (40001): the request
+            // may be retried.
             sqlx::Error::Database(db)
                 if db.code().is_some_and(|c| {
-                    c.starts_with("08") || c.starts_with("57") || c == "55P03" || c == "40001"
+                    c.starts_with("08")
+                        || c.starts_with("53")
+                        || c.starts_with("57")
+                        || matches!(c.as_ref(), "55000" | "55P03" | "40001")
                 }) =>
             {
                 StoreError::Unavailable

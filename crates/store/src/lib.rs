@@ -74,6 +74,19 @@ pub(crate) fn migration_error(e: sqlx::migrate::MigrateError) -> StoreError {
     }
 }
 
+/// The longest a PostgreSQL verb may take, waiting for a connection included. PostgreSQL's own
+/// timeouts cannot fire for a query it never received (a partition), so the node bounds every
+/// verb itself; a request then fails fast with 503 instead of hanging until TCP gives up.
+const POSTGRES_VERB_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+async fn bounded<T>(
+    verb: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(POSTGRES_VERB_TIMEOUT, verb)
+        .await
+        .unwrap_or(Err(StoreError::Unavailable))
+}
+
 macro_rules! delegate {
     ($( fn $name:ident( $( $arg:ident : $ty:ty ),* $(,)? ) -> $ret:ty; )*) => {
         impl Store {
@@ -81,7 +94,7 @@ macro_rules! delegate {
                 pub async fn $name(&self $(, $arg: $ty)*) -> $ret {
                     match self {
                         Store::Sqlite(s) => s.$name($($arg),*).await,
-                        Store::Postgres(s) => s.$name($($arg),*).await,
+                        Store::Postgres(s) => bounded(s.$name($($arg),*)).await,
                     }
                 }
             )*

@@ -110,7 +110,7 @@ struct PgDb {
 }
 
 /// Connections per store: enough for real concurrency, few enough for parallel tests.
-const PG_POOL: u32 = 8;
+const PG_POOL: u32 = 12;
 
 impl PgDb {
     /// `None` (after saying so) when no PostgreSQL is configured.
@@ -1631,7 +1631,7 @@ async fn connected_apps_and_revoke_grant(store: Store) {
         .into_iter()
         .map(|app| app.client_id)
         .collect();
-    assert_eq!(left, [own.id.clone()]);
+    assert_eq!(left.as_slice(), std::slice::from_ref(&own.id));
     assert!(refresh_alive(&store, &self_tokens.refresh_hash).await);
     assert!(refresh_alive(&store, &of_b.refresh).await);
 }
