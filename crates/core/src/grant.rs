@@ -1,7 +1,7 @@
 //! Grant codes and tokens as data, and the rules about them: liveness, what a redemption must
 //! match, and which scopes a refresh may ask for.
 
-use crate::client::{Client, ClientId, ClientType};
+use crate::client::{Client, ClientId};
 use crate::clock::Timestamp;
 use crate::error::OAuthError;
 use crate::pkce;
@@ -151,15 +151,10 @@ pub struct AccessGrant {
     pub expires_at: Timestamp,
 }
 
-/// Which clients may use the `/oauth/v2/auth` redirect flow.
-pub fn may_use_redirect_flow(kind: ClientType) -> bool {
-    kind.uses_redirects()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::Dialect;
+    use crate::client::{ClientType, Dialect};
     use crate::scope::Scopes;
 
     fn client(id: &str) -> Client {
