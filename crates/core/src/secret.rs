@@ -23,6 +23,13 @@ impl SecretHash {
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }
+    /// A printable name for a stored row that reveals nothing usable (e.g. a session handle).
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+    pub fn from_hex(s: &str) -> Option<Self> {
+        Self::from_bytes(&hex::decode(s).ok()?)
+    }
 }
 
 impl PartialEq for SecretHash {

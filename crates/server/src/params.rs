@@ -41,6 +41,12 @@ impl Params {
         Ok(first.map(|(_, v)| v.as_str()).filter(|v| !v.is_empty()))
     }
 
+    /// A browser form's field as text: absent, empty or repeated all read as "" (forms are
+    /// checked for what they must contain after this).
+    pub fn text(&self, name: &'static str) -> &str {
+        self.get(name).ok().flatten().unwrap_or("")
+    }
+
     /// Every value of a field that may repeat (a form's list of redirect URIs).
     pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.pairs

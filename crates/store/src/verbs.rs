@@ -873,7 +873,9 @@ macro_rules! verbs {
         Ok(rows
             .into_iter()
             .map(|(hash, created_at, user_agent)| SessionSummary {
-                handle: hex_lower(&hash),
+                handle: SecretHash::from_bytes(&hash)
+                    .map(|h| h.to_hex())
+                    .unwrap_or_default(),
                 created_at: Timestamp(created_at),
                 user_agent,
             })
@@ -886,7 +888,7 @@ macro_rules! verbs {
         user_id: i64,
         handle: &str,
     ) -> Result<bool, StoreError> {
-        let Some(hash) = parse_hex(handle).and_then(|b| SecretHash::from_bytes(&b)) else {
+        let Some(hash) = SecretHash::from_hex(handle) else {
             return Ok(false);
         };
         let done = sqlx::query("DELETE FROM sessions WHERE token_hash = $1 AND user_id = $2")
@@ -1004,7 +1006,6 @@ pub(crate) mod prelude {
         Client, ClientId, Limits, OAuthError, RedirectUri, Scopes, Timestamp,
     };
 
-    pub(crate) use crate::console::{hex_lower, parse_hex};
     pub(crate) use crate::rows::*;
     pub(crate) use crate::{
         ClientUpdate, CodeIssue, CodeSummary, ConnectedApp, NewAccess, NewClient, NewCode,

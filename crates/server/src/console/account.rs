@@ -84,7 +84,7 @@ async fn page(app: &App, me: &SignedIn, tab: &'static str) -> Result<AccountPage
     }
     let mut sessions = Vec::new();
     if tab == "sessions" {
-        let mine = hex(me.session.hash().as_bytes());
+        let mine = me.session.hash().to_hex();
         for s in app.store.sessions_of(me.user.id, me.now).await? {
             sessions.push(SessionView {
                 current: s.handle == mine,
@@ -110,10 +110,6 @@ async fn page(app: &App, me: &SignedIn, tab: &'static str) -> Result<AccountPage
         apps,
         sessions,
     })
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn tab_of(raw: Option<&str>) -> &'static str {
@@ -170,7 +166,7 @@ pub async fn change_password(
     params: Params,
 ) -> Result<Response, ErrorPage> {
     me.check_form(&app, &headers, &params)?;
-    let field = |name: &'static str| params.get(name).ok().flatten().unwrap_or("").to_owned();
+    let field = |name: &'static str| params.text(name).to_owned();
     let current = Password::from_wire(field("current_password"));
     let new = Password::from_wire(field("new_password"));
     let problem = if !app

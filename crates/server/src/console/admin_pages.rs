@@ -145,7 +145,7 @@ pub async fn add_user(
 ) -> Result<Response, ErrorPage> {
     require_admin(&me)?;
     me.check_form(&app, &headers, &params)?;
-    let field = |name: &'static str| params.get(name).ok().flatten().unwrap_or("").to_owned();
+    let field = |name: &'static str| params.text(name).to_owned();
     let password = Password::from_wire(field("password"));
     let admin_flag = params.get("admin").ok().flatten() == Some("yes");
     let result = admin::add_user(

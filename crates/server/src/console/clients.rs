@@ -153,7 +153,7 @@ pub async fn create(
         .flatten()
         .and_then(|k| k.parse::<ClientType>().ok())
         .ok_or(ErrorPage::bad_request("Choose a client type."))?;
-    let field = |name: &'static str| params.get(name).ok().flatten().unwrap_or("").to_owned();
+    let field = |name: &'static str| params.text(name).to_owned();
     let spec = ClientSpec {
         kind,
         name: field("name"),
@@ -403,7 +403,7 @@ pub async fn update_settings(
 ) -> Result<Response, ErrorPage> {
     me.check_form(&app, &headers, &params)?;
     let client = me.own_client(&app, &id).await?;
-    let field = |name: &'static str| params.get(name).ok().flatten().unwrap_or("").to_owned();
+    let field = |name: &'static str| params.text(name).to_owned();
     let redirect_uris: Vec<String> = params.all("redirect_uri").map(str::to_owned).collect();
     let dialect = match params.get("dialect").ok().flatten() {
         Some("zoho") => Dialect::Zoho,
@@ -489,7 +489,7 @@ pub async fn generate_code(
             "Codes are generated only for a Self Client.",
         ));
     }
-    let field = |name: &'static str| params.get(name).ok().flatten().unwrap_or("").to_owned();
+    let field = |name: &'static str| params.text(name).to_owned();
     let minutes = field("duration").parse::<i64>().unwrap_or(0);
     let spec = SelfCodeSpec {
         client_id: client.id.to_string(),

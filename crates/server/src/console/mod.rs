@@ -64,7 +64,7 @@ impl SignedIn {
         headers: &HeaderMap,
         params: &Params,
     ) -> Result<(), ErrorPage> {
-        let token = params.get("csrf_token").ok().flatten().unwrap_or("");
+        let token = params.text("csrf_token");
         if self.session.csrf_matches(token) && !is_cross_site(headers, app) {
             Ok(())
         } else {

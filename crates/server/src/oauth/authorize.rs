@@ -306,14 +306,14 @@ async fn decision(
 ) -> Result<Response, ErrorPage> {
     const FORBIDDEN: &str = "This consent form has expired or came from another site.";
     let session = current_session(app, headers, now).await?;
-    let csrf = params.get("csrf_token").ok().flatten().unwrap_or("");
+    let csrf = params.text("csrf_token");
     let (session, user) = match session {
         Some((token, user)) if token.csrf_matches(csrf) && !is_cross_site(headers, app) => {
             (token, user)
         }
         _ => return Err(ErrorPage::forbidden(FORBIDDEN)),
     };
-    let consent_id = params.get("consent_id").ok().flatten().unwrap_or("");
+    let consent_id = params.text("consent_id");
     let accept = match params.get("decision").ok().flatten() {
         Some("accept") => true,
         Some("reject") => false,

@@ -126,7 +126,7 @@ async fn sign_in_flow(
     now: Timestamp,
 ) -> Result<Response, ErrorPage> {
     let pre = Cookie::PreSession.read(headers, &app.settings);
-    let csrf = params.get("csrf_token").ok().flatten().unwrap_or("");
+    let csrf = params.text("csrf_token");
     let csrf_ok = pre.as_ref().is_some_and(|pre| pre.csrf_matches(csrf));
     if is_cross_site(headers, app) || !csrf_ok {
         return Err(ErrorPage::forbidden(
@@ -134,7 +134,7 @@ async fn sign_in_flow(
         ));
     }
     let next = safe_next(params.get("next").ok().flatten()).to_owned();
-    let email = params.get("email").ok().flatten().unwrap_or("");
+    let email = params.text("email");
     let password = Password::from_wire(
         params
             .get("password")
@@ -220,7 +220,7 @@ pub async fn sign_out(State(app): State<App>, headers: HeaderMap, params: Params
         Ok(session) => session,
         Err(e) => return ErrorPage::from(e).into_response(),
     };
-    let csrf = params.get("csrf_token").ok().flatten().unwrap_or("");
+    let csrf = params.text("csrf_token");
     let Some((token, _)) = session.filter(|(t, _)| t.csrf_matches(csrf)) else {
         return ErrorPage::forbidden("This sign-out form has expired. Please try again.")
             .into_response();
