@@ -124,6 +124,7 @@ delegate! {
     fn refresh(refresh_hash: &SecretHash, client: &ClientId, decide: impl FnOnce(&RefreshGrant) -> Result<Scopes, OAuthError>, access: &NewAccess, now: Timestamp, limits: &Limits, ) -> Result<RefreshOutcome, StoreError>;
     fn add_access_token(access: &NewAccess, client: &ClientId, user_id: i64, scopes: &Scopes, now: Timestamp) -> Result<(), StoreError>;
     fn access_grant(access_hash: &SecretHash, now: Timestamp) -> Result<Option<AccessGrant>, StoreError>;
+    fn access_owner(access_hash: &SecretHash, now: Timestamp) -> Result<Option<(AccessGrant, User)>, StoreError>;
     fn token_info(hash: &SecretHash, now: Timestamp) -> Result<Option<TokenInfo>, StoreError>;
     fn revoke(hash: &SecretHash, client: Option<&ClientId>) -> Result<bool, StoreError>;
     fn sweep(now: Timestamp) -> Result<u64, StoreError>;

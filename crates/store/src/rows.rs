@@ -116,3 +116,17 @@ pub(crate) type AppRow = (
     i64,
     Option<String>,
 );
+
+/// An access token's client, scopes and expiry, then its user's columns (`USER_COLUMNS`).
+pub(crate) type AccessOwnerRow = (
+    String,
+    String,
+    i64,
+    i64,
+    String,
+    String,
+    String,
+    bool,
+    i64,
+    i64,
+);

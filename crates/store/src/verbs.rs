@@ -552,6 +552,36 @@ macro_rules! verbs {
         )
     }
 
+    /// A live access token and the user it speaks for, in one read: the resource path.
+    pub async fn access_owner(
+        &self,
+        access_hash: &SecretHash,
+        now: Timestamp,
+    ) -> Result<Option<(AccessGrant, User)>, StoreError> {
+        let row: Option<AccessOwnerRow> = sqlx::query_as(
+            "SELECT a.client_id, a.scopes, a.expires_at, u.id, u.email, u.name, u.password_hash,
+                    u.is_admin, u.failed_logins, u.locked_until
+               FROM access_tokens a JOIN users u ON u.id = a.user_id
+              WHERE a.token_hash = $1 AND a.expires_at > $2",
+        )
+        .bind(access_hash.as_bytes())
+        .bind(now.0)
+        .fetch_optional(&self.reader)
+        .await?;
+        Ok(row.map(
+            |(client_id, scopes, expires_at, id, email, name, hash, admin, failed, locked)| {
+                let user = user_from_row((id, email, name, hash, admin, failed, locked));
+                let grant = AccessGrant {
+                    client_id: ClientId::new(client_id),
+                    user_id: user.id,
+                    scopes: Scopes::from_stored(&scopes),
+                    expires_at: Timestamp(expires_at),
+                };
+                (grant, user)
+            },
+        ))
+    }
+
     /// A live access token or a refresh token, for introspection.
     pub async fn token_info(
         &self,

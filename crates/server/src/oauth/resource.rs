@@ -24,8 +24,8 @@ pub async fn user_info(State(app): State<App>, headers: HeaderMap) -> Response {
     let Some(token) = bearer(&headers) else {
         return challenge(StatusCode::UNAUTHORIZED, None);
     };
-    let grant = match app.store.access_grant(&SecretHash::of(token), now).await {
-        Ok(Some(grant)) => grant,
+    let (grant, user) = match app.store.access_owner(&SecretHash::of(token), now).await {
+        Ok(Some(found)) => found,
         Ok(None) => return challenge(StatusCode::UNAUTHORIZED, Some("invalid_token")),
         Err(e) => return store_failure(e),
     };
@@ -35,11 +35,6 @@ pub async fn user_info(State(app): State<App>, headers: HeaderMap) -> Response {
     {
         return challenge(StatusCode::FORBIDDEN, Some("insufficient_scope"));
     }
-    let user = match app.store.user(grant.user_id).await {
-        Ok(Some(user)) => user,
-        Ok(None) => return challenge(StatusCode::UNAUTHORIZED, Some("invalid_token")),
-        Err(e) => return store_failure(e),
-    };
     let (first, last) = user.name.split_once(' ').unwrap_or((&user.name, ""));
     Json(json!({
         "ZUID": user.id,
