@@ -6,6 +6,7 @@
 
 mod console;
 mod error;
+mod group_commit;
 mod postgres;
 mod rows;
 mod sqlite;

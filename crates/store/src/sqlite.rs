@@ -1,7 +1,7 @@
 //! The embedded SQLite store: WAL with `synchronous=FULL`, so an acknowledged token survives a
-//! crash. One writer connection takes every write transaction with `BEGIN IMMEDIATE` (SQLite
-//! allows one writer anyway; queueing in the pool avoids busy retries), and a pool of
-//! read-only connections serves lookups without waiting for the writer.
+//! crash. SQLite allows one writer, so one connection takes every write, batching concurrent
+//! verbs into shared durable commits (`group_commit`), and a pool of read-only connections
+//! serves lookups without waiting for the writer.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -11,7 +11,9 @@ use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Sqlite, Transaction};
+use sqlx::{Connection, SqliteConnection};
+
+use crate::group_commit::{GroupTx, GroupWriter};
 
 use crate::verbs::prelude::*;
 
@@ -22,11 +24,11 @@ pub const DEFAULT_DATABASE: &str = "sqlite://grantd-data/grantd.db";
 
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
-    pub(crate) writer: SqlitePool,
+    writer: GroupWriter,
     pub(crate) reader: SqlitePool,
 }
 
-pub(crate) type Tx = Transaction<'static, Sqlite>;
+pub(crate) type Tx = GroupTx;
 
 /// SQLite has no row locks; its single writer, taking `BEGIN IMMEDIATE`, serialises instead.
 const FOR_UPDATE: &str = "";
@@ -60,45 +62,51 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options.clone())
-            .await?;
+        let mut writer = SqliteConnection::connect_with(&options).await?;
         MIGRATIONS
-            .run(&writer)
+            .run(&mut writer)
             .await
             .map_err(crate::migration_error)?;
+        check_durability(&mut writer).await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(10))
+            // A ping per acquire is a round trip to the connection's thread; a local file
+            // does not go away between queries.
+            .test_before_acquire(false)
             .connect_with(options.read_only(true))
             .await?;
-        let store = Self { writer, reader };
-        store.check_durability().await?;
-        Ok(store)
+        Ok(Self {
+            writer: GroupWriter::new(writer),
+            reader,
+        })
     }
 
-    async fn check_durability(&self) -> Result<(), StoreError> {
-        let (mode,): (String,) = sqlx::query_as("PRAGMA journal_mode")
-            .fetch_one(&self.writer)
-            .await?;
-        let (sync,): (i64,) = sqlx::query_as("PRAGMA synchronous")
-            .fetch_one(&self.writer)
-            .await?;
-        // synchronous: 2 = FULL, 3 = EXTRA; anything less can lose acknowledged tokens.
-        if !mode.eq_ignore_ascii_case("wal") || sync < 2 {
-            return Err(StoreError::Setup(format!(
-                "SQLite is not durable (journal_mode={mode}, synchronous={sync}); \
-                 grantd needs WAL with synchronous=FULL"
-            )));
-        }
-        Ok(())
+    /// How many durable commits the writer has made (each shared by every verb in its batch).
+    pub fn commits(&self) -> u64 {
+        self.writer.commits()
     }
 
     async fn write(&self) -> Result<Tx, StoreError> {
-        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+        self.writer.begin().await
     }
+}
+
+async fn check_durability(conn: &mut SqliteConnection) -> Result<(), StoreError> {
+    let (mode,): (String,) = sqlx::query_as("PRAGMA journal_mode")
+        .fetch_one(&mut *conn)
+        .await?;
+    let (sync,): (i64,) = sqlx::query_as("PRAGMA synchronous")
+        .fetch_one(&mut *conn)
+        .await?;
+    // synchronous: 2 = FULL, 3 = EXTRA; anything less can lose acknowledged tokens.
+    if !mode.eq_ignore_ascii_case("wal") || sync < 2 {
+        return Err(StoreError::Setup(format!(
+            "SQLite is not durable (journal_mode={mode}, synchronous={sync}); \
+             grantd needs WAL with synchronous=FULL"
+        )));
+    }
+    Ok(())
 }
 
 impl SqliteStore {

@@ -15,6 +15,7 @@ macro_rules! verbs {
         is_admin: bool,
         now: Timestamp,
     ) -> Result<i64, StoreError> {
+        let mut tx = self.write().await?;
         let (id,): (i64,) = sqlx::query_as(
             "INSERT INTO users (email, name, password_hash, is_admin, created_at)
              VALUES ($1, $2, $3, $4, $5) RETURNING id",
@@ -24,12 +25,13 @@ macro_rules! verbs {
         .bind(password_hash)
         .bind(is_admin)
         .bind(now.0)
-        .fetch_one(&self.writer)
+        .fetch_one(&mut *tx)
         .await
         .map_err(|e| match StoreError::from(e) {
             StoreError::Conflict(_) => StoreError::Conflict("a user with this email exists"),
             other => other,
         })?;
+        tx.commit().await?;
         Ok(id)
     }
 
@@ -66,6 +68,7 @@ macro_rules! verbs {
         now: Timestamp,
         limits: &Limits,
     ) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
         sqlx::query(
             "UPDATE users SET failed_logins = failed_logins + 1,
                     locked_until = CASE WHEN failed_logins + 1 >= $1 THEN $2 ELSE locked_until END
@@ -74,32 +77,37 @@ macro_rules! verbs {
         .bind(limits.failed_logins_before_lockout)
         .bind(now.plus(limits.lockout_secs).0)
         .bind(user_id)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
     pub async fn clear_login_failures(&self, user_id: i64) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
         sqlx::query("UPDATE users SET failed_logins = 0, locked_until = 0 WHERE id = $1 AND failed_logins > 0")
             .bind(user_id)
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(())
     }
 
     // ---- scopes -----------------------------------------------------------------------
 
     pub async fn add_scope(&self, name: &str, description: &str) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
         sqlx::query("INSERT INTO scopes (key, name, description) VALUES ($1, $2, $3)")
             .bind(name.to_ascii_lowercase())
             .bind(name)
             .bind(description)
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await
             .map_err(|e| match StoreError::from(e) {
                 StoreError::Conflict(_) => StoreError::Conflict("this scope is registered"),
                 other => other,
             })?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -135,6 +143,7 @@ macro_rules! verbs {
     // ---- clients ----------------------------------------------------------------------
 
     pub async fn add_client(&self, client: &NewClient, now: Timestamp) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
         let uris: Vec<&str> = client
             .redirect_uris
             .iter()
@@ -155,12 +164,13 @@ macro_rules! verbs {
         .bind(client.dialect.as_str())
         .bind(now.0)
         .bind(&client.js_domain)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await
         .map_err(|e| match StoreError::from(e) {
             StoreError::Conflict(_) => StoreError::Conflict("this user already has a Self Client"),
             other => other,
         })?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -185,22 +195,26 @@ macro_rules! verbs {
 
     /// Deletes the client; the schema's cascades remove its codes, tokens and consents.
     pub async fn remove_client(&self, id: &str) -> Result<bool, StoreError> {
+        let mut tx = self.write().await?;
         let done = sqlx::query("DELETE FROM clients WHERE id = $1")
             .bind(id)
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 
     /// Replaces the secret; the old one stops working with this commit.
     pub async fn set_client_secret(&self, id: &str, hash: &SecretHash) -> Result<bool, StoreError> {
+        let mut tx = self.write().await?;
         let done = sqlx::query(
             "UPDATE clients SET secret_hash = $1 WHERE id = $2 AND secret_hash IS NOT NULL",
         )
         .bind(hash.as_bytes())
         .bind(id)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -679,6 +693,7 @@ macro_rules! verbs {
         now: Timestamp,
         expires_at: Timestamp,
     ) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
         sqlx::query(
             "INSERT INTO sessions (token_hash, user_id, user_agent, created_at, expires_at)
              VALUES ($1, $2, $3, $4, $5)",
@@ -688,8 +703,9 @@ macro_rules! verbs {
         .bind(user_agent)
         .bind(now.0)
         .bind(expires_at.0)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -716,10 +732,12 @@ macro_rules! verbs {
     }
 
     pub async fn remove_session(&self, hash: &SecretHash) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
         sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
             .bind(hash.as_bytes())
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -730,6 +748,7 @@ macro_rules! verbs {
         request: &str,
         expires_at: Timestamp,
     ) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
         sqlx::query(
             "INSERT INTO pending_consents (id_hash, session_hash, request, expires_at)
              VALUES ($1, $2, $3, $4)",
@@ -738,8 +757,9 @@ macro_rules! verbs {
         .bind(session_hash.as_bytes())
         .bind(request)
         .bind(expires_at.0)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -750,14 +770,16 @@ macro_rules! verbs {
         session_hash: &SecretHash,
         now: Timestamp,
     ) -> Result<Option<String>, StoreError> {
+        let mut tx = self.write().await?;
         let row: Option<(String, i64)> = sqlx::query_as(
             "DELETE FROM pending_consents WHERE id_hash = $1 AND session_hash = $2
              RETURNING request, expires_at",
         )
         .bind(id_hash.as_bytes())
         .bind(session_hash.as_bytes())
-        .fetch_optional(&self.writer)
+        .fetch_optional(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(row
             .filter(|(_, expires_at)| now.0 < *expires_at)
             .map(|(r, _)| r))
@@ -780,6 +802,7 @@ macro_rules! verbs {
         owner_id: i64,
         update: &ClientUpdate,
     ) -> Result<bool, StoreError> {
+        let mut tx = self.write().await?;
         let uris: Vec<&str> = update
             .redirect_uris
             .iter()
@@ -796,8 +819,9 @@ macro_rules! verbs {
         .bind(update.dialect.as_str())
         .bind(id.as_str())
         .bind(owner_id)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -918,14 +942,16 @@ macro_rules! verbs {
         user_id: i64,
         handle: &str,
     ) -> Result<bool, StoreError> {
+        let mut tx = self.write().await?;
         let Some(hash) = SecretHash::from_hex(handle) else {
             return Ok(false);
         };
         let done = sqlx::query("DELETE FROM sessions WHERE token_hash = $1 AND user_id = $2")
             .bind(hash.as_bytes())
             .bind(user_id)
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -952,11 +978,13 @@ macro_rules! verbs {
     }
 
     pub async fn set_user_name(&self, user_id: i64, name: &str) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
         sqlx::query("UPDATE users SET name = $1 WHERE id = $2")
             .bind(name)
             .bind(user_id)
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(())
     }
 
