@@ -10,6 +10,8 @@ pub enum StoreError {
     Unavailable,
     #[error("database error: {0}")]
     Backend(sqlx::Error),
+    #[error("database error: {0}")]
+    Lookup(rusqlite::Error),
     #[error("database setup: {0}")]
     Setup(String),
 }

@@ -10,6 +10,7 @@ mod group_commit;
 mod postgres;
 mod rows;
 mod sqlite;
+mod sqlite_lookups;
 mod verbs;
 
 pub use console::{ClientUpdate, CodeSummary, ConnectedApp, SessionSummary};

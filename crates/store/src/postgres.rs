@@ -82,4 +82,5 @@ impl PostgresStore {
 
 impl PostgresStore {
     crate::verbs::verbs!();
+    crate::verbs::hot_reads!();
 }

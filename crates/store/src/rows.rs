@@ -2,11 +2,11 @@
 
 use std::str::FromStr;
 
-use grantd_core::grant::CodeGrant;
+use grantd_core::grant::{AccessGrant, CodeGrant};
 use grantd_core::secret::SecretHash;
 use grantd_core::{Client, ClientId, ClientType, Dialect, RedirectUri, Scopes, Timestamp};
 
-use crate::User;
+use crate::{TokenInfo, User};
 
 pub(crate) type ClientRow = (
     String,
@@ -22,6 +22,21 @@ pub(crate) type ClientRow = (
 );
 pub(crate) const CLIENT_COLUMNS: &str =
     "id, kind, name, homepage, redirect_uris, secret_hash, owner_id, dialect, js_domain, created_at";
+pub(crate) const CLIENT_BY_ID: &str = "SELECT id, kind, name, homepage, redirect_uris, \
+     secret_hash, owner_id, dialect, js_domain, created_at FROM clients WHERE id = $1";
+
+// The hot reads, shared by both backends' verbs and SQLite's per-thread lookups.
+pub(crate) type AccessRow = (String, i64, String, i64);
+pub(crate) const LIVE_ACCESS_TOKEN: &str = "SELECT client_id, user_id, scopes, expires_at \
+     FROM access_tokens WHERE token_hash = $1 AND expires_at > $2";
+pub(crate) const LIVE_ACCESS_TOKEN_AND_OWNER: &str =
+    "SELECT a.client_id, a.scopes, a.expires_at, u.id, u.email, u.name, u.password_hash, \
+            u.is_admin, u.failed_logins, u.locked_until \
+       FROM access_tokens a JOIN users u ON u.id = a.user_id \
+      WHERE a.token_hash = $1 AND a.expires_at > $2";
+pub(crate) type RefreshRow = (String, i64, String);
+pub(crate) const REFRESH_TOKEN: &str =
+    "SELECT client_id, user_id, scopes FROM refresh_tokens WHERE token_hash = $1";
 
 pub(crate) type UserRow = (i64, String, String, String, bool, i64, i64);
 pub(crate) const USER_COLUMNS: &str =
@@ -130,3 +145,38 @@ pub(crate) type AccessOwnerRow = (
     i64,
     i64,
 );
+
+pub(crate) fn access_from_row((client_id, user_id, scopes, expires_at): AccessRow) -> AccessGrant {
+    AccessGrant {
+        client_id: ClientId::new(client_id),
+        user_id,
+        scopes: Scopes::from_stored(&scopes),
+        expires_at: Timestamp(expires_at),
+    }
+}
+
+pub(crate) fn access_owner_from_row(
+    (client_id, scopes, expires_at, id, email, name, hash, admin, failed, locked): AccessOwnerRow,
+) -> (AccessGrant, User) {
+    let user = user_from_row((id, email, name, hash, admin, failed, locked));
+    let grant = access_from_row((client_id, user.id, scopes, expires_at));
+    (grant, user)
+}
+
+pub(crate) fn access_info(grant: AccessGrant) -> TokenInfo {
+    TokenInfo {
+        client_id: grant.client_id,
+        user_id: grant.user_id,
+        scopes: grant.scopes,
+        expires_at: Some(grant.expires_at),
+    }
+}
+
+pub(crate) fn refresh_info_from_row((client_id, user_id, scopes): RefreshRow) -> TokenInfo {
+    TokenInfo {
+        client_id: ClientId::new(client_id),
+        user_id,
+        scopes: Scopes::from_stored(&scopes),
+        expires_at: None,
+    }
+}

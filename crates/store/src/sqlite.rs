@@ -14,6 +14,7 @@ use sqlx::sqlite::{
 use sqlx::{Connection, SqliteConnection};
 
 use crate::group_commit::{GroupTx, GroupWriter};
+use crate::sqlite_lookups::Lookups;
 
 use crate::verbs::prelude::*;
 
@@ -26,6 +27,7 @@ pub const DEFAULT_DATABASE: &str = "sqlite://grantd-data/grantd.db";
 pub struct SqliteStore {
     writer: GroupWriter,
     pub(crate) reader: SqlitePool,
+    lookups: Lookups,
 }
 
 pub(crate) type Tx = GroupTx;
@@ -79,6 +81,7 @@ impl SqliteStore {
         Ok(Self {
             writer: GroupWriter::new(writer),
             reader,
+            lookups: Lookups::new(path.into()),
         })
     }
 
@@ -111,4 +114,35 @@ async fn check_durability(conn: &mut SqliteConnection) -> Result<(), StoreError>
 
 impl SqliteStore {
     crate::verbs::verbs!();
+
+    pub async fn client(&self, id: &str) -> Result<Option<Client>, StoreError> {
+        self.lookups.client(id)
+    }
+
+    /// The grant behind a live access token; `None` if unknown, expired or revoked.
+    pub async fn access_grant(
+        &self,
+        hash: &SecretHash,
+        now: Timestamp,
+    ) -> Result<Option<AccessGrant>, StoreError> {
+        self.lookups.access_grant(hash, now)
+    }
+
+    /// A live access token and the user it speaks for, in one read: the resource path.
+    pub async fn access_owner(
+        &self,
+        hash: &SecretHash,
+        now: Timestamp,
+    ) -> Result<Option<(AccessGrant, User)>, StoreError> {
+        self.lookups.access_owner(hash, now)
+    }
+
+    /// A live access token or a refresh token, for introspection.
+    pub async fn token_info(
+        &self,
+        hash: &SecretHash,
+        now: Timestamp,
+    ) -> Result<Option<TokenInfo>, StoreError> {
+        self.lookups.token_info(hash, now)
+    }
 }

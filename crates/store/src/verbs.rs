@@ -174,16 +174,6 @@ macro_rules! verbs {
         Ok(())
     }
 
-    pub async fn client(&self, id: &str) -> Result<Option<Client>, StoreError> {
-        let row: Option<ClientRow> = sqlx::query_as(&format!(
-            "SELECT {CLIENT_COLUMNS} FROM clients WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.reader)
-        .await?;
-        Ok(row.and_then(client_from_row))
-    }
-
     pub async fn clients(&self) -> Result<Vec<Client>, StoreError> {
         let rows: Vec<ClientRow> = sqlx::query_as(&format!(
             "SELECT {CLIENT_COLUMNS} FROM clients ORDER BY created_at, id"
@@ -540,88 +530,6 @@ macro_rules! verbs {
         .await?;
         tx.commit().await?;
         Ok(())
-    }
-
-    /// The grant behind a live access token; `None` if unknown, expired or revoked.
-    pub async fn access_grant(
-        &self,
-        access_hash: &SecretHash,
-        now: Timestamp,
-    ) -> Result<Option<AccessGrant>, StoreError> {
-        let row: Option<(String, i64, String, i64)> = sqlx::query_as(
-            "SELECT client_id, user_id, scopes, expires_at FROM access_tokens
-              WHERE token_hash = $1 AND expires_at > $2",
-        )
-        .bind(access_hash.as_bytes())
-        .bind(now.0)
-        .fetch_optional(&self.reader)
-        .await?;
-        Ok(
-            row.map(|(client_id, user_id, scopes, expires_at)| AccessGrant {
-                client_id: ClientId::new(client_id),
-                user_id,
-                scopes: Scopes::from_stored(&scopes),
-                expires_at: Timestamp(expires_at),
-            }),
-        )
-    }
-
-    /// A live access token and the user it speaks for, in one read: the resource path.
-    pub async fn access_owner(
-        &self,
-        access_hash: &SecretHash,
-        now: Timestamp,
-    ) -> Result<Option<(AccessGrant, User)>, StoreError> {
-        let row: Option<AccessOwnerRow> = sqlx::query_as(
-            "SELECT a.client_id, a.scopes, a.expires_at, u.id, u.email, u.name, u.password_hash,
-                    u.is_admin, u.failed_logins, u.locked_until
-               FROM access_tokens a JOIN users u ON u.id = a.user_id
-              WHERE a.token_hash = $1 AND a.expires_at > $2",
-        )
-        .bind(access_hash.as_bytes())
-        .bind(now.0)
-        .fetch_optional(&self.reader)
-        .await?;
-        Ok(row.map(
-            |(client_id, scopes, expires_at, id, email, name, hash, admin, failed, locked)| {
-                let user = user_from_row((id, email, name, hash, admin, failed, locked));
-                let grant = AccessGrant {
-                    client_id: ClientId::new(client_id),
-                    user_id: user.id,
-                    scopes: Scopes::from_stored(&scopes),
-                    expires_at: Timestamp(expires_at),
-                };
-                (grant, user)
-            },
-        ))
-    }
-
-    /// A live access token or a refresh token, for introspection.
-    pub async fn token_info(
-        &self,
-        hash: &SecretHash,
-        now: Timestamp,
-    ) -> Result<Option<TokenInfo>, StoreError> {
-        if let Some(grant) = self.access_grant(hash, now).await? {
-            return Ok(Some(TokenInfo {
-                client_id: grant.client_id,
-                user_id: grant.user_id,
-                scopes: grant.scopes,
-                expires_at: Some(grant.expires_at),
-            }));
-        }
-        let row: Option<(String, i64, String)> = sqlx::query_as(
-            "SELECT client_id, user_id, scopes FROM refresh_tokens WHERE token_hash = $1",
-        )
-        .bind(hash.as_bytes())
-        .fetch_optional(&self.reader)
-        .await?;
-        Ok(row.map(|(client_id, user_id, scopes)| TokenInfo {
-            client_id: ClientId::new(client_id),
-            user_id,
-            scopes: Scopes::from_stored(&scopes),
-            expires_at: None,
-        }))
     }
 
     /// Revokes a refresh token (with every access token minted from it) or an access token.
@@ -1055,6 +963,66 @@ macro_rules! verbs {
 }
 
 pub(crate) use verbs;
+
+/// The reads on every API call and token request. PostgreSQL runs them as verbs; SQLite runs
+/// them on per-thread connections instead (`sqlite_lookups`), the same SQL.
+macro_rules! hot_reads {
+    () => {
+        pub async fn client(&self, id: &str) -> Result<Option<Client>, StoreError> {
+            let row: Option<ClientRow> = sqlx::query_as(CLIENT_BY_ID)
+                .bind(id)
+                .fetch_optional(&self.reader)
+                .await?;
+            Ok(row.and_then(client_from_row))
+        }
+
+        /// The grant behind a live access token; `None` if unknown, expired or revoked.
+        pub async fn access_grant(
+            &self,
+            access_hash: &SecretHash,
+            now: Timestamp,
+        ) -> Result<Option<AccessGrant>, StoreError> {
+            let row: Option<AccessRow> = sqlx::query_as(LIVE_ACCESS_TOKEN)
+                .bind(access_hash.as_bytes())
+                .bind(now.0)
+                .fetch_optional(&self.reader)
+                .await?;
+            Ok(row.map(access_from_row))
+        }
+
+        /// A live access token and the user it speaks for, in one read: the resource path.
+        pub async fn access_owner(
+            &self,
+            access_hash: &SecretHash,
+            now: Timestamp,
+        ) -> Result<Option<(AccessGrant, User)>, StoreError> {
+            let row: Option<AccessOwnerRow> = sqlx::query_as(LIVE_ACCESS_TOKEN_AND_OWNER)
+                .bind(access_hash.as_bytes())
+                .bind(now.0)
+                .fetch_optional(&self.reader)
+                .await?;
+            Ok(row.map(access_owner_from_row))
+        }
+
+        /// A live access token or a refresh token, for introspection.
+        pub async fn token_info(
+            &self,
+            hash: &SecretHash,
+            now: Timestamp,
+        ) -> Result<Option<TokenInfo>, StoreError> {
+            if let Some(grant) = self.access_grant(hash, now).await? {
+                return Ok(Some(access_info(grant)));
+            }
+            let row: Option<RefreshRow> = sqlx::query_as(REFRESH_TOKEN)
+                .bind(hash.as_bytes())
+                .fetch_optional(&self.reader)
+                .await?;
+            Ok(row.map(refresh_info_from_row))
+        }
+    };
+}
+
+pub(crate) use hot_reads;
 
 /// What the verbs name, imported by each backend module.
 pub(crate) mod prelude {
