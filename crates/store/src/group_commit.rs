@@ -1,19 +1,29 @@
 //! Group commit for SQLite's single writer. A durable commit costs one `fsync` of the WAL, so
 //! one commit per request caps the token endpoint at the disk's sync rate. Here every write verb
 //! runs inside a savepoint of one long batch transaction and waits, before it answers, until a
-//! committer task has committed that batch. The committer queues for the connection like any
-//! verb (tokio's mutex is first-in, first-out), so every verb that was already waiting joins
-//! the batch, and one `fsync` makes all of them durable: a verb is acknowledged only after its
-//! rows are on disk, but concurrent verbs share the disk's time.
+//! committer task has committed that batch. The committer queues for the writer like any verb
+//! (tokio's mutex is first-in, first-out), so every verb that was already waiting joins the
+//! batch, and one `fsync` makes all of them durable: a verb is acknowledged only after its rows
+//! are on disk, but concurrent verbs share the disk's time.
 //!
-//! A verb that fails or is cancelled leaves its savepoint behind; whoever takes the connection
-//! next rolls it back, so its rows never reach a commit. When SQLite cannot roll back to the
+//! The writer has two connections to the one file, and a batch runs on one of them. The token
+//! endpoint's verbs (`sqlite_hot_writes`) run on a rusqlite connection, synchronously, in the
+//! request's own task: sqlx hands every statement to a thread of its own and back, and with
+//! eight statements per refresh those hand-offs, not the disk, became what the writer waits
+//! for. Every other verb runs on sqlx's connection. A verb for the other connection first
+//! commits the open batch (it joins the next one), so the two never hold SQLite's write lock
+//! at once.
+//!
+//! A verb that fails or is cancelled leaves its savepoint behind; whoever takes the writer next
+//! rolls it back, so its rows never reach a commit. When SQLite cannot roll back to the
 //! savepoint (an I/O error already ended the transaction), the whole batch is abandoned and
 //! every verb in it learns that its commit failed.
 
 use std::ops::{Deref, DerefMut};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use sqlx::{Executor, SqliteConnection};
 use tokio::sync::{watch, Mutex, Notify, OwnedMutexGuard};
@@ -23,15 +33,26 @@ use crate::StoreError;
 /// The outcome of one batch: `None` while it is open, then whether its commit succeeded.
 type Outcome = watch::Receiver<Option<bool>>;
 
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Side {
+    Sqlx,
+    Fast,
+}
+
 #[derive(Debug)]
 struct Writer {
     conn: SqliteConnection,
-    /// `BEGIN IMMEDIATE` has been issued and the batch is not committed yet.
-    open: bool,
-    /// A verb's savepoint that was neither released nor rolled back.
+    /// `None` until first used, and while its `COMMIT` runs on the blocking pool.
+    fast: Option<rusqlite::Connection>,
+    path: PathBuf,
+    /// The connection whose batch transaction is open (`BEGIN IMMEDIATE` issued).
+    open: Option<Side>,
+    /// A sqlx verb's savepoint that was neither released nor rolled back. (Fast verbs run
+    /// without awaiting, so they cannot be cancelled half-way.)
     dangling: bool,
     batch: watch::Sender<Option<bool>>,
     outcome: Outcome,
+    commits: Arc<AtomicU64>,
 }
 
 #[derive(Clone, Debug)]
@@ -41,29 +62,32 @@ pub(crate) struct GroupWriter {
     commits: Arc<AtomicU64>,
 }
 
-/// One verb's share of the batch: the connection, inside the verb's savepoint.
+/// One sqlx verb's share of the batch: the connection, inside the verb's savepoint.
 pub(crate) struct GroupTx {
     writer: OwnedMutexGuard<Writer>,
     wake_committer: Arc<Notify>,
 }
 
 impl GroupWriter {
-    /// Takes over `conn` (already migrated) and starts its committer on the current runtime.
-    pub(crate) fn new(conn: SqliteConnection) -> Self {
+    /// Takes over `conn` (already migrated) for the file at `path`, and starts the committer
+    /// on the current runtime.
+    pub(crate) fn new(conn: SqliteConnection, path: &Path) -> Self {
         let (batch, outcome) = watch::channel(None);
+        let commits = Arc::new(AtomicU64::new(0));
         let writer = Arc::new(Mutex::new(Writer {
             conn,
-            open: false,
+            fast: None,
+            path: path.to_owned(),
+            open: None,
             dangling: false,
             batch,
             outcome,
+            commits: commits.clone(),
         }));
         let wake_committer = Arc::new(Notify::new());
-        let commits = Arc::new(AtomicU64::new(0));
         tokio::spawn(commit_batches(
             Arc::downgrade(&writer),
             wake_committer.clone(),
-            commits.clone(),
         ));
         Self {
             writer,
@@ -72,13 +96,12 @@ impl GroupWriter {
         }
     }
 
-    /// Joins the open batch (opening one if needed) inside a fresh savepoint.
+    /// Joins the open batch on sqlx's connection inside a fresh savepoint.
     pub(crate) async fn begin(&self) -> Result<GroupTx, StoreError> {
-        let mut writer = self.writer.clone().lock_owned().await;
-        writer.clean_up().await;
-        if !writer.open {
+        let mut writer = self.lock(Side::Sqlx).await?;
+        if writer.open.is_none() {
             writer.conn.execute("BEGIN IMMEDIATE").await?;
-            writer.open = true;
+            writer.open = Some(Side::Sqlx);
         }
         writer.dangling = true;
         if let Err(e) = writer.conn.execute("SAVEPOINT verb").await {
@@ -91,9 +114,70 @@ impl GroupWriter {
         })
     }
 
+    /// Runs `verb` on the rusqlite connection inside a savepoint of the open batch: its rows
+    /// are kept if it returns `Ok` (then it waits for the batch to be durable), rolled back if
+    /// it returns `Err`.
+    pub(crate) async fn run<T>(
+        &self,
+        verb: impl FnOnce(&rusqlite::Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut guard = self.lock(Side::Fast).await?;
+        let writer = &mut *guard;
+        let fast = match &mut writer.fast {
+            Some(fast) => fast,
+            empty => empty.insert(open_fast(&writer.path).map_err(fast_error)?),
+        };
+        if writer.open.is_none() {
+            // Waits (blocking) only if another process writes: an operator's CLI command.
+            fast.execute_batch("BEGIN IMMEDIATE").map_err(fast_error)?;
+            writer.open = Some(Side::Fast);
+        }
+        fast.execute_batch("SAVEPOINT verb").map_err(fast_error)?;
+        let result = verb(fast);
+        let closed = match &result {
+            Ok(_) => fast.execute_batch("RELEASE verb"),
+            Err(_) => fast.execute_batch("ROLLBACK TO verb; RELEASE verb"),
+        };
+        if closed.is_err() {
+            let _ = fast.execute_batch("ROLLBACK");
+            writer.finish(false);
+            return Err(result.err().unwrap_or(StoreError::Unavailable));
+        }
+        let value = result?;
+        let outcome = writer.outcome.clone();
+        drop(guard);
+        self.wake_committer.notify_one();
+        durable(outcome).await.map(|()| value)
+    }
+
+    /// Takes the writer for a verb on `side`: rolls back what an abandoned verb left, and
+    /// commits a batch open on the other connection first.
+    async fn lock(&self, side: Side) -> Result<OwnedMutexGuard<Writer>, StoreError> {
+        let mut writer = self.writer.clone().lock_owned().await;
+        writer.clean_up().await;
+        if writer.open.is_some_and(|open| open != side) {
+            // In a task of its own, so the batch is committed and its verbs told even if this
+            // request is cancelled meanwhile.
+            writer = tokio::spawn(async move {
+                writer.commit().await;
+                writer
+            })
+            .await
+            .map_err(|_| StoreError::Unavailable)?;
+        }
+        Ok(writer)
+    }
+
     /// How many batches have been committed: the number of durable syncs paid for.
     pub(crate) fn commits(&self) -> u64 {
         self.commits.load(Ordering::Relaxed)
+    }
+}
+
+async fn durable(mut outcome: Outcome) -> Result<(), StoreError> {
+    match outcome.wait_for(Option::is_some).await.map(|o| *o) {
+        Ok(Some(true)) => Ok(()),
+        _ => Err(StoreError::Unavailable),
     }
 }
 
@@ -102,13 +186,10 @@ impl GroupTx {
     pub(crate) async fn commit(mut self) -> Result<(), StoreError> {
         self.writer.conn.execute("RELEASE verb").await?;
         self.writer.dangling = false;
-        let mut outcome = self.writer.outcome.clone();
+        let outcome = self.writer.outcome.clone();
         // Dropping the guard lets the next verb in; the committer queues behind those waiting.
         drop(self);
-        match outcome.wait_for(Option::is_some).await.map(|o| *o) {
-            Ok(Some(true)) => Ok(()),
-            _ => Err(StoreError::Unavailable),
-        }
+        durable(outcome).await
     }
 }
 
@@ -149,9 +230,44 @@ impl Writer {
         }
     }
 
+    /// Commits the open batch, if any, and tells its verbs whether it is durable.
+    async fn commit(&mut self) {
+        let committed = match self.open {
+            None => return,
+            Some(Side::Sqlx) => {
+                let committed = self.conn.execute("COMMIT").await.is_ok();
+                if !committed {
+                    let _ = self.conn.execute("ROLLBACK").await;
+                }
+                committed
+            }
+            // The `fsync` must not hold a tokio worker thread.
+            Some(Side::Fast) => match self.fast.take() {
+                None => false,
+                Some(fast) => tokio::task::spawn_blocking(move || {
+                    let committed = fast.execute_batch("COMMIT").is_ok();
+                    if !committed {
+                        let _ = fast.execute_batch("ROLLBACK");
+                    }
+                    (fast, committed)
+                })
+                .await
+                .map(|(fast, committed)| {
+                    self.fast = Some(fast);
+                    committed
+                })
+                .unwrap_or(false),
+            },
+        };
+        if committed {
+            self.commits.fetch_add(1, Ordering::Relaxed);
+        }
+        self.finish(committed);
+    }
+
     /// Ends the open batch, telling its verbs whether it is durable.
     fn finish(&mut self, committed: bool) {
-        self.open = false;
+        self.open = None;
         let (batch, outcome) = watch::channel(None);
         let finished = std::mem::replace(&mut self.batch, batch);
         self.outcome = outcome;
@@ -159,7 +275,7 @@ impl Writer {
     }
 }
 
-async fn commit_batches(writer: Weak<Mutex<Writer>>, wake: Arc<Notify>, commits: Arc<AtomicU64>) {
+async fn commit_batches(writer: Weak<Mutex<Writer>>, wake: Arc<Notify>) {
     loop {
         wake.notified().await;
         let Some(writer) = writer.upgrade() else {
@@ -167,15 +283,32 @@ async fn commit_batches(writer: Weak<Mutex<Writer>>, wake: Arc<Notify>, commits:
         };
         let mut writer = writer.lock().await;
         writer.clean_up().await;
-        if writer.open {
-            let committed = writer.conn.execute("COMMIT").await.is_ok();
-            if committed {
-                commits.fetch_add(1, Ordering::Relaxed);
-            } else {
-                let _ = writer.conn.execute("ROLLBACK").await;
-            }
-            writer.finish(committed);
-        }
+        writer.commit().await;
+    }
+}
+
+/// The rusqlite connection, with the settings sqlx's connection gets (durability was checked
+/// on that one; `journal_mode` is the file's, the rest are per connection).
+fn open_fast(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
+    let conn = rusqlite::Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
+    Ok(conn)
+}
+
+pub(crate) fn fast_error(e: rusqlite::Error) -> StoreError {
+    use rusqlite::ffi::ErrorCode;
+    match e.sqlite_error_code() {
+        Some(ErrorCode::ConstraintViolation) => StoreError::Conflict("already exists"),
+        Some(
+            ErrorCode::DatabaseBusy
+            | ErrorCode::DatabaseLocked
+            | ErrorCode::SystemIoFailure
+            | ErrorCode::CannotOpen
+            | ErrorCode::DiskFull
+            | ErrorCode::OutOfMemory,
+        ) => StoreError::Unavailable,
+        _ => StoreError::Lookup(e),
     }
 }
 
@@ -198,7 +331,7 @@ mod tests {
         conn.execute("CREATE TABLE t (x INTEGER PRIMARY KEY)")
             .await
             .unwrap();
-        (GroupWriter::new(conn), options)
+        (GroupWriter::new(conn, &dir.path().join("t.db")), options)
     }
 
     async fn insert(writer: &GroupWriter, x: i64) -> Result<(), StoreError> {
@@ -297,6 +430,62 @@ mod tests {
         abandoned.await.unwrap();
         later.await.unwrap().unwrap();
         assert_eq!(committed(&options).await, vec![0, 1, 2]);
+    }
+
+    async fn insert_fast(writer: &GroupWriter, x: i64) -> Result<(), StoreError> {
+        writer
+            .run(|db| {
+                db.execute("INSERT INTO t (x) VALUES (?1)", (x,))
+                    .map_err(fast_error)?;
+                Ok(())
+            })
+            .await
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn verbs_on_both_connections_take_turns_and_all_become_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, options) = writer(&dir).await;
+        let held = writer.begin().await.unwrap();
+        // Queued in this order: three on rusqlite, one on sqlx, two on rusqlite.
+        let kinds = [true, true, true, false, true, true];
+        let queued: Vec<_> = kinds
+            .iter()
+            .enumerate()
+            .map(|(i, &fast)| {
+                let writer = writer.clone();
+                let x = i as i64 + 1;
+                tokio::spawn(async move {
+                    if fast {
+                        insert_fast(&writer, x).await
+                    } else {
+                        insert(&writer, x).await
+                    }
+                })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        held.commit().await.unwrap();
+        for verb in queued {
+            verb.await.unwrap().unwrap();
+        }
+        // Each switch of connection commits the batch before it: sqlx (the held verb), three
+        // fast, one sqlx, two fast.
+        assert_eq!(writer.commits(), 4);
+        assert_eq!(committed(&options).await, (1..=6).collect::<Vec<_>>());
+        // A fast verb that fails leaves nothing behind.
+        let failed = writer
+            .run(|db| {
+                db.execute("INSERT INTO t (x) VALUES (100)", ())
+                    .map_err(fast_error)?;
+                db.execute("INSERT INTO t (x) VALUES (1)", ())
+                    .map_err(fast_error)?;
+                Ok(())
+            })
+            .await;
+        assert!(matches!(failed, Err(StoreError::Conflict(_))));
+        insert_fast(&writer, 7).await.unwrap();
+        assert_eq!(committed(&options).await, (1..=7).collect::<Vec<_>>());
     }
 
     #[tokio::test]

@@ -10,7 +10,9 @@ mod group_commit;
 mod postgres;
 mod rows;
 mod sqlite;
+mod sqlite_hot_writes;
 mod sqlite_lookups;
+mod statements;
 mod verbs;
 
 pub use console::{ClientUpdate, CodeSummary, ConnectedApp, SessionSummary};

@@ -27,7 +27,10 @@ pub struct PostgresStore {
 
 pub(crate) type Tx = Transaction<'static, Postgres>;
 
-const FOR_UPDATE: &str = " FOR UPDATE";
+// Not `FOR UPDATE`: that also blocks the `FOR KEY SHARE` locks foreign-key checks take, and a
+// code issue (client locked, then a user key checked) and a redemption (user locked, then a
+// client key checked) deadlocked. `NO KEY UPDATE` still serialises every verb that takes it.
+const FOR_UPDATE: &str = " FOR NO KEY UPDATE";
 const AGGREGATE_SCOPES: &str = "string_agg(scopes, ' ')";
 
 impl PostgresStore {
@@ -83,4 +86,5 @@ impl PostgresStore {
 impl PostgresStore {
     crate::verbs::verbs!();
     crate::verbs::hot_reads!();
+    crate::verbs::hot_writes!();
 }

@@ -180,3 +180,29 @@ pub(crate) fn refresh_info_from_row((client_id, user_id, scopes): RefreshRow) ->
         expires_at: None,
     }
 }
+
+/// A consent's stored scopes and redirect URIs after the user approved `consent` too.
+pub(crate) fn merge_consent(
+    prior: Option<(String, String)>,
+    consent: &crate::ConsentRecord,
+) -> (String, String) {
+    let (scopes, mut uris) = match prior {
+        Some((scopes, uris)) => (
+            Scopes::from_stored(&scopes).union(&consent.scopes),
+            uris.split(' ')
+                .filter(|u| !u.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        ),
+        None => (consent.scopes.clone(), Vec::new()),
+    };
+    if !uris.contains(&consent.redirect_uri) {
+        uris.push(consent.redirect_uri.clone());
+    }
+    (scopes.to_stored(), uris.join(" "))
+}
+
+/// Seconds until the oldest event of a throttle window leaves it (at least one).
+pub(crate) fn retry_after(oldest: Option<i64>, window_secs: i64, now: Timestamp) -> i64 {
+    (oldest.unwrap_or(now.0) + window_secs - now.0).max(1)
+}

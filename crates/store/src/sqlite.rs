@@ -25,15 +25,13 @@ pub const DEFAULT_DATABASE: &str = "sqlite://grantd-data/grantd.db";
 
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
-    writer: GroupWriter,
+    pub(crate) writer: GroupWriter,
     pub(crate) reader: SqlitePool,
     lookups: Lookups,
 }
 
 pub(crate) type Tx = GroupTx;
 
-/// SQLite has no row locks; its single writer, taking `BEGIN IMMEDIATE`, serialises instead.
-const FOR_UPDATE: &str = "";
 const AGGREGATE_SCOPES: &str = "group_concat(scopes, ' ')";
 
 impl SqliteStore {
@@ -79,7 +77,7 @@ impl SqliteStore {
             .connect_with(options.read_only(true))
             .await?;
         Ok(Self {
-            writer: GroupWriter::new(writer),
+            writer: GroupWriter::new(writer, Path::new(path)),
             reader,
             lookups: Lookups::new(path.into()),
         })

@@ -1,7 +1,10 @@
 //! The store's domain verbs, written once and stamped into each backend's `impl` block. Both
 //! backends accept the same SQL (`$n` placeholders work in SQLite too); where they differ, the
-//! backend module provides a constant: `FOR_UPDATE` (row locks, PostgreSQL only; SQLite's
-//! single writer with `BEGIN IMMEDIATE` already serialises) and `AGGREGATE_SCOPES`.
+//! backend module provides a constant (`AGGREGATE_SCOPES`). `verbs!` goes to both backends;
+//! `hot_writes!` and `hot_reads!` (the token endpoint, the redirect flow and token validation)
+//! only to PostgreSQL, whose row locks (`FOR_UPDATE`) they take. SQLite runs the same
+//! statements (`statements.rs`) on rusqlite connections: `sqlite_hot_writes`, `sqlite_lookups`,
+//! where its single writer serialises instead of row locks.
 
 macro_rules! verbs {
     () => {
@@ -210,90 +213,6 @@ macro_rules! verbs {
 
     // ---- codes ------------------------------------------------------------------------
 
-    /// Stores a code unless the client has made `codes_per_window` codes in the window; records
-    /// the consent it carries in the same transaction.
-    pub async fn add_code(
-        &self,
-        code: &NewCode,
-        now: Timestamp,
-        limits: &Limits,
-    ) -> Result<CodeIssue, StoreError> {
-        let grant = &code.grant;
-        let mut tx = self.write().await?;
-        // Serialises code issuance per client (across nodes, on PostgreSQL), so the count
-        // below cannot be raced past the limit.
-        sqlx::query(&format!("SELECT id FROM clients WHERE id = $1{FOR_UPDATE}"))
-            .bind(grant.client_id.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-        let window_start = now.minus(limits.code_window_secs);
-        let (count, oldest): (i64, Option<i64>) = sqlx::query_as(
-            "SELECT count(*), min(created_at) FROM grant_codes
-              WHERE client_id = $1 AND created_at > $2",
-        )
-        .bind(grant.client_id.as_str())
-        .bind(window_start.0)
-        .fetch_one(&mut *tx)
-        .await?;
-        if count >= limits.codes_per_window {
-            let oldest = oldest.unwrap_or(now.0);
-            return Ok(CodeIssue::Throttled {
-                retry_after: (oldest + limits.code_window_secs - now.0).max(1),
-            });
-        }
-        sqlx::query(
-            "INSERT INTO grant_codes (code_hash, client_id, user_id, redirect_uri, scopes,
-                    issue_refresh, code_challenge, description, created_at, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(grant.code_hash.as_bytes())
-        .bind(grant.client_id.as_str())
-        .bind(grant.user_id)
-        .bind(&grant.redirect_uri)
-        .bind(grant.scopes.to_stored())
-        .bind(grant.issue_refresh_token)
-        .bind(&grant.code_challenge)
-        .bind(&code.description)
-        .bind(now.0)
-        .bind(grant.expires_at.0)
-        .execute(&mut *tx)
-        .await?;
-        if let Some(consent) = &code.record_consent {
-            let prior: Option<(String, String)> = sqlx::query_as(
-                "SELECT scopes, redirect_uris FROM consents WHERE user_id = $1 AND client_id = $2",
-            )
-            .bind(grant.user_id)
-            .bind(grant.client_id.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-            let (scopes, mut uris) = match prior {
-                Some((scopes, uris)) => (
-                    Scopes::from_stored(&scopes).union(&consent.scopes),
-                    uris.split(' ').filter(|u| !u.is_empty()).map(str::to_owned).collect(),
-                ),
-                None => (consent.scopes.clone(), Vec::new()),
-            };
-            if !uris.contains(&consent.redirect_uri) {
-                uris.push(consent.redirect_uri.clone());
-            }
-            sqlx::query(
-                "INSERT INTO consents (user_id, client_id, scopes, redirect_uris, granted_at)
-                 VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (user_id, client_id)
-                 DO UPDATE SET scopes = excluded.scopes, redirect_uris = excluded.redirect_uris",
-            )
-            .bind(grant.user_id)
-            .bind(grant.client_id.as_str())
-            .bind(scopes.to_stored())
-            .bind(uris.join(" "))
-            .bind(now.0)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(CodeIssue::Issued)
-    }
-
     /// The scopes the user has consented to for this client, counted only if the consent
     /// covered this registered redirect URI too.
     pub async fn consent_for(
@@ -302,9 +221,7 @@ macro_rules! verbs {
         client: &ClientId,
         redirect_uri: &str,
     ) -> Result<Option<Scopes>, StoreError> {
-        let row: Option<(String, String)> = sqlx::query_as(
-            "SELECT scopes, redirect_uris FROM consents WHERE user_id = $1 AND client_id = $2",
-        )
+        let row: Option<(String, String)> = sqlx::query_as(CONSENT)
         .bind(user_id)
         .bind(client.as_str())
         .fetch_optional(&self.reader)
@@ -327,184 +244,6 @@ macro_rules! verbs {
                 .fetch_optional(&self.reader)
                 .await?;
         Ok(row.map(|(s,)| Scopes::from_stored(&s)))
-    }
-
-    /// Redeems a code in one transaction: `decide` (the core's rules) sees the stored grant;
-    /// on success the code is marked used and the tokens are stored, the refresh token within
-    /// the per-(user, client) cap. A replayed code revokes everything it issued.
-    pub async fn redeem_code(
-        &self,
-        code_hash: &SecretHash,
-        decide: impl FnOnce(&CodeGrant) -> Result<(), Rejection>,
-        tokens: &NewTokens,
-        now: Timestamp,
-        limits: &Limits,
-    ) -> Result<Redemption, StoreError> {
-        let mut tx = self.write().await?;
-        let row: Option<CodeRow> = sqlx::query_as(&format!(
-            "SELECT {CODE_COLUMNS} FROM grant_codes WHERE code_hash = $1{FOR_UPDATE}"
-        ))
-        .bind(code_hash.as_bytes())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(grant) = row.and_then(code_from_row) else {
-            return Ok(Redemption::Unknown);
-        };
-        match decide(&grant) {
-            Ok(()) => {}
-            Err(Rejection::Refuse { error, burn: false }) => {
-                return Ok(Redemption::Rejected(Rejection::Refuse {
-                    error,
-                    burn: false,
-                }));
-            }
-            Err(rejection) => {
-                if rejection == Rejection::Replayed {
-                    Self::revoke_code_family(&mut tx, code_hash).await?;
-                } else {
-                    Self::mark_redeemed(&mut tx, code_hash, now).await?;
-                }
-                tx.commit().await?;
-                return Ok(Redemption::Rejected(rejection));
-            }
-        }
-        Self::mark_redeemed(&mut tx, code_hash, now).await?;
-        let scopes = grant.scopes.to_stored();
-        let refresh_id = if grant.issue_refresh_token {
-            // Serialises grants per user, so concurrent grants cannot overshoot the cap.
-            sqlx::query(&format!("SELECT id FROM users WHERE id = $1{FOR_UPDATE}"))
-                .bind(grant.user_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-            let (id,): (i64,) = sqlx::query_as(
-                "INSERT INTO refresh_tokens (token_hash, client_id, user_id, scopes, code_hash,
-                                             created_at, last_used_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-            )
-            .bind(tokens.refresh_hash.as_bytes())
-            .bind(grant.client_id.as_str())
-            .bind(grant.user_id)
-            .bind(&scopes)
-            .bind(code_hash.as_bytes())
-            .bind(now.0)
-            .bind(now.0)
-            .fetch_one(&mut *tx)
-            .await?;
-            // Beyond the cap the oldest go, and their access tokens with them (cascade).
-            sqlx::query(
-                "DELETE FROM refresh_tokens WHERE user_id = $1 AND client_id = $2 AND id <= (
-                    SELECT id FROM refresh_tokens WHERE user_id = $1 AND client_id = $2
-                     ORDER BY id DESC LIMIT 1 OFFSET $3)",
-            )
-            .bind(grant.user_id)
-            .bind(grant.client_id.as_str())
-            .bind(limits.refresh_tokens_per_grant)
-            .execute(&mut *tx)
-            .await?;
-            Some(id)
-        } else {
-            None
-        };
-        Self::insert_access_token(
-            &mut tx,
-            &tokens.access,
-            &grant.client_id,
-            grant.user_id,
-            &scopes,
-            refresh_id,
-            Some(code_hash),
-            now,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(Redemption::Issued(grant))
-    }
-
-    // ---- tokens -----------------------------------------------------------------------
-
-    /// Mints an access token from a refresh token held by `client`, within the throttle (at
-    /// most `refreshes_per_window` per window) and the cap on active access tokens.
-    pub async fn refresh(
-        &self,
-        refresh_hash: &SecretHash,
-        client: &ClientId,
-        decide: impl FnOnce(&RefreshGrant) -> Result<Scopes, OAuthError>,
-        access: &NewAccess,
-        now: Timestamp,
-        limits: &Limits,
-    ) -> Result<RefreshOutcome, StoreError> {
-        let mut tx = self.write().await?;
-        let row: Option<(i64, String, i64, String)> = sqlx::query_as(&format!(
-            "SELECT id, client_id, user_id, scopes FROM refresh_tokens
-              WHERE token_hash = $1{FOR_UPDATE}"
-        ))
-        .bind(refresh_hash.as_bytes())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some((id, client_id, user_id, scopes)) = row else {
-            return Ok(RefreshOutcome::Unknown);
-        };
-        if client_id != client.as_str() {
-            return Ok(RefreshOutcome::Unknown);
-        }
-        let grant = RefreshGrant {
-            id,
-            client_id: ClientId::new(client_id),
-            user_id,
-            scopes: Scopes::from_stored(&scopes),
-        };
-        let scopes = match decide(&grant) {
-            Ok(scopes) => scopes,
-            Err(e) => return Ok(RefreshOutcome::Rejected(e)),
-        };
-        let window_start = now.minus(limits.refresh_window_secs);
-        let (minted, oldest): (i64, Option<i64>) = sqlx::query_as(
-            "SELECT count(*), min(created_at) FROM access_tokens
-              WHERE refresh_id = $1 AND created_at > $2",
-        )
-        .bind(id)
-        .bind(window_start.0)
-        .fetch_one(&mut *tx)
-        .await?;
-        if minted >= limits.refreshes_per_window {
-            let oldest = oldest.unwrap_or(now.0);
-            return Ok(RefreshOutcome::Throttled {
-                retry_after: (oldest + limits.refresh_window_secs - now.0).max(1),
-            });
-        }
-        // Expired tokens are older than any throttle window, so dropping them loses no count.
-        sqlx::query("DELETE FROM access_tokens WHERE refresh_id = $1 AND expires_at <= $2")
-            .bind(id)
-            .bind(now.0)
-            .execute(&mut *tx)
-            .await?;
-        Self::insert_access_token(
-            &mut tx,
-            access,
-            &grant.client_id,
-            user_id,
-            &scopes.to_stored(),
-            Some(id),
-            None,
-            now,
-        )
-        .await?;
-        sqlx::query(
-            "DELETE FROM access_tokens WHERE refresh_id = $1 AND id <= (
-                SELECT id FROM access_tokens WHERE refresh_id = $1
-                 ORDER BY id DESC LIMIT 1 OFFSET $2)",
-        )
-        .bind(id)
-        .bind(limits.active_access_tokens_per_refresh)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("UPDATE refresh_tokens SET last_used_at = $1 WHERE id = $2")
-            .bind(now.0)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(RefreshOutcome::Issued { user_id, scopes })
     }
 
     /// Stores an access token that no refresh token stands behind (`client_credentials`).
@@ -530,41 +269,6 @@ macro_rules! verbs {
         .await?;
         tx.commit().await?;
         Ok(())
-    }
-
-    /// Revokes a refresh token (with every access token minted from it) or an access token.
-    /// With `client`, only that client's tokens are touched. Returns whether one was found.
-    pub async fn revoke(
-        &self,
-        hash: &SecretHash,
-        client: Option<&ClientId>,
-    ) -> Result<bool, StoreError> {
-        let client = client.map(ClientId::as_str);
-        let mut tx = self.write().await?;
-        let refresh = sqlx::query(
-            "DELETE FROM refresh_tokens
-              WHERE token_hash = $1 AND (CAST($2 AS TEXT) IS NULL OR client_id = $2)",
-        )
-        .bind(hash.as_bytes())
-        .bind(client)
-        .execute(&mut *tx)
-        .await?;
-        let revoked = if refresh.rows_affected() > 0 {
-            true
-        } else {
-            sqlx::query(
-                "DELETE FROM access_tokens
-                  WHERE token_hash = $1 AND (CAST($2 AS TEXT) IS NULL OR client_id = $2)",
-            )
-            .bind(hash.as_bytes())
-            .bind(client)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-                > 0
-        };
-        tx.commit().await?;
-        Ok(revoked)
     }
 
     /// Deletes what can no longer be used: expired access tokens, sessions and pending
@@ -903,34 +607,6 @@ macro_rules! verbs {
                 .await?;
         Ok(rows.into_iter().map(user_from_row).collect())
     }
-    async fn mark_redeemed(
-    tx: &mut Tx,
-    code_hash: &SecretHash,
-    now: Timestamp,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE grant_codes SET redeemed_at = $1 WHERE code_hash = $2 AND redeemed_at IS NULL",
-    )
-    .bind(now.0)
-    .bind(code_hash.as_bytes())
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-/// RFC 6749 §4.1.2: a code used twice revokes every token it issued.
-    async fn revoke_code_family(tx: &mut Tx, code_hash: &SecretHash) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM refresh_tokens WHERE code_hash = $1")
-        .bind(code_hash.as_bytes())
-        .execute(&mut **tx)
-        .await?;
-    sqlx::query("DELETE FROM access_tokens WHERE code_hash = $1")
-        .bind(code_hash.as_bytes())
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
 #[allow(clippy::too_many_arguments)] // one column each; a struct would only rename them
     async fn insert_access_token(
     tx: &mut Tx,
@@ -943,9 +619,7 @@ macro_rules! verbs {
     now: Timestamp,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO access_tokens (token_hash, client_id, user_id, scopes, refresh_id, code_hash,
-                                    created_at, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        INSERT_ACCESS_TOKEN,
     )
     .bind(access.hash.as_bytes())
     .bind(client.as_str())
@@ -963,6 +637,291 @@ macro_rules! verbs {
 }
 
 pub(crate) use verbs;
+
+/// The write verbs of the token endpoint and the redirect flow. PostgreSQL runs them as verbs;
+/// SQLite runs the same statements on its writer's rusqlite connection (`sqlite_hot_writes`).
+macro_rules! hot_writes {
+    () => {
+        /// Stores a code unless the client has made `codes_per_window` codes in the window; records
+        /// the consent it carries in the same transaction.
+        pub async fn add_code(
+            &self,
+            code: &NewCode,
+            now: Timestamp,
+            limits: &Limits,
+        ) -> Result<CodeIssue, StoreError> {
+            let grant = &code.grant;
+            let mut tx = self.write().await?;
+            // Serialises code issuance per client (across nodes, on PostgreSQL), so the count
+            // below cannot be raced past the limit.
+            sqlx::query(&format!("SELECT id FROM clients WHERE id = $1{FOR_UPDATE}"))
+                .bind(grant.client_id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+            let window_start = now.minus(limits.code_window_secs);
+            let (count, oldest): (i64, Option<i64>) = sqlx::query_as(CODES_IN_WINDOW)
+                .bind(grant.client_id.as_str())
+                .bind(window_start.0)
+                .fetch_one(&mut *tx)
+                .await?;
+            if count >= limits.codes_per_window {
+                return Ok(CodeIssue::Throttled {
+                    retry_after: retry_after(oldest, limits.code_window_secs, now),
+                });
+            }
+            sqlx::query(INSERT_CODE)
+                .bind(grant.code_hash.as_bytes())
+                .bind(grant.client_id.as_str())
+                .bind(grant.user_id)
+                .bind(&grant.redirect_uri)
+                .bind(grant.scopes.to_stored())
+                .bind(grant.issue_refresh_token)
+                .bind(&grant.code_challenge)
+                .bind(&code.description)
+                .bind(now.0)
+                .bind(grant.expires_at.0)
+                .execute(&mut *tx)
+                .await?;
+            if let Some(consent) = &code.record_consent {
+                let prior: Option<(String, String)> = sqlx::query_as(CONSENT)
+                    .bind(grant.user_id)
+                    .bind(grant.client_id.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let (scopes, uris) = merge_consent(prior, consent);
+                sqlx::query(UPSERT_CONSENT)
+                    .bind(grant.user_id)
+                    .bind(grant.client_id.as_str())
+                    .bind(scopes)
+                    .bind(uris)
+                    .bind(now.0)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(CodeIssue::Issued)
+        }
+
+        /// Redeems a code in one transaction: `decide` (the core's rules) sees the stored grant;
+        /// on success the code is marked used and the tokens are stored, the refresh token within
+        /// the per-(user, client) cap. A replayed code revokes everything it issued.
+        pub async fn redeem_code(
+            &self,
+            code_hash: &SecretHash,
+            decide: impl FnOnce(&CodeGrant) -> Result<(), Rejection>,
+            tokens: &NewTokens,
+            now: Timestamp,
+            limits: &Limits,
+        ) -> Result<Redemption, StoreError> {
+            let mut tx = self.write().await?;
+            let row: Option<CodeRow> = sqlx::query_as(&format!(
+                "SELECT {CODE_COLUMNS} FROM grant_codes WHERE code_hash = $1{FOR_UPDATE}"
+            ))
+            .bind(code_hash.as_bytes())
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(grant) = row.and_then(code_from_row) else {
+                return Ok(Redemption::Unknown);
+            };
+            match decide(&grant) {
+                Ok(()) => {}
+                Err(Rejection::Refuse { error, burn: false }) => {
+                    return Ok(Redemption::Rejected(Rejection::Refuse {
+                        error,
+                        burn: false,
+                    }));
+                }
+                Err(rejection) => {
+                    if rejection == Rejection::Replayed {
+                        Self::revoke_code_family(&mut tx, code_hash).await?;
+                    } else {
+                        Self::mark_redeemed(&mut tx, code_hash, now).await?;
+                    }
+                    tx.commit().await?;
+                    return Ok(Redemption::Rejected(rejection));
+                }
+            }
+            Self::mark_redeemed(&mut tx, code_hash, now).await?;
+            let scopes = grant.scopes.to_stored();
+            let refresh_id = if grant.issue_refresh_token {
+                // Serialises grants per user, so concurrent grants cannot overshoot the cap.
+                sqlx::query(&format!("SELECT id FROM users WHERE id = $1{FOR_UPDATE}"))
+                    .bind(grant.user_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let (id,): (i64,) = sqlx::query_as(INSERT_REFRESH_TOKEN)
+                    .bind(tokens.refresh_hash.as_bytes())
+                    .bind(grant.client_id.as_str())
+                    .bind(grant.user_id)
+                    .bind(&scopes)
+                    .bind(code_hash.as_bytes())
+                    .bind(now.0)
+                    .bind(now.0)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                // Beyond the cap the oldest go, and their access tokens with them (cascade).
+                sqlx::query(EVICT_REFRESH_TOKENS)
+                    .bind(grant.user_id)
+                    .bind(grant.client_id.as_str())
+                    .bind(limits.refresh_tokens_per_grant)
+                    .execute(&mut *tx)
+                    .await?;
+                Some(id)
+            } else {
+                None
+            };
+            Self::insert_access_token(
+                &mut tx,
+                &tokens.access,
+                &grant.client_id,
+                grant.user_id,
+                &scopes,
+                refresh_id,
+                Some(code_hash),
+                now,
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(Redemption::Issued(grant))
+        }
+
+        // ---- tokens -----------------------------------------------------------------------
+
+        /// Mints an access token from a refresh token held by `client`, within the throttle (at
+        /// most `refreshes_per_window` per window) and the cap on active access tokens.
+        pub async fn refresh(
+            &self,
+            refresh_hash: &SecretHash,
+            client: &ClientId,
+            decide: impl FnOnce(&RefreshGrant) -> Result<Scopes, OAuthError>,
+            access: &NewAccess,
+            now: Timestamp,
+            limits: &Limits,
+        ) -> Result<RefreshOutcome, StoreError> {
+            let mut tx = self.write().await?;
+            let row: Option<(i64, String, i64, String)> = sqlx::query_as(&format!(
+                "SELECT id, client_id, user_id, scopes FROM refresh_tokens
+              WHERE token_hash = $1{FOR_UPDATE}"
+            ))
+            .bind(refresh_hash.as_bytes())
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some((id, client_id, user_id, scopes)) = row else {
+                return Ok(RefreshOutcome::Unknown);
+            };
+            if client_id != client.as_str() {
+                return Ok(RefreshOutcome::Unknown);
+            }
+            let grant = RefreshGrant {
+                id,
+                client_id: ClientId::new(client_id),
+                user_id,
+                scopes: Scopes::from_stored(&scopes),
+            };
+            let scopes = match decide(&grant) {
+                Ok(scopes) => scopes,
+                Err(e) => return Ok(RefreshOutcome::Rejected(e)),
+            };
+            let window_start = now.minus(limits.refresh_window_secs);
+            let (minted, oldest): (i64, Option<i64>) = sqlx::query_as(MINTED_IN_WINDOW)
+                .bind(id)
+                .bind(window_start.0)
+                .fetch_one(&mut *tx)
+                .await?;
+            if minted >= limits.refreshes_per_window {
+                return Ok(RefreshOutcome::Throttled {
+                    retry_after: retry_after(oldest, limits.refresh_window_secs, now),
+                });
+            }
+            // Expired tokens are older than any throttle window, so dropping them loses no count.
+            sqlx::query(DELETE_EXPIRED_ACCESS_TOKENS)
+                .bind(id)
+                .bind(now.0)
+                .execute(&mut *tx)
+                .await?;
+            Self::insert_access_token(
+                &mut tx,
+                access,
+                &grant.client_id,
+                user_id,
+                &scopes.to_stored(),
+                Some(id),
+                None,
+                now,
+            )
+            .await?;
+            sqlx::query(EVICT_ACCESS_TOKENS)
+                .bind(id)
+                .bind(limits.active_access_tokens_per_refresh)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(TOUCH_REFRESH_TOKEN)
+                .bind(now.0)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(RefreshOutcome::Issued { user_id, scopes })
+        }
+
+        /// Revokes a refresh token (with every access token minted from it) or an access token.
+        /// With `client`, only that client's tokens are touched. Returns whether one was found.
+        pub async fn revoke(
+            &self,
+            hash: &SecretHash,
+            client: Option<&ClientId>,
+        ) -> Result<bool, StoreError> {
+            let client = client.map(ClientId::as_str);
+            let mut tx = self.write().await?;
+            let refresh = sqlx::query(REVOKE_REFRESH_TOKEN)
+                .bind(hash.as_bytes())
+                .bind(client)
+                .execute(&mut *tx)
+                .await?;
+            let revoked = if refresh.rows_affected() > 0 {
+                true
+            } else {
+                sqlx::query(REVOKE_ACCESS_TOKEN)
+                    .bind(hash.as_bytes())
+                    .bind(client)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                    > 0
+            };
+            tx.commit().await?;
+            Ok(revoked)
+        }
+
+        async fn mark_redeemed(
+            tx: &mut Tx,
+            code_hash: &SecretHash,
+            now: Timestamp,
+        ) -> Result<(), StoreError> {
+            sqlx::query(MARK_REDEEMED)
+                .bind(now.0)
+                .bind(code_hash.as_bytes())
+                .execute(&mut **tx)
+                .await?;
+            Ok(())
+        }
+
+        /// RFC 6749 §4.1.2: a code used twice revokes every token it issued.
+        async fn revoke_code_family(tx: &mut Tx, code_hash: &SecretHash) -> Result<(), StoreError> {
+            sqlx::query(REVOKE_CODE_REFRESH_TOKENS)
+                .bind(code_hash.as_bytes())
+                .execute(&mut **tx)
+                .await?;
+            sqlx::query(REVOKE_CODE_ACCESS_TOKENS)
+                .bind(code_hash.as_bytes())
+                .execute(&mut **tx)
+                .await?;
+            Ok(())
+        }
+    };
+}
+
+pub(crate) use hot_writes;
 
 /// The reads on every API call and token request. PostgreSQL runs them as verbs; SQLite runs
 /// them on per-thread connections instead (`sqlite_lookups`), the same SQL.
@@ -1033,6 +992,7 @@ pub(crate) mod prelude {
     };
 
     pub(crate) use crate::rows::*;
+    pub(crate) use crate::statements::*;
     pub(crate) use crate::{
         ClientUpdate, CodeIssue, CodeSummary, ConnectedApp, NewAccess, NewClient, NewCode,
         NewTokens, Redemption, RefreshOutcome, SessionSummary, StoreError, TokenInfo, User,

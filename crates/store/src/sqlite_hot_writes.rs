@@ -1,0 +1,306 @@
+//! SQLite's token-endpoint and redirect-flow writes: the statements of the `hot_writes` verbs
+//! (PostgreSQL runs those), run synchronously on the writer's rusqlite connection inside the
+//! group-commit batch (`GroupWriter::run`). Each function is one verb's body: it returns the
+//! verb's outcome (the batch keeps its rows) or an error (its savepoint is rolled back).
+
+use rusqlite::{Connection, OptionalExtension};
+
+use crate::group_commit::fast_error;
+use crate::sqlite::SqliteStore;
+use crate::verbs::prelude::*;
+
+impl SqliteStore {
+    /// Stores a code unless the client has made `codes_per_window` codes in the window; records
+    /// the consent it carries in the same transaction.
+    pub async fn add_code(
+        &self,
+        code: &NewCode,
+        now: Timestamp,
+        limits: &Limits,
+    ) -> Result<CodeIssue, StoreError> {
+        self.writer
+            .run(|db| add_code(db, code, now, limits).map_err(fast_error))
+            .await
+    }
+
+    /// Redeems a code: `decide` (the core's rules) sees the stored grant; on success the code
+    /// is marked used and the tokens are stored, the refresh token within the per-(user,
+    /// client) cap. A replayed code revokes everything it issued.
+    pub async fn redeem_code(
+        &self,
+        code_hash: &SecretHash,
+        decide: impl FnOnce(&CodeGrant) -> Result<(), Rejection>,
+        tokens: &NewTokens,
+        now: Timestamp,
+        limits: &Limits,
+    ) -> Result<Redemption, StoreError> {
+        self.writer
+            .run(|db| redeem_code(db, code_hash, decide, tokens, now, limits).map_err(fast_error))
+            .await
+    }
+
+    /// Mints an access token from a refresh token held by `client`, within the throttle and
+    /// the cap on active access tokens.
+    pub async fn refresh(
+        &self,
+        refresh_hash: &SecretHash,
+        client: &ClientId,
+        decide: impl FnOnce(&RefreshGrant) -> Result<Scopes, OAuthError>,
+        access: &NewAccess,
+        now: Timestamp,
+        limits: &Limits,
+    ) -> Result<RefreshOutcome, StoreError> {
+        self.writer
+            .run(|db| {
+                refresh(db, refresh_hash, client, decide, access, now, limits).map_err(fast_error)
+            })
+            .await
+    }
+
+    /// Revokes a refresh token (with every access token minted from it) or an access token.
+    /// With `client`, only that client's tokens are touched. Returns whether one was found.
+    pub async fn revoke(
+        &self,
+        hash: &SecretHash,
+        client: Option<&ClientId>,
+    ) -> Result<bool, StoreError> {
+        let client = client.map(ClientId::as_str);
+        self.writer
+            .run(|db| {
+                let found = execute(db, REVOKE_REFRESH_TOKEN, (hash.as_bytes(), client))? > 0
+                    || execute(db, REVOKE_ACCESS_TOKEN, (hash.as_bytes(), client))? > 0;
+                Ok(found)
+            })
+            .await
+    }
+}
+
+fn execute(db: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<usize, StoreError> {
+    db.prepare_cached(sql)
+        .and_then(|mut statement| statement.execute(params))
+        .map_err(fast_error)
+}
+
+fn add_code(
+    db: &Connection,
+    code: &NewCode,
+    now: Timestamp,
+    limits: &Limits,
+) -> rusqlite::Result<CodeIssue> {
+    let grant = &code.grant;
+    let (count, oldest): (i64, Option<i64>) = db.prepare_cached(CODES_IN_WINDOW)?.query_row(
+        (
+            grant.client_id.as_str(),
+            now.minus(limits.code_window_secs).0,
+        ),
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    if count >= limits.codes_per_window {
+        return Ok(CodeIssue::Throttled {
+            retry_after: retry_after(oldest, limits.code_window_secs, now),
+        });
+    }
+    db.prepare_cached(INSERT_CODE)?.execute((
+        grant.code_hash.as_bytes(),
+        grant.client_id.as_str(),
+        grant.user_id,
+        &grant.redirect_uri,
+        grant.scopes.to_stored(),
+        grant.issue_refresh_token,
+        &grant.code_challenge,
+        &code.description,
+        now.0,
+        grant.expires_at.0,
+    ))?;
+    if let Some(consent) = &code.record_consent {
+        let prior: Option<(String, String)> = db
+            .prepare_cached(CONSENT)?
+            .query_row((grant.user_id, grant.client_id.as_str()), |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        let (scopes, uris) = merge_consent(prior, consent);
+        db.prepare_cached(UPSERT_CONSENT)?.execute((
+            grant.user_id,
+            grant.client_id.as_str(),
+            scopes,
+            uris,
+            now.0,
+        ))?;
+    }
+    Ok(CodeIssue::Issued)
+}
+
+fn redeem_code(
+    db: &Connection,
+    code_hash: &SecretHash,
+    decide: impl FnOnce(&CodeGrant) -> Result<(), Rejection>,
+    tokens: &NewTokens,
+    now: Timestamp,
+    limits: &Limits,
+) -> rusqlite::Result<Redemption> {
+    let code = code_hash.as_bytes();
+    let row: Option<CodeRow> = db
+        .prepare_cached(&format!(
+            "SELECT {CODE_COLUMNS} FROM grant_codes WHERE code_hash = $1"
+        ))?
+        .query_row((code,), |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+                r.get(8)?,
+            ))
+        })
+        .optional()?;
+    let Some(grant) = row.and_then(code_from_row) else {
+        return Ok(Redemption::Unknown);
+    };
+    match decide(&grant) {
+        Ok(()) => {}
+        Err(Rejection::Refuse { error, burn: false }) => {
+            return Ok(Redemption::Rejected(Rejection::Refuse {
+                error,
+                burn: false,
+            }));
+        }
+        Err(rejection) => {
+            if rejection == Rejection::Replayed {
+                db.prepare_cached(REVOKE_CODE_REFRESH_TOKENS)?
+                    .execute((code,))?;
+                db.prepare_cached(REVOKE_CODE_ACCESS_TOKENS)?
+                    .execute((code,))?;
+            } else {
+                db.prepare_cached(MARK_REDEEMED)?.execute((now.0, code))?;
+            }
+            return Ok(Redemption::Rejected(rejection));
+        }
+    }
+    db.prepare_cached(MARK_REDEEMED)?.execute((now.0, code))?;
+    let scopes = grant.scopes.to_stored();
+    let client = grant.client_id.as_str();
+    let refresh_id = if grant.issue_refresh_token {
+        let id: i64 = db.prepare_cached(INSERT_REFRESH_TOKEN)?.query_row(
+            (
+                tokens.refresh_hash.as_bytes(),
+                client,
+                grant.user_id,
+                &scopes,
+                code,
+                now.0,
+                now.0,
+            ),
+            |r| r.get(0),
+        )?;
+        db.prepare_cached(EVICT_REFRESH_TOKENS)?.execute((
+            grant.user_id,
+            client,
+            limits.refresh_tokens_per_grant,
+        ))?;
+        Some(id)
+    } else {
+        None
+    };
+    insert_access_token(
+        db,
+        &tokens.access,
+        client,
+        grant.user_id,
+        &scopes,
+        refresh_id,
+        Some(code),
+        now,
+    )?;
+    Ok(Redemption::Issued(grant))
+}
+
+fn refresh(
+    db: &Connection,
+    refresh_hash: &SecretHash,
+    client: &ClientId,
+    decide: impl FnOnce(&RefreshGrant) -> Result<Scopes, OAuthError>,
+    access: &NewAccess,
+    now: Timestamp,
+    limits: &Limits,
+) -> rusqlite::Result<RefreshOutcome> {
+    let row: Option<(i64, String, i64, String)> = db
+        .prepare_cached(
+            "SELECT id, client_id, user_id, scopes FROM refresh_tokens WHERE token_hash = $1",
+        )?
+        .query_row((refresh_hash.as_bytes(),), |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .optional()?;
+    let Some((id, client_id, user_id, scopes)) = row else {
+        return Ok(RefreshOutcome::Unknown);
+    };
+    if client_id != client.as_str() {
+        return Ok(RefreshOutcome::Unknown);
+    }
+    let grant = RefreshGrant {
+        id,
+        client_id: ClientId::new(client_id),
+        user_id,
+        scopes: Scopes::from_stored(&scopes),
+    };
+    let scopes = match decide(&grant) {
+        Ok(scopes) => scopes,
+        Err(e) => return Ok(RefreshOutcome::Rejected(e)),
+    };
+    let (minted, oldest): (i64, Option<i64>) = db
+        .prepare_cached(MINTED_IN_WINDOW)?
+        .query_row((id, now.minus(limits.refresh_window_secs).0), |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+    if minted >= limits.refreshes_per_window {
+        return Ok(RefreshOutcome::Throttled {
+            retry_after: retry_after(oldest, limits.refresh_window_secs, now),
+        });
+    }
+    db.prepare_cached(DELETE_EXPIRED_ACCESS_TOKENS)?
+        .execute((id, now.0))?;
+    insert_access_token(
+        db,
+        access,
+        grant.client_id.as_str(),
+        user_id,
+        &scopes.to_stored(),
+        Some(id),
+        None,
+        now,
+    )?;
+    db.prepare_cached(EVICT_ACCESS_TOKENS)?
+        .execute((id, limits.active_access_tokens_per_refresh))?;
+    db.prepare_cached(TOUCH_REFRESH_TOKEN)?
+        .execute((now.0, id))?;
+    Ok(RefreshOutcome::Issued { user_id, scopes })
+}
+
+#[allow(clippy::too_many_arguments)] // one column each, as in the verbs
+fn insert_access_token(
+    db: &Connection,
+    access: &NewAccess,
+    client: &str,
+    user_id: i64,
+    scopes: &str,
+    refresh_id: Option<i64>,
+    code_hash: Option<&[u8]>,
+    now: Timestamp,
+) -> rusqlite::Result<()> {
+    db.prepare_cached(INSERT_ACCESS_TOKEN)?.execute((
+        access.hash.as_bytes(),
+        client,
+        user_id,
+        scopes,
+        refresh_id,
+        code_hash,
+        now.0,
+        access.expires_at.0,
+    ))?;
+    Ok(())
+}

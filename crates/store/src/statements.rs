@@ -1,0 +1,46 @@
+//! SQL both backends run for the token endpoint's and the redirect flow's writes: PostgreSQL
+//! through the `hot_writes` verbs, SQLite through `sqlite_hot_writes`.
+
+pub(crate) const CODES_IN_WINDOW: &str = "SELECT count(*), min(created_at) FROM grant_codes
+    WHERE client_id = $1 AND created_at > $2";
+pub(crate) const INSERT_CODE: &str =
+    "INSERT INTO grant_codes (code_hash, client_id, user_id, redirect_uri, scopes,
+    issue_refresh, code_challenge, description, created_at, expires_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+pub(crate) const CONSENT: &str =
+    "SELECT scopes, redirect_uris FROM consents WHERE user_id = $1 AND client_id = $2";
+pub(crate) const UPSERT_CONSENT: &str =
+    "INSERT INTO consents (user_id, client_id, scopes, redirect_uris, granted_at)
+    VALUES ($1, $2, $3, $4, $5)
+    ON CONFLICT (user_id, client_id)
+    DO UPDATE SET scopes = excluded.scopes, redirect_uris = excluded.redirect_uris";
+pub(crate) const INSERT_REFRESH_TOKEN: &str =
+    "INSERT INTO refresh_tokens (token_hash, client_id, user_id, scopes, code_hash,
+    created_at, last_used_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id";
+pub(crate) const EVICT_REFRESH_TOKENS: &str =
+    "DELETE FROM refresh_tokens WHERE user_id = $1 AND client_id = $2 AND id <= (
+    SELECT id FROM refresh_tokens WHERE user_id = $1 AND client_id = $2
+    ORDER BY id DESC LIMIT 1 OFFSET $3)";
+pub(crate) const MINTED_IN_WINDOW: &str = "SELECT count(*), min(created_at) FROM access_tokens
+    WHERE refresh_id = $1 AND created_at > $2";
+pub(crate) const DELETE_EXPIRED_ACCESS_TOKENS: &str =
+    "DELETE FROM access_tokens WHERE refresh_id = $1 AND expires_at <= $2";
+pub(crate) const EVICT_ACCESS_TOKENS: &str =
+    "DELETE FROM access_tokens WHERE refresh_id = $1 AND id <= (
+    SELECT id FROM access_tokens WHERE refresh_id = $1
+    ORDER BY id DESC LIMIT 1 OFFSET $2)";
+pub(crate) const TOUCH_REFRESH_TOKEN: &str =
+    "UPDATE refresh_tokens SET last_used_at = $1 WHERE id = $2";
+pub(crate) const REVOKE_REFRESH_TOKEN: &str = "DELETE FROM refresh_tokens
+    WHERE token_hash = $1 AND (CAST($2 AS TEXT) IS NULL OR client_id = $2)";
+pub(crate) const REVOKE_ACCESS_TOKEN: &str = "DELETE FROM access_tokens
+    WHERE token_hash = $1 AND (CAST($2 AS TEXT) IS NULL OR client_id = $2)";
+pub(crate) const MARK_REDEEMED: &str =
+    "UPDATE grant_codes SET redeemed_at = $1 WHERE code_hash = $2 AND redeemed_at IS NULL";
+pub(crate) const REVOKE_CODE_REFRESH_TOKENS: &str =
+    "DELETE FROM refresh_tokens WHERE code_hash = $1";
+pub(crate) const REVOKE_CODE_ACCESS_TOKENS: &str = "DELETE FROM access_tokens WHERE code_hash = $1";
+pub(crate) const INSERT_ACCESS_TOKEN: &str = "INSERT INTO access_tokens (token_hash, client_id,
+    user_id, scopes, refresh_id, code_hash, created_at, expires_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
