@@ -28,6 +28,7 @@ use std::time::Duration;
 use sqlx::{Executor, SqliteConnection};
 use tokio::sync::{watch, Mutex, Notify, OwnedMutexGuard};
 
+use crate::checkpoint::{Checkpoints, RESTART_WAL};
 use crate::StoreError;
 
 /// The outcome of one batch: `None` while it is open, then whether its commit succeeded.
@@ -53,6 +54,7 @@ struct Writer {
     batch: watch::Sender<Option<bool>>,
     outcome: Outcome,
     commits: Arc<AtomicU64>,
+    checkpoints: Checkpoints,
 }
 
 #[derive(Clone, Debug)]
@@ -83,6 +85,7 @@ impl GroupWriter {
             batch,
             outcome,
             commits: commits.clone(),
+            checkpoints: Checkpoints::start(path),
         }));
         let wake_committer = Arc::new(Notify::new());
         tokio::spawn(commit_batches(
@@ -230,11 +233,14 @@ impl Writer {
         }
     }
 
-    /// Commits the open batch, if any, and tells its verbs whether it is durable.
+    /// Commits the open batch, if any, and tells its verbs whether it is durable; then restarts
+    /// the WAL if it has grown long (`checkpoint`).
     async fn commit(&mut self) {
-        let committed = match self.open {
-            None => return,
-            Some(Side::Sqlx) => {
+        let Some(side) = self.open else {
+            return;
+        };
+        let committed = match side {
+            Side::Sqlx => {
                 let committed = self.conn.execute("COMMIT").await.is_ok();
                 if !committed {
                     let _ = self.conn.execute("ROLLBACK").await;
@@ -242,27 +248,52 @@ impl Writer {
                 committed
             }
             // The `fsync` must not hold a tokio worker thread.
-            Some(Side::Fast) => match self.fast.take() {
-                None => false,
-                Some(fast) => tokio::task::spawn_blocking(move || {
+            Side::Fast => self
+                .on_fast_blocking(|fast| {
                     let committed = fast.execute_batch("COMMIT").is_ok();
                     if !committed {
                         let _ = fast.execute_batch("ROLLBACK");
                     }
-                    (fast, committed)
-                })
-                .await
-                .map(|(fast, committed)| {
-                    self.fast = Some(fast);
                     committed
                 })
+                .await
                 .unwrap_or(false),
-            },
         };
         if committed {
             self.commits.fetch_add(1, Ordering::Relaxed);
+            self.checkpoints.after_commit();
         }
         self.finish(committed);
+        if committed && self.checkpoints.take_restart() {
+            // A failure only leaves the WAL long until the next restart.
+            match side {
+                Side::Sqlx => {
+                    let _ = self.conn.execute(RESTART_WAL).await;
+                }
+                Side::Fast => {
+                    self.on_fast_blocking(|fast| {
+                        let _ = fast.query_row(RESTART_WAL, [], |_| Ok(()));
+                    })
+                    .await;
+                }
+            }
+        }
+    }
+
+    /// Runs `f` on the rusqlite connection on the blocking pool; `None` if there is none.
+    async fn on_fast_blocking<T: Send + 'static>(
+        &mut self,
+        f: impl FnOnce(&rusqlite::Connection) -> T + Send + 'static,
+    ) -> Option<T> {
+        let fast = self.fast.take()?;
+        let (fast, result) = tokio::task::spawn_blocking(move || {
+            let result = f(&fast);
+            (fast, result)
+        })
+        .await
+        .ok()?;
+        self.fast = Some(fast);
+        Some(result)
     }
 
     /// Ends the open batch, telling its verbs whether it is durable.
@@ -292,7 +323,9 @@ async fn commit_batches(writer: Weak<Mutex<Writer>>, wake: Arc<Notify>) {
 fn open_fast(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
     let conn = rusqlite::Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(5))?;
-    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
+    conn.execute_batch(
+        "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0;",
+    )?;
     Ok(conn)
 }
 
@@ -486,6 +519,48 @@ mod tests {
         assert!(matches!(failed, Err(StoreError::Conflict(_))));
         insert_fast(&writer, 7).await.unwrap();
         assert_eq!(committed(&options).await, (1..=7).collect::<Vec<_>>());
+    }
+
+    /// Frames in the WAL now (a passive checkpoint from another connection reports them).
+    fn wal_frames(dir: &tempfile::TempDir) -> i64 {
+        let conn = rusqlite::Connection::open(dir.path().join("t.db")).unwrap();
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_wal_is_checkpointed_beside_the_writer_and_does_not_keep_growing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, _) = writer(&dir).await;
+        writer
+            .run(|db| {
+                db.execute_batch("CREATE TABLE b (v BLOB)")
+                    .map_err(fast_error)
+            })
+            .await
+            .unwrap();
+        // 20 MiB through the WAL, more than the restart threshold, one commit at a time.
+        for _ in 0..80 {
+            writer
+                .run(|db| {
+                    db.execute("INSERT INTO b VALUES (zeroblob(262144))", ())
+                        .map_err(fast_error)?;
+                    Ok(())
+                })
+                .await
+                .unwrap();
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let mut x = 0;
+        while wal_frames(&dir) > 100 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the WAL was never restarted"
+            );
+            x += 1;
+            insert_fast(&writer, x).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     #[tokio::test]

@@ -4,6 +4,7 @@
 //! `grantd-core`; where a verb must decide inside its transaction, the caller passes the
 //! decision in as a closure.
 
+mod checkpoint;
 mod console;
 mod error;
 mod group_commit;

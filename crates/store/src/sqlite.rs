@@ -61,7 +61,9 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
+            .busy_timeout(Duration::from_secs(5))
+            // Checkpoints run beside the writer, not inside its commits (`checkpoint.rs`).
+            .pragma("wal_autocheckpoint", "0");
         let mut writer = SqliteConnection::connect_with(&options).await?;
         MIGRATIONS
             .run(&mut writer)
