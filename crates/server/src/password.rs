@@ -1,25 +1,30 @@
-//! Argon2id for human-chosen passwords, run on the blocking pool behind a semaphore, so a
+//! Argon2id for human-chosen passwords, on threads of its own at the lowest CPU priority, so a
 //! login flood queues here instead of starving the token endpoint.
 //!
-//! Half the cores (at least one) may hash at once: with every core, a flood of wrong passwords
-//! took 87 % of the machine and cut refreshes to a third (docs/performance.md). Each permit
-//! owns one Argon2 working area (19 MiB), reused: allocating and freeing it per login made
-//! glibc keep hundreds of megabytes.
+//! Half the cores (at least one) hash at once, at nice 19: with a thread per core at normal
+//! priority, a flood of wrong passwords took 87 % of the machine and cut refreshes to a third
+//! (docs/performance.md); at the lowest priority the token endpoint's threads come first and
+//! logins get the CPU they leave. Each thread owns one Argon2 working area (19 MiB), reused:
+//! allocating and freeing it per login made glibc keep hundreds of megabytes.
 
 use std::sync::{Arc, Mutex};
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
-use tokio::sync::Semaphore;
+use thread_priority::ThreadPriority;
+use tokio::sync::{mpsc, oneshot};
 
 use grantd_core::secret::Password;
 
+/// Hashes waiting for a thread; beyond this, callers wait to queue (backpressure).
+const QUEUE: usize = 256;
+
+type Job = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
+
 #[derive(Clone)]
 pub struct Passwords {
-    permits: Arc<Semaphore>,
-    /// Working areas not in use; there is one per permit, so a permit holder always finds one.
-    memory: Arc<Mutex<Vec<Vec<Block>>>>,
+    jobs: mpsc::Sender<Job>,
     /// Verified against when the account does not exist, so both cases cost the same (T-071).
     dummy_hash: Arc<str>,
 }
@@ -33,14 +38,23 @@ impl Default for Passwords {
 impl Passwords {
     pub fn new() -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let workers = (cores / 2).max(1);
         let mut memory = Vec::new();
         let dummy_hash = hash_with(&mut memory, &Password::from_wire("grantd-dummy".into()));
-        let mut pool = vec![memory];
-        pool.resize_with(workers, Vec::new);
+        let (jobs, queue) = mpsc::channel(QUEUE);
+        let queue = Arc::new(Mutex::new(queue));
+        for _ in 0..(cores / 2).max(1) {
+            let queue = queue.clone();
+            let memory = std::mem::take(&mut memory);
+            let spawned = std::thread::Builder::new()
+                .name("grantd-argon2".into())
+                .spawn(move || hash_passwords(&queue, memory));
+            // Without any thread the queue closes, and password checks fail rather than hang.
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start a password-hashing thread");
+            }
+        }
         Self {
-            permits: Arc::new(Semaphore::new(workers)),
-            memory: Arc::new(Mutex::new(pool)),
+            jobs,
             dummy_hash: dummy_hash.unwrap_or_default().into(),
         }
     }
@@ -64,24 +78,34 @@ impl Passwords {
         known && matched
     }
 
-    /// Runs `work` on the blocking pool with a permit and a working area.
+    /// Runs `work` on a hashing thread, with that thread's working area.
     async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
     ) -> Option<T> {
-        let _permit = self.permits.acquire().await.ok()?;
-        let pool = self.memory.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut memory = pool.lock().ok()?.pop().unwrap_or_default();
-            let result = work(&mut memory);
-            if let Ok(mut pool) = pool.lock() {
-                pool.push(memory);
-            }
-            Some(result)
-        })
-        .await
-        .ok()
-        .flatten()
+        let (reply, answer) = oneshot::channel();
+        let job: Job = Box::new(move |memory| {
+            let _ = reply.send(work(memory));
+        });
+        self.jobs.send(job).await.ok()?;
+        answer.await.ok()
+    }
+}
+
+/// A hashing thread: takes jobs until every `Passwords` handle is gone.
+fn hash_passwords(queue: &Mutex<mpsc::Receiver<Job>>, mut memory: Vec<Block>) {
+    if let Err(e) = thread_priority::set_current_thread_priority(ThreadPriority::Min) {
+        tracing::warn!(error = ?e, "password hashing runs at normal CPU priority");
+    }
+    loop {
+        let job = match queue.lock() {
+            Ok(mut queue) => queue.blocking_recv(),
+            Err(_) => None,
+        };
+        let Some(job) = job else {
+            return;
+        };
+        job(&mut memory);
     }
 }
 
@@ -202,16 +226,27 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn verify_reuses_the_working_areas() {
+    async fn hashing_runs_at_the_lowest_priority_and_reuses_its_working_area() {
         let passwords = Passwords::new();
         let stored = passwords.hash(&password("pw")).await.unwrap();
         assert!(passwords.verify(Some(&stored), &password("pw")).await);
         assert!(!passwords.verify(Some(&stored), &password("px")).await);
         assert!(!passwords.verify(None, &password("pw")).await);
-        let pool = passwords.memory.lock().unwrap();
-        assert_eq!(pool.len(), passwords.permits.available_permits());
-        assert!(pool
-            .iter()
-            .any(|m| m.len() == Params::default().block_count()));
+        let (nice, reused) = passwords
+            .run(move |memory| {
+                let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+                // stat(5): after the command name, the state is field 3 and nice field 19.
+                let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+                // A second check in the same area: no new allocation.
+                verify_with(memory, &stored, &password("pw"));
+                let area = (memory.as_ptr(), memory.len());
+                verify_with(memory, &stored, &password("pw"));
+                let reused = area == (memory.as_ptr(), Params::default().block_count());
+                (fields[16].parse::<i32>().unwrap(), reused)
+            })
+            .await
+            .unwrap();
+        assert_eq!(nice, 19);
+        assert!(reused);
     }
 }
