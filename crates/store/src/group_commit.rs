@@ -61,6 +61,8 @@ struct Writer {
 pub(crate) struct GroupWriter {
     writer: Arc<Mutex<Writer>>,
     wake_committer: Arc<Notify>,
+    /// Batches committed (durable syncs paid for), for the tests.
+    #[cfg_attr(not(test), allow(dead_code))]
     commits: Arc<AtomicU64>,
 }
 
@@ -171,8 +173,8 @@ impl GroupWriter {
         Ok(writer)
     }
 
-    /// How many batches have been committed: the number of durable syncs paid for.
-    pub(crate) fn commits(&self) -> u64 {
+    #[cfg(test)]
+    fn commits(&self) -> u64 {
         self.commits.load(Ordering::Relaxed)
     }
 }
@@ -319,12 +321,15 @@ async fn commit_batches(writer: Weak<Mutex<Writer>>, wake: Arc<Notify>) {
 }
 
 /// The rusqlite connection, with the settings sqlx's connection gets (durability was checked
-/// on that one; `journal_mode` is the file's, the rest are per connection).
+/// on that one; `journal_mode` is the file's, the rest are per connection), and a page cache
+/// of 64 MiB instead of 2: the token indexes are keyed by random hashes, so with millions of
+/// tokens each verb otherwise reads most of its B-tree pages back from the OS.
 fn open_fast(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
     let conn = rusqlite::Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(5))?;
     conn.execute_batch(
-        "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0;",
+        "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0;
+",
     )?;
     Ok(conn)
 }

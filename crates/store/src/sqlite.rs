@@ -85,11 +85,6 @@ impl SqliteStore {
         })
     }
 
-    /// How many durable commits the writer has made (each shared by every verb in its batch).
-    pub fn commits(&self) -> u64 {
-        self.writer.commits()
-    }
-
     async fn write(&self) -> Result<Tx, StoreError> {
         self.writer.begin().await
     }
