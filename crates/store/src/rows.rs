@@ -34,6 +34,11 @@ pub(crate) const LIVE_ACCESS_TOKEN_AND_OWNER: &str =
             u.is_admin, u.failed_logins, u.locked_until \
        FROM access_tokens a JOIN users u ON u.id = a.user_id \
       WHERE a.token_hash = $1 AND a.expires_at > $2";
+pub(crate) const SESSION_USER: &str =
+    "SELECT u.id, u.email, u.name, u.password_hash, u.is_admin, u.failed_logins, u.locked_until \
+       FROM sessions s JOIN users u ON u.id = s.user_id \
+      WHERE s.token_hash = $1 AND s.expires_at > $2";
+pub(crate) const SCOPE_BY_KEY: &str = "SELECT name, description FROM scopes WHERE key = $1";
 pub(crate) type RefreshRow = (String, i64, String);
 pub(crate) const REFRESH_TOKEN: &str =
     "SELECT client_id, user_id, scopes FROM refresh_tokens WHERE token_hash = $1";
@@ -205,4 +210,13 @@ pub(crate) fn merge_consent(
 /// Seconds until the oldest event of a throttle window leaves it (at least one).
 pub(crate) fn retry_after(oldest: Option<i64>, window_secs: i64, now: Timestamp) -> i64 {
     (oldest.unwrap_or(now.0) + window_secs - now.0).max(1)
+}
+
+/// A stored consent's scopes, if it covered `redirect_uri` too.
+pub(crate) fn consent_covering(
+    row: Option<(String, String)>,
+    redirect_uri: &str,
+) -> Option<Scopes> {
+    row.filter(|(_, uris)| uris.split(' ').any(|u| u == redirect_uri))
+        .map(|(scopes, _)| Scopes::from_stored(&scopes))
 }

@@ -132,6 +132,34 @@ impl SqliteStore {
         self.lookups.access_owner(hash, now)
     }
 
+    /// The user a live session belongs to.
+    pub async fn session_user(
+        &self,
+        hash: &SecretHash,
+        now: Timestamp,
+    ) -> Result<Option<User>, StoreError> {
+        self.lookups.session_user(hash, now)
+    }
+
+    /// The registry's spelling and description of each scope; `Err` names an unknown one.
+    pub async fn registered(
+        &self,
+        scopes: &Scopes,
+    ) -> Result<Result<Vec<(String, String)>, String>, StoreError> {
+        self.lookups.registered(scopes)
+    }
+
+    /// The scopes the user has consented to for this client, counted only if the consent
+    /// covered this registered redirect URI too.
+    pub async fn consent_for(
+        &self,
+        user_id: i64,
+        client: &ClientId,
+        redirect_uri: &str,
+    ) -> Result<Option<Scopes>, StoreError> {
+        self.lookups.consent_for(user_id, client, redirect_uri)
+    }
+
     /// A live access token or a refresh token, for introspection.
     pub async fn token_info(
         &self,

@@ -1,5 +1,5 @@
 //! SQLite's hot reads (a client by id, an access token with its user, a token for
-//! introspection) on read-only connections kept per thread and queried in place. sqlx runs
+//! introspection, and the redirect flow's session, consent and scopes) on read-only connections kept per thread and queried in place. sqlx runs
 //! every SQLite connection on a thread of its own and hands each query over a channel: two
 //! thread switches and two wake-ups per query, which cost far more than the lookup itself (a
 //! few B-tree pages by a unique key, microseconds). Here the thread that handles the request
@@ -100,6 +100,51 @@ impl Lookups {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })?;
         Ok(row.map(refresh_info_from_row))
+    }
+
+    pub(crate) fn session_user(
+        &self,
+        hash: &SecretHash,
+        now: Timestamp,
+    ) -> Result<Option<User>, StoreError> {
+        let row = self.query_row(SESSION_USER, (hash.as_bytes(), now.0), |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+            ))
+        })?;
+        Ok(row.map(user_from_row))
+    }
+
+    pub(crate) fn registered(
+        &self,
+        scopes: &Scopes,
+    ) -> Result<Result<Vec<(String, String)>, String>, StoreError> {
+        let mut found = Vec::new();
+        for scope in scopes.iter() {
+            match self.query_row(SCOPE_BY_KEY, (scope.key(),), |r| Ok((r.get(0)?, r.get(1)?)))? {
+                Some(row) => found.push(row),
+                None => return Ok(Err(scope.as_str().to_owned())),
+            }
+        }
+        Ok(Ok(found))
+    }
+
+    pub(crate) fn consent_for(
+        &self,
+        user_id: i64,
+        client: &ClientId,
+        redirect_uri: &str,
+    ) -> Result<Option<Scopes>, StoreError> {
+        let row = self.query_row(CONSENT, (user_id, client.as_str()), |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+        Ok(consent_covering(row, redirect_uri))
     }
 
     fn query_row<T>(

@@ -123,26 +123,6 @@ macro_rules! verbs {
         )
     }
 
-    /// The registry's spelling and description of each scope; `Err` names an unknown one.
-    pub async fn registered(
-        &self,
-        scopes: &Scopes,
-    ) -> Result<Result<Vec<(String, String)>, String>, StoreError> {
-        let mut found = Vec::new();
-        for scope in scopes.iter() {
-            let row: Option<(String, String)> =
-                sqlx::query_as("SELECT name, description FROM scopes WHERE key = $1")
-                    .bind(scope.key())
-                    .fetch_optional(&self.reader)
-                    .await?;
-            match row {
-                Some(row) => found.push(row),
-                None => return Ok(Err(scope.as_str().to_owned())),
-            }
-        }
-        Ok(Ok(found))
-    }
-
     // ---- clients ----------------------------------------------------------------------
 
     pub async fn add_client(&self, client: &NewClient, now: Timestamp) -> Result<(), StoreError> {
@@ -212,24 +192,6 @@ macro_rules! verbs {
     }
 
     // ---- codes ------------------------------------------------------------------------
-
-    /// The scopes the user has consented to for this client, counted only if the consent
-    /// covered this registered redirect URI too.
-    pub async fn consent_for(
-        &self,
-        user_id: i64,
-        client: &ClientId,
-        redirect_uri: &str,
-    ) -> Result<Option<Scopes>, StoreError> {
-        let row: Option<(String, String)> = sqlx::query_as(CONSENT)
-        .bind(user_id)
-        .bind(client.as_str())
-        .fetch_optional(&self.reader)
-        .await?;
-        Ok(row
-            .filter(|(_, uris)| uris.split(' ').any(|u| u == redirect_uri))
-            .map(|(scopes, _)| Scopes::from_stored(&scopes)))
-    }
 
     /// The scopes the user has consented to for this client, if any.
     pub async fn consent(
@@ -319,28 +281,6 @@ macro_rules! verbs {
         .await?;
         tx.commit().await?;
         Ok(())
-    }
-
-    /// The user a live session belongs to.
-    pub async fn session_user(
-        &self,
-        hash: &SecretHash,
-        now: Timestamp,
-    ) -> Result<Option<User>, StoreError> {
-        let row: Option<UserRow> = sqlx::query_as(&format!(
-            "SELECT {} FROM sessions s JOIN users u ON u.id = s.user_id
-              WHERE s.token_hash = $1 AND s.expires_at > $2",
-            USER_COLUMNS
-                .split(", ")
-                .map(|c| format!("u.{c}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
-        .bind(hash.as_bytes())
-        .bind(now.0)
-        .fetch_optional(&self.reader)
-        .await?;
-        Ok(row.map(user_from_row))
     }
 
     pub async fn remove_session(&self, hash: &SecretHash) -> Result<(), StoreError> {
@@ -923,10 +863,59 @@ macro_rules! hot_writes {
 
 pub(crate) use hot_writes;
 
-/// The reads on every API call and token request. PostgreSQL runs them as verbs; SQLite runs
+/// The reads on every API call, token request and redirect flow. PostgreSQL runs them as verbs; SQLite runs
 /// them on per-thread connections instead (`sqlite_lookups`), the same SQL.
 macro_rules! hot_reads {
     () => {
+        /// The user a live session belongs to.
+        pub async fn session_user(
+            &self,
+            hash: &SecretHash,
+            now: Timestamp,
+        ) -> Result<Option<User>, StoreError> {
+            let row: Option<UserRow> = sqlx::query_as(SESSION_USER)
+                .bind(hash.as_bytes())
+                .bind(now.0)
+                .fetch_optional(&self.reader)
+                .await?;
+            Ok(row.map(user_from_row))
+        }
+
+        /// The registry's spelling and description of each scope; `Err` names an unknown one.
+        pub async fn registered(
+            &self,
+            scopes: &Scopes,
+        ) -> Result<Result<Vec<(String, String)>, String>, StoreError> {
+            let mut found = Vec::new();
+            for scope in scopes.iter() {
+                let row: Option<(String, String)> = sqlx::query_as(SCOPE_BY_KEY)
+                    .bind(scope.key())
+                    .fetch_optional(&self.reader)
+                    .await?;
+                match row {
+                    Some(row) => found.push(row),
+                    None => return Ok(Err(scope.as_str().to_owned())),
+                }
+            }
+            Ok(Ok(found))
+        }
+
+        /// The scopes the user has consented to for this client, counted only if the consent
+        /// covered this registered redirect URI too.
+        pub async fn consent_for(
+            &self,
+            user_id: i64,
+            client: &ClientId,
+            redirect_uri: &str,
+        ) -> Result<Option<Scopes>, StoreError> {
+            let row: Option<(String, String)> = sqlx::query_as(CONSENT)
+                .bind(user_id)
+                .bind(client.as_str())
+                .fetch_optional(&self.reader)
+                .await?;
+            Ok(consent_covering(row, redirect_uri))
+        }
+
         pub async fn client(&self, id: &str) -> Result<Option<Client>, StoreError> {
             let row: Option<ClientRow> = sqlx::query_as(CLIENT_BY_ID)
                 .bind(id)
