@@ -272,22 +272,21 @@ impl Browser {
         self.client.current_url().await.unwrap()
     }
 
-    /// Waits for an element; on time-out, fails with the page's URL and text.
+    /// Waits for an element; on time-out, fails with the page's URL and text. A lookup made
+    /// while a form's submission is navigating fails ("aborted by navigation"); that counts as
+    /// not found yet, not as the end of the wait.
     pub async fn wait_for(&self, css: &str) -> Element {
-        match self
-            .client
-            .wait()
-            .at_most(WAIT)
-            .every(POLL)
-            .for_element(Locator::Css(css))
-            .await
-        {
-            Ok(element) => element,
-            Err(e) => panic!(
-                "no {css:?} after {WAIT:?} ({e}) at {}:\n{}",
-                self.url().await,
-                self.body_text().await
-            ),
+        let deadline = Instant::now() + WAIT;
+        loop {
+            match self.client.find(Locator::Css(css)).await {
+                Ok(element) => return element,
+                Err(e) if Instant::now() >= deadline => panic!(
+                    "no {css:?} after {WAIT:?} ({e}) at {}:\n{}",
+                    self.url().await,
+                    self.body_text().await
+                ),
+                Err(_) => tokio::time::sleep(POLL).await,
+            }
         }
     }
 
