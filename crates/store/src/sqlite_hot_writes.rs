@@ -7,6 +7,7 @@ use rusqlite::{Connection, OptionalExtension};
 
 use crate::group_commit::fast_error;
 use crate::sqlite::SqliteStore;
+use crate::sqlite_lookups::Columns;
 use crate::verbs::prelude::*;
 
 impl SqliteStore {
@@ -93,7 +94,7 @@ fn add_code(
             grant.client_id.as_str(),
             now.minus(limits.code_window_secs).0,
         ),
-        |r| Ok((r.get(0)?, r.get(1)?)),
+        Columns::read,
     )?;
     if count >= limits.codes_per_window {
         return Ok(CodeIssue::Throttled {
@@ -115,9 +116,7 @@ fn add_code(
     if let Some(consent) = &code.record_consent {
         let prior: Option<(String, String)> = db
             .prepare_cached(CONSENT)?
-            .query_row((grant.user_id, grant.client_id.as_str()), |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+            .query_row((grant.user_id, grant.client_id.as_str()), Columns::read)
             .optional()?;
         let (scopes, uris) = merge_consent(prior, consent);
         db.prepare_cached(UPSERT_CONSENT)?.execute((
@@ -141,22 +140,8 @@ fn redeem_code(
 ) -> rusqlite::Result<Redemption> {
     let code = code_hash.as_bytes();
     let row: Option<CodeRow> = db
-        .prepare_cached(&format!(
-            "SELECT {CODE_COLUMNS} FROM grant_codes WHERE code_hash = $1"
-        ))?
-        .query_row((code,), |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-                r.get(7)?,
-                r.get(8)?,
-            ))
-        })
+        .prepare_cached(CODE_BY_HASH)?
+        .query_row((code,), Columns::read)
         .optional()?;
     let Some(grant) = row.and_then(code_from_row) else {
         return Ok(Redemption::Unknown);
@@ -232,9 +217,7 @@ fn refresh(
         .prepare_cached(
             "SELECT id, client_id, user_id, scopes FROM refresh_tokens WHERE token_hash = $1",
         )?
-        .query_row((refresh_hash.as_bytes(),), |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })
+        .query_row((refresh_hash.as_bytes(),), Columns::read)
         .optional()?;
     let Some((id, client_id, user_id, scopes)) = row else {
         return Ok(RefreshOutcome::Unknown);
@@ -254,9 +237,7 @@ fn refresh(
     };
     let (minted, oldest): (i64, Option<i64>) = db
         .prepare_cached(MINTED_IN_WINDOW)?
-        .query_row((id, now.minus(limits.refresh_window_secs).0), |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?;
+        .query_row((id, now.minus(limits.refresh_window_secs).0), Columns::read)?;
     if minted >= limits.refreshes_per_window {
         return Ok(RefreshOutcome::Throttled {
             retry_after: retry_after(oldest, limits.refresh_window_secs, now),

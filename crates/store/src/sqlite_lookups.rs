@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use rusqlite::types::FromSql;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row};
 
 use crate::verbs::prelude::*;
@@ -38,20 +39,7 @@ impl Lookups {
     }
 
     pub(crate) fn client(&self, id: &str) -> Result<Option<Client>, StoreError> {
-        let row = self.query_row(CLIENT_BY_ID, (id,), |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-                r.get(7)?,
-                r.get(8)?,
-                r.get(9)?,
-            ))
-        })?;
+        let row = self.query_row(CLIENT_BY_ID, (id,), Columns::read)?;
         Ok(row.and_then(client_from_row))
     }
 
@@ -60,9 +48,7 @@ impl Lookups {
         hash: &SecretHash,
         now: Timestamp,
     ) -> Result<Option<AccessGrant>, StoreError> {
-        let row = self.query_row(LIVE_ACCESS_TOKEN, (hash.as_bytes(), now.0), |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })?;
+        let row = self.query_row(LIVE_ACCESS_TOKEN, (hash.as_bytes(), now.0), Columns::read)?;
         Ok(row.map(access_from_row))
     }
 
@@ -71,20 +57,11 @@ impl Lookups {
         hash: &SecretHash,
         now: Timestamp,
     ) -> Result<Option<(AccessGrant, User)>, StoreError> {
-        let row = self.query_row(LIVE_ACCESS_TOKEN_AND_OWNER, (hash.as_bytes(), now.0), |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-                r.get(7)?,
-                r.get(8)?,
-                r.get(9)?,
-            ))
-        })?;
+        let row = self.query_row(
+            LIVE_ACCESS_TOKEN_AND_OWNER,
+            (hash.as_bytes(), now.0),
+            Columns::read,
+        )?;
         Ok(row.map(access_owner_from_row))
     }
 
@@ -96,9 +73,7 @@ impl Lookups {
         if let Some(grant) = self.access_grant(hash, now)? {
             return Ok(Some(access_info(grant)));
         }
-        let row = self.query_row(REFRESH_TOKEN, (hash.as_bytes(),), |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })?;
+        let row = self.query_row(REFRESH_TOKEN, (hash.as_bytes(),), Columns::read)?;
         Ok(row.map(refresh_info_from_row))
     }
 
@@ -107,17 +82,7 @@ impl Lookups {
         hash: &SecretHash,
         now: Timestamp,
     ) -> Result<Option<User>, StoreError> {
-        let row = self.query_row(SESSION_USER, (hash.as_bytes(), now.0), |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-            ))
-        })?;
+        let row = self.query_row(SESSION_USER, (hash.as_bytes(), now.0), Columns::read)?;
         Ok(row.map(user_from_row))
     }
 
@@ -127,7 +92,7 @@ impl Lookups {
     ) -> Result<Result<Vec<(String, String)>, String>, StoreError> {
         let mut found = Vec::new();
         for scope in scopes.iter() {
-            match self.query_row(SCOPE_BY_KEY, (scope.key(),), |r| Ok((r.get(0)?, r.get(1)?)))? {
+            match self.query_row(SCOPE_BY_KEY, (scope.key(),), Columns::read)? {
                 Some(row) => found.push(row),
                 None => return Ok(Err(scope.as_str().to_owned())),
             }
@@ -141,9 +106,7 @@ impl Lookups {
         client: &ClientId,
         redirect_uri: &str,
     ) -> Result<Option<Scopes>, StoreError> {
-        let row = self.query_row(CONSENT, (user_id, client.as_str()), |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?;
+        let row = self.query_row(CONSENT, (user_id, client.as_str()), Columns::read)?;
         Ok(consent_covering(row, redirect_uri))
     }
 
@@ -181,6 +144,31 @@ impl Lookups {
         connection.busy_timeout(Duration::from_secs(5))?;
         Ok(connection)
     }
+}
+
+/// A row read column by column into a tuple, as sqlx's `query_as` reads the same rows for
+/// the other backend.
+pub(crate) trait Columns: Sized {
+    fn read(row: &Row<'_>) -> rusqlite::Result<Self>;
+}
+
+macro_rules! columns_for_tuples {
+    ($( ($($t:ident $i:tt),+) )*) => {$(
+        impl<$($t: FromSql),+> Columns for ($($t,)+) {
+            fn read(row: &Row<'_>) -> rusqlite::Result<Self> {
+                Ok(($(row.get::<_, $t>($i)?,)+))
+            }
+        }
+    )*};
+}
+
+columns_for_tuples! {
+    (A 0, B 1)
+    (A 0, B 1, C 2)
+    (A 0, B 1, C 2, D 3)
+    (A 0, B 1, C 2, D 3, E 4, F 5, G 6)
+    (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8)
+    (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9)
 }
 
 /// Busy, locked or unreadable means "try again" (503), like the pool's errors; anything else

@@ -44,3 +44,7 @@ pub(crate) const REVOKE_CODE_ACCESS_TOKENS: &str = "DELETE FROM access_tokens WH
 pub(crate) const INSERT_ACCESS_TOKEN: &str = "INSERT INTO access_tokens (token_hash, client_id,
     user_id, scopes, refresh_id, code_hash, created_at, expires_at)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+/// `CODE_COLUMNS` of one code; SQLite's redemption reads it without a row lock (its single
+/// writer serialises), so the text is fixed and needs no formatting per request.
+pub(crate) const CODE_BY_HASH: &str = "SELECT code_hash, client_id, user_id, redirect_uri, scopes,
+    issue_refresh, code_challenge, expires_at, redeemed_at FROM grant_codes WHERE code_hash = $1";
