@@ -15,6 +15,7 @@ mod sqlite_hot_writes;
 mod sqlite_lookups;
 mod statements;
 mod verbs;
+mod wal_sync;
 
 pub use console::{ClientUpdate, CodeSummary, ConnectedApp, SessionSummary};
 pub use error::StoreError;

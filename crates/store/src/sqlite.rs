@@ -79,7 +79,8 @@ impl SqliteStore {
             .connect_with(options.read_only(true))
             .await?;
         Ok(Self {
-            writer: GroupWriter::new(writer, Path::new(path)),
+            writer: GroupWriter::new(writer, Path::new(path))
+                .map_err(|e| StoreError::Setup(format!("cannot start the WAL sync thread: {e}")))?,
             reader,
             lookups: Lookups::new(path.into()),
         })
