@@ -6,13 +6,13 @@
 //! batch, and one `fsync` makes all of them durable: a verb is acknowledged only after its rows
 //! are on disk, but concurrent verbs share the disk's time.
 //!
-//! The writer has two connections to the one file, and a batch runs on one of them. The token
-//! endpoint's verbs (`sqlite_hot_writes`) run on a rusqlite connection, synchronously, in the
-//! request's own task: sqlx hands every statement to a thread of its own and back, and with
-//! eight statements per refresh those hand-offs, not the disk, became what the writer waits
-//! for. Every other verb runs on sqlx's connection. A verb for the other connection first
-//! commits the open batch (it joins the next one), so the two never hold SQLite's write lock
-//! at once.
+//! The writer has two connections to the one file. The token endpoint's verbs
+//! (`sqlite_hot_writes`) run on a rusqlite connection, on a thread of their own
+//! (`fast_writer`): sqlx hands every statement to a thread of its own and back, and with eight
+//! statements per refresh those hand-offs, not the disk, became what the writer waits for.
+//! That thread takes the writer for one batch at a time and commits it before letting go, so
+//! the two connections never hold SQLite's write lock at once. Every other verb runs on sqlx's
+//! connection, in a batch the committer task commits.
 //!
 //! A verb that fails or is cancelled leaves its savepoint behind; whoever takes the writer next
 //! rolls it back, so its rows never reach a commit. When SQLite cannot roll back to the
@@ -20,37 +20,28 @@
 //! every verb in it learns that its commit failed.
 
 use std::ops::{Deref, DerefMut};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
 
 use sqlx::{Executor, SqliteConnection};
-use tokio::sync::{watch, Mutex, Notify, OwnedMutexGuard};
+use tokio::sync::{oneshot, watch, Mutex, Notify, OwnedMutexGuard};
 
 use crate::checkpoint::{Checkpoints, RESTART_WAL};
+use crate::fast_writer::{self, Queued};
 use crate::wal_sync::{BatchOutcome, WalSync};
 use crate::StoreError;
 
-/// The outcome of one batch: `None` while it is open, then whether its commit succeeded.
-type Outcome = watch::Receiver<Option<bool>>;
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Side {
-    Sqlx,
-    Fast,
-}
+/// The outcome of one batch: `None` while it is open, then whether it is durable.
+pub(crate) type Outcome = watch::Receiver<Option<bool>>;
 
 #[derive(Debug)]
-struct Writer {
+pub(crate) struct Writer {
     conn: SqliteConnection,
-    /// `None` until first used, and while its `COMMIT` runs on the blocking pool.
-    fast: Option<rusqlite::Connection>,
-    path: PathBuf,
-    /// The connection whose batch transaction is open (`BEGIN IMMEDIATE` issued).
-    open: Option<Side>,
+    /// Whether sqlx's connection has a batch transaction open (`BEGIN IMMEDIATE` issued).
+    open: bool,
     /// A sqlx verb's savepoint that was neither released nor rolled back. (Fast verbs run
-    /// without awaiting, so they cannot be cancelled half-way.)
+    /// on their thread without awaiting, so they cannot be cancelled half-way.)
     dangling: bool,
     batch: BatchOutcome,
     outcome: Outcome,
@@ -62,6 +53,7 @@ struct Writer {
 #[derive(Clone, Debug)]
 pub(crate) struct GroupWriter {
     writer: Arc<Mutex<Writer>>,
+    fast: fast_writer::Queue,
     wake_committer: Arc<Notify>,
     /// Batches committed (durable syncs paid for), for the tests.
     #[cfg_attr(not(test), allow(dead_code))]
@@ -82,9 +74,7 @@ impl GroupWriter {
         let commits = Arc::new(AtomicU64::new(0));
         let writer = Arc::new(Mutex::new(Writer {
             conn,
-            fast: None,
-            path: path.to_owned(),
-            open: None,
+            open: false,
             dangling: false,
             batch,
             outcome,
@@ -98,6 +88,7 @@ impl GroupWriter {
             wake_committer.clone(),
         ));
         Ok(Self {
+            fast: fast_writer::start(path, writer.clone())?,
             writer,
             wake_committer,
             commits,
@@ -106,10 +97,11 @@ impl GroupWriter {
 
     /// Joins the open batch on sqlx's connection inside a fresh savepoint.
     pub(crate) async fn begin(&self) -> Result<GroupTx, StoreError> {
-        let mut writer = self.lock(Side::Sqlx).await?;
-        if writer.open.is_none() {
+        let mut writer = self.writer.clone().lock_owned().await;
+        writer.clean_up().await;
+        if !writer.open {
             writer.conn.execute("BEGIN IMMEDIATE").await?;
-            writer.open = Some(Side::Sqlx);
+            writer.open = true;
         }
         writer.dangling = true;
         if let Err(e) = writer.conn.execute("SAVEPOINT verb").await {
@@ -122,65 +114,19 @@ impl GroupWriter {
         })
     }
 
-    /// Runs `verb` on the rusqlite connection inside a savepoint of the open batch: its rows
-    /// are kept if it returns `Ok` (then it waits for the batch to be durable), rolled back if
-    /// it returns `Err`.
-    pub(crate) async fn run<T>(
+    /// Runs `verb` on the rusqlite connection, on the writer thread, inside a savepoint of its
+    /// batch: its rows are kept if it returns `Ok` (then it waits for the batch to be durable),
+    /// rolled back if it returns `Err`.
+    pub(crate) async fn run<T: Send + 'static>(
         &self,
-        verb: impl FnOnce(&rusqlite::Connection) -> Result<T, StoreError>,
+        verb: impl FnOnce(&rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let mut guard = self.lock(Side::Fast).await?;
-        let writer = &mut *guard;
-        let fast = match &mut writer.fast {
-            Some(fast) => fast,
-            empty => empty.insert(open_fast(&writer.path).map_err(fast_error)?),
-        };
-        if writer.open.is_none() {
-            // Waits (blocking) only if another process writes: an operator's CLI command.
-            fast.execute_batch("BEGIN IMMEDIATE").map_err(fast_error)?;
-            writer.open = Some(Side::Fast);
-        }
-        // Prepared once, not parsed again for every verb.
-        fast.prepare_cached("SAVEPOINT verb")
-            .and_then(|mut savepoint| savepoint.execute([]))
-            .map_err(fast_error)?;
-        let result = verb(fast);
-        let closed = match &result {
-            Ok(_) => fast
-                .prepare_cached("RELEASE verb")
-                .and_then(|mut release| release.execute([])),
-            Err(_) => fast
-                .execute_batch("ROLLBACK TO verb; RELEASE verb")
-                .map(|()| 0),
-        };
-        if closed.is_err() {
-            let _ = fast.execute_batch("ROLLBACK");
-            writer.abandon();
-            return Err(result.err().unwrap_or(StoreError::Unavailable));
-        }
-        let value = result?;
-        let outcome = writer.outcome.clone();
-        drop(guard);
-        self.wake_committer.notify_one();
-        durable(outcome).await.map(|()| value)
-    }
-
-    /// Takes the writer for a verb on `side`: rolls back what an abandoned verb left, and
-    /// commits a batch open on the other connection first.
-    async fn lock(&self, side: Side) -> Result<OwnedMutexGuard<Writer>, StoreError> {
-        let mut writer = self.writer.clone().lock_owned().await;
-        writer.clean_up().await;
-        if writer.open.is_some_and(|open| open != side) {
-            // In a task of its own, so the batch is committed and its verbs told even if this
-            // request is cancelled meanwhile.
-            writer = tokio::spawn(async move {
-                writer.commit().await;
-                writer
-            })
-            .await
+        let (answer, answered) = oneshot::channel();
+        self.fast
+            .send(Box::new(Queued::new(verb, answer)))
             .map_err(|_| StoreError::Unavailable)?;
-        }
-        Ok(writer)
+        let (value, outcome) = answered.await.map_err(|_| StoreError::Unavailable)??;
+        durable(outcome).await.map(|()| value)
     }
 
     #[cfg(test)]
@@ -245,70 +191,48 @@ impl Writer {
         }
     }
 
-    /// Commits the open batch, if any, and tells its verbs whether it is durable (a fast batch
-    /// once `WalSync` has synced it); then restarts the WAL if it has grown long (`checkpoint`).
+    /// Commits sqlx's open batch, if any, and tells its verbs whether it is durable; then
+    /// restarts the WAL if it has grown long (`checkpoint`).
     async fn commit(&mut self) {
-        let Some(side) = self.open else {
+        if !self.open {
             return;
-        };
-        let committed = match side {
-            Side::Sqlx => {
-                let committed = self.conn.execute("COMMIT").await.is_ok();
-                if !committed {
-                    let _ = self.conn.execute("ROLLBACK").await;
-                }
-                committed
-            }
-            // Only writes into the page cache (`synchronous=NORMAL`): no wait for the disk.
-            Side::Fast => self.fast.as_ref().is_some_and(|fast| {
-                let committed = fast.execute_batch("COMMIT").is_ok();
-                if !committed {
-                    let _ = fast.execute_batch("ROLLBACK");
-                }
-                committed
-            }),
-        };
+        }
+        let committed = self.conn.execute("COMMIT").await.is_ok();
+        if !committed {
+            let _ = self.conn.execute("ROLLBACK").await;
+        }
         if committed {
             self.commits.fetch_add(1, Ordering::Relaxed);
             self.checkpoints.after_commit();
         }
-        let batch = self.end_batch();
-        match side {
-            Side::Fast if committed => self.wal_sync.committed(batch),
-            _ => {
-                batch.send_replace(Some(committed));
-            }
-        }
+        self.end_batch().send_replace(Some(committed));
         if committed && self.checkpoints.take_restart() {
             // A failure only leaves the WAL long until the next restart.
-            match side {
-                Side::Sqlx => {
-                    let _ = self.conn.execute(RESTART_WAL).await;
-                }
-                Side::Fast => {
-                    self.on_fast_blocking(|fast| {
-                        let _ = fast.query_row(RESTART_WAL, [], |_| Ok(()));
-                    })
-                    .await;
-                }
-            }
+            let _ = self.conn.execute(RESTART_WAL).await;
         }
     }
 
-    /// Runs `f` on the rusqlite connection on the blocking pool; `None` if there is none.
-    async fn on_fast_blocking<T: Send + 'static>(
-        &mut self,
-        f: impl FnOnce(&rusqlite::Connection) -> T + Send + 'static,
-    ) -> Option<T> {
-        let fast = self.fast.take()?;
-        let (fast, result) = tokio::task::spawn_blocking(move || {
-            let result = f(&fast);
-            (fast, result)
-        })
-        .await
-        .ok()?;
-        self.fast = Some(fast);
-        Some(result)
+    /// Whether sqlx's connection has something to finish before the writer thread's batch.
+    pub(crate) fn is_busy(&self) -> bool {
+        self.open || self.dangling
+    }
+
+    /// Finishes what sqlx's connection has open, so the writer thread can begin its batch.
+    pub(crate) async fn make_way(&mut self) {
+        self.clean_up().await;
+        self.commit().await;
+    }
+
+    /// Takes a batch the writer thread committed: it is durable once `WalSync` has synced it.
+    pub(crate) fn fast_committed(&mut self, batch: BatchOutcome) {
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.checkpoints.after_commit();
+        self.wal_sync.committed(batch);
+    }
+
+    /// Whether the WAL has grown long enough to restart now.
+    pub(crate) fn take_restart(&self) -> bool {
+        self.checkpoints.take_restart()
     }
 
     /// Ends the open batch, telling its verbs that it failed.
@@ -318,7 +242,7 @@ impl Writer {
 
     /// Ends the open batch; its verbs learn the outcome through what this returns.
     fn end_batch(&mut self) -> BatchOutcome {
-        self.open = None;
+        self.open = false;
         let (batch, outcome) = watch::channel(None);
         self.outcome = outcome;
         std::mem::replace(&mut self.batch, batch)
@@ -335,18 +259,6 @@ async fn commit_batches(writer: Weak<Mutex<Writer>>, wake: Arc<Notify>) {
         writer.clean_up().await;
         writer.commit().await;
     }
-}
-
-/// The rusqlite connection, with the settings sqlx's connection gets (durability was checked
-/// on that one; `journal_mode` is the file's, the rest are per connection), except that its
-/// `COMMIT` does not sync: `WalSync` does, before any verb of the batch is answered.
-fn open_fast(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
-    let conn = rusqlite::Connection::open(path)?;
-    conn.busy_timeout(Duration::from_secs(5))?;
-    conn.execute_batch(
-        "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0;",
-    )?;
-    Ok(conn)
 }
 
 pub(crate) fn fast_error(e: rusqlite::Error) -> StoreError {
@@ -368,6 +280,8 @@ pub(crate) fn fast_error(e: rusqlite::Error) -> StoreError {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::time::Duration;
 
     use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
     use sqlx::Connection;
@@ -490,7 +404,7 @@ mod tests {
 
     async fn insert_fast(writer: &GroupWriter, x: i64) -> Result<(), StoreError> {
         writer
-            .run(|db| {
+            .run(move |db| {
                 db.execute("INSERT INTO t (x) VALUES (?1)", (x,))
                     .map_err(fast_error)?;
                 Ok(())
@@ -498,38 +412,57 @@ mod tests {
             .await
     }
 
+    /// The writer thread takes every fast verb queued while it waited for the writer into one
+    /// batch: it commits the sqlx batch it found open, then its own.
     #[tokio::test(flavor = "current_thread")]
-    async fn verbs_on_both_connections_take_turns_and_all_become_durable() {
+    async fn fast_verbs_queued_behind_the_writer_share_one_commit() {
         let dir = tempfile::tempdir().unwrap();
         let (writer, options) = writer(&dir).await;
-        let held = writer.begin().await.unwrap();
-        // Queued in this order: three on rusqlite, one on sqlx, two on rusqlite.
-        let kinds = [true, true, true, false, true, true];
-        let queued: Vec<_> = kinds
-            .iter()
-            .enumerate()
-            .map(|(i, &fast)| {
+        let mut held = writer.begin().await.unwrap();
+        sqlx::query("INSERT INTO t (x) VALUES (0)")
+            .execute(&mut *held)
+            .await
+            .unwrap();
+        let queued: Vec<_> = (1..=20)
+            .map(|x| {
                 let writer = writer.clone();
-                let x = i as i64 + 1;
-                tokio::spawn(async move {
-                    if fast {
-                        insert_fast(&writer, x).await
-                    } else {
-                        insert(&writer, x).await
-                    }
-                })
+                tokio::spawn(async move { insert_fast(&writer, x).await })
             })
             .collect();
-        tokio::task::yield_now().await;
+        tokio::task::yield_now().await; // each spawned verb is now queued for the thread
         held.commit().await.unwrap();
         for verb in queued {
             verb.await.unwrap().unwrap();
         }
-        // Each switch of connection commits the batch before it: sqlx (the held verb), three
-        // fast, one sqlx, two fast.
-        assert_eq!(writer.commits(), 4);
-        assert_eq!(committed(&options).await, (1..=6).collect::<Vec<_>>());
-        // A fast verb that fails leaves nothing behind.
+        assert_eq!(
+            writer.commits(),
+            2,
+            "the sqlx batch, then 20 fast verbs in one"
+        );
+        assert_eq!(committed(&options).await, (0..=20).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn verbs_on_both_connections_take_turns_and_all_become_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, options) = writer(&dir).await;
+        let verbs: Vec<_> = (1..=40)
+            .map(|x| {
+                let writer = writer.clone();
+                tokio::spawn(async move {
+                    if x % 3 == 0 {
+                        insert(&writer, x).await
+                    } else {
+                        insert_fast(&writer, x).await
+                    }
+                })
+            })
+            .collect();
+        for verb in verbs {
+            verb.await.unwrap().unwrap();
+        }
+        assert_eq!(committed(&options).await, (1..=40).collect::<Vec<_>>());
+        // A fast verb that fails leaves nothing behind, and spoils no other verb of its batch.
         let failed = writer
             .run(|db| {
                 db.execute("INSERT INTO t (x) VALUES (100)", ())
@@ -540,8 +473,17 @@ mod tests {
             })
             .await;
         assert!(matches!(failed, Err(StoreError::Conflict(_))));
-        insert_fast(&writer, 7).await.unwrap();
-        assert_eq!(committed(&options).await, (1..=7).collect::<Vec<_>>());
+        // A verb that panics fails alone; the writer thread goes on.
+        let panicked = writer
+            .run(|db| -> Result<(), StoreError> {
+                db.execute("INSERT INTO t (x) VALUES (200)", ())
+                    .map_err(fast_error)?;
+                panic!("a rule that breaks")
+            })
+            .await;
+        assert!(matches!(panicked, Err(StoreError::Unavailable)));
+        insert_fast(&writer, 41).await.unwrap();
+        assert_eq!(committed(&options).await, (1..=41).collect::<Vec<_>>());
     }
 
     /// Frames in the WAL now (a passive checkpoint from another connection reports them).

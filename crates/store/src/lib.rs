@@ -7,6 +7,7 @@
 mod checkpoint;
 mod console;
 mod error;
+mod fast_writer;
 mod group_commit;
 mod postgres;
 mod rows;
@@ -126,8 +127,8 @@ delegate! {
     fn add_code(code: &NewCode, now: Timestamp, limits: &Limits) -> Result<CodeIssue, StoreError>;
     fn consent(user_id: i64, client: &ClientId) -> Result<Option<Scopes>, StoreError>;
     fn consent_for(user_id: i64, client: &ClientId, redirect_uri: &str) -> Result<Option<Scopes>, StoreError>;
-    fn redeem_code(code_hash: &SecretHash, decide: impl FnOnce(&CodeGrant) -> Result<(), Rejection>, tokens: &NewTokens, now: Timestamp, limits: &Limits, ) -> Result<Redemption, StoreError>;
-    fn refresh(refresh_hash: &SecretHash, client: &ClientId, decide: impl FnOnce(&RefreshGrant) -> Result<Scopes, OAuthError>, access: &NewAccess, now: Timestamp, limits: &Limits, ) -> Result<RefreshOutcome, StoreError>;
+    fn redeem_code(code_hash: &SecretHash, decide: impl FnOnce(&CodeGrant) -> Result<(), Rejection> + Send + 'static, tokens: &NewTokens, now: Timestamp, limits: &Limits, ) -> Result<Redemption, StoreError>;
+    fn refresh(refresh_hash: &SecretHash, client: &ClientId, decide: impl FnOnce(&RefreshGrant) -> Result<Scopes, OAuthError> + Send + 'static, access: &NewAccess, now: Timestamp, limits: &Limits, ) -> Result<RefreshOutcome, StoreError>;
     fn add_access_token(access: &NewAccess, client: &ClientId, user_id: i64, scopes: &Scopes, now: Timestamp) -> Result<(), StoreError>;
     fn access_grant(access_hash: &SecretHash, now: Timestamp) -> Result<Option<AccessGrant>, StoreError>;
     fn access_owner(access_hash: &SecretHash, now: Timestamp) -> Result<Option<(AccessGrant, User)>, StoreError>;

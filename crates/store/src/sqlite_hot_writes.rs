@@ -19,8 +19,9 @@ impl SqliteStore {
         now: Timestamp,
         limits: &Limits,
     ) -> Result<CodeIssue, StoreError> {
+        let (code, limits) = (code.clone(), limits.clone());
         self.writer
-            .run(|db| add_code(db, code, now, limits).map_err(fast_error))
+            .run(move |db| add_code(db, &code, now, &limits).map_err(fast_error))
             .await
     }
 
@@ -30,13 +31,16 @@ impl SqliteStore {
     pub async fn redeem_code(
         &self,
         code_hash: &SecretHash,
-        decide: impl FnOnce(&CodeGrant) -> Result<(), Rejection>,
+        decide: impl FnOnce(&CodeGrant) -> Result<(), Rejection> + Send + 'static,
         tokens: &NewTokens,
         now: Timestamp,
         limits: &Limits,
     ) -> Result<Redemption, StoreError> {
+        let (code_hash, tokens, limits) = (*code_hash, tokens.clone(), limits.clone());
         self.writer
-            .run(|db| redeem_code(db, code_hash, decide, tokens, now, limits).map_err(fast_error))
+            .run(move |db| {
+                redeem_code(db, &code_hash, decide, &tokens, now, &limits).map_err(fast_error)
+            })
             .await
     }
 
@@ -46,14 +50,17 @@ impl SqliteStore {
         &self,
         refresh_hash: &SecretHash,
         client: &ClientId,
-        decide: impl FnOnce(&RefreshGrant) -> Result<Scopes, OAuthError>,
+        decide: impl FnOnce(&RefreshGrant) -> Result<Scopes, OAuthError> + Send + 'static,
         access: &NewAccess,
         now: Timestamp,
         limits: &Limits,
     ) -> Result<RefreshOutcome, StoreError> {
+        let (refresh_hash, client) = (*refresh_hash, client.clone());
+        let (access, limits) = (access.clone(), limits.clone());
         self.writer
-            .run(|db| {
-                refresh(db, refresh_hash, client, decide, access, now, limits).map_err(fast_error)
+            .run(move |db| {
+                refresh(db, &refresh_hash, &client, decide, &access, now, &limits)
+                    .map_err(fast_error)
             })
             .await
     }
@@ -65,9 +72,10 @@ impl SqliteStore {
         hash: &SecretHash,
         client: Option<&ClientId>,
     ) -> Result<bool, StoreError> {
-        let client = client.map(ClientId::as_str);
+        let (hash, client) = (*hash, client.cloned());
         self.writer
-            .run(|db| {
+            .run(move |db| {
+                let client = client.as_ref().map(ClientId::as_str);
                 let found = execute(db, REVOKE_REFRESH_TOKEN, (hash.as_bytes(), client))? > 0
                     || execute(db, REVOKE_ACCESS_TOKEN, (hash.as_bytes(), client))? > 0;
                 Ok(found)

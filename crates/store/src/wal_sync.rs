@@ -152,10 +152,9 @@ mod tests {
         assert_eq!(*third_outcome.borrow(), None);
         finish.send(()).unwrap();
         drop(syncer);
-        let mut second_outcome = second_outcome;
-        block_on(second_outcome.wait_for(Option::is_some));
-        assert_eq!(*second_outcome.borrow(), Some(true));
-        assert_eq!(*third_outcome.borrow(), Some(true), "one sync for both");
+        let (mut second_outcome, mut third_outcome) = (second_outcome, third_outcome);
+        assert_eq!(settled(&mut second_outcome), Some(true));
+        assert_eq!(settled(&mut third_outcome), Some(true), "one sync for both");
         assert!(starts.try_recv().is_err(), "two syncs for three batches");
     }
 
@@ -167,12 +166,10 @@ mod tests {
         syncer.committed(failed);
         starts.recv().unwrap();
         finish.send(()).unwrap();
-        block_on(failed_outcome.wait_for(Option::is_some));
-        assert_eq!(*failed_outcome.borrow(), Some(false));
+        assert_eq!(settled(&mut failed_outcome), Some(false));
         let (later, mut later_outcome) = batch();
         syncer.committed(later);
-        block_on(later_outcome.wait_for(Option::is_some));
-        assert_eq!(*later_outcome.borrow(), Some(false));
+        assert_eq!(settled(&mut later_outcome), Some(false));
         assert!(
             starts.try_recv().is_err(),
             "no sync is trusted after a failure"
@@ -189,20 +186,22 @@ mod tests {
         let syncer = WalSync::start(&db).unwrap();
         let (done, mut outcome) = batch();
         syncer.committed(done);
-        block_on(outcome.wait_for(Option::is_some));
-        assert_eq!(*outcome.borrow(), Some(true));
+        assert_eq!(settled(&mut outcome), Some(true));
         // Without a WAL file the sync fails and says so.
         let syncer = WalSync::start(&dir.path().join("missing.db")).unwrap();
         let (done, mut outcome) = batch();
         syncer.committed(done);
-        block_on(outcome.wait_for(Option::is_some));
-        assert_eq!(*outcome.borrow(), Some(false));
+        assert_eq!(settled(&mut outcome), Some(false));
     }
 
-    fn block_on<F: std::future::Future>(future: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread()
+    /// Waits until the batch has its answer.
+    fn settled(outcome: &mut watch::Receiver<Option<bool>>) -> Option<bool> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
+            .unwrap();
+        runtime
+            .block_on(outcome.wait_for(Option::is_some))
+            .map(|answer| *answer)
             .unwrap()
-            .block_on(future)
     }
 }

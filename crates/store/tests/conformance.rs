@@ -325,10 +325,11 @@ async fn redeem_as(
     tokens: &NewTokens,
     now: Timestamp,
 ) -> Redemption {
+    let (presenter, uri) = (presenter.clone(), uri.map(str::to_owned));
     store
         .redeem_code(
             code,
-            |grant| grant.check_redemption(presenter, uri, None, now),
+            move |grant| grant.check_redemption(&presenter, uri.as_deref(), None, now),
             tokens,
             now,
             &limits(),
@@ -1145,12 +1146,13 @@ async fn refresh_checks_client_and_decision(store: Store) {
         hash: hash(),
         expires_at: T0.plus(3600),
     };
+    let client = a.id.clone();
     let wider = store
         .refresh(
             &g.refresh,
             &a.id,
-            |grant| {
-                assert_eq!((grant.user_id, &grant.client_id), (ada, &a.id));
+            move |grant| {
+                assert_eq!((grant.user_id, &grant.client_id), (ada, &client));
                 refresh_scopes(&grant.scopes, Some(scopes("Demo.x.ALL")))
             },
             &access,

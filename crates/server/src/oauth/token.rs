@@ -96,8 +96,19 @@ async fn exchange(
         },
         refresh_hash: refresh.hash(),
     };
-    let decide = |grant: &grantd_core::grant::CodeGrant| {
-        grant.check_redemption(client, redirect_uri, verifier, now)
+    // The store may decide on its writer thread, so the rule gets its own copy of the request.
+    let (presenter, redirect_uri, verifier) = (
+        client.clone(),
+        redirect_uri.map(str::to_owned),
+        verifier.map(str::to_owned),
+    );
+    let decide = move |grant: &grantd_core::grant::CodeGrant| {
+        grant.check_redemption(
+            &presenter,
+            redirect_uri.as_deref(),
+            verifier.as_deref(),
+            now,
+        )
     };
     match app
         .store
