@@ -4,8 +4,9 @@
 //! 100 ms with it, 40 ms with this). Here a task of its own copies the WAL into the database
 //! with `PASSIVE` checkpoints, which never block the writer or readers. A passive checkpoint
 //! cannot reset a WAL that keeps growing under continuous writes, so once the WAL passes
-//! `RESTART_AFTER_FRAMES` the committer, which holds the writer, restarts it; by then the
-//! background checkpoints have copied nearly all of it, so that pause is short.
+//! `RESTART_AFTER_FRAMES` whoever holds the writer after a commit (the committer task or the
+//! writer thread) restarts it; by then the background checkpoints have copied nearly all of
+//! it, so that pause is short.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};

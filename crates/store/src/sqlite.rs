@@ -1,7 +1,8 @@
-//! The embedded SQLite store: WAL with `synchronous=FULL`, so an acknowledged token survives a
-//! crash. SQLite allows one writer, so one connection takes every write, batching concurrent
-//! verbs into shared durable commits (`group_commit`), and a pool of read-only connections
-//! serves lookups without waiting for the writer.
+//! The embedded SQLite store: WAL, synced before any write is acknowledged (`synchronous=FULL`
+//! on sqlx's connection; the writer thread's batches through `wal_sync`), so an acknowledged
+//! token survives a crash. SQLite allows one writer, so the writes are batched into shared
+//! durable commits (`group_commit`), and read-only connections serve lookups without waiting
+//! for the writer.
 
 use std::path::Path;
 use std::str::FromStr;
