@@ -10,6 +10,11 @@ use crate::sqlite::SqliteStore;
 use crate::sqlite_lookups::Columns;
 use crate::verbs::prelude::*;
 
+/// A refresh token's access tokens: (id, created_at, expires_at), from the index alone.
+const ACCESS_TOKENS_OF_REFRESH: &str =
+    "SELECT id, created_at, expires_at FROM access_tokens WHERE refresh_id = $1";
+const DELETE_ACCESS_TOKEN: &str = "DELETE FROM access_tokens WHERE id = $1";
+
 impl SqliteStore {
     /// Stores a code unless the client has made `codes_per_window` codes in the window; records
     /// the consent it carries in the same transaction.
@@ -243,16 +248,26 @@ fn refresh(
         Ok(scopes) => scopes,
         Err(e) => return Ok(RefreshOutcome::Rejected(e)),
     };
-    let (minted, oldest): (i64, Option<i64>) = db
-        .prepare_cached(MINTED_IN_WINDOW)?
-        .query_row((id, now.minus(limits.refresh_window_secs).0), Columns::read)?;
-    if minted >= limits.refreshes_per_window {
+    // One read of the refresh token's access tokens (a few index entries) decides the
+    // throttle, the expired ones and the cap, which PostgreSQL asks in three statements.
+    let tokens: Vec<(i64, i64, i64)> = db
+        .prepare_cached(ACCESS_TOKENS_OF_REFRESH)?
+        .query_map((id,), Columns::read)?
+        .collect::<rusqlite::Result<_>>()?;
+    let window_start = now.minus(limits.refresh_window_secs).0;
+    let in_window = tokens
+        .iter()
+        .filter(|&&(_, created, _)| created > window_start);
+    if in_window.clone().count() as i64 >= limits.refreshes_per_window {
+        let oldest = in_window.map(|&(_, created, _)| created).min();
         return Ok(RefreshOutcome::Throttled {
             retry_after: retry_after(oldest, limits.refresh_window_secs, now),
         });
     }
-    db.prepare_cached(DELETE_EXPIRED_ACCESS_TOKENS)?
-        .execute((id, now.0))?;
+    let (expired, mut live): (Vec<_>, Vec<_>) = tokens
+        .iter()
+        .map(|&(token, _, expires)| (token, expires))
+        .partition(|&(_, expires)| expires <= now.0);
     insert_access_token(
         db,
         access,
@@ -263,8 +278,14 @@ fn refresh(
         None,
         now,
     )?;
-    db.prepare_cached(EVICT_ACCESS_TOKENS)?
-        .execute((id, limits.active_access_tokens_per_refresh))?;
+    // The new token counts toward the cap; the oldest live ones make room.
+    live.sort_unstable();
+    let excess = (live.len() as i64 + 1 - limits.active_access_tokens_per_refresh).max(0);
+    let evicted = live.iter().take(excess as usize);
+    let mut delete = db.prepare_cached(DELETE_ACCESS_TOKEN)?;
+    for &(token, _) in expired.iter().chain(evicted) {
+        delete.execute((token,))?;
+    }
     db.prepare_cached(TOUCH_REFRESH_TOKEN)?
         .execute((now.0, id))?;
     Ok(RefreshOutcome::Issued { user_id, scopes })
