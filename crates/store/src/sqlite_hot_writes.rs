@@ -179,7 +179,6 @@ fn redeem_code(
             return Ok(Redemption::Rejected(rejection));
         }
     }
-    db.prepare_cached(MARK_REDEEMED)?.execute((now.0, code))?;
     let scopes = grant.scopes.to_stored();
     let client = grant.client_id.as_str();
     let refresh_id = if grant.issue_refresh_token {
@@ -214,6 +213,12 @@ fn redeem_code(
         Some(code),
         now,
     )?;
+    db.prepare_cached(MARK_REDEEMED_WITH_TOKENS)?.execute((
+        now.0,
+        refresh_id,
+        tokens.access.hash.as_bytes(),
+        code,
+    ))?;
     Ok(Redemption::Issued(grant))
 }
 

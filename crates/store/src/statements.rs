@@ -38,9 +38,17 @@ pub(crate) const REVOKE_ACCESS_TOKEN: &str = "DELETE FROM access_tokens
     WHERE token_hash = $1 AND (CAST($2 AS TEXT) IS NULL OR client_id = $2)";
 pub(crate) const MARK_REDEEMED: &str =
     "UPDATE grant_codes SET redeemed_at = $1 WHERE code_hash = $2 AND redeemed_at IS NULL";
-pub(crate) const REVOKE_CODE_REFRESH_TOKENS: &str =
-    "DELETE FROM refresh_tokens WHERE code_hash = $1";
-pub(crate) const REVOKE_CODE_ACCESS_TOKENS: &str = "DELETE FROM access_tokens WHERE code_hash = $1";
+/// Marks a code used and records the tokens it issued, so that a replay revokes exactly those.
+/// (Parameters appear in order: SQLite numbers `$N` by first appearance, not by N.)
+pub(crate) const MARK_REDEEMED_WITH_TOKENS: &str = "UPDATE grant_codes
+    SET redeemed_at = $1, refresh_id = $2,
+        access_id = (SELECT id FROM access_tokens WHERE token_hash = $3)
+    WHERE code_hash = $4 AND redeemed_at IS NULL";
+/// A replayed code's refresh token; the access tokens minted from it go by cascade.
+pub(crate) const REVOKE_CODE_REFRESH_TOKENS: &str = "DELETE FROM refresh_tokens
+    WHERE id = (SELECT refresh_id FROM grant_codes WHERE code_hash = $1)";
+pub(crate) const REVOKE_CODE_ACCESS_TOKENS: &str = "DELETE FROM access_tokens
+    WHERE id = (SELECT access_id FROM grant_codes WHERE code_hash = $1)";
 pub(crate) const INSERT_ACCESS_TOKEN: &str = "INSERT INTO access_tokens (token_hash, client_id,
     user_id, scopes, refresh_id, code_hash, created_at, expires_at)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";

@@ -681,7 +681,6 @@ macro_rules! hot_writes {
                     return Ok(Redemption::Rejected(rejection));
                 }
             }
-            Self::mark_redeemed(&mut tx, code_hash, now).await?;
             let scopes = grant.scopes.to_stored();
             let refresh_id = if grant.issue_refresh_token {
                 // Serialises grants per user, so concurrent grants cannot overshoot the cap.
@@ -721,6 +720,13 @@ macro_rules! hot_writes {
                 now,
             )
             .await?;
+            sqlx::query(MARK_REDEEMED_WITH_TOKENS)
+                .bind(now.0)
+                .bind(refresh_id)
+                .bind(tokens.access.hash.as_bytes())
+                .bind(code_hash.as_bytes())
+                .execute(&mut *tx)
+                .await?;
             tx.commit().await?;
             Ok(Redemption::Issued(grant))
         }

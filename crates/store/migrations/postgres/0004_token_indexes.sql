@@ -2,6 +2,15 @@
 -- the live ones (nearly all) are skipped without reading their rows.
 DROP INDEX access_tokens_by_refresh;
 CREATE INDEX access_tokens_by_refresh ON access_tokens(refresh_id, created_at, expires_at);
--- Only tokens issued by a code exchange have a code; refreshed ones stay out of this index.
+
+-- A redeemed code records the tokens it issued, so a replay revokes them by id (access tokens
+-- refreshed from its refresh token go by cascade). The tokens' code_hash indexes, each a page
+-- at a random place written by every exchange, go.
+ALTER TABLE grant_codes ADD COLUMN refresh_id BIGINT;
+ALTER TABLE grant_codes ADD COLUMN access_id BIGINT;
+UPDATE grant_codes SET
+    refresh_id = (SELECT max(r.id) FROM refresh_tokens r WHERE r.code_hash = grant_codes.code_hash),
+    access_id = (SELECT min(a.id) FROM access_tokens a WHERE a.code_hash = grant_codes.code_hash)
+WHERE redeemed_at IS NOT NULL;
+DROP INDEX refresh_tokens_by_code;
 DROP INDEX access_tokens_by_code;
-CREATE INDEX access_tokens_by_code ON access_tokens(code_hash) WHERE code_hash IS NOT NULL;
