@@ -2,9 +2,9 @@
 
 use std::str::FromStr;
 
-use grantd_core::grant::{AccessGrant, CodeGrant};
+use grantd_core::grant::{AccessGrant, CodeGrant, RefreshGrant};
 use grantd_core::secret::SecretHash;
-use grantd_core::{Client, ClientId, ClientType, Dialect, RedirectUri, Scopes, Timestamp};
+use grantd_core::{Client, ClientId, ClientType, Dialect, Limits, RedirectUri, Scopes, Timestamp};
 
 use crate::{TokenInfo, User};
 
@@ -210,6 +210,56 @@ pub(crate) fn merge_consent(
 /// Seconds until the oldest event of a throttle window leaves it (at least one).
 pub(crate) fn retry_after(oldest: Option<i64>, window_secs: i64, now: Timestamp) -> i64 {
     (oldest.unwrap_or(now.0) + window_secs - now.0).max(1)
+}
+
+/// `REFRESH_GRANT`: id, client_id, user_id, scopes.
+pub(crate) type RefreshGrantRow = (i64, String, i64, String);
+
+/// The refresh token's grant, if `client` is the one holding it.
+pub(crate) fn refresh_grant_held_by(
+    row: Option<RefreshGrantRow>,
+    client: &ClientId,
+) -> Option<RefreshGrant> {
+    let (id, client_id, user_id, scopes) = row?;
+    (client_id == client.as_str()).then(|| RefreshGrant {
+        id,
+        client_id: ClientId::new(client_id),
+        user_id,
+        scopes: Scopes::from_stored(&scopes),
+    })
+}
+
+/// `ACCESS_TOKENS_OF_REFRESH`: id, created_at, expires_at.
+pub(crate) type MintedRow = (i64, i64, i64);
+
+/// What a refresh does to its refresh token's access tokens: `Err(retry_after)` if the throttle
+/// window is full, else the ids to delete: the expired ones, and the oldest live ones beyond
+/// the cap (the token about to be minted counts toward it).
+pub(crate) fn refresh_bookkeeping(
+    minted: &[MintedRow],
+    now: Timestamp,
+    limits: &Limits,
+) -> Result<Vec<i64>, i64> {
+    let window_start = now.minus(limits.refresh_window_secs).0;
+    let in_window = minted
+        .iter()
+        .filter(|&&(_, created, _)| created > window_start);
+    if in_window.clone().count() as i64 >= limits.refreshes_per_window {
+        let oldest = in_window.map(|&(_, created, _)| created).min();
+        return Err(retry_after(oldest, limits.refresh_window_secs, now));
+    }
+    let (mut doomed, mut live): (Vec<i64>, Vec<i64>) = (Vec::new(), Vec::new());
+    for &(id, _, expires) in minted {
+        if expires <= now.0 {
+            doomed.push(id);
+        } else {
+            live.push(id);
+        }
+    }
+    live.sort_unstable();
+    let excess = (live.len() as i64 + 1 - limits.active_access_tokens_per_refresh).max(0);
+    doomed.extend(live.iter().take(excess as usize));
+    Ok(doomed)
 }
 
 /// A stored consent's scopes, if it covered `redirect_uri` too.

@@ -10,11 +10,6 @@ use crate::sqlite::SqliteStore;
 use crate::sqlite_lookups::Columns;
 use crate::verbs::prelude::*;
 
-/// A refresh token's access tokens: (id, created_at, expires_at), from the index alone.
-const ACCESS_TOKENS_OF_REFRESH: &str =
-    "SELECT id, created_at, expires_at FROM access_tokens WHERE refresh_id = $1";
-const DELETE_ACCESS_TOKEN: &str = "DELETE FROM access_tokens WHERE id = $1";
-
 impl SqliteStore {
     /// Stores a code unless the client has made `codes_per_window` codes in the window; records
     /// the consent it carries in the same transaction.
@@ -231,69 +226,45 @@ fn refresh(
     now: Timestamp,
     limits: &Limits,
 ) -> rusqlite::Result<RefreshOutcome> {
-    let row: Option<(i64, String, i64, String)> = db
-        .prepare_cached(
-            "SELECT id, client_id, user_id, scopes FROM refresh_tokens WHERE token_hash = $1",
-        )?
+    let row = db
+        .prepare_cached(REFRESH_GRANT)?
         .query_row((refresh_hash.as_bytes(),), Columns::read)
         .optional()?;
-    let Some((id, client_id, user_id, scopes)) = row else {
+    let Some(grant) = refresh_grant_held_by(row, client) else {
         return Ok(RefreshOutcome::Unknown);
-    };
-    if client_id != client.as_str() {
-        return Ok(RefreshOutcome::Unknown);
-    }
-    let grant = RefreshGrant {
-        id,
-        client_id: ClientId::new(client_id),
-        user_id,
-        scopes: Scopes::from_stored(&scopes),
     };
     let scopes = match decide(&grant) {
         Ok(scopes) => scopes,
         Err(e) => return Ok(RefreshOutcome::Rejected(e)),
     };
-    // One read of the refresh token's access tokens (a few index entries) decides the
-    // throttle, the expired ones and the cap, which PostgreSQL asks in three statements.
-    let tokens: Vec<(i64, i64, i64)> = db
+    let minted: Vec<MintedRow> = db
         .prepare_cached(ACCESS_TOKENS_OF_REFRESH)?
-        .query_map((id,), Columns::read)?
+        .query_map((grant.id,), Columns::read)?
         .collect::<rusqlite::Result<_>>()?;
-    let window_start = now.minus(limits.refresh_window_secs).0;
-    let in_window = tokens
-        .iter()
-        .filter(|&&(_, created, _)| created > window_start);
-    if in_window.clone().count() as i64 >= limits.refreshes_per_window {
-        let oldest = in_window.map(|&(_, created, _)| created).min();
-        return Ok(RefreshOutcome::Throttled {
-            retry_after: retry_after(oldest, limits.refresh_window_secs, now),
-        });
-    }
-    let (expired, mut live): (Vec<_>, Vec<_>) = tokens
-        .iter()
-        .map(|&(token, _, expires)| (token, expires))
-        .partition(|&(_, expires)| expires <= now.0);
+    let doomed = match refresh_bookkeeping(&minted, now, limits) {
+        Ok(doomed) => doomed,
+        Err(retry_after) => return Ok(RefreshOutcome::Throttled { retry_after }),
+    };
     insert_access_token(
         db,
         access,
         grant.client_id.as_str(),
-        user_id,
+        grant.user_id,
         &scopes.to_stored(),
-        Some(id),
+        Some(grant.id),
         None,
         now,
     )?;
-    // The new token counts toward the cap; the oldest live ones make room.
-    live.sort_unstable();
-    let excess = (live.len() as i64 + 1 - limits.active_access_tokens_per_refresh).max(0);
-    let evicted = live.iter().take(excess as usize);
     let mut delete = db.prepare_cached(DELETE_ACCESS_TOKEN)?;
-    for &(token, _) in expired.iter().chain(evicted) {
-        delete.execute((token,))?;
+    for id in doomed {
+        delete.execute((id,))?;
     }
     db.prepare_cached(TOUCH_REFRESH_TOKEN)?
-        .execute((now.0, id))?;
-    Ok(RefreshOutcome::Issued { user_id, scopes })
+        .execute((now.0, grant.id))?;
+    Ok(RefreshOutcome::Issued {
+        user_id: grant.user_id,
+        scopes,
+    })
 }
 
 #[allow(clippy::too_many_arguments)] // one column each, as in the verbs

@@ -22,14 +22,12 @@ pub(crate) const EVICT_REFRESH_TOKENS: &str =
     "DELETE FROM refresh_tokens WHERE user_id = $1 AND client_id = $2 AND id <= (
     SELECT id FROM refresh_tokens WHERE user_id = $1 AND client_id = $2
     ORDER BY id DESC LIMIT 1 OFFSET $3)";
-pub(crate) const MINTED_IN_WINDOW: &str = "SELECT count(*), min(created_at) FROM access_tokens
-    WHERE refresh_id = $1 AND created_at > $2";
-pub(crate) const DELETE_EXPIRED_ACCESS_TOKENS: &str =
-    "DELETE FROM access_tokens WHERE refresh_id = $1 AND expires_at <= $2";
-pub(crate) const EVICT_ACCESS_TOKENS: &str =
-    "DELETE FROM access_tokens WHERE refresh_id = $1 AND id <= (
-    SELECT id FROM access_tokens WHERE refresh_id = $1
-    ORDER BY id DESC LIMIT 1 OFFSET $2)";
+pub(crate) const REFRESH_GRANT: &str =
+    "SELECT id, client_id, user_id, scopes FROM refresh_tokens WHERE token_hash = $1";
+/// A refresh token's access tokens, from the index alone (`refresh_bookkeeping` decides).
+pub(crate) const ACCESS_TOKENS_OF_REFRESH: &str =
+    "SELECT id, created_at, expires_at FROM access_tokens WHERE refresh_id = $1";
+pub(crate) const DELETE_ACCESS_TOKEN: &str = "DELETE FROM access_tokens WHERE id = $1";
 pub(crate) const TOUCH_REFRESH_TOKEN: &str =
     "UPDATE refresh_tokens SET last_used_at = $1 WHERE id = $2";
 pub(crate) const REVOKE_REFRESH_TOKEN: &str = "DELETE FROM refresh_tokens

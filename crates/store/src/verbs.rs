@@ -745,69 +745,53 @@ macro_rules! hot_writes {
             limits: &Limits,
         ) -> Result<RefreshOutcome, StoreError> {
             let mut tx = self.write().await?;
-            let row: Option<(i64, String, i64, String)> = sqlx::query_as(&format!(
-                "SELECT id, client_id, user_id, scopes FROM refresh_tokens
-              WHERE token_hash = $1{FOR_UPDATE}"
-            ))
-            .bind(refresh_hash.as_bytes())
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some((id, client_id, user_id, scopes)) = row else {
+            let row: Option<RefreshGrantRow> =
+                sqlx::query_as(&format!("{REFRESH_GRANT}{FOR_UPDATE}"))
+                    .bind(refresh_hash.as_bytes())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let Some(grant) = refresh_grant_held_by(row, client) else {
                 return Ok(RefreshOutcome::Unknown);
-            };
-            if client_id != client.as_str() {
-                return Ok(RefreshOutcome::Unknown);
-            }
-            let grant = RefreshGrant {
-                id,
-                client_id: ClientId::new(client_id),
-                user_id,
-                scopes: Scopes::from_stored(&scopes),
             };
             let scopes = match decide(&grant) {
                 Ok(scopes) => scopes,
                 Err(e) => return Ok(RefreshOutcome::Rejected(e)),
             };
-            let window_start = now.minus(limits.refresh_window_secs);
-            let (minted, oldest): (i64, Option<i64>) = sqlx::query_as(MINTED_IN_WINDOW)
-                .bind(id)
-                .bind(window_start.0)
-                .fetch_one(&mut *tx)
+            let minted: Vec<MintedRow> = sqlx::query_as(ACCESS_TOKENS_OF_REFRESH)
+                .bind(grant.id)
+                .fetch_all(&mut *tx)
                 .await?;
-            if minted >= limits.refreshes_per_window {
-                return Ok(RefreshOutcome::Throttled {
-                    retry_after: retry_after(oldest, limits.refresh_window_secs, now),
-                });
-            }
-            // Expired tokens are older than any throttle window, so dropping them loses no count.
-            sqlx::query(DELETE_EXPIRED_ACCESS_TOKENS)
-                .bind(id)
-                .bind(now.0)
-                .execute(&mut *tx)
-                .await?;
+            let doomed = match refresh_bookkeeping(&minted, now, limits) {
+                Ok(doomed) => doomed,
+                Err(retry_after) => return Ok(RefreshOutcome::Throttled { retry_after }),
+            };
             Self::insert_access_token(
                 &mut tx,
                 access,
                 &grant.client_id,
-                user_id,
+                grant.user_id,
                 &scopes.to_stored(),
-                Some(id),
+                Some(grant.id),
                 None,
                 now,
             )
             .await?;
-            sqlx::query(EVICT_ACCESS_TOKENS)
-                .bind(id)
-                .bind(limits.active_access_tokens_per_refresh)
-                .execute(&mut *tx)
-                .await?;
+            for id in doomed {
+                sqlx::query(DELETE_ACCESS_TOKEN)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             sqlx::query(TOUCH_REFRESH_TOKEN)
                 .bind(now.0)
-                .bind(id)
+                .bind(grant.id)
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
-            Ok(RefreshOutcome::Issued { user_id, scopes })
+            Ok(RefreshOutcome::Issued {
+                user_id: grant.user_id,
+                scopes,
+            })
         }
 
         /// Revokes a refresh token (with every access token minted from it) or an access token.
