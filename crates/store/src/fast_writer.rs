@@ -129,17 +129,15 @@ impl FastWriter {
             let mut intact = true;
             while let Some(mut verb) = next.take() {
                 // A verb that panics fails alone, as it would in its request's task.
-                let ok = in_savepoint(conn, |db| {
+                let closed = in_savepoint(conn, |db| {
                     panic::catch_unwind(AssertUnwindSafe(|| verb.run(db))).unwrap_or(false)
                 });
-                match ok {
-                    Some(_) => verb.answer(Ok(outcome.clone())),
-                    None => {
-                        verb.answer(Err(StoreError::Unavailable));
-                        intact = false;
-                        break;
-                    }
+                if !closed {
+                    verb.answer(Err(StoreError::Unavailable));
+                    intact = false;
+                    break;
                 }
+                verb.answer(Ok(outcome.clone()));
                 ran += 1;
                 if ran < MAX_BATCH {
                     next = verbs.try_recv().ok();
@@ -171,22 +169,23 @@ impl FastWriter {
     }
 }
 
-/// Runs `verb` in a savepoint, kept if it says it succeeded and rolled back if not. `None` if
-/// the savepoint could not be closed: the batch transaction is lost.
-fn in_savepoint(conn: &Connection, verb: impl FnOnce(&Connection) -> bool) -> Option<bool> {
+/// Runs `verb` in a savepoint, kept if it says it succeeded and rolled back if not. Whether
+/// the savepoint could be closed: if not, the batch transaction is lost.
+fn in_savepoint(conn: &Connection, verb: impl FnOnce(&Connection) -> bool) -> bool {
     // Prepared once, not parsed again for every verb.
-    conn.prepare_cached("SAVEPOINT verb")
-        .and_then(|mut savepoint| savepoint.execute([]))
-        .ok()?;
-    let ok = verb(conn);
-    let closed = if ok {
+    let opened = conn
+        .prepare_cached("SAVEPOINT verb")
+        .and_then(|mut savepoint| savepoint.execute([]));
+    if opened.is_err() {
+        return false;
+    }
+    if verb(conn) {
         conn.prepare_cached("RELEASE verb")
             .and_then(|mut release| release.execute([]))
             .is_ok()
     } else {
         conn.execute_batch("ROLLBACK TO verb; RELEASE verb").is_ok()
-    };
-    closed.then_some(ok)
+    }
 }
 
 /// The rusqlite connection, with the settings sqlx's connection gets (durability was checked
