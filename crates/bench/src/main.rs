@@ -86,6 +86,10 @@ struct Args {
     /// Keep the SQLite files after the run
     #[arg(long)]
     keep: bool,
+    /// Run on the SQLite file an earlier `--keep` run left, without seeding it again (for
+    /// profiling: the codes that run redeemed are gone, so `exchange` and `mixed` may fail)
+    #[arg(long, requires = "keep")]
+    reuse: bool,
     /// RUST_LOG of the server (`info`, its default, logs one line per request)
     #[arg(long, default_value = "info")]
     server_log: String,
@@ -312,26 +316,32 @@ impl Bench<'_> {
             .iter()
             .map(|suffix| PathBuf::from(format!("{}{suffix}", path.display())))
             .collect();
-        for file in &files {
-            let _ = std::fs::remove_file(file);
-        }
         let path_text = path.display().to_string();
         let url = format!("sqlite://{path_text}");
-        grantd_store::Store::open(&url, 1)
-            .await
-            .with_context(|| format!("creating {path_text}"))?;
-        eprintln!(
-            "seeding {path_text}: {tokens} refresh + {tokens} access tokens, {} users, {} clients, {} codes",
-            plan.total_users(),
-            plan.clients,
-            plan.codes
-        );
-        let seeded = seed::sqlite(&path_text, plan).await?;
-        eprintln!(
-            "seeded {} rows in {:.1} s",
-            seeded.rows,
-            seeded.elapsed.as_secs_f64()
-        );
+        let seeded = if self.args.reuse && path.exists() {
+            eprintln!("reusing {path_text} as an earlier run left it");
+            seed::Seeded::default()
+        } else {
+            for file in &files {
+                let _ = std::fs::remove_file(file);
+            }
+            grantd_store::Store::open(&url, 1)
+                .await
+                .with_context(|| format!("creating {path_text}"))?;
+            eprintln!(
+                "seeding {path_text}: {tokens} refresh + {tokens} access tokens, {} users, {} clients, {} codes",
+                plan.total_users(),
+                plan.clients,
+                plan.codes
+            );
+            let seeded = seed::sqlite(&path_text, plan).await?;
+            eprintln!(
+                "seeded {} rows in {:.1} s",
+                seeded.rows,
+                seeded.elapsed.as_secs_f64()
+            );
+            seeded
+        };
         let size: u64 = files
             .iter()
             .filter_map(|f| std::fs::metadata(f).ok())

@@ -389,7 +389,8 @@ macro_rules! insert_chunk {
     }};
 }
 
-/// What seeding took.
+/// What seeding took (nothing, for a reused file).
+#[derive(Default)]
 pub struct Seeded {
     pub elapsed: Duration,
     pub rows: u64,

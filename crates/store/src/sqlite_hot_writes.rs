@@ -76,9 +76,11 @@ impl SqliteStore {
         self.writer
             .run(move |db| {
                 let client = client.as_ref().map(ClientId::as_str);
-                let found = execute(db, REVOKE_REFRESH_TOKEN, (hash.as_bytes(), client))? > 0
-                    || execute(db, REVOKE_ACCESS_TOKEN, (hash.as_bytes(), client))? > 0;
-                Ok(found)
+                if execute(db, REVOKE_REFRESH_TOKEN, (hash.as_bytes(), client))? > 0 {
+                    return Ok(true);
+                }
+                execute(db, KEEP_LAST_USE_OF_ACCESS_TOKEN, (hash.as_bytes(),))?;
+                Ok(execute(db, REVOKE_ACCESS_TOKEN, (hash.as_bytes(), client))? > 0)
             })
             .await
     }
@@ -259,8 +261,6 @@ fn refresh(
     for id in doomed {
         delete.execute((id,))?;
     }
-    db.prepare_cached(TOUCH_REFRESH_TOKEN)?
-        .execute((now.0, grant.id))?;
     Ok(RefreshOutcome::Issued {
         user_id: grant.user_id,
         scopes,

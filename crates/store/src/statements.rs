@@ -28,8 +28,21 @@ pub(crate) const REFRESH_GRANT: &str =
 pub(crate) const ACCESS_TOKENS_OF_REFRESH: &str =
     "SELECT id, created_at, expires_at FROM access_tokens WHERE refresh_id = $1";
 pub(crate) const DELETE_ACCESS_TOKEN: &str = "DELETE FROM access_tokens WHERE id = $1";
-pub(crate) const TOUCH_REFRESH_TOKEN: &str =
-    "UPDATE refresh_tokens SET last_used_at = $1 WHERE id = $2";
+/// A refresh token was last used when its newest access token was minted, so a refresh does
+/// not write its row (a page at a random place per refresh): `last_used_at` only keeps that
+/// time for when its access tokens are gone. Before an access token is deleted by itself, its
+/// mint time is folded in (true whether or not the delete then happens).
+pub(crate) const KEEP_LAST_USE_OF_ACCESS_TOKEN: &str = "UPDATE refresh_tokens
+    SET last_used_at = (SELECT created_at FROM access_tokens WHERE token_hash = $1)
+    WHERE id = (SELECT refresh_id FROM access_tokens WHERE token_hash = $1)
+      AND last_used_at < (SELECT created_at FROM access_tokens WHERE token_hash = $1)";
+/// The same for every refresh token with access tokens expired at $1, before the sweep.
+pub(crate) const KEEP_LAST_USE_OF_EXPIRED: &str = "UPDATE refresh_tokens
+    SET last_used_at = (SELECT max(a.created_at) FROM access_tokens a
+                         WHERE a.refresh_id = refresh_tokens.id)
+    WHERE id IN (SELECT refresh_id FROM access_tokens WHERE expires_at <= $1)
+      AND last_used_at < (SELECT max(a.created_at) FROM access_tokens a
+                           WHERE a.refresh_id = refresh_tokens.id)";
 pub(crate) const REVOKE_REFRESH_TOKEN: &str = "DELETE FROM refresh_tokens
     WHERE token_hash = $1 AND (CAST($2 AS TEXT) IS NULL OR client_id = $2)";
 pub(crate) const REVOKE_ACCESS_TOKEN: &str = "DELETE FROM access_tokens

@@ -237,6 +237,10 @@ macro_rules! verbs {
     /// consents, and codes a day past expiry (kept that long so a late replay is still seen).
     pub async fn sweep(&self, now: Timestamp) -> Result<u64, StoreError> {
         let mut tx = self.write().await?;
+        sqlx::query(KEEP_LAST_USE_OF_EXPIRED)
+            .bind(now.0)
+            .execute(&mut *tx)
+            .await?;
         let mut removed = 0;
         for (sql, cutoff) in [
             ("DELETE FROM access_tokens WHERE expires_at <= $1", now),
@@ -408,8 +412,13 @@ macro_rules! verbs {
                      SELECT client_id FROM consents WHERE user_id = $1
                      UNION SELECT client_id FROM refresh_tokens WHERE user_id = $1)
                  SELECT c.id, c.name, c.homepage, k.scopes, k.granted_at,
-                        (SELECT max(last_used_at) FROM refresh_tokens r
-                          WHERE r.user_id = $1 AND r.client_id = c.id),
+                        (SELECT max(used.at) FROM (
+                             SELECT r.last_used_at AS at FROM refresh_tokens r
+                              WHERE r.user_id = $1 AND r.client_id = c.id
+                             UNION ALL
+                             SELECT a.created_at FROM refresh_tokens r
+                               JOIN access_tokens a ON a.refresh_id = r.id
+                              WHERE r.user_id = $1 AND r.client_id = c.id) AS used),
                         (SELECT count(*) FROM refresh_tokens r
                           WHERE r.user_id = $1 AND r.client_id = c.id),
                         (SELECT {AGGREGATE_SCOPES} FROM refresh_tokens r
@@ -782,11 +791,6 @@ macro_rules! hot_writes {
                     .execute(&mut *tx)
                     .await?;
             }
-            sqlx::query(TOUCH_REFRESH_TOKEN)
-                .bind(now.0)
-                .bind(grant.id)
-                .execute(&mut *tx)
-                .await?;
             tx.commit().await?;
             Ok(RefreshOutcome::Issued {
                 user_id: grant.user_id,
@@ -811,6 +815,10 @@ macro_rules! hot_writes {
             let revoked = if refresh.rows_affected() > 0 {
                 true
             } else {
+                sqlx::query(KEEP_LAST_USE_OF_ACCESS_TOKEN)
+                    .bind(hash.as_bytes())
+                    .execute(&mut *tx)
+                    .await?;
                 sqlx::query(REVOKE_ACCESS_TOKEN)
                     .bind(hash.as_bytes())
                     .bind(client)

@@ -82,6 +82,7 @@ conformance! {
     console_clients_of_and_update_client,
     console_codes_of_lists_self_client_codes,
     connected_apps_and_revoke_grant,
+    last_use_outlives_the_access_tokens,
     sessions_of_and_remove_user_session,
     set_password_ends_other_sessions,
 }
@@ -1544,6 +1545,38 @@ async fn console_codes_of_lists_self_client_codes(store: Store) {
         listed[0].scopes,
         scopes("Demo.x.READ,AaaServer.profile.READ")
     );
+}
+
+/// "Last used" is the newest mint from the grant's refresh tokens, kept when the access tokens
+/// that recorded it are revoked or swept.
+async fn last_use_outlives_the_access_tokens(store: Store) {
+    let ada = user(&store, "ada@example.com").await;
+    let a = client(&store, ClientType::Server, None).await;
+    let last_used = |store: Store| async move {
+        let apps = store.connected_apps(ada).await.unwrap();
+        assert_eq!(apps.len(), 1, "{apps:?}");
+        apps[0].last_used_at
+    };
+    let tokens = grant(&store, &a, ada, T0).await;
+    assert_eq!(last_used(store.clone()).await, Some(T0));
+    let first = refreshed(&store, &a, &tokens.refresh, T0.plus(7)).await;
+    let newest = refreshed(&store, &a, &tokens.refresh, T0.plus(9)).await;
+    assert_eq!(last_used(store.clone()).await, Some(T0.plus(9)));
+
+    store.sweep(T0.plus(9 + 3600)).await.unwrap();
+    for access in [&tokens.access, &first, &newest] {
+        assert!(!access_alive(&store, access, T0.plus(10)).await);
+    }
+    assert!(refresh_alive(&store, &tokens.refresh).await);
+    assert_eq!(last_used(store.clone()).await, Some(T0.plus(9)));
+
+    let later = T0.plus(4000);
+    refreshed(&store, &a, &tokens.refresh, later).await;
+    let newest = refreshed(&store, &a, &tokens.refresh, later.plus(1)).await;
+    assert_eq!(last_used(store.clone()).await, Some(later.plus(1)));
+    assert!(store.revoke(&newest, None).await.unwrap());
+    assert!(!access_alive(&store, &newest, later.plus(2)).await);
+    assert_eq!(last_used(store.clone()).await, Some(later.plus(1)));
 }
 
 async fn connected_apps_and_revoke_grant(store: Store) {
