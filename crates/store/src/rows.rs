@@ -207,6 +207,26 @@ pub(crate) fn merge_consent(
     (scopes.to_stored(), uris.join(" "))
 }
 
+/// The code throttle: at most `codes_per_window` codes per client in the window. A client's
+/// codes are numbered 1, 2, ... (`seq`), so the window holds that many exactly when the code
+/// numbered that many back from the newest was made in it: one lookup, whatever the limit.
+/// Returns the `seq` to look up, `None` if the client was never issued that many.
+pub(crate) fn code_to_check(issued: i64, limits: &Limits) -> Option<i64> {
+    let seq = issued - limits.codes_per_window + 1;
+    (limits.codes_per_window > 0 && seq >= 1).then_some(seq)
+}
+
+/// Whether a new code is refused, and for how many seconds: `made` is when the code
+/// `code_to_check` named was made (`None`: no such code, or none to check).
+pub(crate) fn code_throttle(made: Option<i64>, limits: &Limits, now: Timestamp) -> Option<i64> {
+    let window = limits.code_window_secs;
+    if limits.codes_per_window <= 0 {
+        return Some(window.max(1));
+    }
+    let made = made.filter(|&made| made > now.minus(window).0)?;
+    Some(retry_after(Some(made), window, now))
+}
+
 /// Seconds until the oldest event of a throttle window leaves it (at least one).
 pub(crate) fn retry_after(oldest: Option<i64>, window_secs: i64, now: Timestamp) -> i64 {
     (oldest.unwrap_or(now.0) + window_secs - now.0).max(1)

@@ -99,21 +99,26 @@ fn add_code(
     limits: &Limits,
 ) -> rusqlite::Result<CodeIssue> {
     let grant = &code.grant;
-    let (count, oldest): (i64, Option<i64>) = db.prepare_cached(CODES_IN_WINDOW)?.query_row(
-        (
-            grant.client_id.as_str(),
-            now.minus(limits.code_window_secs).0,
-        ),
-        Columns::read,
-    )?;
-    if count >= limits.codes_per_window {
-        return Ok(CodeIssue::Throttled {
-            retry_after: retry_after(oldest, limits.code_window_secs, now),
-        });
+    let client = grant.client_id.as_str();
+    // An unknown client has issued nothing; the insert's foreign key then refuses the code.
+    let issued: i64 = db
+        .prepare_cached(CODES_ISSUED)?
+        .query_row((client,), |r| r.get(0))
+        .optional()?
+        .unwrap_or(0);
+    let made: Option<i64> = match code_to_check(issued, limits) {
+        Some(seq) => db
+            .prepare_cached(CODE_MADE_AT)?
+            .query_row((client, seq), |r| r.get(0))
+            .optional()?,
+        None => None,
+    };
+    if let Some(retry_after) = code_throttle(made, limits, now) {
+        return Ok(CodeIssue::Throttled { retry_after });
     }
     db.prepare_cached(INSERT_CODE)?.execute((
         grant.code_hash.as_bytes(),
-        grant.client_id.as_str(),
+        client,
         grant.user_id,
         &grant.redirect_uri,
         grant.scopes.to_stored(),
@@ -122,7 +127,10 @@ fn add_code(
         &code.description,
         now.0,
         grant.expires_at.0,
+        issued + 1,
     ))?;
+    db.prepare_cached(SET_CODES_ISSUED)?
+        .execute((issued + 1, client))?;
     if let Some(consent) = &code.record_consent {
         let prior: Option<(String, String)> = db
             .prepare_cached(CONSENT)?

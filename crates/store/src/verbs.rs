@@ -601,26 +601,31 @@ macro_rules! hot_writes {
         ) -> Result<CodeIssue, StoreError> {
             let grant = &code.grant;
             let mut tx = self.write().await?;
-            // Serialises code issuance per client (across nodes, on PostgreSQL), so the count
-            // below cannot be raced past the limit.
-            sqlx::query(&format!("SELECT id FROM clients WHERE id = $1{FOR_UPDATE}"))
-                .bind(grant.client_id.as_str())
+            let client = grant.client_id.as_str();
+            // The row lock serialises code issuance per client (across nodes, on PostgreSQL),
+            // so the throttle cannot be raced past the limit. An unknown client has issued
+            // nothing; the insert's foreign key then refuses the code.
+            let issued: i64 = sqlx::query_scalar(&format!("{CODES_ISSUED}{FOR_UPDATE}"))
+                .bind(client)
                 .fetch_optional(&mut *tx)
-                .await?;
-            let window_start = now.minus(limits.code_window_secs);
-            let (count, oldest): (i64, Option<i64>) = sqlx::query_as(CODES_IN_WINDOW)
-                .bind(grant.client_id.as_str())
-                .bind(window_start.0)
-                .fetch_one(&mut *tx)
-                .await?;
-            if count >= limits.codes_per_window {
-                return Ok(CodeIssue::Throttled {
-                    retry_after: retry_after(oldest, limits.code_window_secs, now),
-                });
+                .await?
+                .unwrap_or(0);
+            let made: Option<i64> = match code_to_check(issued, limits) {
+                Some(seq) => {
+                    sqlx::query_scalar(CODE_MADE_AT)
+                        .bind(client)
+                        .bind(seq)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                }
+                None => None,
+            };
+            if let Some(retry_after) = code_throttle(made, limits, now) {
+                return Ok(CodeIssue::Throttled { retry_after });
             }
             sqlx::query(INSERT_CODE)
                 .bind(grant.code_hash.as_bytes())
-                .bind(grant.client_id.as_str())
+                .bind(client)
                 .bind(grant.user_id)
                 .bind(&grant.redirect_uri)
                 .bind(grant.scopes.to_stored())
@@ -629,6 +634,12 @@ macro_rules! hot_writes {
                 .bind(&code.description)
                 .bind(now.0)
                 .bind(grant.expires_at.0)
+                .bind(issued + 1)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(SET_CODES_ISSUED)
+                .bind(issued + 1)
+                .bind(client)
                 .execute(&mut *tx)
                 .await?;
             if let Some(consent) = &code.record_consent {

@@ -63,6 +63,7 @@ conformance! {
     removing_a_client_removes_its_tokens,
     codes_are_throttled_per_client,
     concurrent_codes_stay_within_the_throttle,
+    the_code_throttle_follows_a_changed_limit,
     codes_record_consent,
     a_code_redeems_once_under_concurrency,
     a_replayed_code_revokes_its_family,
@@ -685,6 +686,43 @@ async fn codes_are_throttled_per_client(store: Store) {
         .await
         .unwrap();
     assert!(matches!(issued, CodeIssue::Issued), "{issued:?}");
+}
+
+/// An operator may lower or raise the limit: it applies to the codes already made.
+async fn the_code_throttle_follows_a_changed_limit(store: Store) {
+    let ada = user(&store, "ada@example.com").await;
+    let a = client(&store, ClientType::Server, None).await;
+    let with_limit = |codes_per_window| Limits {
+        codes_per_window,
+        ..Limits::default()
+    };
+    let issue = |now: Timestamp, limit: i64| {
+        let store = store.clone();
+        let code = new_code(&a, ada, false, now);
+        async move {
+            store
+                .add_code(&code, now, &with_limit(limit))
+                .await
+                .unwrap()
+        }
+    };
+    for n in 0..5 {
+        assert!(matches!(issue(T0.plus(n), 10).await, CodeIssue::Issued));
+    }
+    let now = T0.plus(5);
+    // The third newest, made at T0 + 2, leaves the window at T0 + 602.
+    let lowered = issue(now, 3).await;
+    assert!(
+        matches!(lowered, CodeIssue::Throttled { retry_after: 597 }),
+        "{lowered:?}"
+    );
+    assert!(matches!(issue(now, 1_000_000_000).await, CodeIssue::Issued));
+    assert!(matches!(issue(now, 7).await, CodeIssue::Issued));
+    let full = issue(now, 7).await;
+    assert!(
+        matches!(full, CodeIssue::Throttled { retry_after: 595 }),
+        "{full:?}"
+    );
 }
 
 async fn concurrent_codes_stay_within_the_throttle(store: Store) {
