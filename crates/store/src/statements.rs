@@ -39,13 +39,22 @@ pub(crate) const KEEP_LAST_USE_OF_ACCESS_TOKEN: &str = "UPDATE refresh_tokens
     SET last_used_at = (SELECT created_at FROM access_tokens WHERE token_hash = $1)
     WHERE id = (SELECT refresh_id FROM access_tokens WHERE token_hash = $1)
       AND last_used_at < (SELECT created_at FROM access_tokens WHERE token_hash = $1)";
-/// The same for every refresh token with access tokens expired at $1, before the sweep.
+/// The sweep walks the access tokens in id order, which is the order they were made in, a
+/// chunk at a time: the next `SWEEP_CHUNK` ids past $1 with their expiry.
+pub(crate) const SWEEP_CHUNK: i64 = 500;
+pub(crate) const ACCESS_TOKENS_AFTER: &str =
+    "SELECT id, expires_at FROM access_tokens WHERE id > $1 ORDER BY id LIMIT $2";
+/// Before the sweep deletes the tokens with ids in ($1, $2] expired at $3, their refresh
+/// tokens keep their last use.
 pub(crate) const KEEP_LAST_USE_OF_EXPIRED: &str = "UPDATE refresh_tokens
     SET last_used_at = (SELECT max(a.created_at) FROM access_tokens a
                          WHERE a.refresh_id = refresh_tokens.id)
-    WHERE id IN (SELECT refresh_id FROM access_tokens WHERE expires_at <= $1)
+    WHERE id IN (SELECT refresh_id FROM access_tokens
+                  WHERE id > $1 AND id <= $2 AND expires_at <= $3)
       AND last_used_at < (SELECT max(a.created_at) FROM access_tokens a
                            WHERE a.refresh_id = refresh_tokens.id)";
+pub(crate) const DELETE_EXPIRED_ACCESS_TOKENS: &str =
+    "DELETE FROM access_tokens WHERE id > $1 AND id <= $2 AND expires_at <= $3";
 pub(crate) const REVOKE_REFRESH_TOKEN: &str = "DELETE FROM refresh_tokens
     WHERE token_hash = $1 AND (CAST($2 AS TEXT) IS NULL OR client_id = $2)";
 pub(crate) const REVOKE_ACCESS_TOKEN: &str = "DELETE FROM access_tokens

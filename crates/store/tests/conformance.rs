@@ -78,6 +78,7 @@ conformance! {
     revoke_contracts,
     client_credentials_tokens_and_introspection,
     sweep_deletes_only_what_expired,
+    sweep_goes_through_many_chunks,
     sessions_live_until_expiry_or_removal,
     pending_consents_are_taken_once,
     console_clients_of_and_update_client,
@@ -1388,6 +1389,46 @@ async fn sweep_deletes_only_what_expired(store: Store) {
 }
 
 // ---- browser sessions and pending consents -----------------------------------------------
+
+/// The sweep deletes access tokens a chunk (500) at a time; it goes on while chunks hold expired
+/// ones.
+async fn sweep_goes_through_many_chunks(store: Store) {
+    let ada = user(&store, "ada@example.com").await;
+    let own = client(&store, ClientType::SelfClient, Some(ada)).await;
+    let tokens: Vec<NewAccess> = (0..1_201)
+        .map(|n| NewAccess {
+            hash: hash(),
+            // Every third one lives on; the expired ones expire at different times.
+            expires_at: if n % 3 == 0 {
+                T0.plus(3600)
+            } else {
+                T0.plus(n % 50)
+            },
+        })
+        .collect();
+    for batch in tokens.chunks(100) {
+        join_all(batch.iter().map(|access| {
+            let store = store.clone();
+            let own = own.id.clone();
+            async move {
+                store
+                    .add_access_token(access, &own, ada, &scopes(SCOPE), T0)
+                    .await
+                    .unwrap()
+            }
+        }))
+        .await;
+    }
+    let removed = store.sweep(T0.plus(100)).await.unwrap();
+    assert_eq!(removed, 800);
+    for (n, access) in tokens.iter().enumerate() {
+        assert_eq!(
+            access_alive(&store, &access.hash, T0).await,
+            n % 3 == 0,
+            "{n}"
+        );
+    }
+}
 
 async fn sessions_live_until_expiry_or_removal(store: Store) {
     let ada = user(&store, "ada@example.com").await;
