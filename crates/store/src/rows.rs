@@ -209,10 +209,10 @@ pub(crate) fn merge_consent(
 
 /// The code throttle: at most `codes_per_window` codes per client in the window. A client's
 /// codes are numbered 1, 2, ... (`seq`), so the window holds that many exactly when the code
-/// numbered that many back from the newest was made in it: one lookup, whatever the limit.
-/// Returns the `seq` to look up, `None` if the client was never issued that many.
-pub(crate) fn code_to_check(issued: i64, limits: &Limits) -> Option<i64> {
-    let seq = issued - limits.codes_per_window + 1;
+/// numbered that many back from the newest (`newest`) was made in it: one lookup, whatever the
+/// limit. Returns the `seq` to look up, `None` if the client never had that many.
+pub(crate) fn code_to_check(newest: i64, limits: &Limits) -> Option<i64> {
+    let seq = newest - limits.codes_per_window + 1;
     (limits.codes_per_window > 0 && seq >= 1).then_some(seq)
 }
 

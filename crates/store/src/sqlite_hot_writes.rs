@@ -100,13 +100,10 @@ fn add_code(
 ) -> rusqlite::Result<CodeIssue> {
     let grant = &code.grant;
     let client = grant.client_id.as_str();
-    // An unknown client has issued nothing; the insert's foreign key then refuses the code.
-    let issued: i64 = db
-        .prepare_cached(CODES_ISSUED)?
-        .query_row((client,), |r| r.get(0))
-        .optional()?
-        .unwrap_or(0);
-    let made: Option<i64> = match code_to_check(issued, limits) {
+    let newest: i64 = db
+        .prepare_cached(NEWEST_CODE_SEQ)?
+        .query_row((client,), |r| r.get(0))?;
+    let made: Option<i64> = match code_to_check(newest, limits) {
         Some(seq) => db
             .prepare_cached(CODE_MADE_AT)?
             .query_row((client, seq), |r| r.get(0))
@@ -127,10 +124,8 @@ fn add_code(
         &code.description,
         now.0,
         grant.expires_at.0,
-        issued + 1,
+        newest + 1,
     ))?;
-    db.prepare_cached(SET_CODES_ISSUED)?
-        .execute((issued + 1, client))?;
     if let Some(consent) = &code.record_consent {
         let prior: Option<(String, String)> = db
             .prepare_cached(CONSENT)?

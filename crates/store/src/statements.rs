@@ -1,15 +1,17 @@
 //! SQL both backends run for the token endpoint's and the redirect flow's writes: PostgreSQL
 //! through the `hot_writes` verbs, SQLite through `sqlite_hot_writes`.
 
-/// How many codes the client was ever issued: the newest one's `seq` (`rows::code_throttle`).
-pub(crate) const CODES_ISSUED: &str = "SELECT codes_issued FROM clients WHERE id = $1";
-pub(crate) const CODE_MADE_AT: &str =
-    "SELECT created_at FROM grant_codes WHERE client_id = $1 AND seq = $2";
+/// The client's newest code's number (`rows::code_to_check`), from the index.
+pub(crate) const NEWEST_CODE_SEQ: &str =
+    "SELECT coalesce(max(seq), 0) FROM grant_codes WHERE client_id = $1";
+/// When the newest code numbered at most $2 was made: the code numbered $2, or an older one
+/// where that one was deleted with its grant.
+pub(crate) const CODE_MADE_AT: &str = "SELECT created_at FROM grant_codes
+    WHERE client_id = $1 AND seq <= $2 ORDER BY seq DESC LIMIT 1";
 pub(crate) const INSERT_CODE: &str =
     "INSERT INTO grant_codes (code_hash, client_id, user_id, redirect_uri, scopes,
     issue_refresh, code_challenge, description, created_at, expires_at, seq)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
-pub(crate) const SET_CODES_ISSUED: &str = "UPDATE clients SET codes_issued = $1 WHERE id = $2";
 pub(crate) const CONSENT: &str =
     "SELECT scopes, redirect_uris FROM consents WHERE user_id = $1 AND client_id = $2";
 pub(crate) const UPSERT_CONSENT: &str =

@@ -635,15 +635,17 @@ macro_rules! hot_writes {
             let grant = &code.grant;
             let mut tx = self.write().await?;
             let client = grant.client_id.as_str();
-            // The row lock serialises code issuance per client (across nodes, on PostgreSQL),
-            // so the throttle cannot be raced past the limit. An unknown client has issued
-            // nothing; the insert's foreign key then refuses the code.
-            let issued: i64 = sqlx::query_scalar(&format!("{CODES_ISSUED}{FOR_UPDATE}"))
+            // Serialises code issuance per client (across nodes, on PostgreSQL), so the
+            // throttle cannot be raced past the limit nor two codes get one number.
+            sqlx::query(&format!("SELECT id FROM clients WHERE id = $1{FOR_UPDATE}"))
                 .bind(client)
                 .fetch_optional(&mut *tx)
-                .await?
-                .unwrap_or(0);
-            let made: Option<i64> = match code_to_check(issued, limits) {
+                .await?;
+            let newest: i64 = sqlx::query_scalar(NEWEST_CODE_SEQ)
+                .bind(client)
+                .fetch_one(&mut *tx)
+                .await?;
+            let made: Option<i64> = match code_to_check(newest, limits) {
                 Some(seq) => {
                     sqlx::query_scalar(CODE_MADE_AT)
                         .bind(client)
@@ -667,12 +669,7 @@ macro_rules! hot_writes {
                 .bind(&code.description)
                 .bind(now.0)
                 .bind(grant.expires_at.0)
-                .bind(issued + 1)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query(SET_CODES_ISSUED)
-                .bind(issued + 1)
-                .bind(client)
+                .bind(newest + 1)
                 .execute(&mut *tx)
                 .await?;
             if let Some(consent) = &code.record_consent {
