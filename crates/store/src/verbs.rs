@@ -253,12 +253,12 @@ macro_rules! verbs {
                 .bind(SWEEP_CHUNK)
                 .fetch_all(&mut *tx)
                 .await?;
-            let (Some(&(last, _)), true) = (
-                chunk.last(),
-                chunk.iter().any(|&(_, expires_at)| expires_at <= now.0),
-            ) else {
+            let Some(&(last, _)) = chunk.last() else {
                 break;
             };
+            if chunk.iter().all(|&(_, expires_at)| expires_at > now.0) {
+                break;
+            }
             sqlx::query(KEEP_LAST_USE_OF_EXPIRED)
                 .bind(after)
                 .bind(last)

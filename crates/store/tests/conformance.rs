@@ -1388,8 +1388,6 @@ async fn sweep_deletes_only_what_expired(store: Store) {
     assert_eq!(store.sweep(T0.plus(60 + 86_400)).await.unwrap(), 0);
 }
 
-// ---- browser sessions and pending consents -----------------------------------------------
-
 /// The sweep deletes access tokens a chunk (500) at a time; it goes on while chunks hold expired
 /// ones.
 async fn sweep_goes_through_many_chunks(store: Store) {
@@ -1429,6 +1427,8 @@ async fn sweep_goes_through_many_chunks(store: Store) {
         );
     }
 }
+
+// ---- browser sessions and pending consents -----------------------------------------------
 
 async fn sessions_live_until_expiry_or_removal(store: Store) {
     let ada = user(&store, "ada@example.com").await;
