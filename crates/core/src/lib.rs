@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod clock;
+pub mod consent;
 pub mod error;
 pub mod grant;
 pub mod limits;
@@ -10,6 +11,7 @@ pub mod pkce;
 pub mod redirect;
 pub mod scope;
 pub mod secret;
+pub mod throttle;
 
 pub use client::{Client, ClientId, ClientType, Dialect};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};

@@ -1,36 +1,33 @@
-//! grantd-store: everything grantd remembers, behind atomic domain verbs. Each verb is one
-//! transaction, so a failed request leaves no half-written row, and single use and caps are
-//! enforced by the database rather than by process memory. The rules themselves come from
-//! `grantd-core`; where a verb must decide inside its transaction, the caller passes the
-//! decision in as a closure.
+//! grantd-store: everything grantd remembers, behind atomic domain verbs (`verbs`), each
+//! implemented once per backend: `sqlite` (the embedded default, rusqlite only) and `postgres`
+//! (many nodes on one database, sqlx only). `Store` picks one at start-up and delegates every
+//! verb to it, so handlers stay non-generic. The rules the verbs apply inside their
+//! transactions come from `grantd-core`; rows are decoded in `rows`, SQL lives in `statements`.
 
-mod checkpoint;
-mod console;
 mod error;
-mod fast_writer;
-mod group_commit;
+mod migrations;
+pub mod model;
 mod postgres;
 mod rows;
 mod sqlite;
-mod sqlite_hot_writes;
-mod sqlite_lookups;
 mod statements;
-mod verbs;
-mod wal_sync;
+pub mod verbs;
 
-pub use console::{ClientUpdate, CodeSummary, ConnectedApp, SessionSummary};
+use std::future::Future;
+use std::time::Duration;
+
 pub use error::StoreError;
+pub use model::*;
 pub use postgres::{PostgresStore, DEFAULT_POOL_SIZE};
 pub use sqlite::{SqliteStore, DEFAULT_DATABASE};
+pub use verbs::{AccountVerbs, ConsoleVerbs, SessionVerbs, TokenVerbs};
 
 use grantd_core::grant::{AccessGrant, CodeGrant, RefreshGrant, Rejection};
 use grantd_core::secret::SecretHash;
-use grantd_core::{
-    Client, ClientId, ClientType, Dialect, Limits, OAuthError, RedirectUri, Scopes, Timestamp,
-};
+use grantd_core::{Client, ClientId, Limits, OAuthError, Scopes, Timestamp};
 
 /// The store the server runs on: the embedded SQLite file, or a PostgreSQL database shared by
-/// many nodes. Handlers stay non-generic; every verb delegates to the backend.
+/// many nodes.
 #[derive(Clone, Debug)]
 pub enum Store {
     Sqlite(SqliteStore),
@@ -69,178 +66,269 @@ impl From<PostgresStore> for Store {
     }
 }
 
-/// A schema newer than this build (a migration it does not know) stops start-up with a clear
-/// message instead of running old code against new tables.
-pub(crate) fn migration_error(e: sqlx::migrate::MigrateError) -> StoreError {
-    match e {
-        sqlx::migrate::MigrateError::VersionMissing(version) => StoreError::Setup(format!(
-            "the database schema is newer than this grantd (it has migration {version}, which \
-             this build does not know); run a grantd at least as new as the one that migrated it"
-        )),
-        other => StoreError::Setup(format!("migrations failed: {other}")),
-    }
-}
-
 /// The longest a PostgreSQL verb may take, waiting for a connection included. PostgreSQL's own
 /// timeouts cannot fire for a query it never received (a partition), so the node bounds every
-/// verb itself; a request then fails fast with 503 instead of hanging until TCP gives up.
-const POSTGRES_VERB_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// verb itself; a request then fails fast with 503 instead of hanging until TCP gives up. A
+/// write that times out here still finishes or rolls back on its own task.
+const POSTGRES_VERB_TIMEOUT: Duration = Duration::from_secs(5);
 
-async fn bounded<T>(
-    verb: impl std::future::Future<Output = Result<T, StoreError>>,
-) -> Result<T, StoreError> {
+async fn bounded<T>(verb: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
     tokio::time::timeout(POSTGRES_VERB_TIMEOUT, verb)
         .await
         .unwrap_or(Err(StoreError::Unavailable))
 }
 
-macro_rules! delegate {
-    ($( fn $name:ident( $( $arg:ident : $ty:ty ),* $(,)? ) -> $ret:ty; )*) => {
-        impl Store {
-            $(
-                pub async fn $name(&self $(, $arg: $ty)*) -> $ret {
-                    match self {
-                        Store::Sqlite(s) => s.$name($($arg),*).await,
-                        Store::Postgres(s) => bounded(s.$name($($arg),*)).await,
-                    }
-                }
-            )*
+/// One verb call on whichever backend the store is: only the `match`, not the verb.
+macro_rules! on_backend {
+    ($store:expr, $backend:ident => $call:expr) => {
+        match $store {
+            Store::Sqlite($backend) => $call.await,
+            Store::Postgres($backend) => bounded($call).await,
         }
     };
 }
 
-delegate! {
-    fn add_user(email: &str, name: &str, password_hash: &str, is_admin: bool, now: Timestamp) -> Result<i64, StoreError>;
-    fn user_count() -> Result<i64, StoreError>;
-    fn user_by_email(email: &str) -> Result<Option<User>, StoreError>;
-    fn user(id: i64) -> Result<Option<User>, StoreError>;
-    fn note_login_failure(user_id: i64, now: Timestamp, limits: &Limits) -> Result<(), StoreError>;
-    fn clear_login_failures(user_id: i64) -> Result<(), StoreError>;
-    fn add_scope(name: &str, description: &str) -> Result<(), StoreError>;
-    fn scopes() -> Result<Vec<(String, String)>, StoreError>;
-    fn registered(scopes: &Scopes) -> Result<Result<Vec<(String, String)>, String>, StoreError>;
-    fn add_client(client: &NewClient, now: Timestamp) -> Result<(), StoreError>;
-    fn client(id: &str) -> Result<Option<Client>, StoreError>;
-    fn clients() -> Result<Vec<Client>, StoreError>;
-    fn remove_client(id: &str) -> Result<bool, StoreError>;
-    fn set_client_secret(id: &str, hash: &SecretHash) -> Result<bool, StoreError>;
-    fn add_code(code: &NewCode, now: Timestamp, limits: &Limits) -> Result<CodeIssue, StoreError>;
-    fn consent(user_id: i64, client: &ClientId) -> Result<Option<Scopes>, StoreError>;
-    fn consent_for(user_id: i64, client: &ClientId, redirect_uri: &str) -> Result<Option<Scopes>, StoreError>;
-    fn redeem_code(code_hash: &SecretHash, decide: impl FnOnce(&CodeGrant) -> Result<(), Rejection> + Send + 'static, tokens: &NewTokens, now: Timestamp, limits: &Limits, ) -> Result<Redemption, StoreError>;
-    fn refresh(refresh_hash: &SecretHash, client: &ClientId, decide: impl FnOnce(&RefreshGrant) -> Result<Scopes, OAuthError> + Send + 'static, access: &NewAccess, now: Timestamp, limits: &Limits, ) -> Result<RefreshOutcome, StoreError>;
-    fn add_access_token(access: &NewAccess, client: &ClientId, user_id: i64, scopes: &Scopes, now: Timestamp) -> Result<(), StoreError>;
-    fn access_grant(access_hash: &SecretHash, now: Timestamp) -> Result<Option<AccessGrant>, StoreError>;
-    fn access_owner(access_hash: &SecretHash, now: Timestamp) -> Result<Option<(AccessGrant, User)>, StoreError>;
-    fn token_info(hash: &SecretHash, now: Timestamp) -> Result<Option<TokenInfo>, StoreError>;
-    fn revoke(hash: &SecretHash, client: Option<&ClientId>) -> Result<bool, StoreError>;
-    fn sweep(now: Timestamp) -> Result<u64, StoreError>;
-    fn add_session(hash: &SecretHash, user_id: i64, user_agent: &str, now: Timestamp, expires_at: Timestamp) -> Result<(), StoreError>;
-    fn session_user(hash: &SecretHash, now: Timestamp) -> Result<Option<User>, StoreError>;
-    fn remove_session(hash: &SecretHash) -> Result<(), StoreError>;
-    fn add_pending_consent(id_hash: &SecretHash, session_hash: &SecretHash, request: &str, expires_at: Timestamp) -> Result<(), StoreError>;
-    fn take_pending_consent(id_hash: &SecretHash, session_hash: &SecretHash, now: Timestamp) -> Result<Option<String>, StoreError>;
-    fn clients_of(owner_id: i64) -> Result<Vec<Client>, StoreError>;
-    fn update_client(id: &ClientId, owner_id: i64, update: &ClientUpdate) -> Result<bool, StoreError>;
-    fn codes_of(client: &ClientId) -> Result<Vec<CodeSummary>, StoreError>;
-    fn connected_apps(user_id: i64) -> Result<Vec<ConnectedApp>, StoreError>;
-    fn revoke_grant(user_id: i64, client: &ClientId) -> Result<(), StoreError>;
-    fn sessions_of(user_id: i64, now: Timestamp) -> Result<Vec<SessionSummary>, StoreError>;
-    fn remove_user_session(user_id: i64, handle: &str) -> Result<bool, StoreError>;
-    fn set_password(user_id: i64, password_hash: &str, keep_session: &SecretHash) -> Result<(), StoreError>;
-    fn set_user_name(user_id: i64, name: &str) -> Result<(), StoreError>;
-    fn users() -> Result<Vec<User>, StoreError>;
-}
+type Answer<T> = Result<T, StoreError>;
 
-#[derive(Debug, Clone)]
-pub struct User {
-    pub id: i64,
-    pub email: String,
-    pub name: String,
-    pub password_hash: String,
-    pub is_admin: bool,
-    pub failed_logins: i64,
-    pub locked_until: Timestamp,
-}
+impl TokenVerbs for Store {
+    async fn add_code(&self, code: &NewCode, now: Timestamp, limits: &Limits) -> Answer<CodeIssue> {
+        on_backend!(self, s => s.add_code(code, now, limits))
+    }
 
-#[derive(Debug, Clone)]
-pub struct NewClient {
-    pub id: ClientId,
-    pub kind: ClientType,
-    pub name: String,
-    pub homepage: Option<String>,
-    pub redirect_uris: Vec<RedirectUri>,
-    pub js_domain: Option<String>,
-    pub secret_hash: Option<grantd_core::secret::SecretHash>,
-    pub owner_id: Option<i64>,
-    pub dialect: Dialect,
-}
+    async fn redeem_code(
+        &self,
+        code_hash: &SecretHash,
+        decide: impl FnOnce(&CodeGrant) -> Result<(), Rejection> + Send + 'static,
+        tokens: &NewTokens,
+        now: Timestamp,
+        limits: &Limits,
+    ) -> Answer<Redemption> {
+        on_backend!(self, s => s.redeem_code(code_hash, decide, tokens, now, limits))
+    }
 
-/// A code about to be stored.
-#[derive(Debug, Clone)]
-pub struct NewCode {
-    pub grant: CodeGrant,
-    pub description: Option<String>,
-    /// Consent to record for the client, in the same transaction.
-    pub record_consent: Option<ConsentRecord>,
-}
+    async fn refresh(
+        &self,
+        refresh_hash: &SecretHash,
+        client: &ClientId,
+        decide: impl FnOnce(&RefreshGrant) -> Result<Scopes, OAuthError> + Send + 'static,
+        access: &NewAccess,
+        now: Timestamp,
+        limits: &Limits,
+    ) -> Answer<RefreshOutcome> {
+        on_backend!(self, s => s.refresh(refresh_hash, client, decide, access, now, limits))
+    }
 
-/// What a user approved on the consent page: these scopes, for this registered redirect URI.
-#[derive(Debug, Clone)]
-pub struct ConsentRecord {
-    pub scopes: Scopes,
-    pub redirect_uri: String,
-}
-
-/// An access token about to be stored, generated by the caller so the store never sees it.
-#[derive(Debug, Clone)]
-pub struct NewAccess {
-    pub hash: grantd_core::secret::SecretHash,
-    pub expires_at: Timestamp,
-}
-
-/// The tokens a redemption will store; the refresh token is used only if the code grants one.
-#[derive(Debug, Clone)]
-pub struct NewTokens {
-    pub access: NewAccess,
-    pub refresh_hash: grantd_core::secret::SecretHash,
-}
-
-#[derive(Debug)]
-pub enum CodeIssue {
-    Issued,
-    Throttled { retry_after: i64 },
-}
-
-#[derive(Debug)]
-pub enum Redemption {
-    /// No such code.
-    Unknown,
-    Rejected(Rejection),
-    /// The code was redeemed; `grant.issue_refresh_token` says whether a refresh token was stored.
-    Issued(CodeGrant),
-}
-
-#[derive(Debug)]
-pub enum RefreshOutcome {
-    /// No such refresh token for this client.
-    Unknown,
-    Rejected(OAuthError),
-    Throttled {
-        retry_after: i64,
-    },
-    Issued {
+    async fn add_access_token(
+        &self,
+        access: &NewAccess,
+        client: &ClientId,
         user_id: i64,
-        scopes: Scopes,
-    },
+        scopes: &Scopes,
+        now: Timestamp,
+    ) -> Answer<()> {
+        on_backend!(self, s => s.add_access_token(access, client, user_id, scopes, now))
+    }
+
+    async fn access_grant(
+        &self,
+        access_hash: &SecretHash,
+        now: Timestamp,
+    ) -> Answer<Option<AccessGrant>> {
+        on_backend!(self, s => s.access_grant(access_hash, now))
+    }
+
+    async fn access_owner(
+        &self,
+        access_hash: &SecretHash,
+        now: Timestamp,
+    ) -> Answer<Option<(AccessGrant, User)>> {
+        on_backend!(self, s => s.access_owner(access_hash, now))
+    }
+
+    async fn token_info(&self, hash: &SecretHash, now: Timestamp) -> Answer<Option<TokenInfo>> {
+        on_backend!(self, s => s.token_info(hash, now))
+    }
+
+    async fn revoke(&self, hash: &SecretHash, client: Option<&ClientId>) -> Answer<bool> {
+        on_backend!(self, s => s.revoke(hash, client))
+    }
+
+    async fn sweep(&self, now: Timestamp) -> Answer<u64> {
+        on_backend!(self, s => s.sweep(now))
+    }
 }
 
-/// A refresh or access token found by hash, for introspection.
-#[derive(Debug, Clone)]
-pub struct TokenInfo {
-    pub client_id: ClientId,
-    pub user_id: i64,
-    pub scopes: Scopes,
-    /// `None` for refresh tokens, which live until revoked.
-    pub expires_at: Option<Timestamp>,
+impl SessionVerbs for Store {
+    async fn add_session(
+        &self,
+        hash: &SecretHash,
+        user_id: i64,
+        user_agent: &str,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> Answer<()> {
+        on_backend!(self, s => s.add_session(hash, user_id, user_agent, now, expires_at))
+    }
+
+    async fn session_user(&self, hash: &SecretHash, now: Timestamp) -> Answer<Option<User>> {
+        on_backend!(self, s => s.session_user(hash, now))
+    }
+
+    async fn remove_session(&self, hash: &SecretHash) -> Answer<()> {
+        on_backend!(self, s => s.remove_session(hash))
+    }
+
+    async fn add_pending_consent(
+        &self,
+        id_hash: &SecretHash,
+        session_hash: &SecretHash,
+        request: &str,
+        expires_at: Timestamp,
+    ) -> Answer<()> {
+        on_backend!(self, s => s.add_pending_consent(id_hash, session_hash, request, expires_at))
+    }
+
+    async fn take_pending_consent(
+        &self,
+        id_hash: &SecretHash,
+        session_hash: &SecretHash,
+        now: Timestamp,
+    ) -> Answer<Option<String>> {
+        on_backend!(self, s => s.take_pending_consent(id_hash, session_hash, now))
+    }
+
+    async fn consent(&self, user_id: i64, client: &ClientId) -> Answer<Option<Scopes>> {
+        on_backend!(self, s => s.consent(user_id, client))
+    }
+
+    async fn consent_for(
+        &self,
+        user_id: i64,
+        client: &ClientId,
+        redirect_uri: &str,
+    ) -> Answer<Option<Scopes>> {
+        on_backend!(self, s => s.consent_for(user_id, client, redirect_uri))
+    }
+}
+
+impl AccountVerbs for Store {
+    async fn add_user(
+        &self,
+        email: &str,
+        name: &str,
+        password_hash: &str,
+        is_admin: bool,
+        now: Timestamp,
+    ) -> Answer<i64> {
+        on_backend!(self, s => s.add_user(email, name, password_hash, is_admin, now))
+    }
+
+    async fn user_count(&self) -> Answer<i64> {
+        on_backend!(self, s => s.user_count())
+    }
+
+    async fn user_by_email(&self, email: &str) -> Answer<Option<User>> {
+        on_backend!(self, s => s.user_by_email(email))
+    }
+
+    async fn user(&self, id: i64) -> Answer<Option<User>> {
+        on_backend!(self, s => s.user(id))
+    }
+
+    async fn users(&self) -> Answer<Vec<User>> {
+        on_backend!(self, s => s.users())
+    }
+
+    async fn note_login_failure(
+        &self,
+        user_id: i64,
+        now: Timestamp,
+        limits: &Limits,
+    ) -> Answer<()> {
+        on_backend!(self, s => s.note_login_failure(user_id, now, limits))
+    }
+
+    async fn clear_login_failures(&self, user_id: i64) -> Answer<()> {
+        on_backend!(self, s => s.clear_login_failures(user_id))
+    }
+
+    async fn set_password(
+        &self,
+        user_id: i64,
+        password_hash: &str,
+        keep_session: &SecretHash,
+    ) -> Answer<()> {
+        on_backend!(self, s => s.set_password(user_id, password_hash, keep_session))
+    }
+
+    async fn set_user_name(&self, user_id: i64, name: &str) -> Answer<()> {
+        on_backend!(self, s => s.set_user_name(user_id, name))
+    }
+
+    async fn sessions_of(&self, user_id: i64, now: Timestamp) -> Answer<Vec<SessionSummary>> {
+        on_backend!(self, s => s.sessions_of(user_id, now))
+    }
+
+    async fn remove_user_session(&self, user_id: i64, handle: &str) -> Answer<bool> {
+        on_backend!(self, s => s.remove_user_session(user_id, handle))
+    }
+
+    async fn connected_apps(&self, user_id: i64) -> Answer<Vec<ConnectedApp>> {
+        on_backend!(self, s => s.connected_apps(user_id))
+    }
+
+    async fn revoke_grant(&self, user_id: i64, client: &ClientId) -> Answer<()> {
+        on_backend!(self, s => s.revoke_grant(user_id, client))
+    }
+}
+
+impl ConsoleVerbs for Store {
+    async fn add_scope(&self, name: &str, description: &str) -> Answer<()> {
+        on_backend!(self, s => s.add_scope(name, description))
+    }
+
+    async fn scopes(&self) -> Answer<Vec<ScopeEntry>> {
+        on_backend!(self, s => s.scopes())
+    }
+
+    async fn registered(&self, scopes: &Scopes) -> Answer<Result<Vec<ScopeEntry>, String>> {
+        on_backend!(self, s => s.registered(scopes))
+    }
+
+    async fn add_client(&self, client: &NewClient, now: Timestamp) -> Answer<()> {
+        on_backend!(self, s => s.add_client(client, now))
+    }
+
+    async fn client(&self, id: &str) -> Answer<Option<Client>> {
+        on_backend!(self, s => s.client(id))
+    }
+
+    async fn clients(&self) -> Answer<Vec<Client>> {
+        on_backend!(self, s => s.clients())
+    }
+
+    async fn clients_of(&self, owner_id: i64) -> Answer<Vec<Client>> {
+        on_backend!(self, s => s.clients_of(owner_id))
+    }
+
+    async fn remove_client(&self, id: &str) -> Answer<bool> {
+        on_backend!(self, s => s.remove_client(id))
+    }
+
+    async fn set_client_secret(&self, id: &str, hash: &SecretHash) -> Answer<bool> {
+        on_backend!(self, s => s.set_client_secret(id, hash))
+    }
+
+    async fn update_client(
+        &self,
+        id: &ClientId,
+        owner_id: i64,
+        update: &ClientUpdate,
+    ) -> Answer<bool> {
+        on_backend!(self, s => s.update_client(id, owner_id, update))
+    }
+
+    async fn codes_of(&self, client: &ClientId) -> Answer<Vec<CodeSummary>> {
+        on_backend!(self, s => s.codes_of(client))
+    }
 }

@@ -1,292 +1,336 @@
-//! Row shapes shared by both backends, and their conversion into domain types.
+//! Rows as the tables hold them, one named struct per shape a verb reads, and their conversion
+//! into domain types. Both backends read into these (PostgreSQL through `sqlx::FromRow`, SQLite
+//! through `sqlite::rows::ReadRow`), so a column's meaning is decoded in one place. Each
+//! struct's fields are in the order of the `SELECT` that reads it (`statements.rs`).
 
 use std::str::FromStr;
 
+use grantd_core::consent::Consent;
 use grantd_core::grant::{AccessGrant, CodeGrant, RefreshGrant};
 use grantd_core::secret::SecretHash;
-use grantd_core::{Client, ClientId, ClientType, Dialect, Limits, RedirectUri, Scopes, Timestamp};
+use grantd_core::throttle::Minted;
+use grantd_core::{Client, ClientId, ClientType, Dialect, RedirectUri, Scopes, Timestamp};
 
-use crate::{TokenInfo, User};
+use crate::model::{CodeSummary, ConnectedApp, SessionSummary, TokenInfo, User};
 
-pub(crate) type ClientRow = (
-    String,
-    String,
-    String,
-    Option<String>,
-    String,
-    Option<Vec<u8>>,
-    Option<i64>,
-    String,
-    Option<String>,
-    i64,
-);
-pub(crate) const CLIENT_COLUMNS: &str =
-    "id, kind, name, homepage, redirect_uris, secret_hash, owner_id, dialect, js_domain, created_at";
-pub(crate) const CLIENT_BY_ID: &str = "SELECT id, kind, name, homepage, redirect_uris, \
-     secret_hash, owner_id, dialect, js_domain, created_at FROM clients WHERE id = $1";
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct UserRow {
+    pub id: i64,
+    pub email: String,
+    pub name: String,
+    pub password_hash: String,
+    pub is_admin: bool,
+    pub failed_logins: i64,
+    pub locked_until: i64,
+}
 
-// The hot reads, shared by both backends' verbs and SQLite's per-thread lookups.
-pub(crate) type AccessRow = (String, i64, String, i64);
-pub(crate) const LIVE_ACCESS_TOKEN: &str = "SELECT client_id, user_id, scopes, expires_at \
-     FROM access_tokens WHERE token_hash = $1 AND expires_at > $2";
-pub(crate) const LIVE_ACCESS_TOKEN_AND_OWNER: &str =
-    "SELECT a.client_id, a.scopes, a.expires_at, u.id, u.email, u.name, u.password_hash, \
-            u.is_admin, u.failed_logins, u.locked_until \
-       FROM access_tokens a JOIN users u ON u.id = a.user_id \
-      WHERE a.token_hash = $1 AND a.expires_at > $2";
-pub(crate) const SESSION_USER: &str =
-    "SELECT u.id, u.email, u.name, u.password_hash, u.is_admin, u.failed_logins, u.locked_until \
-       FROM sessions s JOIN users u ON u.id = s.user_id \
-      WHERE s.token_hash = $1 AND s.expires_at > $2";
-pub(crate) const SCOPE_BY_KEY: &str = "SELECT name, description FROM scopes WHERE key = $1";
-pub(crate) type RefreshRow = (String, i64, String);
-pub(crate) const REFRESH_TOKEN: &str =
-    "SELECT client_id, user_id, scopes FROM refresh_tokens WHERE token_hash = $1";
-
-pub(crate) type UserRow = (i64, String, String, String, bool, i64, i64);
-pub(crate) const USER_COLUMNS: &str =
-    "id, email, name, password_hash, is_admin, failed_logins, locked_until";
-
-pub(crate) type CodeRow = (
-    Vec<u8>,
-    String,
-    i64,
-    Option<String>,
-    String,
-    bool,
-    Option<String>,
-    i64,
-    Option<i64>,
-);
-pub(crate) const CODE_COLUMNS: &str =
-    "code_hash, client_id, user_id, redirect_uri, scopes, issue_refresh, \
-     code_challenge, expires_at, redeemed_at";
-
-pub(crate) fn user_from_row(
-    (id, email, name, password_hash, is_admin, failed_logins, locked_until): UserRow,
-) -> User {
-    User {
-        id,
-        email,
-        name,
-        password_hash,
-        is_admin,
-        failed_logins,
-        locked_until: Timestamp(locked_until),
+impl From<UserRow> for User {
+    fn from(row: UserRow) -> User {
+        User {
+            id: row.id,
+            email: row.email,
+            name: row.name,
+            password_hash: row.password_hash,
+            is_admin: row.is_admin,
+            failed_logins: row.failed_logins,
+            locked_until: Timestamp(row.locked_until),
+        }
     }
 }
 
-/// `None` for a row this version cannot read (an unknown kind), which then behaves as absent.
-pub(crate) fn client_from_row(
-    (id, kind, name, homepage, uris, secret_hash, owner_id, dialect, js_domain, created_at): ClientRow,
-) -> Option<Client> {
-    let uris: Vec<String> = serde_json::from_str(&uris).ok()?;
-    Some(Client {
-        id: ClientId::new(id),
-        kind: ClientType::from_str(&kind).ok()?,
-        name,
-        homepage,
-        redirect_uris: uris.into_iter().map(RedirectUri::from_stored).collect(),
-        secret_hash: match secret_hash {
-            Some(bytes) => Some(SecretHash::from_bytes(&bytes)?),
-            None => None,
-        },
-        owner_id,
-        dialect: Dialect::from_str(&dialect).ok()?,
-        js_domain,
-        created_at: Timestamp(created_at),
-    })
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct ClientRow {
+    pub id: String,
+    pub kind: String,
+    pub name: String,
+    pub homepage: Option<String>,
+    /// A JSON array of strings.
+    pub redirect_uris: String,
+    pub secret_hash: Option<Vec<u8>>,
+    pub owner_id: Option<i64>,
+    pub dialect: String,
+    pub js_domain: Option<String>,
+    pub created_at: i64,
 }
 
-pub(crate) fn code_from_row(
-    (
-        hash,
-        client_id,
-        user_id,
-        redirect_uri,
-        scopes,
-        issue_refresh,
-        challenge,
-        expires_at,
-        redeemed_at,
-    ): CodeRow,
-) -> Option<CodeGrant> {
-    Some(CodeGrant {
-        code_hash: SecretHash::from_bytes(&hash)?,
-        client_id: ClientId::new(client_id),
-        user_id,
-        redirect_uri,
-        scopes: Scopes::from_stored(&scopes),
-        issue_refresh_token: issue_refresh,
-        code_challenge: challenge,
-        expires_at: Timestamp(expires_at),
-        redeemed_at: redeemed_at.map(Timestamp),
-    })
-}
-
-pub(crate) type CodeSummaryRow = (i64, i64, Option<i64>, String, Option<String>);
-/// id, name, homepage, consented scopes, first granted, last used, active tokens, token scopes
-pub(crate) type AppRow = (
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<i64>,
-    Option<i64>,
-    i64,
-    Option<String>,
-);
-
-/// An access token's client, scopes and expiry, then its user's columns (`USER_COLUMNS`).
-pub(crate) type AccessOwnerRow = (
-    String,
-    String,
-    i64,
-    i64,
-    String,
-    String,
-    String,
-    bool,
-    i64,
-    i64,
-);
-
-pub(crate) fn access_from_row((client_id, user_id, scopes, expires_at): AccessRow) -> AccessGrant {
-    AccessGrant {
-        client_id: ClientId::new(client_id),
-        user_id,
-        scopes: Scopes::from_stored(&scopes),
-        expires_at: Timestamp(expires_at),
+impl ClientRow {
+    /// `None` for a row this version cannot read (an unknown kind), which then behaves as absent.
+    pub fn into_client(self) -> Option<Client> {
+        let uris: Vec<String> = serde_json::from_str(&self.redirect_uris).ok()?;
+        Some(Client {
+            id: ClientId::new(self.id),
+            kind: ClientType::from_str(&self.kind).ok()?,
+            name: self.name,
+            homepage: self.homepage,
+            redirect_uris: uris.into_iter().map(RedirectUri::from_stored).collect(),
+            secret_hash: match self.secret_hash {
+                Some(bytes) => Some(SecretHash::from_bytes(&bytes)?),
+                None => None,
+            },
+            owner_id: self.owner_id,
+            dialect: Dialect::from_str(&self.dialect).ok()?,
+            js_domain: self.js_domain,
+            created_at: Timestamp(self.created_at),
+        })
     }
 }
 
-pub(crate) fn access_owner_from_row(
-    (client_id, scopes, expires_at, id, email, name, hash, admin, failed, locked): AccessOwnerRow,
-) -> (AccessGrant, User) {
-    let user = user_from_row((id, email, name, hash, admin, failed, locked));
-    let grant = access_from_row((client_id, user.id, scopes, expires_at));
-    (grant, user)
+/// How a client's redirect URIs are stored: a JSON array.
+pub(crate) fn stored_uris(uris: &[RedirectUri]) -> String {
+    let uris: Vec<&str> = uris.iter().map(RedirectUri::as_str).collect();
+    serde_json::to_string(&uris).unwrap_or_else(|_| "[]".into())
 }
 
-pub(crate) fn access_info(grant: AccessGrant) -> TokenInfo {
-    TokenInfo {
-        client_id: grant.client_id,
-        user_id: grant.user_id,
-        scopes: grant.scopes,
-        expires_at: Some(grant.expires_at),
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct CodeRow {
+    pub code_hash: Vec<u8>,
+    pub client_id: String,
+    pub user_id: i64,
+    pub redirect_uri: Option<String>,
+    pub scopes: String,
+    pub issue_refresh: bool,
+    pub code_challenge: Option<String>,
+    pub expires_at: i64,
+    pub redeemed_at: Option<i64>,
+}
+
+impl CodeRow {
+    pub fn into_grant(self) -> Option<CodeGrant> {
+        Some(CodeGrant {
+            code_hash: SecretHash::from_bytes(&self.code_hash)?,
+            client_id: ClientId::new(self.client_id),
+            user_id: self.user_id,
+            redirect_uri: self.redirect_uri,
+            scopes: Scopes::from_stored(&self.scopes),
+            issue_refresh_token: self.issue_refresh,
+            code_challenge: self.code_challenge,
+            expires_at: Timestamp(self.expires_at),
+            redeemed_at: self.redeemed_at.map(Timestamp),
+        })
     }
 }
 
-pub(crate) fn refresh_info_from_row((client_id, user_id, scopes): RefreshRow) -> TokenInfo {
-    TokenInfo {
-        client_id: ClientId::new(client_id),
-        user_id,
-        scopes: Scopes::from_stored(&scopes),
-        expires_at: None,
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct AccessRow {
+    pub client_id: String,
+    pub user_id: i64,
+    pub scopes: String,
+    pub expires_at: i64,
+}
+
+impl From<AccessRow> for AccessGrant {
+    fn from(row: AccessRow) -> AccessGrant {
+        AccessGrant {
+            client_id: ClientId::new(row.client_id),
+            user_id: row.user_id,
+            scopes: Scopes::from_stored(&row.scopes),
+            expires_at: Timestamp(row.expires_at),
+        }
     }
 }
 
-/// A consent's stored scopes and redirect URIs after the user approved `consent` too.
-pub(crate) fn merge_consent(
-    prior: Option<(String, String)>,
-    consent: &crate::ConsentRecord,
-) -> (String, String) {
-    let (scopes, mut uris) = match prior {
-        Some((scopes, uris)) => (
-            Scopes::from_stored(&scopes).union(&consent.scopes),
-            uris.split(' ')
+impl From<AccessGrant> for TokenInfo {
+    fn from(grant: AccessGrant) -> TokenInfo {
+        TokenInfo {
+            client_id: grant.client_id,
+            user_id: grant.user_id,
+            scopes: grant.scopes,
+            expires_at: Some(grant.expires_at),
+        }
+    }
+}
+
+/// An access token's client, scopes and expiry, then its user.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct AccessOwnerRow {
+    pub client_id: String,
+    pub scopes: String,
+    pub expires_at: i64,
+    #[sqlx(flatten)]
+    pub user: UserRow,
+}
+
+impl From<AccessOwnerRow> for (AccessGrant, User) {
+    fn from(row: AccessOwnerRow) -> (AccessGrant, User) {
+        let user = User::from(row.user);
+        let grant = AccessGrant {
+            client_id: ClientId::new(row.client_id),
+            user_id: user.id,
+            scopes: Scopes::from_stored(&row.scopes),
+            expires_at: Timestamp(row.expires_at),
+        };
+        (grant, user)
+    }
+}
+
+/// A refresh token as introspection sees it.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct RefreshRow {
+    pub client_id: String,
+    pub user_id: i64,
+    pub scopes: String,
+}
+
+impl From<RefreshRow> for TokenInfo {
+    fn from(row: RefreshRow) -> TokenInfo {
+        TokenInfo {
+            client_id: ClientId::new(row.client_id),
+            user_id: row.user_id,
+            scopes: Scopes::from_stored(&row.scopes),
+            expires_at: None,
+        }
+    }
+}
+
+/// A refresh token as a refresh sees it.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct RefreshGrantRow {
+    pub id: i64,
+    pub client_id: String,
+    pub user_id: i64,
+    pub scopes: String,
+}
+
+impl RefreshGrantRow {
+    /// The grant, if `client` is the one holding the refresh token.
+    pub fn held_by(self, client: &ClientId) -> Option<RefreshGrant> {
+        (self.client_id == client.as_str()).then(|| RefreshGrant {
+            id: self.id,
+            client_id: ClientId::new(self.client_id),
+            user_id: self.user_id,
+            scopes: Scopes::from_stored(&self.scopes),
+        })
+    }
+}
+
+/// One access token of a refresh token, from the index alone.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct MintedRow {
+    pub id: i64,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+impl From<MintedRow> for Minted {
+    fn from(row: MintedRow) -> Minted {
+        Minted {
+            id: row.id,
+            created_at: Timestamp(row.created_at),
+            expires_at: Timestamp(row.expires_at),
+        }
+    }
+}
+
+/// A consent: scopes, and the registered redirect URIs it was given for, space-separated.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct ConsentRow {
+    pub scopes: String,
+    pub redirect_uris: String,
+}
+
+impl From<ConsentRow> for Consent {
+    fn from(row: ConsentRow) -> Consent {
+        Consent {
+            scopes: Scopes::from_stored(&row.scopes),
+            redirect_uris: row
+                .redirect_uris
+                .split(' ')
                 .filter(|u| !u.is_empty())
                 .map(str::to_owned)
                 .collect(),
-        ),
-        None => (consent.scopes.clone(), Vec::new()),
-    };
-    if !uris.contains(&consent.redirect_uri) {
-        uris.push(consent.redirect_uri.clone());
-    }
-    (scopes.to_stored(), uris.join(" "))
-}
-
-/// The code throttle: at most `codes_per_window` codes per client in the window. A client's
-/// codes are numbered 1, 2, ... (`seq`), so the window holds that many exactly when the code
-/// numbered that many back from the newest (`newest`) was made in it: one lookup, whatever the
-/// limit. Returns the `seq` to look up, `None` if the client never had that many.
-pub(crate) fn code_to_check(newest: i64, limits: &Limits) -> Option<i64> {
-    let seq = newest - limits.codes_per_window + 1;
-    (limits.codes_per_window > 0 && seq >= 1).then_some(seq)
-}
-
-/// Whether a new code is refused, and for how many seconds: `made` is when the code
-/// `code_to_check` named was made (`None`: no such code, or none to check).
-pub(crate) fn code_throttle(made: Option<i64>, limits: &Limits, now: Timestamp) -> Option<i64> {
-    let window = limits.code_window_secs;
-    if limits.codes_per_window <= 0 {
-        return Some(window.max(1));
-    }
-    let made = made.filter(|&made| made > now.minus(window).0)?;
-    Some(retry_after(Some(made), window, now))
-}
-
-/// Seconds until the oldest event of a throttle window leaves it (at least one).
-pub(crate) fn retry_after(oldest: Option<i64>, window_secs: i64, now: Timestamp) -> i64 {
-    (oldest.unwrap_or(now.0) + window_secs - now.0).max(1)
-}
-
-/// `REFRESH_GRANT`: id, client_id, user_id, scopes.
-pub(crate) type RefreshGrantRow = (i64, String, i64, String);
-
-/// The refresh token's grant, if `client` is the one holding it.
-pub(crate) fn refresh_grant_held_by(
-    row: Option<RefreshGrantRow>,
-    client: &ClientId,
-) -> Option<RefreshGrant> {
-    let (id, client_id, user_id, scopes) = row?;
-    (client_id == client.as_str()).then(|| RefreshGrant {
-        id,
-        client_id: ClientId::new(client_id),
-        user_id,
-        scopes: Scopes::from_stored(&scopes),
-    })
-}
-
-/// `ACCESS_TOKENS_OF_REFRESH`: id, created_at, expires_at.
-pub(crate) type MintedRow = (i64, i64, i64);
-
-/// What a refresh does to its refresh token's access tokens: `Err(retry_after)` if the throttle
-/// window is full, else the ids to delete: the expired ones, and the oldest live ones beyond
-/// the cap (the token about to be minted counts toward it).
-pub(crate) fn refresh_bookkeeping(
-    minted: &[MintedRow],
-    now: Timestamp,
-    limits: &Limits,
-) -> Result<Vec<i64>, i64> {
-    let window_start = now.minus(limits.refresh_window_secs).0;
-    let in_window = minted
-        .iter()
-        .filter(|&&(_, created, _)| created > window_start);
-    if in_window.clone().count() as i64 >= limits.refreshes_per_window {
-        let oldest = in_window.map(|&(_, created, _)| created).min();
-        return Err(retry_after(oldest, limits.refresh_window_secs, now));
-    }
-    let (mut doomed, mut live): (Vec<i64>, Vec<i64>) = (Vec::new(), Vec::new());
-    for &(id, _, expires) in minted {
-        if expires <= now.0 {
-            doomed.push(id);
-        } else {
-            live.push(id);
         }
     }
-    live.sort_unstable();
-    let excess = (live.len() as i64 + 1 - limits.active_access_tokens_per_refresh).max(0);
-    doomed.extend(live.iter().take(excess as usize));
-    Ok(doomed)
 }
 
-/// A stored consent's scopes, if it covered `redirect_uri` too.
-pub(crate) fn consent_covering(
-    row: Option<(String, String)>,
-    redirect_uri: &str,
-) -> Option<Scopes> {
-    row.filter(|(_, uris)| uris.split(' ').any(|u| u == redirect_uri))
-        .map(|(scopes, _)| Scopes::from_stored(&scopes))
+impl ConsentRow {
+    pub fn of(consent: &Consent) -> ConsentRow {
+        ConsentRow {
+            scopes: consent.scopes.to_stored(),
+            redirect_uris: consent.redirect_uris.join(" "),
+        }
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct ScopeRow {
+    pub name: String,
+    pub description: String,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct CodeSummaryRow {
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub redeemed_at: Option<i64>,
+    pub scopes: String,
+    pub description: Option<String>,
+}
+
+impl From<CodeSummaryRow> for CodeSummary {
+    fn from(row: CodeSummaryRow) -> CodeSummary {
+        CodeSummary {
+            created_at: Timestamp(row.created_at),
+            expires_at: Timestamp(row.expires_at),
+            redeemed_at: row.redeemed_at.map(Timestamp),
+            scopes: Scopes::from_stored(&row.scopes),
+            description: row.description,
+        }
+    }
+}
+
+/// A connected app: the client, the consent (if any), the tokens' last use, count and scopes.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct AppRow {
+    pub id: String,
+    pub name: String,
+    pub homepage: Option<String>,
+    pub consented: Option<String>,
+    pub granted_at: Option<i64>,
+    pub last_used: Option<i64>,
+    pub active: i64,
+    pub token_scopes: Option<String>,
+}
+
+impl From<AppRow> for ConnectedApp {
+    fn from(row: AppRow) -> ConnectedApp {
+        let mut scopes = Scopes::from_stored(row.consented.as_deref().unwrap_or(""));
+        if let Some(token_scopes) = row.token_scopes {
+            scopes = scopes.union(&Scopes::from_stored(&token_scopes));
+        }
+        ConnectedApp {
+            client_id: ClientId::new(row.id),
+            client_name: row.name,
+            homepage: row.homepage,
+            scopes,
+            first_granted_at: Timestamp(row.granted_at.or(row.last_used).unwrap_or(0)),
+            last_used_at: row.last_used.map(Timestamp),
+            active_refresh_tokens: row.active,
+        }
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct SessionRow {
+    pub token_hash: Vec<u8>,
+    pub created_at: i64,
+    pub user_agent: String,
+}
+
+impl From<SessionRow> for SessionSummary {
+    fn from(row: SessionRow) -> SessionSummary {
+        SessionSummary {
+            handle: SecretHash::from_bytes(&row.token_hash)
+                .map(|h| h.to_hex())
+                .unwrap_or_default(),
+            created_at: Timestamp(row.created_at),
+            user_agent: row.user_agent,
+        }
+    }
+}
+
+/// An access token's id and expiry, as the sweep walks them.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct ExpiryRow {
+    pub id: i64,
+    pub expires_at: i64,
 }

@@ -1,38 +1,121 @@
-//! SQL both backends run for the token endpoint's and the redirect flow's writes: PostgreSQL
-//! through the `hot_writes` verbs, SQLite through `sqlite_hot_writes`.
+//! Every SQL statement the verbs run, in the dialect both backends accept (`$n` parameters
+//! work in SQLite too, numbered by first appearance, so each statement lists them in order).
+//! A statement that must differ (PostgreSQL's row locks, its string aggregate) is written in
+//! that backend's module; everything else lives here once.
 
-/// The client's newest code's number (`rows::code_to_check`), from the index.
+// ---- users --------------------------------------------------------------------------------
+
+pub(crate) const INSERT_USER: &str =
+    "INSERT INTO users (email, name, password_hash, is_admin, created_at)
+    VALUES ($1, $2, $3, $4, $5) RETURNING id";
+pub(crate) const USER_COUNT: &str = "SELECT count(*) FROM users";
+pub(crate) const USER_BY_EMAIL: &str =
+    "SELECT id, email, name, password_hash, is_admin, failed_logins,
+    locked_until FROM users WHERE email = $1";
+pub(crate) const USER_BY_ID: &str =
+    "SELECT id, email, name, password_hash, is_admin, failed_logins,
+    locked_until FROM users WHERE id = $1";
+pub(crate) const USERS: &str = "SELECT id, email, name, password_hash, is_admin, failed_logins,
+    locked_until FROM users ORDER BY id";
+pub(crate) const SET_LOGIN_FAILURES: &str =
+    "UPDATE users SET failed_logins = $1, locked_until = $2 WHERE id = $3";
+pub(crate) const CLEAR_LOGIN_FAILURES: &str =
+    "UPDATE users SET failed_logins = 0, locked_until = 0 WHERE id = $1 AND failed_logins > 0";
+pub(crate) const SET_PASSWORD: &str = "UPDATE users SET password_hash = $1 WHERE id = $2";
+pub(crate) const END_OTHER_SESSIONS: &str =
+    "DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2";
+pub(crate) const SET_USER_NAME: &str = "UPDATE users SET name = $1 WHERE id = $2";
+
+// ---- scopes -------------------------------------------------------------------------------
+
+pub(crate) const INSERT_SCOPE: &str =
+    "INSERT INTO scopes (key, name, description) VALUES ($1, $2, $3)";
+pub(crate) const SCOPES: &str = "SELECT name, description FROM scopes ORDER BY key";
+pub(crate) const SCOPE_BY_KEY: &str = "SELECT name, description FROM scopes WHERE key = $1";
+
+// ---- clients ------------------------------------------------------------------------------
+
+pub(crate) const INSERT_CLIENT: &str =
+    "INSERT INTO clients (id, kind, name, homepage, redirect_uris,
+    secret_hash, owner_id, dialect, created_at, js_domain)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+pub(crate) const CLIENT_BY_ID: &str = "SELECT id, kind, name, homepage, redirect_uris, secret_hash,
+    owner_id, dialect, js_domain, created_at FROM clients WHERE id = $1";
+pub(crate) const CLIENTS: &str = "SELECT id, kind, name, homepage, redirect_uris, secret_hash,
+    owner_id, dialect, js_domain, created_at FROM clients ORDER BY created_at, id";
+pub(crate) const CLIENTS_OF: &str = "SELECT id, kind, name, homepage, redirect_uris, secret_hash,
+    owner_id, dialect, js_domain, created_at FROM clients WHERE owner_id = $1
+    ORDER BY created_at, id";
+/// The schema's cascades remove the client's codes, tokens and consents.
+pub(crate) const DELETE_CLIENT: &str = "DELETE FROM clients WHERE id = $1";
+pub(crate) const SET_CLIENT_SECRET: &str =
+    "UPDATE clients SET secret_hash = $1 WHERE id = $2 AND secret_hash IS NOT NULL";
+pub(crate) const UPDATE_CLIENT: &str = "UPDATE clients SET name = $1, homepage = $2,
+    redirect_uris = $3, js_domain = $4, dialect = $5 WHERE id = $6 AND owner_id = $7";
+pub(crate) const CODES_OF: &str = "SELECT created_at, expires_at, redeemed_at, scopes, description
+    FROM grant_codes WHERE client_id = $1 ORDER BY created_at DESC, expires_at DESC LIMIT 100";
+
+// ---- codes and consent --------------------------------------------------------------------
+
+/// The client's newest code's number (`throttle::code_to_check`), from the index.
 pub(crate) const NEWEST_CODE_SEQ: &str =
     "SELECT coalesce(max(seq), 0) FROM grant_codes WHERE client_id = $1";
 /// When the newest code numbered at most $2 was made: the code numbered $2, or an older one
 /// where that one was deleted with its grant.
 pub(crate) const CODE_MADE_AT: &str = "SELECT created_at FROM grant_codes
     WHERE client_id = $1 AND seq <= $2 ORDER BY seq DESC LIMIT 1";
-pub(crate) const INSERT_CODE: &str =
-    "INSERT INTO grant_codes (code_hash, client_id, user_id, redirect_uri, scopes,
-    issue_refresh, code_challenge, description, created_at, expires_at, seq)
+pub(crate) const INSERT_CODE: &str = "INSERT INTO grant_codes (code_hash, client_id, user_id,
+    redirect_uri, scopes, issue_refresh, code_challenge, description, created_at, expires_at, seq)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
 pub(crate) const CONSENT: &str =
     "SELECT scopes, redirect_uris FROM consents WHERE user_id = $1 AND client_id = $2";
-pub(crate) const UPSERT_CONSENT: &str =
-    "INSERT INTO consents (user_id, client_id, scopes, redirect_uris, granted_at)
-    VALUES ($1, $2, $3, $4, $5)
+pub(crate) const UPSERT_CONSENT: &str = "INSERT INTO consents (user_id, client_id, scopes,
+    redirect_uris, granted_at) VALUES ($1, $2, $3, $4, $5)
     ON CONFLICT (user_id, client_id)
     DO UPDATE SET scopes = excluded.scopes, redirect_uris = excluded.redirect_uris";
-pub(crate) const INSERT_REFRESH_TOKEN: &str =
-    "INSERT INTO refresh_tokens (token_hash, client_id, user_id, scopes, code_hash,
-    created_at, last_used_at)
+pub(crate) const CODE_BY_HASH: &str = "SELECT code_hash, client_id, user_id, redirect_uri, scopes,
+    issue_refresh, code_challenge, expires_at, redeemed_at FROM grant_codes WHERE code_hash = $1";
+pub(crate) const MARK_REDEEMED: &str =
+    "UPDATE grant_codes SET redeemed_at = $1 WHERE code_hash = $2 AND redeemed_at IS NULL";
+/// Marks a code used and records the tokens it issued, so that a replay revokes exactly those.
+pub(crate) const MARK_REDEEMED_WITH_TOKENS: &str = "UPDATE grant_codes
+    SET redeemed_at = $1, refresh_id = $2,
+        access_id = (SELECT id FROM access_tokens WHERE token_hash = $3)
+    WHERE code_hash = $4 AND redeemed_at IS NULL";
+/// RFC 6749 §4.1.2: a replayed code's refresh token goes, the access tokens minted from it by
+/// cascade, and the access token it issued directly.
+pub(crate) const REVOKE_CODE_REFRESH_TOKENS: &str = "DELETE FROM refresh_tokens
+    WHERE id = (SELECT refresh_id FROM grant_codes WHERE code_hash = $1)";
+pub(crate) const REVOKE_CODE_ACCESS_TOKENS: &str = "DELETE FROM access_tokens
+    WHERE id = (SELECT access_id FROM grant_codes WHERE code_hash = $1)";
+
+// ---- tokens -------------------------------------------------------------------------------
+
+pub(crate) const INSERT_REFRESH_TOKEN: &str = "INSERT INTO refresh_tokens (token_hash, client_id,
+    user_id, scopes, code_hash, created_at, last_used_at)
     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id";
-pub(crate) const EVICT_REFRESH_TOKENS: &str =
-    "DELETE FROM refresh_tokens WHERE user_id = $1 AND client_id = $2 AND id <= (
-    SELECT id FROM refresh_tokens WHERE user_id = $1 AND client_id = $2
-    ORDER BY id DESC LIMIT 1 OFFSET $3)";
+/// The ids of a user's refresh tokens for one client (`throttle::refresh_tokens_to_evict`).
+pub(crate) const REFRESH_TOKENS_OF_GRANT: &str =
+    "SELECT id FROM refresh_tokens WHERE user_id = $1 AND client_id = $2";
+/// Its access tokens go by cascade.
+pub(crate) const DELETE_REFRESH_TOKEN: &str = "DELETE FROM refresh_tokens WHERE id = $1";
 pub(crate) const REFRESH_GRANT: &str =
     "SELECT id, client_id, user_id, scopes FROM refresh_tokens WHERE token_hash = $1";
-/// A refresh token's access tokens, from the index alone (`refresh_bookkeeping` decides).
+pub(crate) const REFRESH_TOKEN: &str =
+    "SELECT client_id, user_id, scopes FROM refresh_tokens WHERE token_hash = $1";
+/// A refresh token's access tokens, from the index alone (`throttle::refresh_bookkeeping`).
 pub(crate) const ACCESS_TOKENS_OF_REFRESH: &str =
     "SELECT id, created_at, expires_at FROM access_tokens WHERE refresh_id = $1";
+pub(crate) const INSERT_ACCESS_TOKEN: &str = "INSERT INTO access_tokens (token_hash, client_id,
+    user_id, scopes, refresh_id, code_hash, created_at, expires_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 pub(crate) const DELETE_ACCESS_TOKEN: &str = "DELETE FROM access_tokens WHERE id = $1";
+pub(crate) const LIVE_ACCESS_TOKEN: &str = "SELECT client_id, user_id, scopes, expires_at
+    FROM access_tokens WHERE token_hash = $1 AND expires_at > $2";
+pub(crate) const LIVE_ACCESS_TOKEN_AND_OWNER: &str = "SELECT a.client_id, a.scopes, a.expires_at,
+    u.id, u.email, u.name, u.password_hash, u.is_admin, u.failed_logins, u.locked_until
+    FROM access_tokens a JOIN users u ON u.id = a.user_id
+    WHERE a.token_hash = $1 AND a.expires_at > $2";
 /// A refresh token was last used when its newest access token was minted, so a refresh does
 /// not write its row (a page at a random place per refresh): `last_used_at` only keeps that
 /// time for when its access tokens are gone. Before an access token is deleted by itself, its
@@ -41,8 +124,25 @@ pub(crate) const KEEP_LAST_USE_OF_ACCESS_TOKEN: &str = "UPDATE refresh_tokens
     SET last_used_at = (SELECT created_at FROM access_tokens WHERE token_hash = $1)
     WHERE id = (SELECT refresh_id FROM access_tokens WHERE token_hash = $1)
       AND last_used_at < (SELECT created_at FROM access_tokens WHERE token_hash = $1)";
+pub(crate) const REVOKE_REFRESH_TOKEN: &str = "DELETE FROM refresh_tokens
+    WHERE token_hash = $1 AND (CAST($2 AS TEXT) IS NULL OR client_id = $2)";
+pub(crate) const REVOKE_ACCESS_TOKEN: &str = "DELETE FROM access_tokens
+    WHERE token_hash = $1 AND (CAST($2 AS TEXT) IS NULL OR client_id = $2)";
+/// Everything a user granted a client: refresh tokens (their access tokens by cascade), other
+/// access tokens, unredeemed codes and the consent itself.
+pub(crate) const REVOKE_GRANT: [&str; 4] = [
+    "DELETE FROM refresh_tokens WHERE user_id = $1 AND client_id = $2",
+    "DELETE FROM access_tokens WHERE user_id = $1 AND client_id = $2",
+    "DELETE FROM grant_codes WHERE user_id = $1 AND client_id = $2 AND redeemed_at IS NULL",
+    "DELETE FROM consents WHERE user_id = $1 AND client_id = $2",
+];
+
+// ---- the sweep ----------------------------------------------------------------------------
+
 /// The sweep walks the access tokens in id order, which is the order they were made in, a
-/// chunk at a time: the next `SWEEP_CHUNK` ids past $1 with their expiry.
+/// chunk at a time: the next `SWEEP_CHUNK` ids past $1 with their expiry. One statement over
+/// the whole table held the writer for seconds at millions of tokens, and an index on the
+/// expiry cost every refresh 5 %.
 pub(crate) const SWEEP_CHUNK: i64 = 500;
 pub(crate) const ACCESS_TOKENS_AFTER: &str =
     "SELECT id, expires_at FROM access_tokens WHERE id > $1 ORDER BY id LIMIT $2";
@@ -57,27 +157,55 @@ pub(crate) const KEEP_LAST_USE_OF_EXPIRED: &str = "UPDATE refresh_tokens
                            WHERE a.refresh_id = refresh_tokens.id)";
 pub(crate) const DELETE_EXPIRED_ACCESS_TOKENS: &str =
     "DELETE FROM access_tokens WHERE id > $1 AND id <= $2 AND expires_at <= $3";
-pub(crate) const REVOKE_REFRESH_TOKEN: &str = "DELETE FROM refresh_tokens
-    WHERE token_hash = $1 AND (CAST($2 AS TEXT) IS NULL OR client_id = $2)";
-pub(crate) const REVOKE_ACCESS_TOKEN: &str = "DELETE FROM access_tokens
-    WHERE token_hash = $1 AND (CAST($2 AS TEXT) IS NULL OR client_id = $2)";
-pub(crate) const MARK_REDEEMED: &str =
-    "UPDATE grant_codes SET redeemed_at = $1 WHERE code_hash = $2 AND redeemed_at IS NULL";
-/// Marks a code used and records the tokens it issued, so that a replay revokes exactly those.
-/// (Parameters appear in order: SQLite numbers `$N` by first appearance, not by N.)
-pub(crate) const MARK_REDEEMED_WITH_TOKENS: &str = "UPDATE grant_codes
-    SET redeemed_at = $1, refresh_id = $2,
-        access_id = (SELECT id FROM access_tokens WHERE token_hash = $3)
-    WHERE code_hash = $4 AND redeemed_at IS NULL";
-/// A replayed code's refresh token; the access tokens minted from it go by cascade.
-pub(crate) const REVOKE_CODE_REFRESH_TOKENS: &str = "DELETE FROM refresh_tokens
-    WHERE id = (SELECT refresh_id FROM grant_codes WHERE code_hash = $1)";
-pub(crate) const REVOKE_CODE_ACCESS_TOKENS: &str = "DELETE FROM access_tokens
-    WHERE id = (SELECT access_id FROM grant_codes WHERE code_hash = $1)";
-pub(crate) const INSERT_ACCESS_TOKEN: &str = "INSERT INTO access_tokens (token_hash, client_id,
-    user_id, scopes, refresh_id, code_hash, created_at, expires_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
-/// `CODE_COLUMNS` of one code; SQLite's redemption reads it without a row lock (its single
-/// writer serialises), so the text is fixed and needs no formatting per request.
-pub(crate) const CODE_BY_HASH: &str = "SELECT code_hash, client_id, user_id, redirect_uri, scopes,
-    issue_refresh, code_challenge, expires_at, redeemed_at FROM grant_codes WHERE code_hash = $1";
+/// The small tables, each with its cutoff: sessions and pending consents once expired, codes a
+/// day after (kept that long so a late replay is still recognised).
+pub(crate) const SWEEP_SESSIONS: &str = "DELETE FROM sessions WHERE expires_at <= $1";
+pub(crate) const SWEEP_PENDING_CONSENTS: &str =
+    "DELETE FROM pending_consents WHERE expires_at <= $1";
+pub(crate) const SWEEP_CODES: &str = "DELETE FROM grant_codes WHERE expires_at <= $1";
+pub(crate) const CODES_KEPT_AFTER_EXPIRY_SECS: i64 = 86_400;
+
+// ---- browser sessions and pending consents ------------------------------------------------
+
+pub(crate) const INSERT_SESSION: &str = "INSERT INTO sessions (token_hash, user_id, user_agent,
+    created_at, expires_at) VALUES ($1, $2, $3, $4, $5)";
+pub(crate) const SESSION_USER: &str = "SELECT u.id, u.email, u.name, u.password_hash, u.is_admin,
+    u.failed_logins, u.locked_until FROM sessions s JOIN users u ON u.id = s.user_id
+    WHERE s.token_hash = $1 AND s.expires_at > $2";
+pub(crate) const DELETE_SESSION: &str = "DELETE FROM sessions WHERE token_hash = $1";
+pub(crate) const DELETE_USER_SESSION: &str =
+    "DELETE FROM sessions WHERE token_hash = $1 AND user_id = $2";
+pub(crate) const SESSIONS_OF: &str = "SELECT token_hash, created_at, user_agent FROM sessions
+    WHERE user_id = $1 AND expires_at > $2 ORDER BY created_at DESC";
+pub(crate) const INSERT_PENDING_CONSENT: &str = "INSERT INTO pending_consents (id_hash,
+    session_hash, request, expires_at) VALUES ($1, $2, $3, $4)";
+pub(crate) const TAKE_PENDING_CONSENT: &str = "DELETE FROM pending_consents
+    WHERE id_hash = $1 AND session_hash = $2 RETURNING request, expires_at";
+
+// ---- connected apps -----------------------------------------------------------------------
+
+/// Every client the user authorized (by consent, or by a Self Client code), with the consent,
+/// the tokens' last use, how many refresh tokens are active and their scopes. `{aggregate}`
+/// is the backend's string aggregate over `scopes`.
+pub(crate) fn connected_apps(aggregate: &str) -> String {
+    format!(
+        "WITH apps AS (
+                 SELECT client_id FROM consents WHERE user_id = $1
+                 UNION SELECT client_id FROM refresh_tokens WHERE user_id = $1)
+             SELECT c.id, c.name, c.homepage, k.scopes AS consented, k.granted_at,
+                    (SELECT max(used.at) FROM (
+                         SELECT r.last_used_at AS at FROM refresh_tokens r
+                          WHERE r.user_id = $1 AND r.client_id = c.id
+                         UNION ALL
+                         SELECT a.created_at FROM refresh_tokens r
+                           JOIN access_tokens a ON a.refresh_id = r.id
+                          WHERE r.user_id = $1 AND r.client_id = c.id) AS used) AS last_used,
+                    (SELECT count(*) FROM refresh_tokens r
+                      WHERE r.user_id = $1 AND r.client_id = c.id) AS active,
+                    (SELECT {aggregate} FROM refresh_tokens r
+                      WHERE r.user_id = $1 AND r.client_id = c.id) AS token_scopes
+               FROM apps JOIN clients c ON c.id = apps.client_id
+               LEFT JOIN consents k ON k.user_id = $1 AND k.client_id = c.id
+              ORDER BY c.name, c.id"
+    )
+}

@@ -24,8 +24,8 @@ use grantd_core::{
     Client, ClientId, ClientType, Dialect, Limits, OAuthError, RedirectUri, Scopes, Timestamp,
 };
 use grantd_store::{
-    ClientUpdate, CodeIssue, ConsentRecord, NewAccess, NewClient, NewCode, NewTokens, Redemption,
-    RefreshOutcome, Store, StoreError,
+    AccountVerbs, ClientUpdate, CodeIssue, ConsentRecord, ConsoleVerbs, NewAccess, NewClient,
+    NewCode, NewTokens, Redemption, RefreshOutcome, SessionVerbs, Store, StoreError, TokenVerbs,
 };
 
 // ---- the suite, run once per backend -----------------------------------------------------

@@ -1,0 +1,271 @@
+//! The quotas the store enforces inside its transactions: the code throttle, the refresh
+//! throttle with its caps (active access tokens per refresh token, refresh tokens per user and
+//! client), and the sign-in lockout. Each is a pure decision over what the transaction read;
+//! the store reads, calls one of these, and writes what it says.
+
+use crate::clock::Timestamp;
+use crate::limits::Limits;
+
+/// Seconds to wait before a refused request may succeed (at least one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryAfter(pub i64);
+
+impl RetryAfter {
+    /// Until the oldest event of a window of `window_secs` that began at `oldest` leaves it.
+    fn until_out_of(oldest: Timestamp, window_secs: i64, now: Timestamp) -> RetryAfter {
+        RetryAfter((oldest.0.saturating_add(window_secs) - now.0).max(1))
+    }
+}
+
+/// The code throttle (CONTRACT.md "Limits"): at most `codes_per_window` codes per client in
+/// `code_window_secs`. A client's codes are numbered 1, 2, ... in the order they were made, so
+/// the window is full exactly when the code numbered `codes_per_window - 1` before the newest
+/// was made inside it: one lookup, however high the limit. This names that code's number;
+/// `None` when the client has made fewer codes (or none may be made at all).
+pub fn code_to_check(newest_seq: i64, limits: &Limits) -> Option<i64> {
+    let seq = newest_seq - limits.codes_per_window + 1;
+    (limits.codes_per_window > 0 && seq >= 1).then_some(seq)
+}
+
+/// Whether a new code is refused: `made` is when the code `code_to_check` named (or, if that
+/// one was deleted with its grant, the next older one) was made; `None` if there is none.
+pub fn code_throttle(
+    made: Option<Timestamp>,
+    limits: &Limits,
+    now: Timestamp,
+) -> Result<(), RetryAfter> {
+    let window = limits.code_window_secs;
+    if limits.codes_per_window <= 0 {
+        return Err(RetryAfter(window.max(1)));
+    }
+    match made.filter(|made| made.0 > now.minus(window).0) {
+        Some(made) => Err(RetryAfter::until_out_of(made, window, now)),
+        None => Ok(()),
+    }
+}
+
+/// An access token minted from a refresh token, as the refresh bookkeeping sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Minted {
+    pub id: i64,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+/// What a refresh does to its refresh token's access tokens (CONTRACT.md "Limits"): refused
+/// while `refreshes_per_window` were minted in the window; otherwise the ids to delete: the
+/// expired ones, and the oldest live ones beyond `active_access_tokens_per_refresh` (the token
+/// about to be minted counts toward it).
+pub fn refresh_bookkeeping(
+    minted: &[Minted],
+    now: Timestamp,
+    limits: &Limits,
+) -> Result<Vec<i64>, RetryAfter> {
+    let window_start = now.minus(limits.refresh_window_secs);
+    let in_window = minted.iter().filter(|m| m.created_at > window_start);
+    if in_window.clone().count() as i64 >= limits.refreshes_per_window {
+        let oldest = in_window.map(|m| m.created_at).min().unwrap_or(now);
+        return Err(RetryAfter::until_out_of(
+            oldest,
+            limits.refresh_window_secs,
+            now,
+        ));
+    }
+    let (mut doomed, mut live): (Vec<i64>, Vec<i64>) = (Vec::new(), Vec::new());
+    for m in minted {
+        if m.expires_at <= now {
+            doomed.push(m.id);
+        } else {
+            live.push(m.id);
+        }
+    }
+    // Ids grow with minting, so the smallest are the oldest.
+    live.sort_unstable();
+    let excess = (live.len() as i64 + 1 - limits.active_access_tokens_per_refresh).max(0);
+    doomed.extend(live.iter().take(excess as usize));
+    Ok(doomed)
+}
+
+/// The refresh tokens of one user and client to delete once a new one has been added: the
+/// oldest beyond `refresh_tokens_per_grant` (CONTRACT.md: at most 20, the oldest deleted
+/// first). `ids` are theirs, the new one included, in any order.
+pub fn refresh_tokens_to_evict(ids: &[i64], limits: &Limits) -> Vec<i64> {
+    let mut ids = ids.to_vec();
+    ids.sort_unstable();
+    let excess = ids
+        .len()
+        .saturating_sub(limits.refresh_tokens_per_grant.max(0) as usize);
+    ids.truncate(excess);
+    ids
+}
+
+/// A user's sign-in failures, as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginFailures {
+    pub count: i64,
+    pub locked_until: Timestamp,
+}
+
+/// RFC 6819 §5.1.4.2.3: one more failed sign-in; at `failed_logins_before_lockout` failures the
+/// account locks for `lockout_secs`.
+pub fn after_login_failure(
+    before: LoginFailures,
+    now: Timestamp,
+    limits: &Limits,
+) -> LoginFailures {
+    let count = before.count.saturating_add(1);
+    let locked_until = if count >= limits.failed_logins_before_lockout {
+        now.plus(limits.lockout_secs)
+    } else {
+        before.locked_until
+    };
+    LoginFailures {
+        count,
+        locked_until,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: Timestamp = Timestamp(1_800_000_000);
+
+    fn limits() -> Limits {
+        Limits::default()
+    }
+
+    #[test]
+    fn the_code_to_check_is_the_limit_back_from_the_newest() {
+        let limits = limits(); // 10 per window
+        assert_eq!(code_to_check(0, &limits), None);
+        assert_eq!(code_to_check(9, &limits), None, "fewer than ten codes ever");
+        assert_eq!(code_to_check(10, &limits), Some(1));
+        assert_eq!(code_to_check(25, &limits), Some(16));
+        let none = Limits {
+            codes_per_window: 0,
+            ..limits
+        };
+        assert_eq!(code_to_check(25, &none), None);
+    }
+
+    #[test]
+    fn the_code_throttle_refuses_while_that_code_is_in_the_window() {
+        let limits = limits(); // 600 s window
+        assert_eq!(code_throttle(None, &limits, NOW), Ok(()));
+        assert_eq!(
+            code_throttle(Some(NOW.minus(600)), &limits, NOW),
+            Ok(()),
+            "just out"
+        );
+        assert_eq!(
+            code_throttle(Some(NOW.minus(599)), &limits, NOW),
+            Err(RetryAfter(1))
+        );
+        assert_eq!(
+            code_throttle(Some(NOW.minus(18)), &limits, NOW),
+            Err(RetryAfter(582))
+        );
+        assert_eq!(code_throttle(Some(NOW), &limits, NOW), Err(RetryAfter(600)));
+        let none = Limits {
+            codes_per_window: 0,
+            ..limits.clone()
+        };
+        assert_eq!(code_throttle(None, &none, NOW), Err(RetryAfter(600)));
+        let zero_window = Limits {
+            codes_per_window: 0,
+            code_window_secs: 0,
+            ..limits
+        };
+        assert_eq!(code_throttle(None, &zero_window, NOW), Err(RetryAfter(1)));
+    }
+
+    fn minted(id: i64, age: i64, lifetime: i64) -> Minted {
+        Minted {
+            id,
+            created_at: NOW.minus(age),
+            expires_at: NOW.minus(age).plus(lifetime),
+        }
+    }
+
+    #[test]
+    fn refresh_is_refused_once_the_window_is_full() {
+        let limits = limits(); // 10 per 600 s
+        let nine: Vec<Minted> = (0..9).map(|i| minted(i, 100 - i, 3600)).collect();
+        assert!(refresh_bookkeeping(&nine, NOW, &limits).is_ok());
+        let mut ten = nine.clone();
+        ten.push(minted(9, 5, 3600));
+        // The oldest in the window was made 100 s ago: 500 s until it leaves.
+        assert_eq!(
+            refresh_bookkeeping(&ten, NOW, &limits),
+            Err(RetryAfter(500))
+        );
+        // One made exactly a window ago no longer counts.
+        ten[0] = minted(0, 600, 3600);
+        assert!(refresh_bookkeeping(&ten, NOW, &limits).is_ok());
+    }
+
+    #[test]
+    fn refresh_deletes_the_expired_and_the_oldest_beyond_the_cap() {
+        let limits = Limits {
+            refreshes_per_window: 1000,
+            ..limits()
+        }; // cap 15
+        let mut tokens: Vec<Minted> = (1..=14).map(|id| minted(id, 1000 - id, 3600)).collect();
+        assert_eq!(
+            refresh_bookkeeping(&tokens, NOW, &limits),
+            Ok(vec![]),
+            "14 + the new one"
+        );
+        tokens.push(minted(15, 10, 3600));
+        assert_eq!(refresh_bookkeeping(&tokens, NOW, &limits), Ok(vec![1]));
+        tokens.push(minted(16, 9, 3600));
+        tokens.push(minted(0, 5000, 3600)); // expired
+        tokens.push(minted(17, 3600, 3600)); // expires now
+        assert_eq!(
+            refresh_bookkeeping(&tokens, NOW, &limits),
+            Ok(vec![0, 17, 1, 2])
+        );
+    }
+
+    #[test]
+    fn the_oldest_refresh_tokens_beyond_the_cap_are_evicted() {
+        let limits = limits(); // 20
+        let twenty: Vec<i64> = (1..=20).rev().collect();
+        assert!(refresh_tokens_to_evict(&twenty, &limits).is_empty());
+        let twenty_two: Vec<i64> = (1..=22).collect();
+        assert_eq!(refresh_tokens_to_evict(&twenty_two, &limits), vec![1, 2]);
+        let one = Limits {
+            refresh_tokens_per_grant: 1,
+            ..limits
+        };
+        assert_eq!(refresh_tokens_to_evict(&[7, 3, 9], &one), vec![3, 7]);
+    }
+
+    #[test]
+    fn the_fifth_failure_locks_the_account() {
+        let limits = limits(); // 5 failures, 900 s
+        let mut failures = LoginFailures {
+            count: 0,
+            locked_until: Timestamp(0),
+        };
+        for _ in 0..4 {
+            failures = after_login_failure(failures, NOW, &limits);
+        }
+        assert_eq!(
+            failures,
+            LoginFailures {
+                count: 4,
+                locked_until: Timestamp(0)
+            }
+        );
+        failures = after_login_failure(failures, NOW, &limits);
+        assert_eq!(
+            failures,
+            LoginFailures {
+                count: 5,
+                locked_until: NOW.plus(900)
+            }
+        );
+    }
+}
