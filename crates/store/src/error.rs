@@ -9,9 +9,9 @@ pub enum StoreError {
     #[error("database unavailable")]
     Unavailable,
     #[error("database error: {0}")]
-    Backend(sqlx::Error),
+    Postgres(sqlx::Error),
     #[error("database error: {0}")]
-    Lookup(rusqlite::Error),
+    Sqlite(rusqlite::Error),
     #[error("database setup: {0}")]
     Setup(String),
 }
@@ -43,7 +43,37 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::Database(db) if db.is_unique_violation() => {
                 StoreError::Conflict("already exists")
             }
-            _ => StoreError::Backend(e),
+            _ => StoreError::Postgres(e),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    /// Busy, locked, unreadable or full means "try again" (503), like the pool's errors; a
+    /// uniqueness rule is a conflict; anything else is a fault.
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ffi::ErrorCode;
+        match e.sqlite_error_code() {
+            Some(ErrorCode::ConstraintViolation) => StoreError::Conflict("already exists"),
+            Some(
+                ErrorCode::DatabaseBusy
+                | ErrorCode::DatabaseLocked
+                | ErrorCode::SystemIoFailure
+                | ErrorCode::CannotOpen
+                | ErrorCode::DiskFull
+                | ErrorCode::OutOfMemory,
+            ) => StoreError::Unavailable,
+            _ => StoreError::Sqlite(e),
+        }
+    }
+}
+
+impl StoreError {
+    /// A uniqueness conflict, said in the verb's own words.
+    pub(crate) fn conflict_as(self, why: &'static str) -> StoreError {
+        match self {
+            StoreError::Conflict(_) => StoreError::Conflict(why),
+            other => other,
         }
     }
 }

@@ -88,7 +88,8 @@ macro_rules! on_backend {
     };
 }
 
-type Answer<T> = Result<T, StoreError>;
+/// What every verb answers.
+pub(crate) type Answer<T> = Result<T, StoreError>;
 
 impl TokenVerbs for Store {
     async fn add_code(&self, code: &NewCode, now: Timestamp, limits: &Limits) -> Answer<CodeIssue> {

@@ -1,6 +1,20 @@
-//! SQLite: the accounts verbs (`verbs::AccountVerbs`).
+//! SQLite: users, their sign-in bookkeeping, and what they see of their own grants and
+//! sessions (`verbs::AccountVerbs`).
 
-use super::*;
+use grantd_core::secret::SecretHash;
+use grantd_core::throttle::{self, LoginFailures};
+use grantd_core::{ClientId, Limits, Timestamp};
+
+use super::query::{all, execute, one, scalar};
+use super::SqliteStore;
+use crate::model::{ConnectedApp, SessionSummary, User};
+use crate::rows::{AppRow, SessionRow, UserRow};
+use crate::statements::*;
+use crate::verbs::AccountVerbs;
+use crate::Answer;
+
+/// SQLite's string aggregate, for `connected_apps`.
+const AGGREGATE_SCOPES: &str = "group_concat(scopes, ' ')";
 
 impl AccountVerbs for SqliteStore {
     async fn add_user(
@@ -11,23 +25,38 @@ impl AccountVerbs for SqliteStore {
         is_admin: bool,
         now: Timestamp,
     ) -> Answer<i64> {
-        todo!()
+        let (email, name, hash) = (email.to_owned(), name.to_owned(), password_hash.to_owned());
+        self.writer
+            .run(move |db| {
+                let id: Option<i64> = scalar(db, INSERT_USER, (email, name, hash, is_admin, now.0))
+                    .map_err(|e| e.conflict_as("a user with this email exists"))?;
+                id.ok_or(crate::StoreError::Unavailable)
+            })
+            .await
     }
 
     async fn user_count(&self) -> Answer<i64> {
-        todo!()
+        self.readers
+            .read(|db| Ok(scalar(db, USER_COUNT, ())?.unwrap_or(0)))
     }
 
     async fn user_by_email(&self, email: &str) -> Answer<Option<User>> {
-        todo!()
+        self.readers
+            .read(|db| Ok(one::<UserRow>(db, USER_BY_EMAIL, (email,))?.map(User::from)))
     }
 
     async fn user(&self, id: i64) -> Answer<Option<User>> {
-        todo!()
+        self.readers
+            .read(|db| Ok(one::<UserRow>(db, USER_BY_ID, (id,))?.map(User::from)))
     }
 
     async fn users(&self) -> Answer<Vec<User>> {
-        todo!()
+        self.readers.read(|db| {
+            Ok(all::<UserRow>(db, USERS, ())?
+                .into_iter()
+                .map(User::from)
+                .collect())
+        })
     }
 
     async fn note_login_failure(
@@ -36,11 +65,34 @@ impl AccountVerbs for SqliteStore {
         now: Timestamp,
         limits: &Limits,
     ) -> Answer<()> {
-        todo!()
+        let limits = limits.clone();
+        self.writer
+            .run(move |db| {
+                let Some(user) = one::<UserRow>(db, USER_BY_ID, (user_id,))? else {
+                    return Ok(());
+                };
+                let before = LoginFailures {
+                    count: user.failed_logins,
+                    locked_until: Timestamp(user.locked_until),
+                };
+                let after = throttle::after_login_failure(before, now, &limits);
+                execute(
+                    db,
+                    SET_LOGIN_FAILURES,
+                    (after.count, after.locked_until.0, user_id),
+                )?;
+                Ok(())
+            })
+            .await
     }
 
     async fn clear_login_failures(&self, user_id: i64) -> Answer<()> {
-        todo!()
+        self.writer
+            .run(move |db| {
+                execute(db, CLEAR_LOGIN_FAILURES, (user_id,))?;
+                Ok(())
+            })
+            .await
     }
 
     async fn set_password(
@@ -49,26 +101,58 @@ impl AccountVerbs for SqliteStore {
         password_hash: &str,
         keep_session: &SecretHash,
     ) -> Answer<()> {
-        todo!()
+        let (hash, keep) = (password_hash.to_owned(), *keep_session);
+        self.writer
+            .run(move |db| {
+                execute(db, SET_PASSWORD, (hash, user_id))?;
+                execute(db, END_OTHER_SESSIONS, (user_id, keep.as_bytes()))?;
+                Ok(())
+            })
+            .await
     }
 
     async fn set_user_name(&self, user_id: i64, name: &str) -> Answer<()> {
-        todo!()
+        let name = name.to_owned();
+        self.writer
+            .run(move |db| {
+                execute(db, SET_USER_NAME, (name, user_id))?;
+                Ok(())
+            })
+            .await
     }
 
     async fn sessions_of(&self, user_id: i64, now: Timestamp) -> Answer<Vec<SessionSummary>> {
-        todo!()
+        self.readers.read(|db| {
+            let rows: Vec<SessionRow> = all(db, SESSIONS_OF, (user_id, now.0))?;
+            Ok(rows.into_iter().map(SessionSummary::from).collect())
+        })
     }
 
     async fn remove_user_session(&self, user_id: i64, handle: &str) -> Answer<bool> {
-        todo!()
+        let Some(hash) = SecretHash::from_hex(handle) else {
+            return Ok(false);
+        };
+        self.writer
+            .run(move |db| Ok(execute(db, DELETE_USER_SESSION, (hash.as_bytes(), user_id))? == 1))
+            .await
     }
 
     async fn connected_apps(&self, user_id: i64) -> Answer<Vec<ConnectedApp>> {
-        todo!()
+        self.readers.read(|db| {
+            let rows: Vec<AppRow> = all(db, &connected_apps(AGGREGATE_SCOPES), (user_id,))?;
+            Ok(rows.into_iter().map(ConnectedApp::from).collect())
+        })
     }
 
     async fn revoke_grant(&self, user_id: i64, client: &ClientId) -> Answer<()> {
-        todo!()
+        let client = client.clone();
+        self.writer
+            .run(move |db| {
+                for sql in REVOKE_GRANT {
+                    execute(db, sql, (user_id, client.as_str()))?;
+                }
+                Ok(())
+            })
+            .await
     }
 }

@@ -1,42 +1,119 @@
-//! SQLite: the console verbs (`verbs::ConsoleVerbs`).
+//! SQLite: the registry the console manages, clients and scopes (`verbs::ConsoleVerbs`).
 
-use super::*;
+use grantd_core::secret::SecretHash;
+use grantd_core::{Client, ClientId, Scopes, Timestamp};
+
+use super::query::{all, execute, one};
+use super::SqliteStore;
+use crate::model::{ClientUpdate, CodeSummary, NewClient, ScopeEntry};
+use crate::rows::{stored_uris, ClientRow, CodeSummaryRow, ScopeRow};
+use crate::statements::*;
+use crate::verbs::ConsoleVerbs;
+use crate::Answer;
 
 impl ConsoleVerbs for SqliteStore {
     async fn add_scope(&self, name: &str, description: &str) -> Answer<()> {
-        todo!()
+        let (name, description) = (name.to_owned(), description.to_owned());
+        self.writer
+            .run(move |db| {
+                execute(
+                    db,
+                    INSERT_SCOPE,
+                    (name.to_ascii_lowercase(), &name, description),
+                )
+                .map_err(|e| e.conflict_as("this scope is registered"))?;
+                Ok(())
+            })
+            .await
     }
 
     async fn scopes(&self) -> Answer<Vec<ScopeEntry>> {
-        todo!()
+        self.readers.read(|db| {
+            let rows: Vec<ScopeRow> = all(db, SCOPES, ())?;
+            Ok(rows
+                .into_iter()
+                .map(|row| (row.name, row.description))
+                .collect())
+        })
     }
 
     async fn registered(&self, scopes: &Scopes) -> Answer<Result<Vec<ScopeEntry>, String>> {
-        todo!()
+        self.readers.read(|db| {
+            let mut found = Vec::new();
+            for scope in scopes.iter() {
+                match one::<ScopeRow>(db, SCOPE_BY_KEY, (scope.key(),))? {
+                    Some(row) => found.push((row.name, row.description)),
+                    None => return Ok(Err(scope.as_str().to_owned())),
+                }
+            }
+            Ok(Ok(found))
+        })
     }
 
     async fn add_client(&self, client: &NewClient, now: Timestamp) -> Answer<()> {
-        todo!()
+        let client = client.clone();
+        self.writer
+            .run(move |db| {
+                execute(
+                    db,
+                    INSERT_CLIENT,
+                    (
+                        client.id.as_str(),
+                        client.kind.as_str(),
+                        &client.name,
+                        &client.homepage,
+                        stored_uris(&client.redirect_uris),
+                        client.secret_hash.as_ref().map(SecretHash::as_bytes),
+                        client.owner_id,
+                        client.dialect.as_str(),
+                        now.0,
+                        &client.js_domain,
+                    ),
+                )
+                .map_err(|e| e.conflict_as("this user already has a Self Client"))?;
+                Ok(())
+            })
+            .await
     }
 
     async fn client(&self, id: &str) -> Answer<Option<Client>> {
-        todo!()
+        self.readers.read(|db| {
+            Ok(one::<ClientRow>(db, CLIENT_BY_ID, (id,))?.and_then(ClientRow::into_client))
+        })
     }
 
     async fn clients(&self) -> Answer<Vec<Client>> {
-        todo!()
+        self.readers.read(|db| {
+            let rows: Vec<ClientRow> = all(db, CLIENTS, ())?;
+            Ok(rows
+                .into_iter()
+                .filter_map(ClientRow::into_client)
+                .collect())
+        })
     }
 
     async fn clients_of(&self, owner_id: i64) -> Answer<Vec<Client>> {
-        todo!()
+        self.readers.read(|db| {
+            let rows: Vec<ClientRow> = all(db, CLIENTS_OF, (owner_id,))?;
+            Ok(rows
+                .into_iter()
+                .filter_map(ClientRow::into_client)
+                .collect())
+        })
     }
 
     async fn remove_client(&self, id: &str) -> Answer<bool> {
-        todo!()
+        let id = id.to_owned();
+        self.writer
+            .run(move |db| Ok(execute(db, DELETE_CLIENT, (id,))? == 1))
+            .await
     }
 
     async fn set_client_secret(&self, id: &str, hash: &SecretHash) -> Answer<bool> {
-        todo!()
+        let (id, hash) = (id.to_owned(), *hash);
+        self.writer
+            .run(move |db| Ok(execute(db, SET_CLIENT_SECRET, (hash.as_bytes(), id))? == 1))
+            .await
     }
 
     async fn update_client(
@@ -45,10 +122,31 @@ impl ConsoleVerbs for SqliteStore {
         owner_id: i64,
         update: &ClientUpdate,
     ) -> Answer<bool> {
-        todo!()
+        let (id, update) = (id.clone(), update.clone());
+        self.writer
+            .run(move |db| {
+                let changed = execute(
+                    db,
+                    UPDATE_CLIENT,
+                    (
+                        &update.name,
+                        &update.homepage,
+                        stored_uris(&update.redirect_uris),
+                        &update.js_domain,
+                        update.dialect.as_str(),
+                        id.as_str(),
+                        owner_id,
+                    ),
+                )?;
+                Ok(changed == 1)
+            })
+            .await
     }
 
     async fn codes_of(&self, client: &ClientId) -> Answer<Vec<CodeSummary>> {
-        todo!()
+        self.readers.read(|db| {
+            let rows: Vec<CodeSummaryRow> = all(db, CODES_OF, (client.as_str(),))?;
+            Ok(rows.into_iter().map(CodeSummary::from).collect())
+        })
     }
 }

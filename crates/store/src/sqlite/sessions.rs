@@ -1,6 +1,16 @@
-//! SQLite: the sessions verbs (`verbs::SessionVerbs`).
+//! SQLite: browser sessions, pending consents and remembered consent (`verbs::SessionVerbs`).
 
-use super::*;
+use grantd_core::consent::Consent;
+use grantd_core::secret::SecretHash;
+use grantd_core::{ClientId, Scopes, Timestamp};
+
+use super::query::{execute, one};
+use super::SqliteStore;
+use crate::model::User;
+use crate::rows::{ConsentRow, UserRow};
+use crate::statements::*;
+use crate::verbs::SessionVerbs;
+use crate::Answer;
 
 impl SessionVerbs for SqliteStore {
     async fn add_session(
@@ -11,15 +21,34 @@ impl SessionVerbs for SqliteStore {
         now: Timestamp,
         expires_at: Timestamp,
     ) -> Answer<()> {
-        todo!()
+        let (hash, user_agent) = (*hash, user_agent.to_owned());
+        self.writer
+            .run(move |db| {
+                execute(
+                    db,
+                    INSERT_SESSION,
+                    (hash.as_bytes(), user_id, user_agent, now.0, expires_at.0),
+                )?;
+                Ok(())
+            })
+            .await
     }
 
     async fn session_user(&self, hash: &SecretHash, now: Timestamp) -> Answer<Option<User>> {
-        todo!()
+        self.readers.read(|db| {
+            let row: Option<UserRow> = one(db, SESSION_USER, (hash.as_bytes(), now.0))?;
+            Ok(row.map(User::from))
+        })
     }
 
     async fn remove_session(&self, hash: &SecretHash) -> Answer<()> {
-        todo!()
+        let hash = *hash;
+        self.writer
+            .run(move |db| {
+                execute(db, DELETE_SESSION, (hash.as_bytes(),))?;
+                Ok(())
+            })
+            .await
     }
 
     async fn add_pending_consent(
@@ -29,7 +58,22 @@ impl SessionVerbs for SqliteStore {
         request: &str,
         expires_at: Timestamp,
     ) -> Answer<()> {
-        todo!()
+        let (id_hash, session_hash, request) = (*id_hash, *session_hash, request.to_owned());
+        self.writer
+            .run(move |db| {
+                execute(
+                    db,
+                    INSERT_PENDING_CONSENT,
+                    (
+                        id_hash.as_bytes(),
+                        session_hash.as_bytes(),
+                        request,
+                        expires_at.0,
+                    ),
+                )?;
+                Ok(())
+            })
+            .await
     }
 
     async fn take_pending_consent(
@@ -38,11 +82,29 @@ impl SessionVerbs for SqliteStore {
         session_hash: &SecretHash,
         now: Timestamp,
     ) -> Answer<Option<String>> {
-        todo!()
+        let (id_hash, session_hash) = (*id_hash, *session_hash);
+        let taken: Option<(String, i64)> = self
+            .writer
+            .run(move |db| {
+                Ok(db
+                    .prepare_cached(TAKE_PENDING_CONSENT)?
+                    .query_map((id_hash.as_bytes(), session_hash.as_bytes()), |row| {
+                        Ok((row.get(0)?, row.get(1)?))
+                    })?
+                    .next()
+                    .transpose()?)
+            })
+            .await?;
+        Ok(taken
+            .filter(|(_, expires_at)| now.0 < *expires_at)
+            .map(|(request, _)| request))
     }
 
     async fn consent(&self, user_id: i64, client: &ClientId) -> Answer<Option<Scopes>> {
-        todo!()
+        self.readers.read(|db| {
+            let row: Option<ConsentRow> = one(db, CONSENT, (user_id, client.as_str()))?;
+            Ok(row.map(|row| Consent::from(row).scopes))
+        })
     }
 
     async fn consent_for(
@@ -51,6 +113,11 @@ impl SessionVerbs for SqliteStore {
         client: &ClientId,
         redirect_uri: &str,
     ) -> Answer<Option<Scopes>> {
-        todo!()
+        self.readers.read(|db| {
+            let row: Option<ConsentRow> = one(db, CONSENT, (user_id, client.as_str()))?;
+            Ok(row
+                .map(Consent::from)
+                .and_then(|consent| consent.scopes_for(redirect_uri).cloned()))
+        })
     }
 }

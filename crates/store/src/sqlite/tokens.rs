@@ -1,10 +1,30 @@
-//! SQLite: the tokens verbs (`verbs::TokenVerbs`).
+//! SQLite: the token verbs (`verbs::TokenVerbs`). Writes run on the writer thread as closures
+//! over its connection; reads on this thread's read-only connection.
 
-use super::*;
+use rusqlite::Connection;
+
+use grantd_core::consent::Consent;
+use grantd_core::grant::{AccessGrant, CodeGrant, RefreshGrant, Rejection};
+use grantd_core::secret::SecretHash;
+use grantd_core::throttle::{self, Minted};
+use grantd_core::{ClientId, Limits, OAuthError, Scopes, Timestamp};
+
+use super::query::{all, column, execute, one, scalar};
+use super::SqliteStore;
+use crate::model::{
+    CodeIssue, NewAccess, NewCode, NewTokens, Redemption, RefreshOutcome, TokenInfo, User,
+};
+use crate::rows::*;
+use crate::statements::*;
+use crate::verbs::TokenVerbs;
+use crate::Answer;
 
 impl TokenVerbs for SqliteStore {
     async fn add_code(&self, code: &NewCode, now: Timestamp, limits: &Limits) -> Answer<CodeIssue> {
-        todo!()
+        let (code, limits) = (code.clone(), limits.clone());
+        self.writer
+            .run(move |db| add_code(db, &code, now, &limits))
+            .await
     }
 
     async fn redeem_code(
@@ -15,7 +35,10 @@ impl TokenVerbs for SqliteStore {
         now: Timestamp,
         limits: &Limits,
     ) -> Answer<Redemption> {
-        todo!()
+        let (code_hash, tokens, limits) = (*code_hash, tokens.clone(), limits.clone());
+        self.writer
+            .run(move |db| redeem_code(db, &code_hash, decide, &tokens, now, &limits))
+            .await
     }
 
     async fn refresh(
@@ -27,7 +50,11 @@ impl TokenVerbs for SqliteStore {
         now: Timestamp,
         limits: &Limits,
     ) -> Answer<RefreshOutcome> {
-        todo!()
+        let (refresh_hash, client) = (*refresh_hash, client.clone());
+        let (access, limits) = (access.clone(), limits.clone());
+        self.writer
+            .run(move |db| refresh(db, &refresh_hash, &client, decide, &access, now, &limits))
+            .await
     }
 
     async fn add_access_token(
@@ -38,7 +65,19 @@ impl TokenVerbs for SqliteStore {
         scopes: &Scopes,
         now: Timestamp,
     ) -> Answer<()> {
-        todo!()
+        let (access, client, scopes) = (access.clone(), client.clone(), scopes.to_stored());
+        self.writer
+            .run(move |db| {
+                let token = AccessToken {
+                    client: client.as_str(),
+                    user_id,
+                    scopes: &scopes,
+                    refresh_id: None,
+                    code_hash: None,
+                };
+                insert_access_token(db, &access, &token, now)
+            })
+            .await
     }
 
     async fn access_grant(
@@ -46,7 +85,11 @@ impl TokenVerbs for SqliteStore {
         access_hash: &SecretHash,
         now: Timestamp,
     ) -> Answer<Option<AccessGrant>> {
-        todo!()
+        self.readers.read(|db| {
+            let row: Option<AccessRow> =
+                one(db, LIVE_ACCESS_TOKEN, (access_hash.as_bytes(), now.0))?;
+            Ok(row.map(AccessGrant::from))
+        })
     }
 
     async fn access_owner(
@@ -54,18 +97,274 @@ impl TokenVerbs for SqliteStore {
         access_hash: &SecretHash,
         now: Timestamp,
     ) -> Answer<Option<(AccessGrant, User)>> {
-        todo!()
+        self.readers.read(|db| {
+            let row: Option<AccessOwnerRow> = one(
+                db,
+                LIVE_ACCESS_TOKEN_AND_OWNER,
+                (access_hash.as_bytes(), now.0),
+            )?;
+            Ok(row.map(<(AccessGrant, User)>::from))
+        })
     }
 
     async fn token_info(&self, hash: &SecretHash, now: Timestamp) -> Answer<Option<TokenInfo>> {
-        todo!()
+        self.readers.read(|db| {
+            let access: Option<AccessRow> = one(db, LIVE_ACCESS_TOKEN, (hash.as_bytes(), now.0))?;
+            if let Some(access) = access {
+                return Ok(Some(AccessGrant::from(access).into()));
+            }
+            let refresh: Option<RefreshRow> = one(db, REFRESH_TOKEN, (hash.as_bytes(),))?;
+            Ok(refresh.map(TokenInfo::from))
+        })
     }
 
     async fn revoke(&self, hash: &SecretHash, client: Option<&ClientId>) -> Answer<bool> {
-        todo!()
+        let (hash, client) = (*hash, client.cloned());
+        self.writer
+            .run(move |db| {
+                let client = client.as_ref().map(ClientId::as_str);
+                if execute(db, REVOKE_REFRESH_TOKEN, (hash.as_bytes(), client))? > 0 {
+                    return Ok(true);
+                }
+                execute(db, KEEP_LAST_USE_OF_ACCESS_TOKEN, (hash.as_bytes(),))?;
+                Ok(execute(db, REVOKE_ACCESS_TOKEN, (hash.as_bytes(), client))? > 0)
+            })
+            .await
     }
 
     async fn sweep(&self, now: Timestamp) -> Answer<u64> {
-        todo!()
+        let mut removed = 0;
+        let mut after = 0;
+        // A chunk per write, so other verbs get the writer in between.
+        while let Some((last, deleted)) = self
+            .writer
+            .run(move |db| sweep_chunk(db, after, now))
+            .await?
+        {
+            removed += deleted;
+            after = last;
+        }
+        removed += self
+            .writer
+            .run(move |db| {
+                let mut removed = 0;
+                for (sql, cutoff) in [
+                    (SWEEP_SESSIONS, now),
+                    (SWEEP_PENDING_CONSENTS, now),
+                    (SWEEP_CODES, now.minus(CODES_KEPT_AFTER_EXPIRY_SECS)),
+                ] {
+                    removed += execute(db, sql, (cutoff.0,))? as u64;
+                }
+                Ok(removed)
+            })
+            .await?;
+        Ok(removed)
     }
+}
+
+/// The access tokens with ids just past `after`, if any of them has expired: deletes those,
+/// keeping their refresh tokens' last use; the chunk's last id and how many went. `None` once
+/// a chunk has nothing expired (tokens are made in id order, so the rest are newer).
+fn sweep_chunk(db: &Connection, after: i64, now: Timestamp) -> Answer<Option<(i64, u64)>> {
+    let chunk: Vec<ExpiryRow> = all(db, ACCESS_TOKENS_AFTER, (after, SWEEP_CHUNK))?;
+    let Some(last) = chunk.last().map(|row| row.id) else {
+        return Ok(None);
+    };
+    if chunk.iter().all(|row| row.expires_at > now.0) {
+        return Ok(None);
+    }
+    execute(db, KEEP_LAST_USE_OF_EXPIRED, (after, last, now.0))?;
+    let deleted = execute(db, DELETE_EXPIRED_ACCESS_TOKENS, (after, last, now.0))?;
+    Ok(Some((last, deleted as u64)))
+}
+
+fn add_code(db: &Connection, code: &NewCode, now: Timestamp, limits: &Limits) -> Answer<CodeIssue> {
+    let grant = &code.grant;
+    let client = grant.client_id.as_str();
+    let newest: i64 = scalar(db, NEWEST_CODE_SEQ, (client,))?.unwrap_or(0);
+    let made: Option<i64> = match throttle::code_to_check(newest, limits) {
+        Some(seq) => scalar(db, CODE_MADE_AT, (client, seq))?,
+        None => None,
+    };
+    if let Err(retry) = throttle::code_throttle(made.map(Timestamp), limits, now) {
+        return Ok(CodeIssue::Throttled {
+            retry_after: retry.0,
+        });
+    }
+    execute(
+        db,
+        INSERT_CODE,
+        (
+            grant.code_hash.as_bytes(),
+            client,
+            grant.user_id,
+            &grant.redirect_uri,
+            grant.scopes.to_stored(),
+            grant.issue_refresh_token,
+            &grant.code_challenge,
+            &code.description,
+            now.0,
+            grant.expires_at.0,
+            newest + 1,
+        ),
+    )?;
+    if let Some(approved) = &code.record_consent {
+        let prior: Option<ConsentRow> = one(db, CONSENT, (grant.user_id, client))?;
+        let consent = Consent::merge(
+            prior.map(Consent::from),
+            &approved.scopes,
+            &approved.redirect_uri,
+        );
+        let row = ConsentRow::of(&consent);
+        execute(
+            db,
+            UPSERT_CONSENT,
+            (grant.user_id, client, row.scopes, row.redirect_uris, now.0),
+        )?;
+    }
+    Ok(CodeIssue::Issued)
+}
+
+fn redeem_code(
+    db: &Connection,
+    code_hash: &SecretHash,
+    decide: impl FnOnce(&CodeGrant) -> Result<(), Rejection>,
+    tokens: &NewTokens,
+    now: Timestamp,
+    limits: &Limits,
+) -> Answer<Redemption> {
+    let code = code_hash.as_bytes();
+    let row: Option<CodeRow> = one(db, CODE_BY_HASH, (code,))?;
+    let Some(grant) = row.and_then(CodeRow::into_grant) else {
+        return Ok(Redemption::Unknown);
+    };
+    match decide(&grant) {
+        Ok(()) => {}
+        Err(kept @ Rejection::Refuse { burn: false, .. }) => return Ok(Redemption::Rejected(kept)),
+        Err(Rejection::Replayed) => {
+            execute(db, REVOKE_CODE_REFRESH_TOKENS, (code,))?;
+            execute(db, REVOKE_CODE_ACCESS_TOKENS, (code,))?;
+            return Ok(Redemption::Rejected(Rejection::Replayed));
+        }
+        Err(burned) => {
+            execute(db, MARK_REDEEMED, (now.0, code))?;
+            return Ok(Redemption::Rejected(burned));
+        }
+    }
+    let scopes = grant.scopes.to_stored();
+    let client = grant.client_id.as_str();
+    let refresh_id = if grant.issue_refresh_token {
+        let id: Option<i64> = scalar(
+            db,
+            INSERT_REFRESH_TOKEN,
+            (
+                tokens.refresh_hash.as_bytes(),
+                client,
+                grant.user_id,
+                &scopes,
+                code,
+                now.0,
+                now.0,
+            ),
+        )?;
+        let held: Vec<i64> = column(db, REFRESH_TOKENS_OF_GRANT, (grant.user_id, client))?;
+        // Beyond the cap the oldest go, and their access tokens with them (cascade).
+        for evicted in throttle::refresh_tokens_to_evict(&held, limits) {
+            execute(db, DELETE_REFRESH_TOKEN, (evicted,))?;
+        }
+        id
+    } else {
+        None
+    };
+    let token = AccessToken {
+        client,
+        user_id: grant.user_id,
+        scopes: &scopes,
+        refresh_id,
+        code_hash: Some(code),
+    };
+    insert_access_token(db, &tokens.access, &token, now)?;
+    execute(
+        db,
+        MARK_REDEEMED_WITH_TOKENS,
+        (now.0, refresh_id, tokens.access.hash.as_bytes(), code),
+    )?;
+    Ok(Redemption::Issued(grant))
+}
+
+fn refresh(
+    db: &Connection,
+    refresh_hash: &SecretHash,
+    client: &ClientId,
+    decide: impl FnOnce(&RefreshGrant) -> Result<Scopes, OAuthError>,
+    access: &NewAccess,
+    now: Timestamp,
+    limits: &Limits,
+) -> Answer<RefreshOutcome> {
+    let row: Option<RefreshGrantRow> = one(db, REFRESH_GRANT, (refresh_hash.as_bytes(),))?;
+    let Some(grant) = row.and_then(|row| row.held_by(client)) else {
+        return Ok(RefreshOutcome::Unknown);
+    };
+    let scopes = match decide(&grant) {
+        Ok(scopes) => scopes,
+        Err(e) => return Ok(RefreshOutcome::Rejected(e)),
+    };
+    let minted: Vec<MintedRow> = all(db, ACCESS_TOKENS_OF_REFRESH, (grant.id,))?;
+    let minted: Vec<Minted> = minted.into_iter().map(Minted::from).collect();
+    let doomed = match throttle::refresh_bookkeeping(&minted, now, limits) {
+        Ok(doomed) => doomed,
+        Err(retry) => {
+            return Ok(RefreshOutcome::Throttled {
+                retry_after: retry.0,
+            })
+        }
+    };
+    let stored = scopes.to_stored();
+    let token = AccessToken {
+        client: grant.client_id.as_str(),
+        user_id: grant.user_id,
+        scopes: &stored,
+        refresh_id: Some(grant.id),
+        code_hash: None,
+    };
+    insert_access_token(db, access, &token, now)?;
+    for id in doomed {
+        execute(db, DELETE_ACCESS_TOKEN, (id,))?;
+    }
+    Ok(RefreshOutcome::Issued {
+        user_id: grant.user_id,
+        scopes,
+    })
+}
+
+/// Who an access token about to be stored speaks for, and what stands behind it.
+struct AccessToken<'a> {
+    client: &'a str,
+    user_id: i64,
+    scopes: &'a str,
+    refresh_id: Option<i64>,
+    code_hash: Option<&'a [u8]>,
+}
+
+fn insert_access_token(
+    db: &Connection,
+    access: &NewAccess,
+    token: &AccessToken<'_>,
+    now: Timestamp,
+) -> Answer<()> {
+    execute(
+        db,
+        INSERT_ACCESS_TOKEN,
+        (
+            access.hash.as_bytes(),
+            token.client,
+            token.user_id,
+            token.scopes,
+            token.refresh_id,
+            token.code_hash,
+            now.0,
+            access.expires_at.0,
+        ),
+    )?;
+    Ok(())
 }

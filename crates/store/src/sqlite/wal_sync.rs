@@ -1,6 +1,6 @@
-//! Durability of the fast connection's batches, one `fdatasync` behind the writer. With
+//! Durability of the writer's batches, one `fdatasync` behind the writer. With
 //! `synchronous=FULL` SQLite syncs the WAL inside `COMMIT`, and the writer, with every queued
-//! verb, waits for the disk. The fast connection commits with `synchronous=NORMAL` instead:
+//! verb, waits for the disk. The writer commits with `synchronous=NORMAL` instead:
 //! `COMMIT` only writes the batch's frames into the WAL, the writer moves on to the next batch,
 //! and this thread syncs the WAL file and only then tells the batch's verbs that it is
 //! durable. Batches committed while a sync runs share the next one.
@@ -41,7 +41,9 @@ impl WalSync {
         Self::start_with(move || file.sync())
     }
 
-    fn start_with(sync: impl FnMut() -> io::Result<()> + Send + 'static) -> io::Result<Self> {
+    pub(crate) fn start_with(
+        sync: impl FnMut() -> io::Result<()> + Send + 'static,
+    ) -> io::Result<Self> {
         let (batches, queue) = mpsc::channel();
         std::thread::Builder::new()
             .name("grantd-wal-sync".into())
