@@ -15,6 +15,7 @@ use grantd_store::Store;
 
 use crate::cli::{ClientAddArgs, ClientCommand, CodeArgs, ScopeCommand, UserCommand};
 use crate::{emit, Failure};
+use grantd_store::{AccountVerbs, ConsoleVerbs};
 
 pub async fn user(store: &Store, command: UserCommand) -> Result<(), Failure> {
     let UserCommand::Add {

@@ -51,6 +51,7 @@ use grantd_core::secret::Password;
 use grantd_core::{ClientType, Dialect, ManualClock, Timestamp};
 use grantd_server::admin::{self, ClientSpec, SelfCodeSpec};
 use grantd_server::{App, Settings};
+use grantd_store::ConsoleVerbs;
 
 pub const CHROMIUM: &str = "/usr/bin/chromium";
 pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";

@@ -5,6 +5,7 @@ use grantd_core::ClientType;
 use serde_json::Value;
 
 use crate::Env;
+use grantd_store::ConsoleVerbs;
 
 /// `1000.` + 32 hex + `.` + 32 hex (CONTRACT.md).
 pub fn assert_token_shape(token: &str) {

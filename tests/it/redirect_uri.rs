@@ -6,6 +6,7 @@ use grantd_core::{ClientType, Dialect};
 use grantd_server::admin::{self, AdminError, ClientSpec};
 
 use crate::{start, Browser, Decision, TestClient, TestServer, TestUser, Wire};
+use grantd_store::ConsoleVerbs;
 
 /// A browser signed in as a user who already consented to `client`, so that any request the
 /// server accepted would be answered with a code at once.

@@ -10,6 +10,7 @@ use grantd_core::{ClientId, ClientType, Dialect, Limits, RedirectUri, Scope, Sco
 use grantd_store::{CodeIssue, NewClient, NewCode, Store, StoreError};
 
 use crate::password::Passwords;
+use grantd_store::{AccountVerbs, ConsoleVerbs, TokenVerbs};
 
 #[derive(Debug)]
 pub enum AdminError {

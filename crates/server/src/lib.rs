@@ -20,6 +20,7 @@ pub use routes::router;
 use std::future::Future;
 use std::time::Duration;
 
+use grantd_store::TokenVerbs;
 use tokio::net::TcpListener;
 
 /// How often expired rows are swept away.

@@ -15,6 +15,7 @@ use crate::app::App;
 use crate::error::ErrorPage;
 use crate::pages;
 use crate::params::Params;
+use grantd_store::{AccountVerbs, ConsoleVerbs};
 
 struct AppView {
     id: String,

@@ -13,6 +13,7 @@ use crate::app::App;
 use crate::error::ErrorPage;
 use crate::pages;
 use crate::params::Params;
+use grantd_store::{AccountVerbs, ConsoleVerbs};
 
 fn require_admin(me: &SignedIn) -> Result<(), ErrorPage> {
     if me.user.is_admin {

@@ -17,6 +17,7 @@ use crate::app::App;
 use crate::error::ErrorPage;
 use crate::pages;
 use crate::params::Params;
+use grantd_store::ConsoleVerbs;
 
 struct ClientRow {
     id: String,

@@ -20,6 +20,7 @@ use crate::app::App;
 use crate::error::ErrorPage;
 use crate::oauth::login::{current_session, is_cross_site, login_page};
 use crate::params::Params;
+use grantd_store::ConsoleVerbs;
 
 /// A request from a signed-in browser; otherwise the login page, returning here afterwards.
 pub struct SignedIn {

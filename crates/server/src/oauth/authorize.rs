@@ -19,6 +19,7 @@ use crate::app::App;
 use crate::error::{ApiError, ErrorPage, Failure};
 use crate::pages::{self, ConsentPage};
 use crate::params::Params;
+use grantd_store::{ConsoleVerbs, SessionVerbs, TokenVerbs};
 
 /// A verified authorization request: the client exists and `redirect_uri` is one of its own.
 /// Kept as JSON while the consent page is open.

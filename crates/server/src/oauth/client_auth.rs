@@ -12,6 +12,7 @@ use grantd_core::{Client, Dialect, OAuthError};
 use crate::app::App;
 use crate::error::{ApiError, Failure};
 use crate::params::Params;
+use grantd_store::ConsoleVerbs;
 
 /// Client ids are 35 characters; anything far longer is not looked up.
 const MAX_CLIENT_ID_LEN: usize = 128;

@@ -16,6 +16,7 @@ use crate::cookies::Cookie;
 use crate::error::ErrorPage;
 use crate::pages::{self, LoginPage};
 use crate::params::Params;
+use grantd_store::{AccountVerbs, SessionVerbs};
 
 const LOGIN_FAILED: &str = "The email address or password is incorrect.";
 

@@ -12,6 +12,7 @@ use grantd_core::{OAuthError, Scope, Scopes};
 
 use crate::app::App;
 use crate::error::Failure;
+use grantd_store::ConsoleVerbs;
 
 /// Parses a scope list and checks it against the registry, in the registry's spelling.
 async fn registered_scopes(app: &App, raw: &str) -> Result<Scopes, Failure> {

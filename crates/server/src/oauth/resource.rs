@@ -16,6 +16,7 @@ use super::client_auth::Caller;
 use crate::app::App;
 use crate::error::{store_failure, Failure};
 use crate::params::Params;
+use grantd_store::TokenVerbs;
 
 const PROFILE_SCOPE: &str = "AaaServer.profile.READ";
 

@@ -15,6 +15,7 @@ use super::client_auth::Caller;
 use crate::app::App;
 use crate::error::Failure;
 use crate::params::Params;
+use grantd_store::TokenVerbs;
 
 pub async fn revoke(State(app): State<App>, headers: HeaderMap, params: Params) -> Response {
     let caller = match Caller::identify(&app, &headers, &params).await {

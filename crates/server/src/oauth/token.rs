@@ -18,6 +18,7 @@ use super::registered_scopes;
 use crate::app::App;
 use crate::error::Failure;
 use crate::params::Params;
+use grantd_store::TokenVerbs;
 
 pub async fn token(State(app): State<App>, headers: HeaderMap, params: Params) -> Response {
     let now = app.clock.now();
