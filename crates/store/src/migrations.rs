@@ -43,3 +43,109 @@ pub(crate) fn migration_error(e: MigrateError) -> StoreError {
         other => StoreError::Setup(format!("migrations failed: {other}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::borrow::Cow;
+
+    use grantd_core::grant::CodeGrant;
+    use grantd_core::secret::SecretHash;
+    use grantd_core::{ClientId, Limits, Scopes, Timestamp};
+
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
+    use sqlx::{Connection, SqliteConnection};
+    use std::str::FromStr;
+
+    use super::*;
+    use crate::{CodeIssue, NewCode, Store, TokenVerbs};
+
+    /// Migration 0005 numbers the codes a database already holds, so the throttle counts them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_code_throttle_counts_codes_made_before_the_upgrade() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("grantd.db");
+        let url = format!("sqlite://{}", path.display());
+        let options = SqliteConnectOptions::from_str(&url)
+            .unwrap()
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal);
+        let mut old = SqliteConnection::connect_with(&options).await.unwrap();
+        let before_0005 = Migrator {
+            migrations: Cow::Owned(
+                SQLITE
+                    .migrations
+                    .iter()
+                    .filter(|m| m.version < 5)
+                    .cloned()
+                    .collect(),
+            ),
+            ..Migrator::DEFAULT
+        };
+        before_0005.run(&mut old).await.unwrap();
+        let now = Timestamp(1_800_000_000);
+        sqlx::query(
+            "INSERT INTO users (id, email, name, password_hash, created_at)
+             VALUES (1, 'ada@example.com', 'Ada', 'x', 0);
+             INSERT INTO clients (id, kind, name, redirect_uris, dialect, created_at)
+             VALUES ('1000.A', 'server', 'A', '[]', 'standard', 0),
+                    ('1000.B', 'server', 'B', '[]', 'standard', 0)",
+        )
+        .execute(&mut old)
+        .await
+        .unwrap();
+        // Client A: two codes out of the window, then ten in it, the oldest of them 18 s ago;
+        // client B: three.
+        let a: &[i64] = &[620, 610, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9];
+        for (client, ages) in [("1000.A", a), ("1000.B", &[5, 4, 3])] {
+            for age in ages {
+                sqlx::query(
+                    "INSERT INTO grant_codes (code_hash, client_id, user_id, scopes,
+                        issue_refresh, created_at, expires_at)
+                     VALUES (randomblob(32), $1, 1, 'x', 0, $2, $2)",
+                )
+                .bind(client)
+                .bind(now.minus(*age).0)
+                .execute(&mut old)
+                .await
+                .unwrap();
+            }
+        }
+        old.close().await.unwrap();
+
+        let store = Store::open(&url, 1).await.unwrap();
+        let issue = |client: &'static str| {
+            let code = NewCode {
+                grant: CodeGrant {
+                    code_hash: SecretHash::of(&grantd_core::secret::random_id()),
+                    client_id: ClientId::new(client.into()),
+                    user_id: 1,
+                    redirect_uri: None,
+                    scopes: Scopes::from_stored("x"),
+                    issue_refresh_token: false,
+                    code_challenge: None,
+                    expires_at: now.plus(60),
+                    redeemed_at: None,
+                },
+                description: None,
+                record_consent: None,
+            };
+            let store = &store;
+            async move {
+                store
+                    .add_code(&code, now, &Limits::default())
+                    .await
+                    .unwrap()
+            }
+        };
+        // A's tenth newest code was made 18 s ago: refused for the 582 s it stays in the window.
+        let refused = issue("1000.A").await;
+        assert!(
+            matches!(refused, CodeIssue::Throttled { retry_after: 582 }),
+            "{refused:?}"
+        );
+        let issued = issue("1000.B").await;
+        assert!(matches!(issued, CodeIssue::Issued), "{issued:?}");
+    }
+}

@@ -103,3 +103,245 @@ fn open_writer(path: &Path) -> Result<Connection, StoreError> {
     }
     Ok(conn)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    use grantd_core::grant::{CodeGrant, Rejection};
+    use grantd_core::secret::{random_id, SecretHash};
+    use grantd_core::{ClientId, ClientType, Dialect, Limits, OAuthError, Scopes, Timestamp};
+
+    use super::*;
+    use crate::model::{ClientUpdate, ConsentRecord, NewAccess, NewClient, NewCode, NewTokens};
+    use crate::verbs::{AccountVerbs, ConsoleVerbs, SessionVerbs, TokenVerbs};
+
+    const NOW: Timestamp = Timestamp(1_800_000_000);
+
+    fn hash() -> SecretHash {
+        SecretHash::of(&random_id())
+    }
+
+    fn access() -> NewAccess {
+        NewAccess {
+            hash: hash(),
+            expires_at: NOW.plus(3600),
+        }
+    }
+
+    fn code(client: &ClientId, user_id: i64) -> NewCode {
+        NewCode {
+            grant: CodeGrant {
+                code_hash: hash(),
+                client_id: client.clone(),
+                user_id,
+                redirect_uri: None,
+                scopes: Scopes::from_stored("AaaServer.profile.READ"),
+                issue_refresh_token: true,
+                code_challenge: None,
+                expires_at: NOW.plus(60),
+                redeemed_at: None,
+            },
+            description: None,
+            record_consent: Some(ConsentRecord {
+                scopes: Scopes::from_stored("AaaServer.profile.READ"),
+                redirect_uri: "https://app.example/cb".into(),
+            }),
+        }
+    }
+
+    /// After one failed `fdatasync` no write is acknowledged again, whichever verb it is,
+    /// even once the disk would sync again: the kernel may have dropped the pages that failed,
+    /// so nothing written after them can be known to be durable until a restart.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn after_a_failed_sync_every_write_verb_refuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("grantd.db");
+        let path = path.to_str().unwrap();
+        let failing = Arc::new(AtomicBool::new(false));
+        let sync = {
+            let failing = failing.clone();
+            move || match failing.load(Ordering::SeqCst) {
+                true => Err(io::Error::other("EIO")),
+                false => Ok(()),
+            }
+        };
+        let store = SqliteStore::open_with(path, WalSync::start_with(sync))
+            .await
+            .unwrap();
+        let limits = Limits::default();
+
+        // What the verbs below act on, written while the disk works.
+        let user = store
+            .add_user("ada@example.com", "Ada", "x", true, NOW)
+            .await
+            .unwrap();
+        let client = ClientId::new("1000.A".into());
+        let new_client = NewClient {
+            id: client.clone(),
+            kind: ClientType::Server,
+            name: "A".into(),
+            homepage: None,
+            redirect_uris: vec![],
+            js_domain: None,
+            secret_hash: Some(hash()),
+            owner_id: Some(user),
+            dialect: Dialect::Standard,
+        };
+        store.add_client(&new_client, NOW).await.unwrap();
+        let issued = code(&client, user);
+        store.add_code(&issued, NOW, &limits).await.unwrap();
+        let refresh = hash();
+        let tokens = NewTokens {
+            access: access(),
+            refresh_hash: refresh,
+        };
+        store
+            .redeem_code(&issued.grant.code_hash, |_| Ok(()), &tokens, NOW, &limits)
+            .await
+            .unwrap();
+        let session = hash();
+        store
+            .add_session(&session, user, "test", NOW, NOW.plus(600))
+            .await
+            .unwrap();
+        let pending = hash();
+        store
+            .add_pending_consent(&pending, &session, "{}", NOW.plus(600))
+            .await
+            .unwrap();
+
+        failing.store(true, Ordering::SeqCst);
+        let first = store.add_scope("A.b.READ", "first after the failure").await;
+        assert!(matches!(first, Err(StoreError::Unavailable)), "{first:?}");
+        // The disk recovers; grantd must not believe it.
+        failing.store(false, Ordering::SeqCst);
+
+        let refused = |what: &str, result: Result<(), StoreError>| {
+            assert!(
+                matches!(result, Err(StoreError::Unavailable)),
+                "{what} was acknowledged: {result:?}"
+            );
+        };
+        refused(
+            "add_user",
+            store
+                .add_user("bob@example.com", "Bob", "x", false, NOW)
+                .await
+                .map(drop),
+        );
+        refused(
+            "note_login_failure",
+            store.note_login_failure(user, NOW, &limits).await,
+        );
+        refused(
+            "clear_login_failures",
+            store.clear_login_failures(user).await,
+        );
+        refused(
+            "set_password",
+            store.set_password(user, "y", &session).await,
+        );
+        refused("set_user_name", store.set_user_name(user, "Ada L").await);
+        refused(
+            "remove_user_session",
+            store
+                .remove_user_session(user, &session.to_hex())
+                .await
+                .map(drop),
+        );
+        refused("revoke_grant", store.revoke_grant(user, &client).await);
+        refused("add_scope", store.add_scope("C.d.READ", "x").await);
+        let other = NewClient {
+            id: ClientId::new("1000.B".into()),
+            ..new_client.clone()
+        };
+        refused("add_client", store.add_client(&other, NOW).await);
+        refused(
+            "set_client_secret",
+            store
+                .set_client_secret(client.as_str(), &hash())
+                .await
+                .map(drop),
+        );
+        let update = ClientUpdate {
+            name: "A2".into(),
+            homepage: None,
+            redirect_uris: vec![],
+            js_domain: None,
+            dialect: Dialect::Zoho,
+        };
+        refused(
+            "update_client",
+            store.update_client(&client, user, &update).await.map(drop),
+        );
+        refused(
+            "add_code",
+            store
+                .add_code(&code(&client, user), NOW, &limits)
+                .await
+                .map(drop),
+        );
+        let tokens = NewTokens {
+            access: access(),
+            refresh_hash: hash(),
+        };
+        let replayed = issued.grant.code_hash;
+        let redeem = store.redeem_code(
+            &replayed,
+            |_| Err(Rejection::Replayed),
+            &tokens,
+            NOW,
+            &limits,
+        );
+        refused("redeem_code", redeem.await.map(drop));
+        let minted = access();
+        let refreshed = store.refresh(
+            &refresh,
+            &client,
+            |grant| -> Result<Scopes, OAuthError> { Ok(grant.scopes.clone()) },
+            &minted,
+            NOW,
+            &limits,
+        );
+        refused("refresh", refreshed.await.map(drop));
+        refused(
+            "add_access_token",
+            store
+                .add_access_token(&access(), &client, user, &Scopes::from_stored("x"), NOW)
+                .await,
+        );
+        refused("revoke", store.revoke(&refresh, None).await.map(drop));
+        refused("sweep", store.sweep(NOW.plus(86_400 * 2)).await.map(drop));
+        refused(
+            "add_session",
+            store
+                .add_session(&hash(), user, "t", NOW, NOW.plus(1))
+                .await,
+        );
+        refused("remove_session", store.remove_session(&session).await);
+        refused(
+            "add_pending_consent",
+            store
+                .add_pending_consent(&hash(), &session, "{}", NOW.plus(1))
+                .await,
+        );
+        refused(
+            "take_pending_consent",
+            store
+                .take_pending_consent(&pending, &session, NOW)
+                .await
+                .map(drop),
+        );
+        refused(
+            "remove_client",
+            store.remove_client(client.as_str()).await.map(drop),
+        );
+        // Refused writes did not happen either: readers see none of them.
+        assert!(store.session_user(&session, NOW).await.unwrap().is_some());
+        assert!(store.client(client.as_str()).await.unwrap().is_some());
+        assert_eq!(store.user_count().await.unwrap(), 1);
+    }
+}

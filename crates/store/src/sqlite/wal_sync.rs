@@ -16,7 +16,8 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 
 use tokio::sync::watch;
 
@@ -26,6 +27,8 @@ pub(crate) type BatchOutcome = watch::Sender<Option<bool>>;
 #[derive(Debug)]
 pub(crate) struct WalSync {
     batches: mpsc::Sender<BatchOutcome>,
+    /// Set for good by the first failed sync.
+    failed: Arc<AtomicBool>,
 }
 
 impl WalSync {
@@ -45,10 +48,18 @@ impl WalSync {
         sync: impl FnMut() -> io::Result<()> + Send + 'static,
     ) -> io::Result<Self> {
         let (batches, queue) = mpsc::channel();
+        let failed = Arc::new(AtomicBool::new(false));
+        let latch = failed.clone();
         std::thread::Builder::new()
             .name("grantd-wal-sync".into())
-            .spawn(move || run(queue, sync))?;
-        Ok(Self { batches })
+            .spawn(move || run(queue, sync, &latch))?;
+        Ok(Self { batches, failed })
+    }
+
+    /// Whether a sync has failed: from then on the writer runs no verb at all, so that no
+    /// write it could not acknowledge reaches the database and its readers.
+    pub(crate) fn has_failed(&self) -> bool {
+        self.failed.load(Ordering::SeqCst)
     }
 
     /// Hands over a batch whose `COMMIT` has written it into the WAL.
@@ -59,7 +70,11 @@ impl WalSync {
     }
 }
 
-fn run(queue: mpsc::Receiver<BatchOutcome>, mut sync: impl FnMut() -> io::Result<()>) {
+fn run(
+    queue: mpsc::Receiver<BatchOutcome>,
+    mut sync: impl FnMut() -> io::Result<()>,
+    latch: &AtomicBool,
+) {
     let mut failed = false;
     while let Ok(first) = queue.recv() {
         let waiting: Vec<BatchOutcome> = std::iter::once(first).chain(queue.try_iter()).collect();
@@ -70,6 +85,7 @@ fn run(queue: mpsc::Receiver<BatchOutcome>, mut sync: impl FnMut() -> io::Result
                     "cannot sync the SQLite WAL; no write is acknowledged until grantd restarts"
                 );
                 failed = true;
+                latch.store(true, Ordering::SeqCst);
             }
         }
         for batch in waiting {

@@ -125,6 +125,12 @@ struct WriterThread {
 impl WriterThread {
     fn run(self, jobs: mpsc::Receiver<Box<dyn Job>>) {
         while let Ok(first) = jobs.recv() {
+            if self.wal_sync.has_failed() {
+                for job in std::iter::once(first).chain(jobs.try_iter()) {
+                    job.answer(Err(StoreError::Unavailable));
+                }
+                continue;
+            }
             // Waits only if another process writes: an operator's CLI command.
             if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
                 tracing::warn!(error = %e, "the SQLite writer cannot begin a batch");
@@ -186,5 +192,158 @@ fn in_savepoint(conn: &Connection, verb: impl FnOnce(&Connection) -> bool) -> bo
             .is_ok()
     } else {
         conn.execute_batch("ROLLBACK TO verb; RELEASE verb").is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use futures::FutureExt;
+
+    use super::*;
+
+    /// A writer on a fresh file with one table, whose WAL syncs are counted (each durable
+    /// commit costs one).
+    fn writer(dir: &tempfile::TempDir) -> (Writer, Arc<AtomicU64>) {
+        let path = dir.path().join("t.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (x INTEGER PRIMARY KEY)")
+            .unwrap();
+        let syncs = Arc::new(AtomicU64::new(0));
+        let counted = syncs.clone();
+        let wal_sync = WalSync::start_with(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        })
+        .unwrap();
+        let writer = Writer::start(conn, wal_sync, Checkpoints::start(&path)).unwrap();
+        (writer, syncs)
+    }
+
+    fn insert(writer: &Writer, x: i64) -> impl Future<Output = Result<(), StoreError>> + '_ {
+        writer.run(move |db| {
+            db.execute("INSERT INTO t (x) VALUES (?1)", (x,))?;
+            Ok(())
+        })
+    }
+
+    /// What another connection sees: only committed rows.
+    fn committed(dir: &tempfile::TempDir) -> Vec<i64> {
+        let conn = Connection::open(dir.path().join("t.db")).unwrap();
+        let mut statement = conn.prepare("SELECT x FROM t ORDER BY x").unwrap();
+        let rows = statement.query_map([], |r| r.get(0)).unwrap();
+        rows.collect::<rusqlite::Result<_>>().unwrap()
+    }
+
+    #[tokio::test]
+    async fn verbs_queued_while_the_writer_works_share_one_durable_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, syncs) = writer(&dir);
+        // The first verb holds the writer thread until the other twenty are queued.
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let first = writer.run(move |db| {
+            held.recv().unwrap();
+            db.execute("INSERT INTO t (x) VALUES (0)", ())?;
+            Ok(())
+        });
+        let mut first = Box::pin(first);
+        assert!(
+            (&mut first).now_or_never().is_none(),
+            "queued, not answered"
+        );
+        let mut queued: Vec<_> = (1..=20).map(|x| Box::pin(insert(&writer, x))).collect();
+        for verb in &mut queued {
+            // The first poll queues the verb.
+            assert!(verb.as_mut().now_or_never().is_none());
+        }
+        release.send(()).unwrap();
+        first.await.unwrap();
+        for verb in queued {
+            verb.await.unwrap();
+        }
+        assert_eq!(syncs.load(Ordering::SeqCst), 1, "21 verbs, one sync");
+        assert_eq!(committed(&dir), (0..=20).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn a_failed_or_panicking_verb_leaves_nothing_and_spoils_no_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, _) = writer(&dir);
+        insert(&writer, 1).await.unwrap();
+        // Writes a row, then fails on a duplicate key: its first row must go too.
+        let failed = writer
+            .run(|db| {
+                db.execute("INSERT INTO t (x) VALUES (100)", ())?;
+                db.execute("INSERT INTO t (x) VALUES (1)", ())?;
+                Ok(())
+            })
+            .await;
+        assert!(matches!(failed, Err(StoreError::Conflict(_))), "{failed:?}");
+        // A verb that panics fails alone; the writer thread goes on.
+        let panicked = writer
+            .run(|db| -> Result<(), StoreError> {
+                db.execute("INSERT INTO t (x) VALUES (200)", ())?;
+                panic!("a rule that breaks")
+            })
+            .await;
+        assert!(matches!(panicked, Err(StoreError::Unavailable)));
+        insert(&writer, 2).await.unwrap();
+        assert_eq!(committed(&dir), vec![1, 2]);
+    }
+
+    #[tokio::test]
+    async fn a_verb_whose_caller_stops_waiting_still_commits_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, _) = writer(&dir);
+        // Queued, then dropped before its answer (a client that went away).
+        let mut dropped = Box::pin(writer.run(|db| {
+            db.execute("INSERT INTO t (x) VALUES (5)", ())?;
+            db.execute("INSERT INTO t (x) VALUES (6)", ())?;
+            Ok(())
+        }));
+        assert!(dropped.as_mut().now_or_never().is_none());
+        drop(dropped);
+        // Verbs run in order: once a later one is durable, the dropped one has run too.
+        insert(&writer, 7).await.unwrap();
+        assert_eq!(committed(&dir), vec![5, 6, 7]);
+    }
+
+    /// Frames in the WAL now (a passive checkpoint from another connection reports them).
+    fn wal_frames(dir: &tempfile::TempDir) -> i64 {
+        let conn = Connection::open(dir.path().join("t.db")).unwrap();
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_wal_is_checkpointed_beside_the_writer_and_does_not_keep_growing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, _) = writer(&dir);
+        writer
+            .run(|db| Ok(db.execute_batch("CREATE TABLE b (v BLOB)")?))
+            .await
+            .unwrap();
+        // 20 MiB through the WAL, more than the restart threshold, one commit at a time.
+        for _ in 0..80 {
+            writer
+                .run(|db| {
+                    db.execute("INSERT INTO b VALUES (zeroblob(262144))", ())?;
+                    Ok(())
+                })
+                .await
+                .unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut x = 0;
+        while wal_frames(&dir) > 100 {
+            assert!(Instant::now() < deadline, "the WAL was never restarted");
+            x += 1;
+            insert(&writer, x).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }
