@@ -27,6 +27,7 @@ macro_rules! skip_without_postgres {
 pub const POSTGRES: bool = false;
 
 mod backend;
+mod cancellation;
 mod dialects;
 mod encodings;
 mod limits;
