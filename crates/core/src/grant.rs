@@ -45,6 +45,13 @@ impl CodeGrant {
         now < self.expires_at
     }
 
+    /// Codes that expired before this may be deleted. A used code is kept a day past its
+    /// expiry so that a late replay is still recognised and revokes what it issued (RFC 6749
+    /// §4.1.2); an unknown code could not.
+    pub fn forgettable_before(now: Timestamp) -> Timestamp {
+        now.minus(86_400)
+    }
+
     /// Every check of RFC 6749 §4.1.3 and RFC 7636 §4.6 except single use, which the store
     /// enforces. The order matters: a code presented by another client is not burned, so an
     /// attacker holding a stolen code cannot deny it to its owner (T-032).

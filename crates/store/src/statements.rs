@@ -157,13 +157,12 @@ pub(crate) const KEEP_LAST_USE_OF_EXPIRED: &str = "UPDATE refresh_tokens
                            WHERE a.refresh_id = refresh_tokens.id)";
 pub(crate) const DELETE_EXPIRED_ACCESS_TOKENS: &str =
     "DELETE FROM access_tokens WHERE id > $1 AND id <= $2 AND expires_at <= $3";
-/// The small tables, each with its cutoff: sessions and pending consents once expired, codes a
-/// day after (kept that long so a late replay is still recognised).
+/// The small tables, each with its cutoff: sessions and pending consents once expired, codes
+/// once `CodeGrant::forgettable_before`.
 pub(crate) const SWEEP_SESSIONS: &str = "DELETE FROM sessions WHERE expires_at <= $1";
 pub(crate) const SWEEP_PENDING_CONSENTS: &str =
     "DELETE FROM pending_consents WHERE expires_at <= $1";
 pub(crate) const SWEEP_CODES: &str = "DELETE FROM grant_codes WHERE expires_at <= $1";
-pub(crate) const CODES_KEPT_AFTER_EXPIRY_SECS: i64 = 86_400;
 
 // ---- browser sessions and pending consents ------------------------------------------------
 

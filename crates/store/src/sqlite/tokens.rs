@@ -151,7 +151,7 @@ impl TokenVerbs for SqliteStore {
                 for (sql, cutoff) in [
                     (SWEEP_SESSIONS, now),
                     (SWEEP_PENDING_CONSENTS, now),
-                    (SWEEP_CODES, now.minus(CODES_KEPT_AFTER_EXPIRY_SECS)),
+                    (SWEEP_CODES, CodeGrant::forgettable_before(now)),
                 ] {
                     removed += execute(db, sql, (cutoff.0,))? as u64;
                 }
