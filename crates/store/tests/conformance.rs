@@ -87,6 +87,7 @@ conformance! {
     last_use_outlives_the_access_tokens,
     sessions_of_and_remove_user_session,
     set_password_ends_other_sessions,
+    a_dropped_write_is_whole_or_absent,
 }
 
 // ---- backends ----------------------------------------------------------------------------
@@ -1808,4 +1809,764 @@ async fn set_password_ends_other_sessions(store: Store) {
         store.user(bob).await.unwrap().unwrap().password_hash,
         "$argon2id$not-a-real-hash"
     );
+}
+
+// ---- a dropped write is whole or absent --------------------------------------------------
+//
+// Appended for issue 11 (the PostgreSQL half of the cancellation contract in verbs.rs: "whether
+// its caller still waits never changes its outcome"). Each write verb's future is polled k
+// times with the test task's own waker (k = 0, 1, 2, ... until it completes within k polls)
+// and then dropped, as a server drops a request whose client went away. After each drop, and
+// once the tasks it left (a PostgreSQL write's own) have finished: (b) on PostgreSQL, no
+// session on the test database is left in a transaction (idle in one, or open at all), within
+// a bounded wait; (a) the store still takes a write and answers it durably; (c) what the write
+// does is all there or not there at all. A write never polled did nothing; a write that
+// completed did everything. At the end of each verb every dropped attempt's facts are read
+// again and must still be whole.
+
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use futures::future::{poll_fn, BoxFuture, FutureExt};
+
+/// Every write verb of the four traits.
+#[derive(Debug, Clone, Copy)]
+enum Verb {
+    AddUser,
+    NoteLoginFailure,
+    ClearLoginFailures,
+    AddScope,
+    AddClient,
+    RemoveClient,
+    SetClientSecret,
+    AddCode,
+    RedeemCode,
+    Refresh,
+    AddAccessToken,
+    Revoke,
+    Sweep,
+    AddSession,
+    RemoveSession,
+    AddPendingConsent,
+    TakePendingConsent,
+    UpdateClient,
+    RevokeGrant,
+    RemoveUserSession,
+    SetPassword,
+    SetUserName,
+}
+
+const WRITES: [Verb; 22] = [
+    Verb::AddUser,
+    Verb::NoteLoginFailure,
+    Verb::ClearLoginFailures,
+    Verb::AddScope,
+    Verb::AddClient,
+    Verb::RemoveClient,
+    Verb::SetClientSecret,
+    Verb::AddCode,
+    Verb::RedeemCode,
+    Verb::Refresh,
+    Verb::AddAccessToken,
+    Verb::Revoke,
+    Verb::Sweep,
+    Verb::AddSession,
+    Verb::RemoveSession,
+    Verb::AddPendingConsent,
+    Verb::TakePendingConsent,
+    Verb::UpdateClient,
+    Verb::RevokeGrant,
+    Verb::RemoveUserSession,
+    Verb::SetPassword,
+    Verb::SetUserName,
+];
+
+/// What a write does, as facts read through the verbs, each true once the write happened. (The
+/// sweep's span its two transactions: it too runs whole once started, however its caller fares.)
+type Facts = Arc<dyn Fn(Store) -> BoxFuture<'static, Vec<bool>> + Send + Sync>;
+
+/// One write about to be made on fixtures of its own, so that a dropped write finishing late
+/// cannot touch another attempt's rows.
+struct Attempt {
+    write: BoxFuture<'static, Result<(), StoreError>>,
+    facts: Facts,
+    /// The facts can only be read by taking what they read (a pending consent): they are read
+    /// once, after the write, and not before nor again at the end.
+    consuming: bool,
+}
+
+fn run<T>(
+    write: impl std::future::Future<Output = Result<T, StoreError>> + Send + 'static,
+) -> BoxFuture<'static, Result<(), StoreError>> {
+    write.map(|result| result.map(drop)).boxed()
+}
+
+fn facts<F, Fut>(read: F) -> Facts
+where
+    F: Fn(Store) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Vec<bool>> + Send + 'static,
+{
+    Arc::new(move |store| read(store).boxed())
+}
+
+async fn fresh_user(store: &Store) -> i64 {
+    user(store, &format!("{}@example.com", random_id())).await
+}
+
+async fn the_user(store: &Store, id: i64) -> grantd_store::User {
+    store.user(id).await.unwrap().unwrap()
+}
+
+async fn session_alive(store: &Store, session: &SecretHash, now: Timestamp) -> bool {
+    store.session_user(session, now).await.unwrap().is_some()
+}
+
+/// Sets up `write`'s fixtures (attempt `k`) and returns the write, not yet polled.
+async fn prepare(store: &Store, write: Verb, k: i64) -> Attempt {
+    let s = store.clone();
+    let (write, facts, consuming) = match write {
+        Verb::AddUser => {
+            let email = format!("{}@example.com", random_id());
+            let e = email.clone();
+            (
+                run(async move { s.add_user(&e, "New", "hash", false, T0).await }),
+                facts(move |store| {
+                    let email = email.clone();
+                    async move { vec![store.user_by_email(&email).await.unwrap().is_some()] }
+                }),
+                false,
+            )
+        }
+        Verb::NoteLoginFailure => {
+            let ada = fresh_user(store).await;
+            let limits = Limits::default();
+            for _ in 1..limits.failed_logins_before_lockout {
+                store.note_login_failure(ada, T0, &limits).await.unwrap();
+            }
+            let (count, until) = (
+                limits.failed_logins_before_lockout,
+                T0.plus(limits.lockout_secs),
+            );
+            (
+                run(async move { s.note_login_failure(ada, T0, &limits).await }),
+                facts(move |store| async move {
+                    let u = the_user(&store, ada).await;
+                    vec![u.failed_logins == count, u.locked_until == until]
+                }),
+                false,
+            )
+        }
+        Verb::ClearLoginFailures => {
+            let ada = fresh_user(store).await;
+            let limits = Limits::default();
+            for _ in 0..limits.failed_logins_before_lockout {
+                store.note_login_failure(ada, T0, &limits).await.unwrap();
+            }
+            (
+                run(async move { s.clear_login_failures(ada).await }),
+                facts(move |store| async move {
+                    let u = the_user(&store, ada).await;
+                    vec![u.failed_logins == 0, u.locked_until == Timestamp(0)]
+                }),
+                false,
+            )
+        }
+        Verb::AddScope => {
+            let name = format!("Dropped{}.x.READ", &random_id()[..8]);
+            let n = name.clone();
+            (
+                run(async move { s.add_scope(&n, "Dropped or not").await }),
+                facts(move |store| {
+                    let name = name.clone();
+                    async move {
+                        let scopes = store.scopes().await.unwrap();
+                        vec![scopes.iter().any(|(n, _)| *n == name)]
+                    }
+                }),
+                false,
+            )
+        }
+        Verb::AddClient => {
+            let new = new_client(ClientType::Server, None);
+            let id = new.id.clone();
+            (
+                run(async move { s.add_client(&new, T0).await }),
+                facts(move |store| {
+                    let id = id.clone();
+                    async move { vec![store.client(id.as_str()).await.unwrap().is_some()] }
+                }),
+                false,
+            )
+        }
+        Verb::RemoveClient => {
+            let ada = fresh_user(store).await;
+            let a = client(store, ClientType::Server, None).await;
+            let mut code = new_code(&a, ada, true, T0);
+            code.record_consent = consent_record(SCOPE, REDIRECT);
+            add_code(store, &code, T0).await;
+            let tokens = new_tokens(T0);
+            let redeemed = redeem_as(
+                store,
+                &a,
+                &code.grant.code_hash,
+                Some(REDIRECT),
+                &tokens,
+                T0,
+            )
+            .await;
+            assert!(matches!(redeemed, Redemption::Issued(_)), "{redeemed:?}");
+            let id = a.id.clone();
+            (
+                run(async move { s.remove_client(id.as_str()).await }),
+                facts(move |store| {
+                    let id = a.id.clone();
+                    async move {
+                        vec![
+                            store.client(id.as_str()).await.unwrap().is_none(),
+                            !refresh_alive(&store, &tokens.refresh_hash).await,
+                            !access_alive(&store, &tokens.access.hash, T0).await,
+                            store.consent(ada, &id).await.unwrap().is_none(),
+                        ]
+                    }
+                }),
+                false,
+            )
+        }
+        Verb::SetClientSecret => {
+            let a = client(store, ClientType::Server, None).await;
+            let id = a.id.clone();
+            (
+                run(async move {
+                    s.set_client_secret(id.as_str(), &SecretHash::of("new secret"))
+                        .await
+                }),
+                facts(move |store| {
+                    let id = a.id.clone();
+                    async move {
+                        let c = store.client(id.as_str()).await.unwrap().unwrap();
+                        vec![c.secret_matches("new secret"), !c.secret_matches(SECRET)]
+                    }
+                }),
+                false,
+            )
+        }
+        Verb::AddCode => {
+            let ada = fresh_user(store).await;
+            let a = client(store, ClientType::Server, None).await;
+            let mut code = new_code(&a, ada, true, T0);
+            code.record_consent = consent_record(SCOPE, REDIRECT);
+            (
+                run(async move { s.add_code(&code, T0, &limits()).await }),
+                facts(move |store| {
+                    let id = a.id.clone();
+                    async move {
+                        vec![
+                            store.codes_of(&id).await.unwrap().len() == 1,
+                            store.consent(ada, &id).await.unwrap().is_some(),
+                        ]
+                    }
+                }),
+                false,
+            )
+        }
+        Verb::RedeemCode => {
+            let ada = fresh_user(store).await;
+            let a = client(store, ClientType::Server, None).await;
+            let code = new_code(&a, ada, true, T0);
+            add_code(store, &code, T0).await;
+            let tokens = new_tokens(T0);
+            let (presenter, code_hash, t) = (a.clone(), code.grant.code_hash, tokens.clone());
+            (
+                run(async move {
+                    s.redeem_code(
+                        &code_hash,
+                        move |grant| grant.check_redemption(&presenter, Some(REDIRECT), None, T0),
+                        &t,
+                        T0,
+                        &limits(),
+                    )
+                    .await
+                }),
+                facts(move |store| {
+                    let id = a.id.clone();
+                    async move {
+                        let codes = store.codes_of(&id).await.unwrap();
+                        vec![
+                            access_alive(&store, &tokens.access.hash, T0).await,
+                            refresh_alive(&store, &tokens.refresh_hash).await,
+                            codes.len() == 1 && codes[0].redeemed_at.is_some(),
+                        ]
+                    }
+                }),
+                false,
+            )
+        }
+        Verb::Refresh => {
+            let ada = fresh_user(store).await;
+            let a = client(store, ClientType::Server, None).await;
+            let g = grant(store, &a, ada, T0).await;
+            // One active access token per refresh token: the new one replaces the exchange's.
+            let one = Limits {
+                active_access_tokens_per_refresh: 1,
+                ..limits()
+            };
+            let access = NewAccess {
+                hash: hash(),
+                expires_at: T0.plus(3600),
+            };
+            let (refresh, id, minted) = (g.refresh, a.id.clone(), access.hash);
+            let now = T0.plus(1);
+            (
+                run(async move {
+                    s.refresh(
+                        &refresh,
+                        &id,
+                        |grant| refresh_scopes(&grant.scopes, None),
+                        &access,
+                        now,
+                        &one,
+                    )
+                    .await
+                }),
+                facts(move |store| async move {
+                    vec![
+                        access_alive(&store, &minted, now).await,
+                        !access_alive(&store, &g.access, now).await,
+                    ]
+                }),
+                false,
+            )
+        }
+        Verb::AddAccessToken => {
+            let ada = fresh_user(store).await;
+            let own = client(store, ClientType::SelfClient, Some(ada)).await;
+            let access = NewAccess {
+                hash: hash(),
+                expires_at: T0.plus(3600),
+            };
+            let minted = access.hash;
+            (
+                run(async move {
+                    s.add_access_token(&access, &own.id, ada, &scopes(SCOPE), T0)
+                        .await
+                }),
+                facts(move |store| async move { vec![access_alive(&store, &minted, T0).await] }),
+                false,
+            )
+        }
+        Verb::Revoke => {
+            let ada = fresh_user(store).await;
+            let a = client(store, ClientType::Server, None).await;
+            let g = grant(store, &a, ada, T0).await;
+            let minted = refreshed(store, &a, &g.refresh, T0.plus(1)).await;
+            let refresh = g.refresh;
+            (
+                run(async move { s.revoke(&refresh, Some(&a.id)).await }),
+                facts(move |store| async move {
+                    vec![
+                        !refresh_alive(&store, &g.refresh).await,
+                        !access_alive(&store, &g.access, T0).await,
+                        !access_alive(&store, &minted, T0).await,
+                    ]
+                }),
+                false,
+            )
+        }
+        Verb::Sweep => {
+            // Each attempt's rows expire after every earlier attempt's sweep ran, so a sweep
+            // that finishes late cannot reach them.
+            let base = T0.plus(100_000 * (k + 1));
+            let ada = fresh_user(store).await;
+            let own = client(store, ClientType::SelfClient, Some(ada)).await;
+            let a = client(store, ClientType::Server, None).await;
+            let mut expiring = Vec::new();
+            for _ in 0..3 {
+                let access = NewAccess {
+                    hash: hash(),
+                    expires_at: base.plus(10),
+                };
+                store
+                    .add_access_token(&access, &own.id, ada, &scopes(SCOPE), base)
+                    .await
+                    .unwrap();
+                expiring.push(access.hash);
+            }
+            let session = add_session(store, ada, base, 10).await;
+            // A code kept a day past its expiry, and then some.
+            let made = base.minus(90_060);
+            let mut code = new_code(&a, ada, false, made);
+            code.grant.expires_at = base.minus(90_000);
+            add_code(store, &code, made).await;
+            let now = base.plus(100);
+            (
+                run(async move { s.sweep(now).await }),
+                facts(move |store| {
+                    let (expiring, id) = (expiring.clone(), a.id.clone());
+                    async move {
+                        let mut tokens = Vec::new();
+                        for access in &expiring {
+                            tokens.push(!access_alive(&store, access, base).await);
+                        }
+                        tokens.push(!session_alive(&store, &session, base).await);
+                        tokens.push(store.codes_of(&id).await.unwrap().is_empty());
+                        tokens
+                    }
+                }),
+                false,
+            )
+        }
+        Verb::AddSession => {
+            let ada = fresh_user(store).await;
+            let session = hash();
+            (
+                run(async move {
+                    s.add_session(&session, ada, "agent", T0, T0.plus(3600))
+                        .await
+                }),
+                facts(move |store| async move { vec![session_alive(&store, &session, T0).await] }),
+                false,
+            )
+        }
+        Verb::RemoveSession => {
+            let ada = fresh_user(store).await;
+            let session = add_session(store, ada, T0, 3600).await;
+            (
+                run(async move { s.remove_session(&session).await }),
+                facts(move |store| async move { vec![!session_alive(&store, &session, T0).await] }),
+                false,
+            )
+        }
+        Verb::AddPendingConsent => {
+            let ada = fresh_user(store).await;
+            let session = add_session(store, ada, T0, 3600).await;
+            let id = hash();
+            (
+                run(async move {
+                    s.add_pending_consent(&id, &session, "{\"dropped\":1}", T0.plus(600))
+                        .await
+                }),
+                facts(move |store| async move {
+                    let taken = store.take_pending_consent(&id, &session, T0).await;
+                    vec![taken.unwrap().is_some()]
+                }),
+                true,
+            )
+        }
+        Verb::TakePendingConsent => {
+            let ada = fresh_user(store).await;
+            let session = add_session(store, ada, T0, 3600).await;
+            let id = hash();
+            store
+                .add_pending_consent(&id, &session, "{\"dropped\":1}", T0.plus(600))
+                .await
+                .unwrap();
+            (
+                run(async move { s.take_pending_consent(&id, &session, T0).await }),
+                facts(move |store| async move {
+                    let left = store.take_pending_consent(&id, &session, T0).await;
+                    vec![left.unwrap().is_none()]
+                }),
+                true,
+            )
+        }
+        Verb::UpdateClient => {
+            let ada = fresh_user(store).await;
+            let mine = client(store, ClientType::Server, Some(ada)).await;
+            let update = ClientUpdate {
+                name: "Renamed".into(),
+                homepage: None,
+                redirect_uris: vec![RedirectUri::from_stored("https://app.example/b".into())],
+                js_domain: Some("https://app.example".into()),
+                dialect: Dialect::Zoho,
+            };
+            let id = mine.id.clone();
+            (
+                run(async move { s.update_client(&id, ada, &update).await }),
+                facts(move |store| {
+                    let id = mine.id.clone();
+                    async move {
+                        let c = store.client(id.as_str()).await.unwrap().unwrap();
+                        vec![
+                            c.name == "Renamed",
+                            c.homepage.is_none(),
+                            c.redirect_uris.len() == 1
+                                && c.redirect_uris[0].as_str() == "https://app.example/b",
+                            c.js_domain.is_some(),
+                            c.dialect == Dialect::Zoho,
+                        ]
+                    }
+                }),
+                false,
+            )
+        }
+        Verb::RevokeGrant => {
+            let ada = fresh_user(store).await;
+            let a = client(store, ClientType::Server, None).await;
+            let mut code = new_code(&a, ada, true, T0);
+            code.record_consent = consent_record(SCOPE, REDIRECT);
+            add_code(store, &code, T0).await;
+            let tokens = new_tokens(T0);
+            let redeemed = redeem_as(
+                store,
+                &a,
+                &code.grant.code_hash,
+                Some(REDIRECT),
+                &tokens,
+                T0,
+            )
+            .await;
+            assert!(matches!(redeemed, Redemption::Issued(_)), "{redeemed:?}");
+            add_code(store, &new_code(&a, ada, true, T0.plus(1)), T0.plus(1)).await;
+            let id = a.id.clone();
+            (
+                run(async move { s.revoke_grant(ada, &id).await }),
+                facts(move |store| {
+                    let id = a.id.clone();
+                    async move {
+                        vec![
+                            !refresh_alive(&store, &tokens.refresh_hash).await,
+                            !access_alive(&store, &tokens.access.hash, T0).await,
+                            store.consent(ada, &id).await.unwrap().is_none(),
+                            // The redeemed code stays; the unredeemed one goes.
+                            store.codes_of(&id).await.unwrap().len() == 1,
+                        ]
+                    }
+                }),
+                false,
+            )
+        }
+        Verb::RemoveUserSession => {
+            let ada = fresh_user(store).await;
+            let session = add_session(store, ada, T0, 3600).await;
+            let handle = session.to_hex();
+            (
+                run(async move { s.remove_user_session(ada, &handle).await }),
+                facts(move |store| async move { vec![!session_alive(&store, &session, T0).await] }),
+                false,
+            )
+        }
+        Verb::SetPassword => {
+            let ada = fresh_user(store).await;
+            let here = add_session(store, ada, T0, 3600).await;
+            let elsewhere = add_session(store, ada, T0, 3600).await;
+            (
+                run(async move { s.set_password(ada, "$argon2id$dropped", &here).await }),
+                facts(move |store| async move {
+                    vec![
+                        the_user(&store, ada).await.password_hash == "$argon2id$dropped",
+                        !session_alive(&store, &elsewhere, T0).await,
+                    ]
+                }),
+                false,
+            )
+        }
+        Verb::SetUserName => {
+            let ada = fresh_user(store).await;
+            (
+                run(async move { s.set_user_name(ada, "Renamed Ada").await }),
+                facts(move |store| async move {
+                    vec![the_user(&store, ada).await.name == "Renamed Ada"]
+                }),
+                false,
+            )
+        }
+    };
+    Attempt {
+        write,
+        facts,
+        consuming,
+    }
+}
+
+/// Polls `write` at most `polls` times, each time with the test task's waker and only once
+/// that waker was woken, then drops it. Its output if it completed.
+async fn poll_then_drop<T>(mut write: BoxFuture<'static, T>, polls: usize) -> Option<T> {
+    let mut polled = 0;
+    let out = poll_fn(|cx| {
+        if polled == polls {
+            return Poll::Ready(None);
+        }
+        polled += 1;
+        match write.as_mut().poll(cx) {
+            Poll::Ready(out) => Poll::Ready(Some(out)),
+            Poll::Pending if polled == polls => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await;
+    drop(write);
+    out
+}
+
+/// The test database, found by a user only this store has (the suite hands a test its store,
+/// not its database): a connection to it, for `pg_stat_activity`. `None` on SQLite.
+async fn database_of(store: &Store) -> Option<PgConnection> {
+    if store.backend() != "postgres" {
+        return None;
+    }
+    let admin_url = std::env::var("GRANTD_TEST_POSTGRES").unwrap();
+    let marker = format!("marker-{}@example.com", random_id());
+    user(store, &marker).await;
+    let mut admin = PgConnection::connect(&admin_url).await.unwrap();
+    let candidates: Vec<String> =
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE starts_with(datname, $1)")
+            .bind(format!("grantd_test_{}_", std::process::id()))
+            .fetch_all(&mut admin)
+            .await
+            .unwrap();
+    admin.close().await.unwrap();
+    let mut found = Vec::new();
+    for name in candidates {
+        // Another test's database may be half made or going: it is not ours.
+        let Ok(mut conn) = PgConnection::connect(&with_database(&admin_url, &name)).await else {
+            continue;
+        };
+        let ours: Result<Option<i64>, _> =
+            sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
+                .bind(&marker)
+                .fetch_optional(&mut conn)
+                .await;
+        if matches!(ours, Ok(Some(_))) {
+            found.push(conn);
+        } else {
+            let _ = conn.close().await;
+        }
+    }
+    assert_eq!(found.len(), 1, "the test database, by its marker user");
+    found.pop()
+}
+
+/// (b): waits, polling, until no other session on the test database has a transaction open,
+/// and fails if one is still idle in one (or still open) after the bound.
+async fn no_transaction_left(probe: &mut PgConnection, what: &str) {
+    const SESSIONS_IN_TRANSACTION: &str = "SELECT coalesce(state, '') || ': ' || query
+        FROM pg_stat_activity
+        WHERE datname = current_database() AND pid <> pg_backend_pid()
+          AND backend_type = 'client backend'
+          AND (state LIKE 'idle in transaction%' OR xact_start IS NOT NULL)";
+    let mut left = Vec::new();
+    for _ in 0..500 {
+        left = sqlx::query_scalar::<_, String>(SESSIONS_IN_TRANSACTION)
+            .fetch_all(&mut *probe)
+            .await
+            .unwrap();
+        if left.is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let idle: Vec<&String> = left
+        .iter()
+        .filter(|s| s.starts_with("idle in transaction"))
+        .collect();
+    assert!(idle.is_empty(), "{what}: idle in transaction: {idle:?}");
+    panic!("{what}: transactions still open: {left:?}");
+}
+
+/// The runtime's live tasks: a PostgreSQL write's own, a connection going back to its pool, and
+/// the pool's long-lived ones.
+fn alive_tasks() -> usize {
+    tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks()
+}
+
+/// The tasks that live on while the store is quiet: the fewest seen over a short while.
+async fn quiet_tasks() -> usize {
+    let mut fewest = usize::MAX;
+    for _ in 0..20 {
+        fewest = fewest.min(alive_tasks());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    fewest
+}
+
+/// Waits, polling, until every task a dropped write left behind has finished, so that what is
+/// read next is what the write did, not what it is doing.
+async fn tasks_finished(quiet: usize, what: &str) {
+    for _ in 0..500 {
+        if alive_tasks() <= quiet {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{what}: {} tasks still running", alive_tasks() - quiet);
+}
+
+/// (a): the store takes a new write and reads it back.
+async fn still_writes(store: &Store, what: &str) {
+    let email = format!("{}@example.com", random_id());
+    let id = store
+        .add_user(&email, "After", "hash", false, T0)
+        .await
+        .unwrap_or_else(|e| panic!("{what}: the store refused a write: {e}"));
+    let read = store.user_by_email(&email).await.unwrap();
+    assert_eq!(read.map(|u| u.id), Some(id), "{what}");
+}
+
+/// (c): the facts all true (the write happened: `true`) or all false (`false`).
+fn whole(facts: &[bool], what: &str) -> bool {
+    let happened = facts.iter().all(|f| *f);
+    assert!(
+        happened || facts.iter().all(|f| !*f),
+        "{what}: half a write: {facts:?}"
+    );
+    happened
+}
+
+async fn a_dropped_write_is_whole_or_absent(store: Store) {
+    let mut probe = database_of(&store).await;
+    let quiet = quiet_tasks().await;
+    for write in WRITES {
+        let mut dropped = Vec::new();
+        let mut polls = 0;
+        loop {
+            let what = format!("{write:?} dropped after {polls} polls");
+            let attempt = prepare(&store, write, polls as i64).await;
+            if !attempt.consuming {
+                let before = (attempt.facts)(store.clone()).await;
+                assert!(
+                    before.iter().all(|f| !*f),
+                    "{what}: the facts hold before the write: {before:?}"
+                );
+            }
+            let outcome = poll_then_drop(attempt.write, polls).await;
+            tasks_finished(quiet, &what).await;
+            if let Some(probe) = probe.as_mut() {
+                no_transaction_left(probe, &what).await;
+            }
+            still_writes(&store, &what).await;
+            let facts = (attempt.facts)(store.clone()).await;
+            let happened = whole(&facts, &what);
+            if polls == 0 {
+                assert!(!happened, "{what}: a write never polled did something");
+            } else if probe.is_some() {
+                // A PostgreSQL write runs on a task of its own from its first poll: its caller
+                // leaving does not stop it.
+                assert!(
+                    happened,
+                    "{what}: the write was lost with its caller: {facts:?}"
+                );
+            }
+            if let Some(result) = outcome {
+                result.unwrap_or_else(|e| panic!("{what}: {e}"));
+                assert!(happened, "{what}: completed, but {facts:?}");
+                break;
+            }
+            if !attempt.consuming {
+                dropped.push((what, attempt.facts));
+            }
+            polls += 1;
+            assert!(polls < 10_000, "{write:?} never completed");
+        }
+        // Every dropped write has finished by now (or never started): still whole.
+        tasks_finished(quiet, &format!("{write:?} at the end")).await;
+        if let Some(probe) = probe.as_mut() {
+            no_transaction_left(probe, &format!("{write:?} at the end")).await;
+        }
+        for (what, facts) in dropped {
+            whole(&facts(store.clone()).await, &format!("{what}, at the end"));
+        }
+    }
 }

@@ -1,7 +1,7 @@
 //! The PostgreSQL store (sqlx only), for many stateless grantd nodes on one database. Every
 //! invariant is the database's: single use and caps under row locks (`SELECT ... FOR NO KEY
 //! UPDATE`) inside one transaction, so two nodes racing on one code or one (user, client)
-//! serialise. Each write runs on a task of its own (`write`), so a caller that stops waiting
+//! serialise. Each write runs on a task of its own (`detached`), so a caller that stops waiting
 //! (a client gone, a timeout) cannot cut a transaction short: it commits or rolls back whole.
 //! A bounded pool with short timeouts makes an unreachable database fail fast (503) instead of
 //! hanging, and the pool reconnects by itself when the database returns. One file per group of
@@ -12,6 +12,7 @@ mod console;
 mod sessions;
 mod tokens;
 
+use std::future::Future;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -19,12 +20,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
 use crate::migrations::{migration_error, POSTGRES as MIGRATIONS};
-#[allow(unused_imports)] // until every verb is written
-use crate::{model::*, rows::*, statements::*, verbs::*, StoreError};
-#[allow(unused_imports)]
-use grantd_core::{
-    grant::*, secret::SecretHash, Client, ClientId, Limits, OAuthError, Scopes, Timestamp,
-};
+use crate::StoreError;
 
 /// Connections per node; PostgreSQL's default `max_connections` (100) fits several nodes.
 pub const DEFAULT_POOL_SIZE: u32 = 16;
@@ -34,7 +30,6 @@ pub struct PostgresStore {
     pool: PgPool,
 }
 
-#[allow(dead_code)] // until every verb is written
 type Tx = Transaction<'static, Postgres>;
 
 // Not `FOR UPDATE`: that also blocks the `FOR KEY SHARE` locks foreign-key checks take, and a
@@ -42,6 +37,12 @@ type Tx = Transaction<'static, Postgres>;
 // client key checked) deadlocked. `NO KEY UPDATE` still serialises every verb that takes it.
 const FOR_UPDATE: &str = " FOR NO KEY UPDATE";
 const AGGREGATE_SCOPES: &str = "string_agg(scopes, ' ')";
+
+/// The rows a verb locks only to serialise on them (with `FOR_UPDATE` appended): a client's,
+/// so that code issues cannot race past the throttle nor two codes get one number; a user's,
+/// so that concurrent grants cannot overshoot the refresh-token cap.
+const CLIENT_ROW: &str = "SELECT id FROM clients WHERE id = $1";
+const USER_ROW: &str = "SELECT id FROM users WHERE id = $1";
 
 impl PostgresStore {
     /// Connects, applies migrations (under sqlx's advisory lock, so nodes starting together
@@ -84,3 +85,25 @@ impl PostgresStore {
 }
 
 type Answer<T> = Result<T, StoreError>;
+
+/// Runs a write on a task of its own and waits for it. Whether the caller still waits then
+/// never changes the write's outcome: dropping the caller's future (a client gone, `bounded`'s
+/// timeout) drops only the wait, and the task still commits or rolls back whole, returning its
+/// connection to the pool. `work` owns everything it needs. A task that panicked or was
+/// cancelled (the runtime shutting down) answers `Unavailable`.
+async fn detached<T: Send + 'static>(
+    work: impl Future<Output = Answer<T>> + Send + 'static,
+) -> Answer<T> {
+    tokio::spawn(work).await.unwrap_or_else(|e| {
+        tracing::error!("a PostgreSQL write's task failed: {e}");
+        Err(StoreError::Unavailable)
+    })
+}
+
+/// A uniqueness violation, named for what it means to the verb that hit it.
+fn conflict(meaning: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |e| match StoreError::from(e) {
+        StoreError::Conflict(_) => StoreError::Conflict(meaning),
+        other => other,
+    }
+}

@@ -1,10 +1,106 @@
-//! PostgreSQL: the tokens verbs (`verbs::TokenVerbs`).
+//! PostgreSQL: the tokens verbs (`verbs::TokenVerbs`): codes and tokens, issued, redeemed,
+//! refreshed, validated, introspected, revoked and swept. Kept apart because these are the
+//! token endpoint's and every API call's path, where the row locks that keep single use, the
+//! caps and the throttles across nodes are taken.
 
-use super::*;
+use grantd_core::consent::Consent;
+use grantd_core::grant::{AccessGrant, CodeGrant, RefreshGrant, Rejection};
+use grantd_core::secret::SecretHash;
+use grantd_core::throttle::{
+    code_throttle, code_to_check, refresh_bookkeeping, refresh_tokens_to_evict, Minted, RetryAfter,
+};
+use grantd_core::{ClientId, Limits, OAuthError, Scopes, Timestamp};
+
+use super::{detached, Answer, PostgresStore, Tx, CLIENT_ROW, FOR_UPDATE, USER_ROW};
+use crate::model::{
+    CodeIssue, NewAccess, NewCode, NewTokens, Redemption, RefreshOutcome, TokenInfo, User,
+};
+use crate::rows::{
+    AccessOwnerRow, AccessRow, CodeRow, ConsentRow, ExpiryRow, MintedRow, RefreshGrantRow,
+    RefreshRow,
+};
+use crate::statements::{
+    ACCESS_TOKENS_AFTER, ACCESS_TOKENS_OF_REFRESH, CODES_KEPT_AFTER_EXPIRY_SECS, CODE_BY_HASH,
+    CODE_MADE_AT, CONSENT, DELETE_ACCESS_TOKEN, DELETE_EXPIRED_ACCESS_TOKENS, DELETE_REFRESH_TOKEN,
+    INSERT_ACCESS_TOKEN, INSERT_CODE, INSERT_REFRESH_TOKEN, KEEP_LAST_USE_OF_ACCESS_TOKEN,
+    KEEP_LAST_USE_OF_EXPIRED, LIVE_ACCESS_TOKEN, LIVE_ACCESS_TOKEN_AND_OWNER, MARK_REDEEMED,
+    MARK_REDEEMED_WITH_TOKENS, NEWEST_CODE_SEQ, REFRESH_GRANT, REFRESH_TOKEN,
+    REFRESH_TOKENS_OF_GRANT, REVOKE_ACCESS_TOKEN, REVOKE_CODE_ACCESS_TOKENS,
+    REVOKE_CODE_REFRESH_TOKENS, REVOKE_REFRESH_TOKEN, SWEEP_CHUNK, SWEEP_CODES,
+    SWEEP_PENDING_CONSENTS, SWEEP_SESSIONS, UPSERT_CONSENT,
+};
+use crate::verbs::TokenVerbs;
 
 impl TokenVerbs for PostgresStore {
     async fn add_code(&self, code: &NewCode, now: Timestamp, limits: &Limits) -> Answer<CodeIssue> {
-        todo!()
+        let pool = self.pool.clone();
+        let (code, limits) = (code.clone(), limits.clone());
+        detached(async move {
+            let grant = &code.grant;
+            let client = grant.client_id.as_str();
+            let mut tx = pool.begin().await?;
+            // Serialises code issuance per client (across nodes), so the throttle cannot be
+            // raced past the limit nor two codes get one number.
+            sqlx::query(&format!("{CLIENT_ROW}{FOR_UPDATE}"))
+                .bind(client)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let newest: i64 = sqlx::query_scalar(NEWEST_CODE_SEQ)
+                .bind(client)
+                .fetch_one(&mut *tx)
+                .await?;
+            let made: Option<i64> = match code_to_check(newest, &limits) {
+                Some(seq) => {
+                    sqlx::query_scalar(CODE_MADE_AT)
+                        .bind(client)
+                        .bind(seq)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                }
+                None => None,
+            };
+            if let Err(RetryAfter(retry_after)) = code_throttle(made.map(Timestamp), &limits, now) {
+                return Ok(CodeIssue::Throttled { retry_after });
+            }
+            sqlx::query(INSERT_CODE)
+                .bind(grant.code_hash.as_bytes())
+                .bind(client)
+                .bind(grant.user_id)
+                .bind(&grant.redirect_uri)
+                .bind(grant.scopes.to_stored())
+                .bind(grant.issue_refresh_token)
+                .bind(&grant.code_challenge)
+                .bind(&code.description)
+                .bind(now.0)
+                .bind(grant.expires_at.0)
+                .bind(newest + 1)
+                .execute(&mut *tx)
+                .await?;
+            if let Some(record) = &code.record_consent {
+                let prior = sqlx::query_as::<_, ConsentRow>(CONSENT)
+                    .bind(grant.user_id)
+                    .bind(client)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let consent = Consent::merge(
+                    prior.map(Consent::from),
+                    &record.scopes,
+                    &record.redirect_uri,
+                );
+                let row = ConsentRow::of(&consent);
+                sqlx::query(UPSERT_CONSENT)
+                    .bind(grant.user_id)
+                    .bind(client)
+                    .bind(row.scopes)
+                    .bind(row.redirect_uris)
+                    .bind(now.0)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(CodeIssue::Issued)
+        })
+        .await
     }
 
     async fn redeem_code(
@@ -15,7 +111,93 @@ impl TokenVerbs for PostgresStore {
         now: Timestamp,
         limits: &Limits,
     ) -> Answer<Redemption> {
-        todo!()
+        let pool = self.pool.clone();
+        let (code_hash, tokens, limits) = (*code_hash, tokens.clone(), limits.clone());
+        detached(async move {
+            let mut tx = pool.begin().await?;
+            // The code's row lock makes redemption single use across nodes.
+            let row = sqlx::query_as::<_, CodeRow>(&format!("{CODE_BY_HASH}{FOR_UPDATE}"))
+                .bind(code_hash.as_bytes())
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(grant) = row.and_then(CodeRow::into_grant) else {
+                return Ok(Redemption::Unknown);
+            };
+            match decide(&grant) {
+                Ok(()) => {}
+                // Refused, the code kept (another client presented it): nothing to write.
+                Err(rejection @ Rejection::Refuse { burn: false, .. }) => {
+                    return Ok(Redemption::Rejected(rejection));
+                }
+                Err(rejection) => {
+                    if rejection == Rejection::Replayed {
+                        revoke_code_family(&mut tx, &code_hash).await?;
+                    } else {
+                        sqlx::query(MARK_REDEEMED)
+                            .bind(now.0)
+                            .bind(code_hash.as_bytes())
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    tx.commit().await?;
+                    return Ok(Redemption::Rejected(rejection));
+                }
+            }
+            let scopes = grant.scopes.to_stored();
+            let refresh_id = if grant.issue_refresh_token {
+                // Serialises grants per user, so concurrent grants cannot overshoot the cap.
+                sqlx::query(&format!("{USER_ROW}{FOR_UPDATE}"))
+                    .bind(grant.user_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let id: i64 = sqlx::query_scalar(INSERT_REFRESH_TOKEN)
+                    .bind(tokens.refresh_hash.as_bytes())
+                    .bind(grant.client_id.as_str())
+                    .bind(grant.user_id)
+                    .bind(&scopes)
+                    .bind(code_hash.as_bytes())
+                    .bind(now.0)
+                    .bind(now.0)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                // Beyond the cap the oldest go, and their access tokens with them (cascade).
+                let ids: Vec<i64> = sqlx::query_scalar(REFRESH_TOKENS_OF_GRANT)
+                    .bind(grant.user_id)
+                    .bind(grant.client_id.as_str())
+                    .fetch_all(&mut *tx)
+                    .await?;
+                for evicted in refresh_tokens_to_evict(&ids, &limits) {
+                    sqlx::query(DELETE_REFRESH_TOKEN)
+                        .bind(evicted)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                Some(id)
+            } else {
+                None
+            };
+            insert_access_token(
+                &mut tx,
+                &tokens.access,
+                &grant.client_id,
+                grant.user_id,
+                &scopes,
+                refresh_id,
+                Some(&code_hash),
+                now,
+            )
+            .await?;
+            sqlx::query(MARK_REDEEMED_WITH_TOKENS)
+                .bind(now.0)
+                .bind(refresh_id)
+                .bind(tokens.access.hash.as_bytes())
+                .bind(code_hash.as_bytes())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(Redemption::Issued(grant))
+        })
+        .await
     }
 
     async fn refresh(
@@ -27,7 +209,61 @@ impl TokenVerbs for PostgresStore {
         now: Timestamp,
         limits: &Limits,
     ) -> Answer<RefreshOutcome> {
-        todo!()
+        let pool = self.pool.clone();
+        let (refresh_hash, client) = (*refresh_hash, client.clone());
+        let (access, limits) = (access.clone(), limits.clone());
+        detached(async move {
+            let mut tx = pool.begin().await?;
+            // The refresh token's row lock serialises its refreshes, so the throttle and the
+            // cap hold across nodes.
+            let row = sqlx::query_as::<_, RefreshGrantRow>(&format!("{REFRESH_GRANT}{FOR_UPDATE}"))
+                .bind(refresh_hash.as_bytes())
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(grant) = row.and_then(|row| row.held_by(&client)) else {
+                return Ok(RefreshOutcome::Unknown);
+            };
+            let scopes = match decide(&grant) {
+                Ok(scopes) => scopes,
+                Err(e) => return Ok(RefreshOutcome::Rejected(e)),
+            };
+            let minted: Vec<Minted> = sqlx::query_as::<_, MintedRow>(ACCESS_TOKENS_OF_REFRESH)
+                .bind(grant.id)
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .map(Minted::from)
+                .collect();
+            let doomed = match refresh_bookkeeping(&minted, now, &limits) {
+                Ok(doomed) => doomed,
+                Err(RetryAfter(retry_after)) => {
+                    return Ok(RefreshOutcome::Throttled { retry_after })
+                }
+            };
+            insert_access_token(
+                &mut tx,
+                &access,
+                &grant.client_id,
+                grant.user_id,
+                &scopes.to_stored(),
+                Some(grant.id),
+                None,
+                now,
+            )
+            .await?;
+            for id in doomed {
+                sqlx::query(DELETE_ACCESS_TOKEN)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(RefreshOutcome::Issued {
+                user_id: grant.user_id,
+                scopes,
+            })
+        })
+        .await
     }
 
     async fn add_access_token(
@@ -38,7 +274,16 @@ impl TokenVerbs for PostgresStore {
         scopes: &Scopes,
         now: Timestamp,
     ) -> Answer<()> {
-        todo!()
+        let pool = self.pool.clone();
+        let (access, client, scopes) = (access.clone(), client.clone(), scopes.to_stored());
+        detached(async move {
+            let mut tx = pool.begin().await?;
+            insert_access_token(&mut tx, &access, &client, user_id, &scopes, None, None, now)
+                .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn access_grant(
@@ -46,7 +291,12 @@ impl TokenVerbs for PostgresStore {
         access_hash: &SecretHash,
         now: Timestamp,
     ) -> Answer<Option<AccessGrant>> {
-        todo!()
+        let row = sqlx::query_as::<_, AccessRow>(LIVE_ACCESS_TOKEN)
+            .bind(access_hash.as_bytes())
+            .bind(now.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(AccessGrant::from))
     }
 
     async fn access_owner(
@@ -54,18 +304,153 @@ impl TokenVerbs for PostgresStore {
         access_hash: &SecretHash,
         now: Timestamp,
     ) -> Answer<Option<(AccessGrant, User)>> {
-        todo!()
+        let row = sqlx::query_as::<_, AccessOwnerRow>(LIVE_ACCESS_TOKEN_AND_OWNER)
+            .bind(access_hash.as_bytes())
+            .bind(now.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(<(AccessGrant, User)>::from))
     }
 
     async fn token_info(&self, hash: &SecretHash, now: Timestamp) -> Answer<Option<TokenInfo>> {
-        todo!()
+        if let Some(grant) = self.access_grant(hash, now).await? {
+            return Ok(Some(TokenInfo::from(grant)));
+        }
+        let row = sqlx::query_as::<_, RefreshRow>(REFRESH_TOKEN)
+            .bind(hash.as_bytes())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(TokenInfo::from))
     }
 
     async fn revoke(&self, hash: &SecretHash, client: Option<&ClientId>) -> Answer<bool> {
-        todo!()
+        let pool = self.pool.clone();
+        let (hash, client) = (*hash, client.map(|c| c.as_str().to_owned()));
+        detached(async move {
+            let mut tx = pool.begin().await?;
+            let refresh = sqlx::query(REVOKE_REFRESH_TOKEN)
+                .bind(hash.as_bytes())
+                .bind(client.as_deref())
+                .execute(&mut *tx)
+                .await?;
+            let revoked = if refresh.rows_affected() > 0 {
+                true
+            } else {
+                // The access token's mint time outlives it as its refresh token's last use.
+                sqlx::query(KEEP_LAST_USE_OF_ACCESS_TOKEN)
+                    .bind(hash.as_bytes())
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(REVOKE_ACCESS_TOKEN)
+                    .bind(hash.as_bytes())
+                    .bind(client.as_deref())
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                    > 0
+            };
+            tx.commit().await?;
+            Ok(revoked)
+        })
+        .await
     }
 
+    /// Access tokens are swept a chunk at a time in the order they were made, each chunk a
+    /// transaction of its own, and only as far as they have expired (`SWEEP_CHUNK`). Tokens
+    /// made after the first chunk with none expired wait for a later sweep; they only outlive
+    /// the oldest tokens' lifetime when the configured lifetime was shortened, and are refused
+    /// as expired meanwhile. The whole sweep runs on one task: a caller that stops waiting
+    /// leaves it to finish.
     async fn sweep(&self, now: Timestamp) -> Answer<u64> {
-        todo!()
+        let pool = self.pool.clone();
+        detached(async move {
+            let mut removed = 0;
+            let mut after = 0;
+            loop {
+                let mut tx = pool.begin().await?;
+                let chunk = sqlx::query_as::<_, ExpiryRow>(ACCESS_TOKENS_AFTER)
+                    .bind(after)
+                    .bind(SWEEP_CHUNK)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let Some(last) = chunk.last().map(|row| row.id) else {
+                    break;
+                };
+                if chunk.iter().all(|row| row.expires_at > now.0) {
+                    break;
+                }
+                sqlx::query(KEEP_LAST_USE_OF_EXPIRED)
+                    .bind(after)
+                    .bind(last)
+                    .bind(now.0)
+                    .execute(&mut *tx)
+                    .await?;
+                removed += sqlx::query(DELETE_EXPIRED_ACCESS_TOKENS)
+                    .bind(after)
+                    .bind(last)
+                    .bind(now.0)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                tx.commit().await?;
+                after = last;
+            }
+            let mut tx = pool.begin().await?;
+            for (sql, cutoff) in [
+                (SWEEP_SESSIONS, now),
+                (SWEEP_PENDING_CONSENTS, now),
+                (SWEEP_CODES, now.minus(CODES_KEPT_AFTER_EXPIRY_SECS)),
+            ] {
+                removed += sqlx::query(sql)
+                    .bind(cutoff.0)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            }
+            tx.commit().await?;
+            Ok(removed)
+        })
+        .await
     }
+}
+
+/// Stores an access token; `refresh_id` names the refresh token it was minted from, `code_hash`
+/// the code it was issued for.
+#[allow(clippy::too_many_arguments)] // one column each; a struct would only rename them
+async fn insert_access_token(
+    tx: &mut Tx,
+    access: &NewAccess,
+    client: &ClientId,
+    user_id: i64,
+    scopes: &str,
+    refresh_id: Option<i64>,
+    code_hash: Option<&SecretHash>,
+    now: Timestamp,
+) -> Answer<()> {
+    sqlx::query(INSERT_ACCESS_TOKEN)
+        .bind(access.hash.as_bytes())
+        .bind(client.as_str())
+        .bind(user_id)
+        .bind(scopes)
+        .bind(refresh_id)
+        .bind(code_hash.map(SecretHash::as_bytes))
+        .bind(now.0)
+        .bind(access.expires_at.0)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// RFC 6749 §4.1.2: a code used twice revokes every token it issued (the access tokens minted
+/// from its refresh token by cascade).
+async fn revoke_code_family(tx: &mut Tx, code_hash: &SecretHash) -> Answer<()> {
+    sqlx::query(REVOKE_CODE_REFRESH_TOKENS)
+        .bind(code_hash.as_bytes())
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(REVOKE_CODE_ACCESS_TOKENS)
+        .bind(code_hash.as_bytes())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
