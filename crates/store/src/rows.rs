@@ -328,9 +328,34 @@ impl From<SessionRow> for SessionSummary {
     }
 }
 
+/// A pending consent as it is taken: the request, and until when it could be decided.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct PendingConsentRow {
+    pub request: String,
+    pub expires_at: i64,
+}
+
+impl PendingConsentRow {
+    /// The request, unless it expired (taken all the same: an expired one is of no use).
+    pub fn request_if_live(self, now: Timestamp) -> Option<String> {
+        (now.0 < self.expires_at).then_some(self.request)
+    }
+}
+
 /// An access token's id and expiry, as the sweep walks them.
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct ExpiryRow {
     pub id: i64,
     pub expires_at: i64,
+}
+
+/// How far the sweep deletes in a chunk of access tokens: through its last id if any of them
+/// has expired, else nowhere, and the sweep stops (tokens are made in id order, so the ones
+/// after an unexpired chunk are newer still).
+pub(crate) fn sweep_through(chunk: &[ExpiryRow], now: Timestamp) -> Option<i64> {
+    let last = chunk.last()?.id;
+    chunk
+        .iter()
+        .any(|row| row.expires_at <= now.0)
+        .then_some(last)
 }

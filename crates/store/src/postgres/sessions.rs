@@ -8,19 +8,12 @@ use grantd_core::{ClientId, Scopes, Timestamp};
 
 use super::{detached, Answer, PostgresStore};
 use crate::model::User;
-use crate::rows::{ConsentRow, UserRow};
+use crate::rows::{ConsentRow, PendingConsentRow, UserRow};
 use crate::statements::{
     CONSENT, DELETE_SESSION, INSERT_PENDING_CONSENT, INSERT_SESSION, SESSION_USER,
     TAKE_PENDING_CONSENT,
 };
 use crate::verbs::SessionVerbs;
-
-/// What `TAKE_PENDING_CONSENT` returns: the request, and until when it could be decided.
-#[derive(Debug, sqlx::FromRow)]
-struct PendingConsentRow {
-    request: String,
-    expires_at: i64,
-}
 
 impl SessionVerbs for PostgresStore {
     async fn add_session(
@@ -114,9 +107,7 @@ impl SessionVerbs for PostgresStore {
                 .fetch_optional(&mut *tx)
                 .await?;
             tx.commit().await?;
-            Ok(row
-                .filter(|row| now.0 < row.expires_at)
-                .map(|row| row.request))
+            Ok(row.and_then(|row| row.request_if_live(now)))
         })
         .await
     }

@@ -16,18 +16,17 @@ use crate::model::{
     CodeIssue, NewAccess, NewCode, NewTokens, Redemption, RefreshOutcome, TokenInfo, User,
 };
 use crate::rows::{
-    AccessOwnerRow, AccessRow, CodeRow, ConsentRow, ExpiryRow, MintedRow, RefreshGrantRow,
-    RefreshRow,
+    sweep_through, AccessOwnerRow, AccessRow, CodeRow, ConsentRow, ExpiryRow, MintedRow,
+    RefreshGrantRow, RefreshRow,
 };
 use crate::statements::{
-    ACCESS_TOKENS_AFTER, ACCESS_TOKENS_OF_REFRESH, CODES_KEPT_AFTER_EXPIRY_SECS, CODE_BY_HASH,
-    CODE_MADE_AT, CONSENT, DELETE_ACCESS_TOKEN, DELETE_EXPIRED_ACCESS_TOKENS, DELETE_REFRESH_TOKEN,
-    INSERT_ACCESS_TOKEN, INSERT_CODE, INSERT_REFRESH_TOKEN, KEEP_LAST_USE_OF_ACCESS_TOKEN,
-    KEEP_LAST_USE_OF_EXPIRED, LIVE_ACCESS_TOKEN, LIVE_ACCESS_TOKEN_AND_OWNER, MARK_REDEEMED,
-    MARK_REDEEMED_WITH_TOKENS, NEWEST_CODE_SEQ, REFRESH_GRANT, REFRESH_TOKEN,
-    REFRESH_TOKENS_OF_GRANT, REVOKE_ACCESS_TOKEN, REVOKE_CODE_ACCESS_TOKENS,
-    REVOKE_CODE_REFRESH_TOKENS, REVOKE_REFRESH_TOKEN, SWEEP_CHUNK, SWEEP_CODES,
-    SWEEP_PENDING_CONSENTS, SWEEP_SESSIONS, UPSERT_CONSENT,
+    ACCESS_TOKENS_AFTER, ACCESS_TOKENS_OF_REFRESH, CODE_BY_HASH, CODE_MADE_AT, CONSENT,
+    DELETE_ACCESS_TOKEN, DELETE_EXPIRED_ACCESS_TOKENS, DELETE_REFRESH_TOKEN, INSERT_ACCESS_TOKEN,
+    INSERT_CODE, INSERT_REFRESH_TOKEN, KEEP_LAST_USE_OF_ACCESS_TOKEN, KEEP_LAST_USE_OF_EXPIRED,
+    LIVE_ACCESS_TOKEN, LIVE_ACCESS_TOKEN_AND_OWNER, MARK_REDEEMED, MARK_REDEEMED_WITH_TOKENS,
+    NEWEST_CODE_SEQ, REFRESH_GRANT, REFRESH_TOKEN, REFRESH_TOKENS_OF_GRANT, REVOKE_ACCESS_TOKEN,
+    REVOKE_CODE_ACCESS_TOKENS, REVOKE_CODE_REFRESH_TOKENS, REVOKE_REFRESH_TOKEN, SWEEP_CHUNK,
+    SWEEP_CODES, SWEEP_PENDING_CONSENTS, SWEEP_SESSIONS, UPSERT_CONSENT,
 };
 use crate::verbs::TokenVerbs;
 
@@ -373,12 +372,9 @@ impl TokenVerbs for PostgresStore {
                     .bind(SWEEP_CHUNK)
                     .fetch_all(&mut *tx)
                     .await?;
-                let Some(last) = chunk.last().map(|row| row.id) else {
+                let Some(last) = sweep_through(&chunk, now) else {
                     break;
                 };
-                if chunk.iter().all(|row| row.expires_at > now.0) {
-                    break;
-                }
                 sqlx::query(KEEP_LAST_USE_OF_EXPIRED)
                     .bind(after)
                     .bind(last)
@@ -399,7 +395,7 @@ impl TokenVerbs for PostgresStore {
             for (sql, cutoff) in [
                 (SWEEP_SESSIONS, now),
                 (SWEEP_PENDING_CONSENTS, now),
-                (SWEEP_CODES, now.minus(CODES_KEPT_AFTER_EXPIRY_SECS)),
+                (SWEEP_CODES, CodeGrant::forgettable_before(now)),
             ] {
                 removed += sqlx::query(sql)
                     .bind(cutoff.0)

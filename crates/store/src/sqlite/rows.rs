@@ -177,3 +177,12 @@ impl ReadRow for ExpiryRow {
         })
     }
 }
+
+impl ReadRow for PendingConsentRow {
+    fn read(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(PendingConsentRow {
+            request: row.get(0)?,
+            expires_at: row.get(1)?,
+        })
+    }
+}

@@ -7,7 +7,7 @@ use grantd_core::{ClientId, Scopes, Timestamp};
 use super::query::{execute, one};
 use super::SqliteStore;
 use crate::model::User;
-use crate::rows::{ConsentRow, UserRow};
+use crate::rows::{ConsentRow, PendingConsentRow, UserRow};
 use crate::statements::*;
 use crate::verbs::SessionVerbs;
 use crate::Answer;
@@ -83,21 +83,17 @@ impl SessionVerbs for SqliteStore {
         now: Timestamp,
     ) -> Answer<Option<String>> {
         let (id_hash, session_hash) = (*id_hash, *session_hash);
-        let taken: Option<(String, i64)> = self
+        let taken: Option<PendingConsentRow> = self
             .writer
             .run(move |db| {
-                Ok(db
-                    .prepare_cached(TAKE_PENDING_CONSENT)?
-                    .query_map((id_hash.as_bytes(), session_hash.as_bytes()), |row| {
-                        Ok((row.get(0)?, row.get(1)?))
-                    })?
-                    .next()
-                    .transpose()?)
+                one(
+                    db,
+                    TAKE_PENDING_CONSENT,
+                    (id_hash.as_bytes(), session_hash.as_bytes()),
+                )
             })
             .await?;
-        Ok(taken
-            .filter(|(_, expires_at)| now.0 < *expires_at)
-            .map(|(request, _)| request))
+        Ok(taken.and_then(|row| row.request_if_live(now)))
     }
 
     async fn consent(&self, user_id: i64, client: &ClientId) -> Answer<Option<Scopes>> {

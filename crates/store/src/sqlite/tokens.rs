@@ -17,7 +17,7 @@ use crate::model::{
 use crate::rows::*;
 use crate::statements::*;
 use crate::verbs::TokenVerbs;
-use crate::Answer;
+use crate::{Answer, StoreError};
 
 impl TokenVerbs for SqliteStore {
     async fn add_code(&self, code: &NewCode, now: Timestamp, limits: &Limits) -> Answer<CodeIssue> {
@@ -133,20 +133,19 @@ impl TokenVerbs for SqliteStore {
     }
 
     async fn sweep(&self, now: Timestamp) -> Answer<u64> {
-        let mut removed = 0;
-        let mut after = 0;
-        // A chunk per write, so other verbs get the writer in between.
-        while let Some((last, deleted)) = self
-            .writer
-            .run(move |db| sweep_chunk(db, after, now))
-            .await?
-        {
-            removed += deleted;
-            after = last;
-        }
-        removed += self
-            .writer
-            .run(move |db| {
+        let writer = self.writer.clone();
+        // On a task of its own, so that a caller who stops waiting does not stop it half-way.
+        let sweep = tokio::spawn(async move {
+            let mut removed = 0;
+            let mut after = 0;
+            // A chunk per write, so other verbs get the writer in between.
+            while let Some((last, deleted)) =
+                writer.run(move |db| sweep_chunk(db, after, now)).await?
+            {
+                removed += deleted;
+                after = last;
+            }
+            let small_tables = writer.run(move |db| {
                 let mut removed = 0;
                 for (sql, cutoff) in [
                     (SWEEP_SESSIONS, now),
@@ -156,9 +155,10 @@ impl TokenVerbs for SqliteStore {
                     removed += execute(db, sql, (cutoff.0,))? as u64;
                 }
                 Ok(removed)
-            })
-            .await?;
-        Ok(removed)
+            });
+            Ok(removed + small_tables.await?)
+        });
+        sweep.await.unwrap_or(Err(StoreError::Unavailable))
     }
 }
 
@@ -167,12 +167,9 @@ impl TokenVerbs for SqliteStore {
 /// a chunk has nothing expired (tokens are made in id order, so the rest are newer).
 fn sweep_chunk(db: &Connection, after: i64, now: Timestamp) -> Answer<Option<(i64, u64)>> {
     let chunk: Vec<ExpiryRow> = all(db, ACCESS_TOKENS_AFTER, (after, SWEEP_CHUNK))?;
-    let Some(last) = chunk.last().map(|row| row.id) else {
+    let Some(last) = sweep_through(&chunk, now) else {
         return Ok(None);
     };
-    if chunk.iter().all(|row| row.expires_at > now.0) {
-        return Ok(None);
-    }
     execute(db, KEEP_LAST_USE_OF_EXPIRED, (after, last, now.0))?;
     let deleted = execute(db, DELETE_EXPIRED_ACCESS_TOKENS, (after, last, now.0))?;
     Ok(Some((last, deleted as u64)))
