@@ -7,7 +7,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Json;
 use axum::Router;
-use serde_json::json;
+use grantd_wire::ErrorBody;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
@@ -26,7 +26,7 @@ async fn post_only() -> impl IntoResponse {
     (
         StatusCode::METHOD_NOT_ALLOWED,
         [(ALLOW, "POST")],
-        Json(json!({"error": "invalid_request", "error_description": "use POST"})),
+        Json(ErrorBody::described("invalid_request", "use POST")),
     )
 }
 

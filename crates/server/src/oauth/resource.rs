@@ -7,10 +7,10 @@ use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
 
 use grantd_core::secret::SecretHash;
 use grantd_core::{Scope, Timestamp};
+use grantd_wire::{ErrorBody, Introspection, UserInfo};
 
 use super::client_auth::Caller;
 use crate::app::App;
@@ -35,15 +35,7 @@ pub async fn user_info(State(app): State<App>, headers: HeaderMap) -> Response {
     {
         return challenge(StatusCode::FORBIDDEN, Some("insufficient_scope"));
     }
-    let (first, last) = user.name.split_once(' ').unwrap_or((&user.name, ""));
-    Json(json!({
-        "ZUID": user.id,
-        "Email": user.email,
-        "Display_Name": user.name,
-        "First_Name": first,
-        "Last_Name": last,
-    }))
-    .into_response()
+    Json(UserInfo::new(user.id, &user.email, &user.name)).into_response()
 }
 
 /// The token of `Authorization: Bearer <t>` or `Zoho-oauthtoken <t>`; never from the URL.
@@ -66,10 +58,8 @@ fn challenge(status: StatusCode, error: Option<&'static str>) -> Response {
         Some(error) => format!("Bearer realm=\"grantd\", error=\"{error}\""),
     };
     let body = match error {
-        Some(error) => json!({"error": error}),
-        None => {
-            json!({"error": "invalid_request", "error_description": "an access token is required"})
-        }
+        Some(error) => ErrorBody::bare(error),
+        None => ErrorBody::described("invalid_request", "an access token is required"),
     };
     let mut response = (status, Json(body)).into_response();
     if let Ok(value) = HeaderValue::from_str(&header) {
@@ -96,7 +86,7 @@ async fn introspection(
     params: &Params,
     caller: &Caller,
     now: Timestamp,
-) -> Result<serde_json::Value, Failure> {
+) -> Result<Introspection, Failure> {
     let client = caller.authenticated()?;
     if client.secret_hash.is_none() {
         // Public clients cannot authenticate, so they cannot introspect.
@@ -106,20 +96,13 @@ async fn introspection(
     let _hint = params.get("token_type_hint")?;
     Ok(
         match app.store.token_info(&SecretHash::of(token), now).await? {
-            Some(info) => {
-                let mut body = json!({
-                    "active": true,
-                    "scope": info.scopes.to_stored(),
-                    "client_id": info.client_id.as_str(),
-                    "sub": info.user_id.to_string(),
-                    "token_type": if info.expires_at.is_some() { "access_token" } else { "refresh_token" },
-                });
-                if let Some(exp) = info.expires_at {
-                    body["exp"] = json!(exp.0);
-                }
-                body
-            }
-            None => json!({"active": false}),
+            Some(info) => Introspection::active(
+                info.scopes.to_stored(),
+                info.client_id.as_str(),
+                info.user_id.to_string(),
+                info.expires_at.map(|exp| exp.0),
+            ),
+            None => Introspection::inactive(),
         },
     )
 }

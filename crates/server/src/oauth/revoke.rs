@@ -6,10 +6,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
 
 use grantd_core::secret::SecretHash;
 use grantd_core::Dialect;
+use grantd_wire::{ErrorBody, Status};
 
 use super::client_auth::Caller;
 use crate::app::App;
@@ -28,9 +28,10 @@ pub async fn revoke(State(app): State<App>, headers: HeaderMap, params: Params) 
             Dialect::Standard => success(),
             Dialect::Zoho => (
                 StatusCode::BAD_REQUEST,
-                Json(
-                    json!({"error": "invalid_token", "error_description": "the token is invalid"}),
-                ),
+                Json(ErrorBody::described(
+                    "invalid_token",
+                    "the token is invalid",
+                )),
             )
                 .into_response(),
         },
@@ -39,7 +40,7 @@ pub async fn revoke(State(app): State<App>, headers: HeaderMap, params: Params) 
 }
 
 fn success() -> Response {
-    Json(json!({"status": "success"})).into_response()
+    Json(Status::success()).into_response()
 }
 
 /// Whether a token was found and revoked. Another client's token counts as unknown, so the

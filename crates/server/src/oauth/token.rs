@@ -6,12 +6,12 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Serialize;
 
 use grantd_core::grant::refresh_scopes;
 use grantd_core::secret::{AccessToken, GrantCode, RefreshToken};
 use grantd_core::{Client, ClientType, OAuthError, Scopes, Timestamp};
 use grantd_store::{NewAccess, NewTokens, Redemption, RefreshOutcome};
+use grantd_wire::TokenResponse;
 
 use super::client_auth::Caller;
 use super::registered_scopes;
@@ -31,34 +31,21 @@ pub async fn token(State(app): State<App>, headers: HeaderMap, params: Params) -
     }
 }
 
-/// The success body (RFC 6749 §5.1, with Zoho's `api_domain`).
-#[derive(Debug, Serialize)]
-pub struct TokenResponse {
-    access_token: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    refresh_token: Option<String>,
-    scope: String,
-    api_domain: String,
-    token_type: &'static str,
-    expires_in: i64,
-}
-
-impl TokenResponse {
-    fn new(
-        app: &App,
-        access: &AccessToken,
-        refresh: Option<&RefreshToken>,
-        scopes: &Scopes,
-    ) -> Self {
-        Self {
-            access_token: access.expose().to_owned(),
-            refresh_token: refresh.map(|t| t.expose().to_owned()),
-            scope: scopes.to_stored(),
-            api_domain: app.settings.api_domain.clone(),
-            token_type: "Bearer",
-            expires_in: app.settings.limits.access_token_lifetime_secs,
-        }
-    }
+/// The success body (RFC 6749 §5.1, with Zoho's `api_domain`): the one place a token's
+/// secret is exposed to the wire.
+fn token_response(
+    app: &App,
+    access: &AccessToken,
+    refresh: Option<&RefreshToken>,
+    scopes: &Scopes,
+) -> TokenResponse {
+    TokenResponse::bearer(
+        access.expose(),
+        refresh.map(RefreshToken::expose),
+        scopes.to_stored(),
+        &app.settings.api_domain,
+        app.settings.limits.access_token_lifetime_secs,
+    )
 }
 
 async fn grant(
@@ -121,7 +108,7 @@ async fn exchange(
         Redemption::Rejected(rejection) => Err(rejection.error().into()),
         Redemption::Issued(grant) => {
             let refresh = grant.issue_refresh_token.then_some(&refresh);
-            Ok(TokenResponse::new(app, &access, refresh, &grant.scopes))
+            Ok(token_response(app, &access, refresh, &grant.scopes))
         }
     }
 }
@@ -162,9 +149,7 @@ async fn refresh(
         RefreshOutcome::Throttled { retry_after } => {
             Err(OAuthError::Throttled { retry_after }.into())
         }
-        RefreshOutcome::Issued { scopes, .. } => {
-            Ok(TokenResponse::new(app, &access, None, &scopes))
-        }
+        RefreshOutcome::Issued { scopes, .. } => Ok(token_response(app, &access, None, &scopes)),
     }
 }
 
@@ -193,5 +178,5 @@ async fn client_credentials(
     app.store
         .add_access_token(&new, &client.id, owner, &scopes, now)
         .await?;
-    Ok(TokenResponse::new(app, &access, None, &scopes))
+    Ok(token_response(app, &access, None, &scopes))
 }
