@@ -8,9 +8,12 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
+use grantd_core::authorization::{issues_refresh_token, must_ask_consent};
 use grantd_core::grant::{AccessType, CodeGrant};
 use grantd_core::secret::{random_id, GrantCode, SecretHash, SessionToken};
-use grantd_core::{pkce, Client, ClientId, OAuthError, RedirectUri, Scopes, Timestamp};
+use grantd_core::{
+    Client, ClientId, CodeChallenge, OAuthError, Prompt, RedirectUri, Scopes, Timestamp,
+};
 use grantd_store::{CodeIssue, ConsentRecord, NewCode, User};
 
 use super::login::{current_session, is_cross_site, login_page};
@@ -125,12 +128,14 @@ pub async fn authorize(
         Err(e) => return ErrorPage::from(e).into_response(),
     };
     let covered = prior.as_ref().is_some_and(|p| p.covers_all(&scopes));
-    if request.prompt_consent || !covered {
+    if must_ask_consent(request.prompt(), covered) {
         return consent_page(&app, &session, &user, &client, &request, now)
             .await
             .unwrap_or_else(IntoResponse::into_response);
     }
-    issue_code(&app, &request, &user, false, false, now).await
+    // Approved without asking: a consent exists, so this is not the first one.
+    let refresh = issues_refresh_token(request.access_type(), request.prompt(), false);
+    issue_code(&app, &request, &user, false, refresh, now).await
 }
 
 async fn verify_client(app: &App, params: &Params) -> Result<Client, ErrorPage> {
@@ -177,32 +182,10 @@ async fn parse_request(
             return Err(OAuthError::InvalidRequest("access_type must be online or offline").into())
         }
     };
-    let prompt_consent = params.get("prompt")? == Some("consent");
+    let prompt = Prompt::parse(params.get("prompt")?);
     let challenge = params.get("code_challenge")?;
     let method = params.get("code_challenge_method")?;
-    let code_challenge = match (challenge, method) {
-        (None, None) if client.kind.is_public() => {
-            // RFC 9700 §2.1.1: public clients must use PKCE.
-            return Err(
-                OAuthError::InvalidRequest("code_challenge is required for this client").into(),
-            );
-        }
-        (None, None) => None,
-        (Some(challenge), Some("S256")) if pkce::is_well_formed(challenge) => {
-            Some(challenge.to_owned())
-        }
-        (Some(_), Some("S256")) => {
-            return Err(OAuthError::InvalidRequest("code_challenge is malformed").into())
-        }
-        (Some(_), _) => {
-            return Err(OAuthError::InvalidRequest("code_challenge_method must be S256").into())
-        }
-        (None, Some(_)) => {
-            return Err(
-                OAuthError::InvalidRequest("code_challenge_method without code_challenge").into(),
-            )
-        }
-    };
+    let code_challenge = CodeChallenge::from_request(client.kind, challenge, method)?;
     Ok(AuthRequest {
         client_id: client.id.to_string(),
         redirect_uri: redirect_uri.to_owned(),
@@ -210,8 +193,8 @@ async fn parse_request(
         state: state.map(str::to_owned),
         scopes: scopes.to_stored(),
         offline,
-        prompt_consent,
-        code_challenge,
+        prompt_consent: prompt == Prompt::Consent,
+        code_challenge: code_challenge.map(|c| c.as_str().to_owned()),
     })
 }
 
@@ -240,6 +223,22 @@ impl AuthRequest {
                 .append_pair("code_challenge_method", "S256");
         }
         format!("/oauth/v2/auth?{}", query.finish())
+    }
+
+    fn prompt(&self) -> Prompt {
+        if self.prompt_consent {
+            Prompt::Consent
+        } else {
+            Prompt::Default
+        }
+    }
+
+    fn access_type(&self) -> AccessType {
+        if self.offline {
+            AccessType::Offline
+        } else {
+            AccessType::Online
+        }
     }
 
     fn verified(&self) -> Verified<'_> {
@@ -337,8 +336,7 @@ async fn decision(
     }
     let client_id = ClientId::new(request.client_id.clone());
     let first_consent = app.store.consent(user.id, &client_id).await?.is_none();
-    // CONTRACT.md: a refresh token only on the first consent or an explicit prompt=consent.
-    let refresh = request.offline && (first_consent || request.prompt_consent);
+    let refresh = issues_refresh_token(request.access_type(), request.prompt(), first_consent);
     Ok(issue_code(app, &request, &user, true, refresh, now).await)
 }
 
