@@ -14,7 +14,8 @@ use tracing::Level;
 use crate::app::App;
 use crate::console::{account, admin_pages, clients};
 use crate::headers;
-use crate::oauth::{authorize, discovery, login, resource, revoke, token};
+use crate::login;
+use crate::oauth::{authorize, discovery, resource, revoke, token};
 use crate::pages::{SCRIPT, STYLESHEET};
 
 /// Far above any OAuth request, far below anything that costs memory (T-082).

@@ -16,12 +16,12 @@ use grantd_core::{
 };
 use grantd_store::{CodeIssue, ConsentRecord, NewCode, User};
 
-use super::login::{current_session, is_cross_site, login_page};
 use super::registered_scopes;
 use crate::app::App;
 use crate::error::{ApiError, ErrorPage, Failure};
 use crate::pages::{self, ConsentPage};
 use crate::params::Params;
+use crate::session::{current_session, is_cross_site, login_page};
 
 /// A verified authorization request: the client exists and `redirect_uri` is one of its own.
 /// Kept as JSON while the consent page is open.

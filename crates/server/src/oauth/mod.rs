@@ -3,7 +3,6 @@
 pub mod authorize;
 pub mod client_auth;
 pub mod discovery;
-pub mod login;
 pub mod resource;
 pub mod revoke;
 pub mod token;

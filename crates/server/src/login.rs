@@ -3,109 +3,28 @@
 //! fresh session (fixation, T-073); every failure reads the same (T-071).
 
 use axum::extract::State;
-use axum::http::header::{LOCATION, ORIGIN, SET_COOKIE};
+use axum::http::header::{LOCATION, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 
 use grantd_core::secret::{Password, SessionToken};
 use grantd_core::Timestamp;
-use grantd_store::{StoreError, User};
 
 use crate::app::App;
 use crate::cookies::Cookie;
 use crate::error::ErrorPage;
-use crate::pages::{self, LoginPage};
 use crate::params::Params;
+use crate::session::{
+    current_session, is_cross_site, login_page, safe_next, see_other, user_agent,
+};
 
 const LOGIN_FAILED: &str = "The email address or password is incorrect.";
-
-/// The signed-in user of this browser, with the session token that proves it.
-pub async fn current_session(
-    app: &App,
-    headers: &HeaderMap,
-    now: Timestamp,
-) -> Result<Option<(SessionToken, User)>, StoreError> {
-    let Some(token) = Cookie::Session.read(headers, &app.settings) else {
-        return Ok(None);
-    };
-    Ok(app
-        .store
-        .session_user(&token.hash(), now)
-        .await?
-        .map(|user| (token, user)))
-}
-
-/// A form POST from another site, by Fetch Metadata or Origin (OWASP CSRF cheat sheet). This
-/// backs up the CSRF token; it never replaces it.
-pub fn is_cross_site(headers: &HeaderMap, app: &App) -> bool {
-    let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
-    if fetch_site.is_some_and(|site| !matches!(site, "same-origin" | "none")) {
-        return true;
-    }
-    match headers.get(ORIGIN).map(|v| v.as_bytes()) {
-        None => false,
-        Some(origin) if origin == app.settings.public_url.as_bytes() => false,
-        // Under `Referrer-Policy: no-referrer` browsers send `Origin: null` even on same-origin
-        // POSTs; then only Fetch Metadata can vouch for the request.
-        Some(b"null") => fetch_site != Some("same-origin"),
-        Some(_) => true,
-    }
-}
-
-/// Only same-origin paths may follow a login (T-080): `/x`, never `//host` or `/\host`.
-fn safe_next(next: Option<&str>) -> &str {
-    match next {
-        Some(next)
-            if next.starts_with('/')
-                && !next.starts_with("//")
-                && !next.starts_with("/\\")
-                && next.len() <= 4096
-                && !next.bytes().any(|b| b.is_ascii_control()) =>
-        {
-            next
-        }
-        _ => "/",
-    }
-}
-
-/// Renders the login page, creating the pre-session that binds its CSRF token if needed.
-pub fn login_page(
-    app: &App,
-    headers: &HeaderMap,
-    next: &str,
-    email: &str,
-    error: Option<&str>,
-    client_name: Option<&str>,
-) -> Response {
-    let existing = Cookie::PreSession.read(headers, &app.settings);
-    let pre = existing.clone().unwrap_or_else(SessionToken::generate);
-    let csrf_token = pre.csrf_token();
-    let page = LoginPage {
-        csrf_token: &csrf_token,
-        next: safe_next(Some(next)),
-        email,
-        error,
-        client_name,
-    };
-    let mut response = Html(pages::render(&page)).into_response();
-    if existing.is_none() {
-        let cookie = Cookie::PreSession.set(
-            &pre,
-            app.settings.limits.session_lifetime_secs,
-            &app.settings,
-        );
-        if let Ok(value) = HeaderValue::from_str(&cookie) {
-            response.headers_mut().append(SET_COOKIE, value);
-        }
-    }
-    response
-}
 
 /// `/`: the console for a signed-in browser, the login page otherwise.
 pub async fn home(State(app): State<App>, headers: HeaderMap) -> Response {
     let now = app.clock.now();
     match current_session(&app, &headers, now).await {
-        Ok(Some(_)) => crate::console::see_other("/console"),
+        Ok(Some(_)) => see_other("/console"),
         Ok(None) => login_page(&app, &headers, "/console", "", None, None),
         Err(e) => ErrorPage::from(e).into_response(),
     }
@@ -187,7 +106,7 @@ async fn sign_in_flow(
     }
     let session = SessionToken::generate();
     let lifetime = app.settings.limits.session_lifetime_secs;
-    let user_agent = crate::console::SignedIn::user_agent(headers);
+    let user_agent = user_agent(headers);
     app.store
         .add_session(
             &session.hash(),
@@ -236,24 +155,4 @@ pub async fn sign_out(State(app): State<App>, headers: HeaderMap, params: Params
         response.headers_mut().append(SET_COOKIE, value);
     }
     response
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn t080_only_same_origin_paths_follow_a_login() {
-        for bad in [
-            "//evil.test",
-            "/\\evil.test",
-            "https:evil.test",
-            "https://evil.test",
-            "",
-            "/a\r\nb",
-        ] {
-            assert_eq!(safe_next(Some(bad)), "/", "{bad:?}");
-        }
-        assert_eq!(safe_next(Some("/oauth/v2/auth?x=1")), "/oauth/v2/auth?x=1");
-    }
 }
