@@ -9,12 +9,12 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use grantd_core::secret::SecretHash;
-use grantd_core::{Scope, Timestamp};
+use grantd_core::{OAuthError, Scope};
 use grantd_wire::{ErrorBody, Introspection, UserInfo};
 
 use super::client_auth::Caller;
 use crate::app::App;
-use crate::error::{store_failure, Failure};
+use crate::error::store_failure;
 use crate::params::Params;
 
 const PROFILE_SCOPE: &str = "AaaServer.profile.READ";
@@ -75,34 +75,32 @@ pub async fn introspect(State(app): State<App>, headers: HeaderMap, params: Para
         Ok(caller) => caller,
         Err(e) => return e.into_response(),
     };
-    match introspection(&app, &params, &caller, now).await {
-        Ok(body) => Json(body).into_response(),
-        Err(failure) => caller.error(failure).into_response(),
+    let token = match introspection_request(&caller, &params) {
+        Ok(token) => token,
+        Err(e) => return caller.error(e).into_response(),
+    };
+    match app.store.token_info(&token, now).await {
+        Ok(Some(info)) => Json(Introspection::active(
+            info.scopes.to_stored(),
+            info.client_id.as_str(),
+            info.user_id.to_string(),
+            info.expires_at.map(|exp| exp.0),
+        ))
+        .into_response(),
+        Ok(None) => Json(Introspection::inactive()).into_response(),
+        Err(e) => caller.error(e).into_response(),
     }
 }
 
-async fn introspection(
-    app: &App,
-    params: &Params,
-    caller: &Caller,
-    now: Timestamp,
-) -> Result<Introspection, Failure> {
+/// The token to introspect, as the hash it is found by, once the caller has proved it is a
+/// confidential client.
+fn introspection_request(caller: &Caller, params: &Params) -> Result<SecretHash, OAuthError> {
     let client = caller.authenticated()?;
     if client.secret_hash.is_none() {
         // Public clients cannot authenticate, so they cannot introspect.
-        return Err(grantd_core::OAuthError::InvalidClient.into());
+        return Err(OAuthError::InvalidClient);
     }
-    let token = params.require("token")?;
-    let _hint = params.get("token_type_hint")?;
-    Ok(
-        match app.store.token_info(&SecretHash::of(token), now).await? {
-            Some(info) => Introspection::active(
-                info.scopes.to_stored(),
-                info.client_id.as_str(),
-                info.user_id.to_string(),
-                info.expires_at.map(|exp| exp.0),
-            ),
-            None => Introspection::inactive(),
-        },
-    )
+    let token = SecretHash::of(params.require("token")?);
+    params.get("token_type_hint")?;
+    Ok(token)
 }
