@@ -32,45 +32,84 @@ pub async fn home(State(app): State<App>, headers: HeaderMap) -> Response {
 
 pub async fn sign_in(State(app): State<App>, headers: HeaderMap, params: Params) -> Response {
     let now = app.clock.now();
-    match sign_in_flow(&app, &headers, &params, now).await {
-        Ok(response) => response,
+    let form = match SignInForm::parse(&app, &headers, &params) {
+        Ok(form) => form,
+        Err(page) => return page.into_response(),
+    };
+    let old_session = Cookie::Session.read(&headers, &app.settings);
+    match sign_in_flow(&app, &form, old_session, user_agent(&headers), now).await {
+        Ok(SignIn::Failed) => login_page(
+            &app,
+            &headers,
+            &form.next,
+            &form.email,
+            Some(LOGIN_FAILED),
+            None,
+        ),
+        Ok(SignIn::Started(session)) => signed_in(&app, &session, &form.next),
         Err(page) => page.into_response(),
     }
 }
 
+/// The sign-in form, once its CSRF token has been checked against the pre-session.
+struct SignInForm {
+    /// A same-origin path to continue at (T-080).
+    next: String,
+    email: String,
+    password: Password,
+}
+
+impl SignInForm {
+    fn parse(app: &App, headers: &HeaderMap, params: &Params) -> Result<Self, ErrorPage> {
+        let pre = Cookie::PreSession.read(headers, &app.settings);
+        let csrf = params.text("csrf_token");
+        let csrf_ok = pre.as_ref().is_some_and(|pre| pre.csrf_matches(csrf));
+        if is_cross_site(headers, app) || !csrf_ok {
+            return Err(ErrorPage::forbidden(
+                "This sign-in form has expired or came from another site. Please go back and try again.",
+            ));
+        }
+        Ok(Self {
+            next: safe_next(params.get("next").ok().flatten()).to_owned(),
+            email: params.text("email").to_owned(),
+            password: Password::from_wire(
+                params
+                    .get("password")
+                    .ok()
+                    .flatten()
+                    .unwrap_or("")
+                    .to_owned(),
+            ),
+        })
+    }
+}
+
+enum SignIn {
+    /// Unknown email, wrong password or locked account: one answer for all three (T-071).
+    Failed,
+    /// A fresh session (never the old one: fixation, T-073).
+    Started(SessionToken),
+}
+
 async fn sign_in_flow(
     app: &App,
-    headers: &HeaderMap,
-    params: &Params,
+    form: &SignInForm,
+    old_session: Option<SessionToken>,
+    user_agent: String,
     now: Timestamp,
-) -> Result<Response, ErrorPage> {
-    let pre = Cookie::PreSession.read(headers, &app.settings);
-    let csrf = params.text("csrf_token");
-    let csrf_ok = pre.as_ref().is_some_and(|pre| pre.csrf_matches(csrf));
-    if is_cross_site(headers, app) || !csrf_ok {
-        return Err(ErrorPage::forbidden(
-            "This sign-in form has expired or came from another site. Please go back and try again.",
-        ));
-    }
-    let next = safe_next(params.get("next").ok().flatten()).to_owned();
-    let email = params.text("email");
-    let password = Password::from_wire(
-        params
-            .get("password")
-            .ok()
-            .flatten()
-            .unwrap_or("")
-            .to_owned(),
-    );
-    let user = if email.len() <= 254 {
-        app.store.user_by_email(email).await?
+) -> Result<SignIn, ErrorPage> {
+    let user = if form.email.len() <= 254 {
+        app.store.user_by_email(&form.email).await?
     } else {
         None
     };
     // The hash is checked even for unknown or locked accounts, so timing says nothing (T-071).
     let matched = app
         .passwords
-        .verify(user.as_ref().map(|u| u.password_hash.as_str()), &password)
+        .verify(
+            user.as_ref().map(|u| u.password_hash.as_str()),
+            &form.password,
+        )
         .await;
     let user = match user {
         Some(user) if matched && user.locked_until <= now => user,
@@ -80,33 +119,16 @@ async fn sign_in_flow(
                     .note_login_failure(user.id, now, &app.settings.limits)
                     .await?;
             }
-            return Ok(login_page(
-                app,
-                headers,
-                &next,
-                email,
-                Some(LOGIN_FAILED),
-                None,
-            ));
+            return Ok(SignIn::Failed);
         }
-        None => {
-            return Ok(login_page(
-                app,
-                headers,
-                &next,
-                email,
-                Some(LOGIN_FAILED),
-                None,
-            ))
-        }
+        None => return Ok(SignIn::Failed),
     };
     app.store.clear_login_failures(user.id).await?;
-    if let Some(old) = Cookie::Session.read(headers, &app.settings) {
+    if let Some(old) = old_session {
         app.store.remove_session(&old.hash()).await?;
     }
     let session = SessionToken::generate();
     let lifetime = app.settings.limits.session_lifetime_secs;
-    let user_agent = user_agent(headers);
     app.store
         .add_session(
             &session.hash(),
@@ -116,10 +138,16 @@ async fn sign_in_flow(
             now.plus(lifetime),
         )
         .await?;
+    Ok(SignIn::Started(session))
+}
+
+/// 303 to `next` with the new session's cookie, and the pre-session's cleared.
+fn signed_in(app: &App, session: &SessionToken, next: &str) -> Response {
     let mut response = StatusCode::SEE_OTHER.into_response();
     let headers = response.headers_mut();
+    let lifetime = app.settings.limits.session_lifetime_secs;
     let cookies = [
-        Cookie::Session.set(&session, lifetime, &app.settings),
+        Cookie::Session.set(session, lifetime, &app.settings),
         Cookie::PreSession.clear(&app.settings),
     ];
     for cookie in cookies {
@@ -127,10 +155,10 @@ async fn sign_in_flow(
             headers.append(SET_COOKIE, value);
         }
     }
-    if let Ok(location) = HeaderValue::from_str(&next) {
+    if let Ok(location) = HeaderValue::from_str(next) {
         headers.insert(LOCATION, location);
     }
-    Ok(response)
+    response
 }
 
 pub async fn sign_out(State(app): State<App>, headers: HeaderMap, params: Params) -> Response {
