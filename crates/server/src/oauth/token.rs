@@ -26,21 +26,34 @@ pub async fn token(State(app): State<App>, headers: HeaderMap, params: Params) -
         Ok(caller) => caller,
         Err(e) => return e.into_response(),
     };
-    match grant(&app, &params, &caller, now).await {
+    let issued = match authenticated_request(&app, &params, &caller).await {
+        Ok((client, request)) => grant(&app, client, request, now).await,
+        Err(failure) => Err(failure),
+    };
+    match issued {
         Ok(issued) => Json(issued.render(&app)).into_response(),
         Err(failure) => caller.error(failure).into_response(),
     }
 }
 
-/// Authenticates the caller, then parses and runs the one grant it asks for.
-async fn grant(
+/// Authenticates the caller, then parses the one grant it asks for.
+async fn authenticated_request<'c>(
     app: &App,
     params: &Params,
-    caller: &Caller,
+    caller: &'c Caller,
+) -> Result<(&'c Client, TokenRequest), Failure> {
+    let client = caller.authenticated()?;
+    Ok((client, TokenRequest::parse(app, params, client).await?))
+}
+
+/// Runs the grant's flow.
+async fn grant(
+    app: &App,
+    client: &Client,
+    request: TokenRequest,
     now: Timestamp,
 ) -> Result<Issued, Failure> {
-    let client = caller.authenticated()?;
-    match TokenRequest::parse(app, params, client).await? {
+    match request {
         TokenRequest::AuthorizationCode {
             code,
             redirect_uri,
