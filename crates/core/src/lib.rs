@@ -1,6 +1,7 @@
 //! grantd-core: the domain types and every rule of the accounts server, as pure functions of
 //! data and `now`. No IO lives here: the store remembers, the server translates.
 
+pub mod authorization;
 pub mod client;
 pub mod clock;
 pub mod consent;
@@ -13,6 +14,7 @@ pub mod scope;
 pub mod secret;
 pub mod throttle;
 
+pub use authorization::{CodeChallenge, Prompt};
 pub use client::{Client, ClientId, ClientType, Dialect};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use error::OAuthError;

@@ -272,14 +272,24 @@ pub async fn add_scope(store: &Store, name: &str, description: &str) -> Result<(
 /// Checks a scope list against the registry and returns it in canonical spelling.
 pub async fn registered_scopes(store: &Store, raw: &str) -> Result<Scopes, AdminError> {
     let parsed = Scopes::parse(raw).map_err(|_| invalid(format!("{raw:?} is not a scope list")))?;
-    match store.registered(&parsed).await? {
-        Ok(rows) => Ok(Scopes::from_vec(
+    in_registry_spelling(store, &parsed)
+        .await?
+        .map_err(|unknown| invalid(format!("unknown scope {unknown:?}")))
+}
+
+/// `scopes` in the registry's spelling, or the first one it does not know. The one lookup
+/// behind every scope parameter: the console, the CLI and the OAuth endpoints.
+pub async fn in_registry_spelling(
+    store: &Store,
+    scopes: &Scopes,
+) -> Result<Result<Scopes, String>, StoreError> {
+    Ok(store.registered(scopes).await?.map(|rows| {
+        Scopes::from_vec(
             rows.into_iter()
                 .map(|(name, _)| Scope::from_stored(name))
                 .collect(),
-        )),
-        Err(unknown) => Err(invalid(format!("unknown scope {unknown:?}"))),
-    }
+        )
+    }))
 }
 
 /// What a Self Client code request asks for.

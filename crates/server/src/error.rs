@@ -5,10 +5,10 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
 
 use grantd_core::{Dialect, OAuthError};
 use grantd_store::StoreError;
+use grantd_wire::ErrorBody;
 
 use crate::pages;
 
@@ -56,20 +56,13 @@ impl IntoResponse for ApiError {
             Failure::OAuth(error) => {
                 let wire = error.wire(self.dialect);
                 let status = StatusCode::from_u16(wire.status).unwrap_or(StatusCode::BAD_REQUEST);
-                let mut body = json!({
-                    "error": wire.error,
-                    "error_description": error.description(),
-                });
-                let mut response = match error {
-                    OAuthError::Throttled { retry_after } => {
-                        body["status"] = json!("failure");
-                        let mut r = (status, Json(body)).into_response();
-                        r.headers_mut()
-                            .insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
-                        r
-                    }
-                    _ => (status, Json(body)).into_response(),
-                };
+                let body = ErrorBody::oauth(&error, self.dialect);
+                let mut response = (status, Json(body)).into_response();
+                if let OAuthError::Throttled { retry_after } = error {
+                    response
+                        .headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
+                }
                 if status == StatusCode::UNAUTHORIZED && self.basic {
                     response.headers_mut().insert(
                         header::WWW_AUTHENTICATE,
@@ -91,8 +84,7 @@ pub fn store_failure(e: StoreError) -> Response {
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
     };
     tracing::error!(error = %e, "store failure");
-    let body =
-        json!({"error": error, "error_description": "the server could not complete the request"});
+    let body = ErrorBody::described(error, "the server could not complete the request");
     (status, Json(body)).into_response()
 }
 

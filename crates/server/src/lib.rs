@@ -7,11 +7,13 @@ mod console;
 mod cookies;
 mod error;
 mod headers;
+mod login;
 mod oauth;
 mod pages;
 mod params;
 mod password;
 mod routes;
+mod session;
 
 pub use app::{App, Settings};
 pub use password::Passwords;

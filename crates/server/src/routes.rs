@@ -7,14 +7,15 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Json;
 use axum::Router;
-use serde_json::json;
+use grantd_wire::ErrorBody;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::app::App;
 use crate::console::{account, admin_pages, clients};
 use crate::headers;
-use crate::oauth::{authorize, discovery, login, resource, revoke, token};
+use crate::login;
+use crate::oauth::{authorize, discovery, resource, revoke, token};
 use crate::pages::{SCRIPT, STYLESHEET};
 
 /// Far above any OAuth request, far below anything that costs memory (T-082).
@@ -26,7 +27,7 @@ async fn post_only() -> impl IntoResponse {
     (
         StatusCode::METHOD_NOT_ALLOWED,
         [(ALLOW, "POST")],
-        Json(json!({"error": "invalid_request", "error_description": "use POST"})),
+        Json(ErrorBody::described("invalid_request", "use POST")),
     )
 }
 

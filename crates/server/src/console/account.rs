@@ -10,11 +10,12 @@ use serde::Deserialize;
 use grantd_core::secret::Password;
 use grantd_core::ClientId;
 
-use super::{datetime, see_other, SignedIn};
+use super::datetime;
 use crate::app::App;
 use crate::error::ErrorPage;
 use crate::pages;
 use crate::params::Params;
+use crate::session::{see_other, SignedIn};
 use grantd_store::{AccountVerbs, ConsoleVerbs};
 
 struct AppView {

@@ -7,12 +7,12 @@ use axum::response::{Html, IntoResponse, Response};
 
 use grantd_core::secret::Password;
 
-use super::{see_other, SignedIn};
 use crate::admin::{self, AdminError};
 use crate::app::App;
 use crate::error::ErrorPage;
 use crate::pages;
 use crate::params::Params;
+use crate::session::{see_other, SignedIn};
 use grantd_store::{AccountVerbs, ConsoleVerbs};
 
 fn require_admin(me: &SignedIn) -> Result<(), ErrorPage> {

@@ -11,12 +11,13 @@ use grantd_core::limits::SELF_CLIENT_CODE_MINUTES;
 use grantd_core::{Client, ClientType, Dialect};
 use grantd_store::ClientUpdate;
 
-use super::{datetime, see_other, type_help, type_label, SignedIn};
+use super::{datetime, type_help, type_label};
 use crate::admin::{self, check_client_fields, AdminError, ClientSpec, FieldErrors, SelfCodeSpec};
 use crate::app::App;
 use crate::error::ErrorPage;
 use crate::pages;
 use crate::params::Params;
+use crate::session::{see_other, SignedIn};
 use grantd_store::ConsoleVerbs;
 
 struct ClientRow {

@@ -6,75 +6,17 @@ pub mod account;
 pub mod admin_pages;
 pub mod clients;
 
-use axum::extract::FromRequestParts;
-use axum::http::header::{LOCATION, USER_AGENT};
-use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
 
-use grantd_core::secret::SessionToken;
 use grantd_core::{Client, ClientType, Timestamp};
-use grantd_store::User;
 
 use crate::app::App;
 use crate::error::ErrorPage;
-use crate::oauth::login::{current_session, is_cross_site, login_page};
-use crate::params::Params;
+use crate::session::SignedIn;
 use grantd_store::ConsoleVerbs;
 
-/// A request from a signed-in browser; otherwise the login page, returning here afterwards.
-pub struct SignedIn {
-    pub session: SessionToken,
-    pub user: User,
-    pub now: Timestamp,
-}
-
-impl FromRequestParts<App> for SignedIn {
-    type Rejection = Response;
-
-    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
-        let now = app.clock.now();
-        match current_session(app, &parts.headers, now).await {
-            Ok(Some((session, user))) => Ok(SignedIn { session, user, now }),
-            Ok(None) => {
-                let next = parts
-                    .uri
-                    .path_and_query()
-                    .map_or("/console", |p| p.as_str());
-                let next = if parts.method == axum::http::Method::GET {
-                    next
-                } else {
-                    "/console"
-                };
-                Err(login_page(app, &parts.headers, next, "", None, None))
-            }
-            Err(e) => Err(ErrorPage::from(e).into_response()),
-        }
-    }
-}
-
+/// What the console adds to a signed-in request.
 impl SignedIn {
-    pub fn csrf_token(&self) -> String {
-        self.session.csrf_token()
-    }
-
-    /// CSRF defence for every state-changing form: the session's token, and not cross-site.
-    pub fn check_form(
-        &self,
-        app: &App,
-        headers: &HeaderMap,
-        params: &Params,
-    ) -> Result<(), ErrorPage> {
-        let token = params.text("csrf_token");
-        if self.session.csrf_matches(token) && !is_cross_site(headers, app) {
-            Ok(())
-        } else {
-            Err(ErrorPage::forbidden(
-                "This form has expired or came from another site. Reload the page and try again.",
-            ))
-        }
-    }
-
     /// One of this user's clients; anyone else's, or none, is "not found" (no existence leak).
     pub async fn own_client(&self, app: &App, id: &str) -> Result<Client, ErrorPage> {
         let client = if id.len() <= 128 {
@@ -88,24 +30,6 @@ impl SignedIn {
                 status: StatusCode::NOT_FOUND,
                 message: "There is no such client in your console.",
             })
-    }
-
-    pub fn user_agent(headers: &HeaderMap) -> String {
-        headers
-            .get(USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("Unknown browser")
-            .chars()
-            .take(200)
-            .collect()
-    }
-}
-
-/// 303 to a same-origin path after a successful POST (post/redirect/get).
-pub fn see_other(path: &str) -> Response {
-    match HeaderValue::from_str(path) {
-        Ok(location) => (StatusCode::SEE_OTHER, [(LOCATION, location)]).into_response(),
-        Err(_) => ErrorPage::bad_request("Bad redirect.").into_response(),
     }
 }
 

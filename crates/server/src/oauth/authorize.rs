@@ -1,6 +1,8 @@
 //! `GET|POST /oauth/v2/auth` and the consent decision (RFC 6749 §4.1.1–4.1.2, CONTRACT.md).
 //! Until the client and redirect URI are verified, every error is an HTML page; after, errors
-//! go back to that URI only, with `state` and `iss` (RFC 9207).
+//! go back to that URI only, with `state` and `iss` (RFC 9207). Handlers parse the request
+//! once into an `AuthorizationRequest`, the flows below decide the next `Step`, and `render`
+//! turns it into a page or a redirect.
 
 use axum::extract::State;
 use axum::http::header::LOCATION;
@@ -8,58 +10,24 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
+use grantd_core::authorization::{issues_refresh_token, must_ask_consent};
 use grantd_core::grant::{AccessType, CodeGrant};
 use grantd_core::secret::{random_id, GrantCode, SecretHash, SessionToken};
-use grantd_core::{pkce, Client, ClientId, OAuthError, RedirectUri, Scopes, Timestamp};
+use grantd_core::{
+    Client, ClientId, CodeChallenge, OAuthError, Prompt, RedirectUri, Scopes, Timestamp,
+};
 use grantd_store::{CodeIssue, ConsentRecord, NewCode, User};
 
-use super::login::{current_session, is_cross_site, login_page};
 use super::registered_scopes;
 use crate::app::App;
 use crate::error::{ApiError, ErrorPage, Failure};
 use crate::pages::{self, ConsentPage};
 use crate::params::Params;
+use crate::session::{current_session, is_cross_site, login_page};
 use grantd_store::{ConsoleVerbs, SessionVerbs, TokenVerbs};
 
-/// A verified authorization request: the client exists and `redirect_uri` is one of its own.
-/// Kept as JSON while the consent page is open.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct AuthRequest {
-    client_id: String,
-    redirect_uri: String,
-    /// The registered URI that `redirect_uri` matched (they differ only in a loopback port);
-    /// consent is remembered for it.
-    registered_uri: String,
-    state: Option<String>,
-    scopes: String,
-    offline: bool,
-    prompt_consent: bool,
-    code_challenge: Option<String>,
-}
-
-/// Where errors and codes go once the redirect URI is verified.
-struct Verified<'a> {
-    redirect_uri: &'a str,
-    state: Option<&'a str>,
-}
-
-impl Verified<'_> {
-    fn deny(&self, app: &App, error: &OAuthError) -> Response {
-        let mut params = vec![("error", error.redirect_name())];
-        if let Some(state) = self.state {
-            params.push(("state", state));
-        }
-        params.push(("iss", &app.settings.public_url));
-        redirect(&RedirectUri::from_stored(self.redirect_uri.to_owned()).with_params(&params))
-    }
-}
-
-fn redirect(location: &str) -> Response {
-    match HeaderValue::from_str(location) {
-        Ok(value) => (StatusCode::FOUND, [(LOCATION, value)]).into_response(),
-        Err(_) => ErrorPage::bad_request("The redirect URI cannot be used.").into_response(),
-    }
-}
+/// Client ids are 35 characters; anything far longer is not looked up.
+const MAX_CLIENT_ID_LEN: usize = 128;
 
 pub async fn authorize(
     State(app): State<App>,
@@ -67,71 +35,172 @@ pub async fn authorize(
     params: Result<Params, ApiError>,
 ) -> Response {
     let now = app.clock.now();
-    let params = match params {
-        Ok(params) => params,
-        Err(_) => {
-            return ErrorPage::bad_request("The authorization request is malformed.")
-                .into_response()
-        }
+    let Ok(params) = params else {
+        return ErrorPage::bad_request("The authorization request is malformed.").into_response();
     };
-    // Step 1: the client and its redirect URI, or an error page and nothing else.
-    let client = match verify_client(&app, &params).await {
-        Ok(client) => client,
-        Err(page) => return page.into_response(),
-    };
-    let Ok(Some(redirect_uri)) = params.get("redirect_uri") else {
-        return ErrorPage::bad_request("The redirect_uri parameter is missing or repeated.")
-            .into_response();
-    };
-    let Some(registered) = client.redirect_uri(redirect_uri) else {
-        return ErrorPage::bad_request("The redirect_uri is not registered for this application.")
-            .into_response();
-    };
-    // A repeated state cannot be echoed faithfully, so it is dropped along with the request.
-    let state = params.get("state").ok().flatten();
-    let verified = Verified {
-        redirect_uri,
-        state,
-    };
-    let request = match parse_request(&app, &params, &client, redirect_uri, registered, state).await
-    {
-        Ok(request) => request,
-        Err(Failure::OAuth(e)) => return verified.deny(&app, &e),
-        Err(Failure::Store(e)) => return ErrorPage::from(e).into_response(),
+    // Step 1: the client, its redirect URI, then everything else; or an error page or redirect.
+    let (client, request) = match AuthorizationRequest::parse(&app, &params).await {
+        Ok(parsed) => parsed,
+        Err(Refused::Page(page)) => return page.into_response(),
+        Err(Refused::Answer(answer)) => return answer.render(&app),
     };
     // Step 2: who is asking.
-    let (session, user) = match current_session(&app, &headers, now).await {
-        Ok(Some(found)) => found,
-        Ok(None) => {
-            return login_page(
-                &app,
-                &headers,
-                &request.login_next(),
-                "",
-                None,
-                Some(&client.name),
-            )
-        }
+    let signed_in = match current_session(&app, &headers, now).await {
+        Ok(signed_in) => signed_in,
         Err(e) => return ErrorPage::from(e).into_response(),
     };
-    // Step 3: consent, unless already given for all of these scopes and this redirect URI
-    // (T-028: silent approval only for what the user has seen).
-    let scopes = Scopes::from_stored(&request.scopes);
-    let prior = match app
-        .store
-        .consent_for(user.id, &client.id, &request.registered_uri)
-        .await
-    {
-        Ok(prior) => prior,
-        Err(e) => return ErrorPage::from(e).into_response(),
-    };
-    let covered = prior.as_ref().is_some_and(|p| p.covers_all(&scopes));
-    if request.prompt_consent || !covered {
-        return consent_page(&app, &session, &user, &client, &request, now)
-            .await
-            .unwrap_or_else(IntoResponse::into_response);
+    match authorization(&app, &client, request, signed_in, now).await {
+        Ok(step) => step.render(&app, &headers, &client),
+        Err(page) => page.into_response(),
     }
-    issue_code(&app, &request, &user, false, false, now).await
+}
+
+/// `POST /oauth/v2/auth/consent`: the user's Accept or Reject.
+pub async fn decide(State(app): State<App>, headers: HeaderMap, params: Params) -> Response {
+    const FORBIDDEN: &str = "This consent form has expired or came from another site.";
+    let now = app.clock.now();
+    let signed_in = match current_session(&app, &headers, now).await {
+        Ok(signed_in) => signed_in,
+        Err(e) => return ErrorPage::from(e).into_response(),
+    };
+    let csrf = params.text("csrf_token");
+    let (session, user) = match signed_in {
+        Some((token, user)) if token.csrf_matches(csrf) && !is_cross_site(&headers, &app) => {
+            (token, user)
+        }
+        _ => return ErrorPage::forbidden(FORBIDDEN).into_response(),
+    };
+    let decision = match ConsentDecision::parse(&params) {
+        Ok(decision) => decision,
+        Err(page) => return page.into_response(),
+    };
+    match decision_flow(&app, &session, &user, decision, now).await {
+        Ok(answer) => answer.render(&app),
+        Err(page) => page.into_response(),
+    }
+}
+
+/// A verified authorization request, parsed once: the client exists, `redirect_uri` is one of
+/// its own, and every other parameter is checked and typed.
+#[derive(Debug, Clone)]
+struct AuthorizationRequest {
+    client_id: ClientId,
+    /// Where codes and errors go, with the `state` to echo.
+    target: Target,
+    /// The registered URI that the request's `redirect_uri` matched (they differ only in a
+    /// loopback port); consent is remembered for it.
+    registered_uri: RedirectUri,
+    /// Registered scopes, in the registry's spelling.
+    scopes: Scopes,
+    access_type: AccessType,
+    prompt: Prompt,
+    code_challenge: Option<CodeChallenge>,
+}
+
+/// Where errors and codes go once the redirect URI is verified.
+#[derive(Debug, Clone)]
+struct Target {
+    /// As the client sent it; it matched a registered URI, so it is as safe as that one.
+    redirect_uri: RedirectUri,
+    /// Byte for byte as received; a repeated `state` cannot be echoed and is dropped.
+    state: Option<String>,
+}
+
+/// Why a request goes no further: an error page while the redirect URI is unverified, an
+/// answer at that URI afterwards.
+enum Refused {
+    Page(ErrorPage),
+    Answer(Answer),
+}
+
+impl AuthorizationRequest {
+    /// Verifies the client and redirect URI first (failures are pages, never redirects), then
+    /// reads the rest in a fixed order, so the first problem is the one reported.
+    async fn parse(app: &App, params: &Params) -> Result<(Client, Self), Refused> {
+        let client = verify_client(app, params).await.map_err(Refused::Page)?;
+        let Ok(Some(redirect_uri)) = params.get("redirect_uri") else {
+            return Err(Refused::Page(ErrorPage::bad_request(
+                "The redirect_uri parameter is missing or repeated.",
+            )));
+        };
+        let Some(registered) = client.redirect_uri(redirect_uri) else {
+            return Err(Refused::Page(ErrorPage::bad_request(
+                "The redirect_uri is not registered for this application.",
+            )));
+        };
+        let target = Target {
+            redirect_uri: RedirectUri::from_stored(redirect_uri.to_owned()),
+            state: params.get("state").ok().flatten().map(str::to_owned),
+        };
+        let registered_uri = registered.clone();
+        match Self::parse_verified(app, params, &client, target.clone(), registered_uri).await {
+            Ok(request) => Ok((client, request)),
+            Err(Failure::OAuth(error)) => Err(Refused::Answer(Answer::Error { target, error })),
+            Err(Failure::Store(e)) => Err(Refused::Page(ErrorPage::from(e))),
+        }
+    }
+
+    /// Every check after the redirect URI is verified; each failure is redirected.
+    async fn parse_verified(
+        app: &App,
+        params: &Params,
+        client: &Client,
+        target: Target,
+        registered_uri: RedirectUri,
+    ) -> Result<Self, Failure> {
+        params.get("state")?;
+        match params.get("response_type")? {
+            Some("code") => {}
+            Some(_) => return Err(OAuthError::UnsupportedResponseType.into()),
+            None => return Err(OAuthError::InvalidRequest("response_type is required").into()),
+        }
+        let scopes = registered_scopes(app, params.require("scope")?).await?;
+        let access_type = AccessType::parse(params.get("access_type")?).ok_or(
+            OAuthError::InvalidRequest("access_type must be online or offline"),
+        )?;
+        let prompt = Prompt::parse(params.get("prompt")?);
+        let challenge = params.get("code_challenge")?;
+        let method = params.get("code_challenge_method")?;
+        let code_challenge = CodeChallenge::from_request(client.kind, challenge, method)?;
+        Ok(Self {
+            client_id: client.id.clone(),
+            target,
+            registered_uri,
+            scopes,
+            access_type,
+            prompt,
+            code_challenge,
+        })
+    }
+
+    /// The same request as a same-origin URL, to continue after login.
+    fn login_next(&self) -> String {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        query
+            .append_pair("response_type", "code")
+            .append_pair("client_id", self.client_id.as_str())
+            .append_pair("redirect_uri", self.target.redirect_uri.as_str())
+            .append_pair("scope", &self.scopes.to_stored())
+            .append_pair(
+                "access_type",
+                match self.access_type {
+                    AccessType::Offline => "offline",
+                    AccessType::Online => "online",
+                },
+            );
+        if let Some(state) = &self.target.state {
+            query.append_pair("state", state);
+        }
+        if self.prompt == Prompt::Consent {
+            query.append_pair("prompt", "consent");
+        }
+        if let Some(challenge) = &self.code_challenge {
+            query
+                .append_pair("code_challenge", challenge.as_str())
+                .append_pair("code_challenge_method", "S256");
+        }
+        format!("/oauth/v2/auth?{}", query.finish())
+    }
 }
 
 async fn verify_client(app: &App, params: &Params) -> Result<Client, ErrorPage> {
@@ -142,7 +211,7 @@ async fn verify_client(app: &App, params: &Params) -> Result<Client, ErrorPage> 
         .ok_or(ErrorPage::bad_request(
             "The client_id parameter is missing or repeated.",
         ))?;
-    let client = if client_id.len() <= 128 {
+    let client = if client_id.len() <= MAX_CLIENT_ID_LEN {
         app.store.client(client_id).await?
     } else {
         None
@@ -156,117 +225,95 @@ async fn verify_client(app: &App, params: &Params) -> Result<Client, ErrorPage> 
     }
 }
 
-/// Every check after the redirect URI is verified; each failure is redirected.
-async fn parse_request(
+/// The consent form's answer, once the session and its CSRF token have been checked.
+struct ConsentDecision {
+    consent_id: String,
+    accept: bool,
+}
+
+impl ConsentDecision {
+    fn parse(params: &Params) -> Result<Self, ErrorPage> {
+        let consent_id = params.text("consent_id").to_owned();
+        let accept = match params.get("decision").ok().flatten() {
+            Some("accept") => true,
+            Some("reject") => false,
+            _ => return Err(ErrorPage::bad_request("Choose Accept or Reject.")),
+        };
+        Ok(Self { consent_id, accept })
+    }
+}
+
+/// What the authorization endpoint does next.
+enum Step {
+    /// No one is signed in: the login page, continuing with this request afterwards.
+    SignIn(AuthorizationRequest),
+    /// Ask the user; the request waits in the store as a pending consent.
+    AskConsent(ConsentPrompt),
+    /// Back to the client.
+    Answer(Answer),
+}
+
+/// What the consent page shows, for a request kept under `consent_id`.
+struct ConsentPrompt {
+    consent_id: String,
+    csrf_token: String,
+    user_email: String,
+    /// (scope, description)
+    scopes: Vec<(String, String)>,
+    offline: bool,
+}
+
+/// The answer at the verified redirect URI: a code, or an error.
+enum Answer {
+    Code { target: Target, code: GrantCode },
+    Error { target: Target, error: OAuthError },
+}
+
+/// Steps 2–4 for a verified request: sign in, consent unless already given for all of these
+/// scopes and this redirect URI (T-028: silent approval only for what the user has seen), then
+/// a code.
+async fn authorization(
     app: &App,
-    params: &Params,
     client: &Client,
-    redirect_uri: &str,
-    registered: &RedirectUri,
-    state: Option<&str>,
-) -> Result<AuthRequest, Failure> {
-    params.get("state")?;
-    match params.get("response_type")? {
-        Some("code") => {}
-        Some(_) => return Err(OAuthError::UnsupportedResponseType.into()),
-        None => return Err(OAuthError::InvalidRequest("response_type is required").into()),
+    request: AuthorizationRequest,
+    signed_in: Option<(SessionToken, User)>,
+    now: Timestamp,
+) -> Result<Step, ErrorPage> {
+    let Some((session, user)) = signed_in else {
+        return Ok(Step::SignIn(request));
+    };
+    let prior = app
+        .store
+        .consent_for(user.id, &client.id, request.registered_uri.as_str())
+        .await?;
+    let covered = prior
+        .as_ref()
+        .is_some_and(|p| p.covers_all(&request.scopes));
+    if must_ask_consent(request.prompt, covered) {
+        let prompt = ask_consent(app, &session, &user, &request, now).await?;
+        return Ok(Step::AskConsent(prompt));
     }
-    let scopes = registered_scopes(app, params.require("scope")?).await?;
-    let offline = match AccessType::parse(params.get("access_type")?) {
-        Some(access) => access == AccessType::Offline,
-        None => {
-            return Err(OAuthError::InvalidRequest("access_type must be online or offline").into())
-        }
-    };
-    let prompt_consent = params.get("prompt")? == Some("consent");
-    let challenge = params.get("code_challenge")?;
-    let method = params.get("code_challenge_method")?;
-    let code_challenge = match (challenge, method) {
-        (None, None) if client.kind.is_public() => {
-            // RFC 9700 §2.1.1: public clients must use PKCE.
-            return Err(
-                OAuthError::InvalidRequest("code_challenge is required for this client").into(),
-            );
-        }
-        (None, None) => None,
-        (Some(challenge), Some("S256")) if pkce::is_well_formed(challenge) => {
-            Some(challenge.to_owned())
-        }
-        (Some(_), Some("S256")) => {
-            return Err(OAuthError::InvalidRequest("code_challenge is malformed").into())
-        }
-        (Some(_), _) => {
-            return Err(OAuthError::InvalidRequest("code_challenge_method must be S256").into())
-        }
-        (None, Some(_)) => {
-            return Err(
-                OAuthError::InvalidRequest("code_challenge_method without code_challenge").into(),
-            )
-        }
-    };
-    Ok(AuthRequest {
-        client_id: client.id.to_string(),
-        redirect_uri: redirect_uri.to_owned(),
-        registered_uri: registered.as_str().to_owned(),
-        state: state.map(str::to_owned),
-        scopes: scopes.to_stored(),
-        offline,
-        prompt_consent,
-        code_challenge,
-    })
+    // Approved without asking: a consent exists, so this is not the first one.
+    let refresh = issues_refresh_token(request.access_type, request.prompt, false);
+    let answer = issue_code(app, request, &user, false, refresh, now).await?;
+    Ok(Step::Answer(answer))
 }
 
-impl AuthRequest {
-    /// The same request as a same-origin URL, to continue after login.
-    fn login_next(&self) -> String {
-        let mut query = form_urlencoded::Serializer::new(String::new());
-        query
-            .append_pair("response_type", "code")
-            .append_pair("client_id", &self.client_id)
-            .append_pair("redirect_uri", &self.redirect_uri)
-            .append_pair("scope", &self.scopes)
-            .append_pair(
-                "access_type",
-                if self.offline { "offline" } else { "online" },
-            );
-        if let Some(state) = &self.state {
-            query.append_pair("state", state);
-        }
-        if self.prompt_consent {
-            query.append_pair("prompt", "consent");
-        }
-        if let Some(challenge) = &self.code_challenge {
-            query
-                .append_pair("code_challenge", challenge)
-                .append_pair("code_challenge_method", "S256");
-        }
-        format!("/oauth/v2/auth?{}", query.finish())
-    }
-
-    fn verified(&self) -> Verified<'_> {
-        Verified {
-            redirect_uri: &self.redirect_uri,
-            state: self.state.as_deref(),
-        }
-    }
-}
-
-async fn consent_page(
+/// Keeps the request as a pending consent bound to this session, for the consent page.
+async fn ask_consent(
     app: &App,
     session: &SessionToken,
     user: &User,
-    client: &Client,
-    request: &AuthRequest,
+    request: &AuthorizationRequest,
     now: Timestamp,
-) -> Result<Response, ErrorPage> {
-    let scopes = Scopes::from_stored(&request.scopes);
+) -> Result<ConsentPrompt, ErrorPage> {
     let described = app
         .store
-        .registered(&scopes)
+        .registered(&request.scopes)
         .await?
         .map_err(|_| ErrorPage::bad_request("A requested scope is no longer registered."))?;
     let consent_id = random_id();
-    let json = serde_json::to_string(request)
+    let json = serde_json::to_string(&PendingRequest::from(request))
         .map_err(|_| ErrorPage::bad_request("The request cannot be kept."))?;
     let lifetime = app.settings.limits.pending_consent_lifetime_secs;
     app.store
@@ -277,120 +324,243 @@ async fn consent_page(
             now.plus(lifetime),
         )
         .await?;
-    let csrf_token = session.csrf_token();
-    let page = ConsentPage {
-        client_name: &client.name,
-        homepage: client.homepage.as_deref(),
-        user_email: &user.email,
+    Ok(ConsentPrompt {
+        consent_id,
+        csrf_token: session.csrf_token(),
+        user_email: user.email.clone(),
         scopes: described,
-        offline: request.offline,
-        csrf_token: &csrf_token,
-        consent_id: &consent_id,
-    };
-    Ok(Html(pages::render(&page)).into_response())
+        offline: request.access_type == AccessType::Offline,
+    })
 }
 
-/// `POST /oauth/v2/auth/consent`: the user's Accept or Reject.
-pub async fn decide(State(app): State<App>, headers: HeaderMap, params: Params) -> Response {
-    let now = app.clock.now();
-    match decision(&app, &headers, &params, now).await {
-        Ok(response) => response,
-        Err(page) => page.into_response(),
-    }
-}
-
-async fn decision(
+/// Takes the pending request the form answers (a replayed form finds nothing, T-022), and
+/// denies it or issues its code.
+async fn decision_flow(
     app: &App,
-    headers: &HeaderMap,
-    params: &Params,
+    session: &SessionToken,
+    user: &User,
+    decision: ConsentDecision,
     now: Timestamp,
-) -> Result<Response, ErrorPage> {
-    const FORBIDDEN: &str = "This consent form has expired or came from another site.";
-    let session = current_session(app, headers, now).await?;
-    let csrf = params.text("csrf_token");
-    let (session, user) = match session {
-        Some((token, user)) if token.csrf_matches(csrf) && !is_cross_site(headers, app) => {
-            (token, user)
-        }
-        _ => return Err(ErrorPage::forbidden(FORBIDDEN)),
-    };
-    let consent_id = params.text("consent_id");
-    let accept = match params.get("decision").ok().flatten() {
-        Some("accept") => true,
-        Some("reject") => false,
-        _ => return Err(ErrorPage::bad_request("Choose Accept or Reject.")),
-    };
-    // Taken, not read: a replayed form finds nothing (T-022).
+) -> Result<Answer, ErrorPage> {
     let pending = app
         .store
-        .take_pending_consent(&SecretHash::of(consent_id), &session.hash(), now)
+        .take_pending_consent(&SecretHash::of(&decision.consent_id), &session.hash(), now)
         .await?
         .ok_or(ErrorPage::bad_request(
             "This consent request was already answered or has expired.",
         ))?;
-    let request: AuthRequest = serde_json::from_str(&pending)
-        .map_err(|_| ErrorPage::bad_request("This consent request cannot be read."))?;
-    if !accept {
-        return Ok(request.verified().deny(
-            app,
-            &OAuthError::AccessDenied("the user rejected the request"),
-        ));
+    let request: AuthorizationRequest = serde_json::from_str::<PendingRequest>(&pending)
+        .map_err(|_| ErrorPage::bad_request("This consent request cannot be read."))?
+        .into();
+    if !decision.accept {
+        return Ok(Answer::Error {
+            target: request.target,
+            error: OAuthError::AccessDenied("the user rejected the request"),
+        });
     }
-    let client_id = ClientId::new(request.client_id.clone());
-    let first_consent = app.store.consent(user.id, &client_id).await?.is_none();
-    // CONTRACT.md: a refresh token only on the first consent or an explicit prompt=consent.
-    let refresh = request.offline && (first_consent || request.prompt_consent);
-    Ok(issue_code(app, &request, &user, true, refresh, now).await)
+    let first_consent = app
+        .store
+        .consent(user.id, &request.client_id)
+        .await?
+        .is_none();
+    let refresh = issues_refresh_token(request.access_type, request.prompt, first_consent);
+    issue_code(app, request, user, true, refresh, now).await
 }
 
+/// Stores a code for the request (and the consent, when the user just gave it), within the
+/// per-client code throttle.
 async fn issue_code(
     app: &App,
-    request: &AuthRequest,
+    request: AuthorizationRequest,
     user: &User,
     record_consent: bool,
     issue_refresh_token: bool,
     now: Timestamp,
-) -> Response {
-    let verified = request.verified();
-    let scopes = Scopes::from_stored(&request.scopes);
+) -> Result<Answer, ErrorPage> {
     let code = GrantCode::generate();
     let new = NewCode {
         grant: CodeGrant {
             code_hash: code.hash(),
-            client_id: ClientId::new(request.client_id.clone()),
+            client_id: request.client_id,
             user_id: user.id,
-            redirect_uri: Some(request.redirect_uri.clone()),
-            scopes: scopes.clone(),
+            redirect_uri: Some(request.target.redirect_uri.as_str().to_owned()),
+            scopes: request.scopes.clone(),
             issue_refresh_token,
-            code_challenge: request.code_challenge.clone(),
+            code_challenge: request.code_challenge.map(|c| c.as_str().to_owned()),
             expires_at: now.plus(app.settings.limits.code_lifetime_secs),
             redeemed_at: None,
         },
         description: None,
         record_consent: record_consent.then(|| ConsentRecord {
-            scopes,
-            redirect_uri: request.registered_uri.clone(),
+            scopes: request.scopes,
+            redirect_uri: request.registered_uri.as_str().to_owned(),
         }),
     };
-    match app.store.add_code(&new, now, &app.settings.limits).await {
-        Ok(CodeIssue::Issued) => {}
-        Ok(CodeIssue::Throttled { .. }) => {
-            return verified.deny(
+    let target = request.target;
+    Ok(
+        match app.store.add_code(&new, now, &app.settings.limits).await? {
+            CodeIssue::Issued => Answer::Code { target, code },
+            CodeIssue::Throttled { .. } => Answer::Error {
+                target,
+                error: OAuthError::AccessDenied("too many codes for this client"),
+            },
+        },
+    )
+}
+
+impl Step {
+    fn render(self, app: &App, headers: &HeaderMap, client: &Client) -> Response {
+        match self {
+            Step::SignIn(request) => login_page(
                 app,
-                &OAuthError::AccessDenied("too many codes for this client"),
-            )
+                headers,
+                &request.login_next(),
+                "",
+                None,
+                Some(&client.name),
+            ),
+            Step::AskConsent(prompt) => {
+                let page = ConsentPage {
+                    client_name: &client.name,
+                    homepage: client.homepage.as_deref(),
+                    user_email: &prompt.user_email,
+                    scopes: prompt.scopes,
+                    offline: prompt.offline,
+                    csrf_token: &prompt.csrf_token,
+                    consent_id: &prompt.consent_id,
+                };
+                Html(pages::render(&page)).into_response()
+            }
+            Step::Answer(answer) => answer.render(app),
         }
-        Err(e) => return ErrorPage::from(e).into_response(),
     }
-    let settings = &app.settings;
-    let mut params = vec![
-        ("code", code.expose()),
-        ("location", settings.location.as_str()),
-        ("accounts-server", settings.public_url.as_str()),
-    ];
-    if let Some(state) = verified.state {
-        params.push(("state", state));
+}
+
+impl Answer {
+    /// CONTRACT.md step 5: `code`, `location`, `accounts-server`, `state` when sent, and `iss`;
+    /// an error carries `error`, `state` and `iss`. The URI's own query is kept.
+    fn render(self, app: &App) -> Response {
+        let settings = &app.settings;
+        let (target, mut params) = match &self {
+            Answer::Code { target, code } => (
+                target,
+                vec![
+                    ("code", code.expose()),
+                    ("location", settings.location.as_str()),
+                    ("accounts-server", settings.public_url.as_str()),
+                ],
+            ),
+            Answer::Error { target, error } => (target, vec![("error", error.redirect_name())]),
+        };
+        if let Some(state) = &target.state {
+            params.push(("state", state));
+        }
+        params.push(("iss", settings.public_url.as_str()));
+        redirect(&target.redirect_uri.with_params(&params))
     }
-    params.push(("iss", settings.public_url.as_str()));
-    redirect(&RedirectUri::from_stored(request.redirect_uri.clone()).with_params(&params))
+}
+
+fn redirect(location: &str) -> Response {
+    match HeaderValue::from_str(location) {
+        Ok(value) => (StatusCode::FOUND, [(LOCATION, value)]).into_response(),
+        Err(_) => ErrorPage::bad_request("The redirect URI cannot be used.").into_response(),
+    }
+}
+
+/// A request waiting for consent, as kept in `pending_consents` (JSON). The shape predates the
+/// typed request and must stay readable across an upgrade, so it is written field for field.
+#[derive(Debug, Serialize, Deserialize)]
+struct PendingRequest {
+    client_id: String,
+    redirect_uri: String,
+    registered_uri: String,
+    state: Option<String>,
+    /// Space-separated, as `Scopes::to_stored` writes them.
+    scopes: String,
+    offline: bool,
+    prompt_consent: bool,
+    code_challenge: Option<String>,
+}
+
+impl From<&AuthorizationRequest> for PendingRequest {
+    fn from(request: &AuthorizationRequest) -> Self {
+        Self {
+            client_id: request.client_id.as_str().to_owned(),
+            redirect_uri: request.target.redirect_uri.as_str().to_owned(),
+            registered_uri: request.registered_uri.as_str().to_owned(),
+            state: request.target.state.clone(),
+            scopes: request.scopes.to_stored(),
+            offline: request.access_type == AccessType::Offline,
+            prompt_consent: request.prompt == Prompt::Consent,
+            code_challenge: request
+                .code_challenge
+                .as_ref()
+                .map(|c| c.as_str().to_owned()),
+        }
+    }
+}
+
+/// Every field was checked before it was kept, so it is read back as is.
+impl From<PendingRequest> for AuthorizationRequest {
+    fn from(pending: PendingRequest) -> Self {
+        Self {
+            client_id: ClientId::new(pending.client_id),
+            target: Target {
+                redirect_uri: RedirectUri::from_stored(pending.redirect_uri),
+                state: pending.state,
+            },
+            registered_uri: RedirectUri::from_stored(pending.registered_uri),
+            scopes: Scopes::from_stored(&pending.scopes),
+            access_type: if pending.offline {
+                AccessType::Offline
+            } else {
+                AccessType::Online
+            },
+            prompt: if pending.prompt_consent {
+                Prompt::Consent
+            } else {
+                Prompt::Default
+            },
+            code_challenge: pending.code_challenge.map(CodeChallenge::from_stored),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pending consent written before the typed request existed.
+    const STORED: &str = r#"{"client_id":"1000.ABC","redirect_uri":"http://127.0.0.1:5000/cb","registered_uri":"http://127.0.0.1/cb","state":"s t","scopes":"A.b.READ Demo.x.ALL","offline":true,"prompt_consent":false,"code_challenge":"E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"}"#;
+
+    #[test]
+    fn pending_consents_read_and_write_the_same_json() {
+        let pending: Option<PendingRequest> = serde_json::from_str(STORED).ok();
+        let request = pending.map(AuthorizationRequest::from);
+        assert_eq!(
+            request.as_ref().map(|r| r.access_type),
+            Some(AccessType::Offline)
+        );
+        assert_eq!(request.as_ref().map(|r| r.prompt), Some(Prompt::Default));
+        let written = request
+            .as_ref()
+            .and_then(|r| serde_json::to_string(&PendingRequest::from(r)).ok());
+        assert_eq!(written.as_deref(), Some(STORED));
+    }
+
+    #[test]
+    fn login_next_repeats_the_request() {
+        let pending: Option<PendingRequest> = serde_json::from_str(STORED).ok();
+        let next = pending.map(|p| AuthorizationRequest::from(p).login_next());
+        assert_eq!(
+            next.as_deref(),
+            Some(concat!(
+                "/oauth/v2/auth?response_type=code&client_id=1000.ABC",
+                "&redirect_uri=http%3A%2F%2F127.0.0.1%3A5000%2Fcb&scope=A.b.READ+Demo.x.ALL",
+                "&access_type=offline&state=s+t",
+                "&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+                "&code_challenge_method=S256"
+            ))
+        );
+    }
 }

@@ -7,7 +7,8 @@ use axum::http::HeaderMap;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
-use grantd_core::{Client, Dialect, OAuthError};
+use grantd_core::secret::ClientSecret;
+use grantd_core::{Client, ClientId, Dialect, OAuthError};
 
 use crate::app::App;
 use crate::error::{ApiError, Failure};
@@ -17,10 +18,11 @@ use grantd_store::ConsoleVerbs;
 /// Client ids are 35 characters; anything far longer is not looked up.
 const MAX_CLIENT_ID_LEN: usize = 128;
 
+/// What the request claims, parsed once: the secret is a secret type from here on.
 #[derive(Debug, Default)]
 pub struct Credentials {
-    pub client_id: Option<String>,
-    pub secret: Option<String>,
+    pub client_id: Option<ClientId>,
+    pub secret: Option<ClientSecret>,
     /// Sent with HTTP Basic, so a 401 carries `WWW-Authenticate: Basic`.
     pub basic: bool,
 }
@@ -30,24 +32,26 @@ impl Credentials {
         let mut credentials = Credentials::default();
         if let Some((id, secret)) = basic(headers)? {
             credentials = Credentials {
-                client_id: Some(id),
-                secret: Some(secret).filter(|s| !s.is_empty()),
+                client_id: Some(ClientId::new(id)),
+                secret: Some(secret)
+                    .filter(|s| !s.is_empty())
+                    .map(ClientSecret::from_wire),
                 basic: true,
             };
         }
         // Both ways at once must agree (CONTRACT.md).
         if let Some(id) = params.get("client_id")? {
             match &credentials.client_id {
-                Some(basic_id) if basic_id != id => return Err(OAuthError::InvalidClient),
-                _ => credentials.client_id = Some(id.to_owned()),
+                Some(basic_id) if basic_id.as_str() != id => return Err(OAuthError::InvalidClient),
+                _ => credentials.client_id = Some(ClientId::new(id.to_owned())),
             }
         }
         if let Some(secret) = params.get("client_secret")? {
             match &credentials.secret {
-                Some(basic_secret) if basic_secret != secret => {
+                Some(basic_secret) if basic_secret.expose() != secret => {
                     return Err(OAuthError::InvalidClient)
                 }
-                _ => credentials.secret = Some(secret.to_owned()),
+                _ => credentials.secret = Some(ClientSecret::from_wire(secret.to_owned())),
             }
         }
         Ok(credentials)
@@ -60,7 +64,9 @@ impl Credentials {
     /// The client these credentials name, if it exists.
     pub async fn claimed_client(&self, app: &App) -> Result<Option<Client>, Failure> {
         match &self.client_id {
-            Some(id) if id.len() <= MAX_CLIENT_ID_LEN => Ok(app.store.client(id).await?),
+            Some(id) if id.as_str().len() <= MAX_CLIENT_ID_LEN => {
+                Ok(app.store.client(id.as_str()).await?)
+            }
             _ => Ok(None),
         }
     }
@@ -103,7 +109,7 @@ impl Caller {
     pub fn authenticated(&self) -> Result<&Client, OAuthError> {
         let client = self.client.as_ref().ok_or(OAuthError::InvalidClient)?;
         let ok = match (&client.secret_hash, &self.credentials.secret) {
-            (Some(_), Some(secret)) => client.secret_matches(secret),
+            (Some(_), Some(secret)) => client.secret_matches(secret.expose()),
             (None, None) => true,
             _ => false,
         };

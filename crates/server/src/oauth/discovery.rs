@@ -1,42 +1,55 @@
 //! Discovery: RFC 8414 metadata, Zoho's `/oauth/serverinfo`, and a health check. Every URL
 //! comes from configuration, never from the request's Host header (T-094).
 
+use std::collections::BTreeMap;
+
 use axum::extract::State;
-use axum::response::IntoResponse;
 use axum::Json;
-use serde_json::json;
+
+use grantd_wire::{Metadata, ServerInfo, Status};
 
 use crate::app::App;
 
-pub async fn metadata(State(app): State<App>) -> impl IntoResponse {
+pub async fn metadata(State(app): State<App>) -> Json<Metadata> {
     let base = &app.settings.public_url;
-    Json(json!({
-        "issuer": base,
-        "authorization_endpoint": format!("{base}/oauth/v2/auth"),
-        "token_endpoint": format!("{base}/oauth/v2/token"),
-        "revocation_endpoint": format!("{base}/oauth/v2/token/revoke"),
-        "introspection_endpoint": format!("{base}/oauth/v2/introspect"),
-        "userinfo_endpoint": format!("{base}/oauth/user/info"),
-        "response_types_supported": ["code"],
-        "response_modes_supported": ["query"],
-        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "code_challenge_methods_supported": ["S256"],
-        "authorization_response_iss_parameter_supported": true,
-    }))
+    let list = |items: &[&str]| items.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    Json(Metadata {
+        authorization_endpoint: format!("{base}/oauth/v2/auth"),
+        authorization_response_iss_parameter_supported: true,
+        code_challenge_methods_supported: list(&["S256"]),
+        grant_types_supported: list(&["authorization_code", "refresh_token", "client_credentials"]),
+        introspection_endpoint: format!("{base}/oauth/v2/introspect"),
+        introspection_endpoint_auth_methods_supported: list(&[
+            "client_secret_basic",
+            "client_secret_post",
+        ]),
+        issuer: base.clone(),
+        response_modes_supported: list(&["query"]),
+        response_types_supported: list(&["code"]),
+        revocation_endpoint: format!("{base}/oauth/v2/token/revoke"),
+        revocation_endpoint_auth_methods_supported: list(&[
+            "client_secret_basic",
+            "client_secret_post",
+            "none",
+        ]),
+        token_endpoint: format!("{base}/oauth/v2/token"),
+        token_endpoint_auth_methods_supported: list(&[
+            "client_secret_basic",
+            "client_secret_post",
+            "none",
+        ]),
+        userinfo_endpoint: format!("{base}/oauth/user/info"),
+    })
 }
 
-pub async fn server_info(State(app): State<App>) -> impl IntoResponse {
-    let mut locations = serde_json::Map::new();
-    locations.insert(
+pub async fn server_info(State(app): State<App>) -> Json<ServerInfo> {
+    let locations = BTreeMap::from([(
         app.settings.location.clone(),
-        json!(app.settings.public_url),
-    );
-    Json(json!({"result": "success", "locations": locations}))
+        app.settings.public_url.clone(),
+    )]);
+    Json(ServerInfo::success(locations))
 }
 
-pub async fn health() -> impl IntoResponse {
-    Json(json!({"status": "ok"}))
+pub async fn health() -> Json<Status> {
+    Json(Status::ok())
 }

@@ -3,27 +3,21 @@
 pub mod authorize;
 pub mod client_auth;
 pub mod discovery;
-pub mod login;
 pub mod resource;
 pub mod revoke;
 pub mod token;
 
-use grantd_core::{OAuthError, Scope, Scopes};
+use grantd_core::{OAuthError, Scopes};
 
+use crate::admin::in_registry_spelling;
 use crate::app::App;
 use crate::error::Failure;
-use grantd_store::ConsoleVerbs;
 
 /// Parses a scope list and checks it against the registry, in the registry's spelling.
 async fn registered_scopes(app: &App, raw: &str) -> Result<Scopes, Failure> {
     let parsed = Scopes::parse(raw)
         .map_err(|_| OAuthError::InvalidScope("the scope parameter is malformed"))?;
-    match app.store.registered(&parsed).await? {
-        Ok(rows) => Ok(Scopes::from_vec(
-            rows.into_iter()
-                .map(|(name, _)| Scope::from_stored(name))
-                .collect(),
-        )),
-        Err(_) => Err(OAuthError::InvalidScope("a requested scope is not registered").into()),
-    }
+    in_registry_spelling(&app.store, &parsed)
+        .await?
+        .map_err(|_| OAuthError::InvalidScope("a requested scope is not registered").into())
 }

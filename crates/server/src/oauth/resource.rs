@@ -7,14 +7,14 @@ use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
 
 use grantd_core::secret::SecretHash;
-use grantd_core::{Scope, Timestamp};
+use grantd_core::{OAuthError, Scope};
+use grantd_wire::{ErrorBody, Introspection, UserInfo};
 
 use super::client_auth::Caller;
 use crate::app::App;
-use crate::error::{store_failure, Failure};
+use crate::error::store_failure;
 use crate::params::Params;
 use grantd_store::TokenVerbs;
 
@@ -36,15 +36,7 @@ pub async fn user_info(State(app): State<App>, headers: HeaderMap) -> Response {
     {
         return challenge(StatusCode::FORBIDDEN, Some("insufficient_scope"));
     }
-    let (first, last) = user.name.split_once(' ').unwrap_or((&user.name, ""));
-    Json(json!({
-        "ZUID": user.id,
-        "Email": user.email,
-        "Display_Name": user.name,
-        "First_Name": first,
-        "Last_Name": last,
-    }))
-    .into_response()
+    Json(UserInfo::new(user.id, &user.email, &user.name)).into_response()
 }
 
 /// The token of `Authorization: Bearer <t>` or `Zoho-oauthtoken <t>`; never from the URL.
@@ -67,10 +59,8 @@ fn challenge(status: StatusCode, error: Option<&'static str>) -> Response {
         Some(error) => format!("Bearer realm=\"grantd\", error=\"{error}\""),
     };
     let body = match error {
-        Some(error) => json!({"error": error}),
-        None => {
-            json!({"error": "invalid_request", "error_description": "an access token is required"})
-        }
+        Some(error) => ErrorBody::bare(error),
+        None => ErrorBody::described("invalid_request", "an access token is required"),
     };
     let mut response = (status, Json(body)).into_response();
     if let Ok(value) = HeaderValue::from_str(&header) {
@@ -86,41 +76,32 @@ pub async fn introspect(State(app): State<App>, headers: HeaderMap, params: Para
         Ok(caller) => caller,
         Err(e) => return e.into_response(),
     };
-    match introspection(&app, &params, &caller, now).await {
-        Ok(body) => Json(body).into_response(),
-        Err(failure) => caller.error(failure).into_response(),
+    let token = match introspection_request(&caller, &params) {
+        Ok(token) => token,
+        Err(e) => return caller.error(e).into_response(),
+    };
+    match app.store.token_info(&token, now).await {
+        Ok(Some(info)) => Json(Introspection::active(
+            info.scopes.to_stored(),
+            info.client_id.as_str(),
+            info.user_id.to_string(),
+            info.expires_at.map(|exp| exp.0),
+        ))
+        .into_response(),
+        Ok(None) => Json(Introspection::inactive()).into_response(),
+        Err(e) => caller.error(e).into_response(),
     }
 }
 
-async fn introspection(
-    app: &App,
-    params: &Params,
-    caller: &Caller,
-    now: Timestamp,
-) -> Result<serde_json::Value, Failure> {
+/// The token to introspect, as the hash it is found by, once the caller has proved it is a
+/// confidential client.
+fn introspection_request(caller: &Caller, params: &Params) -> Result<SecretHash, OAuthError> {
     let client = caller.authenticated()?;
     if client.secret_hash.is_none() {
         // Public clients cannot authenticate, so they cannot introspect.
-        return Err(grantd_core::OAuthError::InvalidClient.into());
+        return Err(OAuthError::InvalidClient);
     }
-    let token = params.require("token")?;
-    let _hint = params.get("token_type_hint")?;
-    Ok(
-        match app.store.token_info(&SecretHash::of(token), now).await? {
-            Some(info) => {
-                let mut body = json!({
-                    "active": true,
-                    "scope": info.scopes.to_stored(),
-                    "client_id": info.client_id.as_str(),
-                    "sub": info.user_id.to_string(),
-                    "token_type": if info.expires_at.is_some() { "access_token" } else { "refresh_token" },
-                });
-                if let Some(exp) = info.expires_at {
-                    body["exp"] = json!(exp.0);
-                }
-                body
-            }
-            None => json!({"active": false}),
-        },
-    )
+    let token = SecretHash::of(params.require("token")?);
+    params.get("token_type_hint")?;
+    Ok(token)
 }

@@ -6,10 +6,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
 
 use grantd_core::secret::SecretHash;
-use grantd_core::Dialect;
+use grantd_core::{Dialect, OAuthError};
+use grantd_wire::{ErrorBody, Status};
 
 use super::client_auth::Caller;
 use crate::app::App;
@@ -22,16 +22,23 @@ pub async fn revoke(State(app): State<App>, headers: HeaderMap, params: Params) 
         Ok(caller) => caller,
         Err(e) => return e.into_response(),
     };
-    match revoke_token(&app, &params, &caller).await {
-        Ok(true) => success(),
-        // RFC 7009 §2.2: an unknown token is not an error; Zoho says invalid_token.
-        Ok(false) => match caller.dialect {
+    let revoked = match presented_token(&params) {
+        Ok(token) => revoke_token(&app, &caller, &token).await,
+        Err(e) => Err(e.into()),
+    };
+    match revoked {
+        Ok(Revocation::Revoked) => success(),
+        // RFC 7009 §2.2: an unknown token is not an error; Zoho says invalid_token, with a 400
+        // (CONTRACT.md "Error dialects", the one row outside core's table: it is not an error
+        // in the standard dialect).
+        Ok(Revocation::Unknown) => match caller.dialect {
             Dialect::Standard => success(),
             Dialect::Zoho => (
                 StatusCode::BAD_REQUEST,
-                Json(
-                    json!({"error": "invalid_token", "error_description": "the token is invalid"}),
-                ),
+                Json(ErrorBody::described(
+                    "invalid_token",
+                    "the token is invalid",
+                )),
             )
                 .into_response(),
         },
@@ -40,19 +47,38 @@ pub async fn revoke(State(app): State<App>, headers: HeaderMap, params: Params) 
 }
 
 fn success() -> Response {
-    Json(json!({"status": "success"})).into_response()
+    Json(Status::success()).into_response()
 }
 
-/// Whether a token was found and revoked. Another client's token counts as unknown, so the
-/// endpoint cannot be used to probe for tokens (T-054).
-async fn revoke_token(app: &App, params: &Params, caller: &Caller) -> Result<bool, Failure> {
-    // `token_type_hint` is accepted and not needed: both kinds are found by hash.
-    let _hint = params.get("token_type_hint")?;
-    let token = params.require("token")?;
+/// The `token` to revoke, as the hash it is found by. `token_type_hint` is accepted and not
+/// needed: both kinds are found by hash.
+fn presented_token(params: &Params) -> Result<SecretHash, OAuthError> {
+    params.get("token_type_hint")?;
+    Ok(SecretHash::of(params.require("token")?))
+}
+
+enum Revocation {
+    Revoked,
+    /// Unknown, already revoked, or another client's: the same answer (T-054).
+    Unknown,
+}
+
+/// Revokes the token (a refresh token with every access token minted from it). Without client
+/// credentials holding the token is the authority; with them, they must be right and the
+/// token must be that client's, so the endpoint cannot be used to probe for tokens (T-054).
+async fn revoke_token(
+    app: &App,
+    caller: &Caller,
+    token: &SecretHash,
+) -> Result<Revocation, Failure> {
     let owner = if caller.credentials.is_empty() {
         None
     } else {
         Some(&caller.authenticated()?.id)
     };
-    Ok(app.store.revoke(&SecretHash::of(token), owner).await?)
+    Ok(if app.store.revoke(token, owner).await? {
+        Revocation::Revoked
+    } else {
+        Revocation::Unknown
+    })
 }

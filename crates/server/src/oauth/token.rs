@@ -1,17 +1,18 @@
 //! `POST /oauth/v2/token`: the authorization_code, refresh_token and client_credentials grants
 //! (RFC 6749 §4.1.3, §6, §4.4; CONTRACT.md). The hot path: one SHA-256 per secret, one read of
-//! the client, one write transaction.
+//! the client, one write transaction. The handler authenticates the caller, parses one
+//! `TokenRequest`, calls its flow and renders what was `Issued`.
 
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Serialize;
 
-use grantd_core::grant::refresh_scopes;
+use grantd_core::grant::{refresh_scopes, CodeGrant};
 use grantd_core::secret::{AccessToken, GrantCode, RefreshToken};
 use grantd_core::{Client, ClientType, OAuthError, Scopes, Timestamp};
 use grantd_store::{NewAccess, NewTokens, Redemption, RefreshOutcome};
+use grantd_wire::TokenResponse;
 
 use super::client_auth::Caller;
 use super::registered_scopes;
@@ -26,67 +27,141 @@ pub async fn token(State(app): State<App>, headers: HeaderMap, params: Params) -
         Ok(caller) => caller,
         Err(e) => return e.into_response(),
     };
-    match grant(&app, &params, &caller, now).await {
-        Ok(issued) => Json(issued).into_response(),
+    let issued = match authenticated_request(&app, &params, &caller).await {
+        Ok((client, request)) => grant(&app, client, request, now).await,
+        Err(failure) => Err(failure),
+    };
+    match issued {
+        Ok(issued) => Json(issued.render(&app)).into_response(),
         Err(failure) => caller.error(failure).into_response(),
     }
 }
 
-/// The success body (RFC 6749 §5.1, with Zoho's `api_domain`).
-#[derive(Debug, Serialize)]
-pub struct TokenResponse {
-    access_token: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    refresh_token: Option<String>,
-    scope: String,
-    api_domain: String,
-    token_type: &'static str,
-    expires_in: i64,
+/// Authenticates the caller, then parses the one grant it asks for.
+async fn authenticated_request<'c>(
+    app: &App,
+    params: &Params,
+    caller: &'c Caller,
+) -> Result<(&'c Client, TokenRequest), Failure> {
+    let client = caller.authenticated()?;
+    Ok((client, TokenRequest::parse(app, params, client).await?))
 }
 
-impl TokenResponse {
-    fn new(
-        app: &App,
-        access: &AccessToken,
-        refresh: Option<&RefreshToken>,
-        scopes: &Scopes,
-    ) -> Self {
-        Self {
-            access_token: access.expose().to_owned(),
-            refresh_token: refresh.map(|t| t.expose().to_owned()),
-            scope: scopes.to_stored(),
-            api_domain: app.settings.api_domain.clone(),
-            token_type: "Bearer",
-            expires_in: app.settings.limits.access_token_lifetime_secs,
+/// Runs the grant's flow.
+async fn grant(
+    app: &App,
+    client: &Client,
+    request: TokenRequest,
+    now: Timestamp,
+) -> Result<Issued, Failure> {
+    match request {
+        TokenRequest::AuthorizationCode {
+            code,
+            redirect_uri,
+            code_verifier,
+        } => exchange(app, client, code, redirect_uri, code_verifier, now).await,
+        TokenRequest::RefreshToken {
+            refresh_token,
+            scopes,
+        } => refresh(app, client, refresh_token, scopes, now).await,
+        TokenRequest::ClientCredentials { owner, scopes } => {
+            client_credentials(app, client, owner, scopes, now).await
         }
     }
 }
 
-async fn grant(
-    app: &App,
-    params: &Params,
-    caller: &Caller,
-    now: Timestamp,
-) -> Result<TokenResponse, Failure> {
-    let client = caller.authenticated()?;
-    match params.require("grant_type")? {
-        "authorization_code" => exchange(app, params, client, now).await,
-        "refresh_token" => refresh(app, params, client, now).await,
-        "client_credentials" => client_credentials(app, params, client, now).await,
-        _ => Err(OAuthError::UnsupportedGrantType.into()),
+/// A token request, parsed once for the authenticated client.
+#[derive(Debug)]
+enum TokenRequest {
+    /// RFC 6749 §4.1.3 (and RFC 7636 §4.5): a code from the redirect flow or the console.
+    AuthorizationCode {
+        code: GrantCode,
+        /// Compared byte for byte with the code's own (absent for Self Client codes); never
+        /// followed, so not parsed further.
+        redirect_uri: Option<String>,
+        code_verifier: Option<String>,
+    },
+    /// RFC 6749 §6: `scopes`, when sent, are registered scopes the grant must cover.
+    RefreshToken {
+        refresh_token: RefreshToken,
+        scopes: Option<Scopes>,
+    },
+    /// RFC 6749 §4.4, for a Self Client: access to its owner's own data.
+    ClientCredentials { owner: i64, scopes: Scopes },
+}
+
+impl TokenRequest {
+    /// Reads the parameters of `grant_type` in a fixed order, so the first problem is the one
+    /// reported; scopes are checked against the registry here, once.
+    async fn parse(app: &App, params: &Params, client: &Client) -> Result<Self, Failure> {
+        match params.require("grant_type")? {
+            "authorization_code" => Ok(TokenRequest::AuthorizationCode {
+                code: GrantCode::from_wire(params.require("code")?.to_owned()),
+                redirect_uri: params.get("redirect_uri")?.map(str::to_owned),
+                code_verifier: params.get("code_verifier")?.map(str::to_owned),
+            }),
+            "refresh_token" => {
+                let refresh_token =
+                    RefreshToken::from_wire(params.require("refresh_token")?.to_owned());
+                let scopes = match params.get("scope")? {
+                    Some(raw) => Some(registered_scopes(app, raw).await?),
+                    None => None,
+                };
+                Ok(TokenRequest::RefreshToken {
+                    refresh_token,
+                    scopes,
+                })
+            }
+            "client_credentials" => {
+                // Who may use the grant is checked before its parameters.
+                let owner = match (client.kind, client.owner_id) {
+                    (ClientType::SelfClient, Some(owner)) => owner,
+                    _ => {
+                        return Err(OAuthError::UnauthorizedClient(
+                            "only a Self Client may use the client_credentials grant",
+                        )
+                        .into())
+                    }
+                };
+                let scopes = registered_scopes(app, params.require("scope")?).await?;
+                Ok(TokenRequest::ClientCredentials { owner, scopes })
+            }
+            _ => Err(OAuthError::UnsupportedGrantType.into()),
+        }
+    }
+}
+
+/// What a grant issued, before it is written on the wire.
+struct Issued {
+    access: AccessToken,
+    /// Only where the grant issues one (CONTRACT.md): never on refresh or client_credentials.
+    refresh: Option<RefreshToken>,
+    scopes: Scopes,
+}
+
+impl Issued {
+    /// The success body (RFC 6749 §5.1, with Zoho's `api_domain`): the one place a token's
+    /// secret is exposed to the wire.
+    fn render(&self, app: &App) -> TokenResponse {
+        TokenResponse::bearer(
+            self.access.expose(),
+            self.refresh.as_ref().map(RefreshToken::expose),
+            self.scopes.to_stored(),
+            &app.settings.api_domain,
+            app.settings.limits.access_token_lifetime_secs,
+        )
     }
 }
 
 /// RFC 6749 §4.1.3: redeem a code from the redirect flow or the Self Client console.
 async fn exchange(
     app: &App,
-    params: &Params,
     client: &Client,
+    code: GrantCode,
+    redirect_uri: Option<String>,
+    verifier: Option<String>,
     now: Timestamp,
-) -> Result<TokenResponse, Failure> {
-    let code = GrantCode::from_wire(params.require("code")?.to_owned());
-    let redirect_uri = params.get("redirect_uri")?;
-    let verifier = params.get("code_verifier")?;
+) -> Result<Issued, Failure> {
     let limits = &app.settings.limits;
     let access = AccessToken::generate();
     let refresh = RefreshToken::generate();
@@ -98,12 +173,8 @@ async fn exchange(
         refresh_hash: refresh.hash(),
     };
     // The store may decide on its writer thread, so the rule gets its own copy of the request.
-    let (presenter, redirect_uri, verifier) = (
-        client.clone(),
-        redirect_uri.map(str::to_owned),
-        verifier.map(str::to_owned),
-    );
-    let decide = move |grant: &grantd_core::grant::CodeGrant| {
+    let presenter = client.clone();
+    let decide = move |grant: &CodeGrant| {
         grant.check_redemption(
             &presenter,
             redirect_uri.as_deref(),
@@ -120,25 +191,22 @@ async fn exchange(
             Err(OAuthError::InvalidGrant("the code is invalid or expired").into())
         }
         Redemption::Rejected(rejection) => Err(rejection.error().into()),
-        Redemption::Issued(grant) => {
-            let refresh = grant.issue_refresh_token.then_some(&refresh);
-            Ok(TokenResponse::new(app, &access, refresh, &grant.scopes))
-        }
+        Redemption::Issued(grant) => Ok(Issued {
+            access,
+            refresh: grant.issue_refresh_token.then_some(refresh),
+            scopes: grant.scopes,
+        }),
     }
 }
 
 /// RFC 6749 §6: a new access token for a refresh token; the refresh token is not rotated.
 async fn refresh(
     app: &App,
-    params: &Params,
     client: &Client,
+    token: RefreshToken,
+    requested: Option<Scopes>,
     now: Timestamp,
-) -> Result<TokenResponse, Failure> {
-    let token = RefreshToken::from_wire(params.require("refresh_token")?.to_owned());
-    let requested = match params.get("scope")? {
-        Some(raw) => Some(registered_scopes(app, raw).await?),
-        None => None,
-    };
+) -> Result<Issued, Failure> {
     let limits = &app.settings.limits;
     let access = AccessToken::generate();
     let outcome = app
@@ -163,29 +231,22 @@ async fn refresh(
         RefreshOutcome::Throttled { retry_after } => {
             Err(OAuthError::Throttled { retry_after }.into())
         }
-        RefreshOutcome::Issued { scopes, .. } => {
-            Ok(TokenResponse::new(app, &access, None, &scopes))
-        }
+        RefreshOutcome::Issued { scopes, .. } => Ok(Issued {
+            access,
+            refresh: None,
+            scopes,
+        }),
     }
 }
 
 /// RFC 6749 §4.4, for Self Clients only: the owner's own access, without a refresh token.
 async fn client_credentials(
     app: &App,
-    params: &Params,
     client: &Client,
+    owner: i64,
+    scopes: Scopes,
     now: Timestamp,
-) -> Result<TokenResponse, Failure> {
-    let owner = match (client.kind, client.owner_id) {
-        (ClientType::SelfClient, Some(owner)) => owner,
-        _ => {
-            return Err(OAuthError::UnauthorizedClient(
-                "only a Self Client may use the client_credentials grant",
-            )
-            .into())
-        }
-    };
-    let scopes = registered_scopes(app, params.require("scope")?).await?;
+) -> Result<Issued, Failure> {
     let access = AccessToken::generate();
     let new = NewAccess {
         hash: access.hash(),
@@ -194,5 +255,9 @@ async fn client_credentials(
     app.store
         .add_access_token(&new, &client.id, owner, &scopes, now)
         .await?;
-    Ok(TokenResponse::new(app, &access, None, &scopes))
+    Ok(Issued {
+        access,
+        refresh: None,
+        scopes,
+    })
 }

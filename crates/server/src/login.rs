@@ -1,0 +1,187 @@
+//! Browser sign-in and sign-out, and the session they create. A login form is bound to a
+//! pre-session cookie by its CSRF token (login CSRF, T-023); a successful login always starts a
+//! fresh session (fixation, T-073); every failure reads the same (T-071).
+
+use axum::extract::State;
+use axum::http::header::{LOCATION, SET_COOKIE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use grantd_core::secret::{Password, SessionToken};
+use grantd_core::Timestamp;
+
+use crate::app::App;
+use crate::cookies::Cookie;
+use crate::error::ErrorPage;
+use crate::params::Params;
+use crate::session::{
+    current_session, is_cross_site, login_page, safe_next, see_other, user_agent,
+};
+use grantd_store::{AccountVerbs, SessionVerbs};
+
+const LOGIN_FAILED: &str = "The email address or password is incorrect.";
+
+/// `/`: the console for a signed-in browser, the login page otherwise.
+pub async fn home(State(app): State<App>, headers: HeaderMap) -> Response {
+    let now = app.clock.now();
+    match current_session(&app, &headers, now).await {
+        Ok(Some(_)) => see_other("/console"),
+        Ok(None) => login_page(&app, &headers, "/console", "", None, None),
+        Err(e) => ErrorPage::from(e).into_response(),
+    }
+}
+
+pub async fn sign_in(State(app): State<App>, headers: HeaderMap, params: Params) -> Response {
+    let now = app.clock.now();
+    let form = match SignInForm::parse(&app, &headers, &params) {
+        Ok(form) => form,
+        Err(page) => return page.into_response(),
+    };
+    let old_session = Cookie::Session.read(&headers, &app.settings);
+    match sign_in_flow(&app, &form, old_session, user_agent(&headers), now).await {
+        Ok(SignIn::Failed) => login_page(
+            &app,
+            &headers,
+            &form.next,
+            &form.email,
+            Some(LOGIN_FAILED),
+            None,
+        ),
+        Ok(SignIn::Started(session)) => signed_in(&app, &session, &form.next),
+        Err(page) => page.into_response(),
+    }
+}
+
+/// The sign-in form, once its CSRF token has been checked against the pre-session.
+struct SignInForm {
+    /// A same-origin path to continue at (T-080).
+    next: String,
+    email: String,
+    password: Password,
+}
+
+impl SignInForm {
+    fn parse(app: &App, headers: &HeaderMap, params: &Params) -> Result<Self, ErrorPage> {
+        let pre = Cookie::PreSession.read(headers, &app.settings);
+        let csrf = params.text("csrf_token");
+        let csrf_ok = pre.as_ref().is_some_and(|pre| pre.csrf_matches(csrf));
+        if is_cross_site(headers, app) || !csrf_ok {
+            return Err(ErrorPage::forbidden(
+                "This sign-in form has expired or came from another site. Please go back and try again.",
+            ));
+        }
+        Ok(Self {
+            next: safe_next(params.get("next").ok().flatten()).to_owned(),
+            email: params.text("email").to_owned(),
+            password: Password::from_wire(
+                params
+                    .get("password")
+                    .ok()
+                    .flatten()
+                    .unwrap_or("")
+                    .to_owned(),
+            ),
+        })
+    }
+}
+
+enum SignIn {
+    /// Unknown email, wrong password or locked account: one answer for all three (T-071).
+    Failed,
+    /// A fresh session (never the old one: fixation, T-073).
+    Started(SessionToken),
+}
+
+async fn sign_in_flow(
+    app: &App,
+    form: &SignInForm,
+    old_session: Option<SessionToken>,
+    user_agent: String,
+    now: Timestamp,
+) -> Result<SignIn, ErrorPage> {
+    let user = if form.email.len() <= 254 {
+        app.store.user_by_email(&form.email).await?
+    } else {
+        None
+    };
+    // The hash is checked even for unknown or locked accounts, so timing says nothing (T-071).
+    let matched = app
+        .passwords
+        .verify(
+            user.as_ref().map(|u| u.password_hash.as_str()),
+            &form.password,
+        )
+        .await;
+    let user = match user {
+        Some(user) if matched && user.locked_until <= now => user,
+        Some(user) => {
+            if user.locked_until <= now {
+                app.store
+                    .note_login_failure(user.id, now, &app.settings.limits)
+                    .await?;
+            }
+            return Ok(SignIn::Failed);
+        }
+        None => return Ok(SignIn::Failed),
+    };
+    app.store.clear_login_failures(user.id).await?;
+    if let Some(old) = old_session {
+        app.store.remove_session(&old.hash()).await?;
+    }
+    let session = SessionToken::generate();
+    let lifetime = app.settings.limits.session_lifetime_secs;
+    app.store
+        .add_session(
+            &session.hash(),
+            user.id,
+            &user_agent,
+            now,
+            now.plus(lifetime),
+        )
+        .await?;
+    Ok(SignIn::Started(session))
+}
+
+/// 303 to `next` with the new session's cookie, and the pre-session's cleared.
+fn signed_in(app: &App, session: &SessionToken, next: &str) -> Response {
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    let headers = response.headers_mut();
+    let lifetime = app.settings.limits.session_lifetime_secs;
+    let cookies = [
+        Cookie::Session.set(session, lifetime, &app.settings),
+        Cookie::PreSession.clear(&app.settings),
+    ];
+    for cookie in cookies {
+        if let Ok(value) = HeaderValue::from_str(&cookie) {
+            headers.append(SET_COOKIE, value);
+        }
+    }
+    if let Ok(location) = HeaderValue::from_str(next) {
+        headers.insert(LOCATION, location);
+    }
+    response
+}
+
+pub async fn sign_out(State(app): State<App>, headers: HeaderMap, params: Params) -> Response {
+    let now = app.clock.now();
+    let session = match current_session(&app, &headers, now).await {
+        Ok(session) => session,
+        Err(e) => return ErrorPage::from(e).into_response(),
+    };
+    let csrf = params.text("csrf_token");
+    let Some((token, _)) = session.filter(|(t, _)| t.csrf_matches(csrf)) else {
+        return ErrorPage::forbidden("This sign-out form has expired. Please try again.")
+            .into_response();
+    };
+    if let Err(e) = app.store.remove_session(&token.hash()).await {
+        return ErrorPage::from(e).into_response();
+    }
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    response
+        .headers_mut()
+        .insert(LOCATION, HeaderValue::from_static("/"));
+    if let Ok(value) = HeaderValue::from_str(&Cookie::Session.clear(&app.settings)) {
+        response.headers_mut().append(SET_COOKIE, value);
+    }
+    response
+}
