@@ -5,11 +5,11 @@
 use grantd_core::{ClientType, Dialect};
 use grantd_server::admin::{self, AdminError, ClientSpec};
 
-use crate::{start, Browser, Decision, TestClient, TestServer, TestUser, Wire};
+use crate::{start, Decision, Http, TestClient, TestServer, TestUser, Wire};
 
 /// A browser signed in as a user who already consented to `client`, so that any request the
 /// server accepted would be answered with a code at once.
-async fn consented(server: &TestServer, client: &TestClient) -> (Browser, TestUser) {
+async fn consented(server: &TestServer, client: &TestClient) -> (Http, TestUser) {
     let user = server.user("ada@example.com").await;
     let browser = server.browser();
     server
@@ -20,12 +20,7 @@ async fn consented(server: &TestServer, client: &TestClient) -> (Browser, TestUs
 
 /// Each `redirect_uri` gets the HTML error page, from a signed-in browser that has consented
 /// and from a fresh one, and no code is stored.
-async fn assert_refused(
-    server: &TestServer,
-    browser: &Browser,
-    client: &TestClient,
-    uris: &[&str],
-) {
+async fn assert_refused(server: &TestServer, browser: &Http, client: &TestClient, uris: &[&str]) {
     let codes_before = server.rows("grant_codes").await;
     let fresh = server.browser();
     for uri in uris {
