@@ -11,6 +11,11 @@
 //! Nothing here sleeps for a fixed time: every wait polls a condition with a bounded deadline.
 //! Screenshots go to `target/screenshots/` at 1440 and 360 px wide.
 
+// `allow-unwrap-in-tests` (clippy.toml) covers the `#[test]` functions only; this crate's
+// helpers (the WebDriver browser, the client application it talks to) fail the test the same
+// way.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 // A crate root's modules live beside it; these live in tests/browser/ so that Cargo does not
 // take each of them for a test binary of its own.
 #[path = "browser/account.rs"]

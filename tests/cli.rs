@@ -23,7 +23,7 @@ struct Sandbox {
 impl Sandbox {
     fn new() -> Self {
         Self {
-            dir: tempfile::tempdir().unwrap(),
+            dir: tempfile::tempdir().unwrap_or_else(|e| panic!("no temporary directory: {e}")),
         }
     }
 
@@ -102,18 +102,24 @@ impl Sandbox {
         let added = self.json(&[
             "client", "add", "--type", "self", "--name", "Scripts", "--owner", owner, "--json",
         ]);
-        (
-            added["client_id"].as_str().unwrap().to_owned(),
-            added["client_secret"].as_str().unwrap().to_owned(),
-        )
+        let text = |key: &str| match added[key].as_str() {
+            Some(text) => text.to_owned(),
+            None => panic!("no {key} in {added}"),
+        };
+        (text("client_id"), text("client_secret"))
     }
 
     fn client_ids(&self) -> Vec<String> {
-        self.json(&["client", "list", "--json"])["clients"]
-            .as_array()
-            .unwrap()
+        let list = self.json(&["client", "list", "--json"]);
+        let Some(clients) = list["clients"].as_array() else {
+            panic!("no clients array: {list}");
+        };
+        clients
             .iter()
-            .map(|c| c["client_id"].as_str().unwrap().to_owned())
+            .map(|c| match c["client_id"].as_str() {
+                Some(id) => id.to_owned(),
+                None => panic!("a client without client_id: {c}"),
+            })
             .collect()
     }
 }

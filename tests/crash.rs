@@ -496,7 +496,7 @@ async fn load_and_kill(
         .await
         .unwrap_or_else(|_| panic!("round {round}: workers still running {WAIT:?} after the kill"))
         .into_iter()
-        .map(|joined| joined.expect("worker"))
+        .map(|joined| joined.unwrap_or_else(|e| panic!("worker: {e}")))
         .collect();
     load.assert_no_failure();
     let answers = load.answers.load(Ordering::SeqCst);
@@ -637,7 +637,7 @@ fn say(line: &str) {
 async fn kill_and_restart(backend: &str, database: &str, dir: &Path) {
     let started = Instant::now();
     let config = dir.join("grantd.toml");
-    std::fs::write(&config, CONFIG).unwrap();
+    std::fs::write(&config, CONFIG).unwrap_or_else(|e| panic!("{}: {e}", config.display()));
     succeeded(&["migrate"], &grantd(database, None, &["migrate"], None));
     let scope = ["scope", "add", "Demo.x.READ", "--description", "Read x"];
     succeeded(&scope, &grantd(database, Some(&config), &scope, None));

@@ -19,6 +19,10 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`) the PostgreSQL tests say they are skipped and
 //! pass; CI sets it. Nothing sleeps for a fixed time: waits poll with a bound.
 
+// `allow-unwrap-in-tests` (clippy.toml) covers the `#[test]` functions only; this crate's
+// helpers (the cluster, the database relay, nginx) fail the test the same way.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::io::Write;

@@ -44,8 +44,16 @@ async fn assert_refused(server: &TestServer, browser: &Http, client: &TestClient
     );
 }
 
+/// How many clients the store holds.
+async fn client_count(server: &TestServer) -> usize {
+    match server.store.clients().await {
+        Ok(clients) => clients.len(),
+        Err(e) => panic!("listing clients: {e:?}"),
+    }
+}
+
 async fn assert_registration_refused(server: &TestServer, kind: ClientType, uris: &[&str]) {
-    let before = server.store.clients().await.unwrap().len();
+    let before = client_count(server).await;
     for uri in uris {
         let spec = ClientSpec {
             kind,
@@ -63,11 +71,7 @@ async fn assert_registration_refused(server: &TestServer, kind: ClientType, uris
             kind.as_str()
         );
     }
-    assert_eq!(
-        server.store.clients().await.unwrap().len(),
-        before,
-        "a client was stored"
-    );
+    assert_eq!(client_count(server).await, before, "a client was stored");
 }
 
 #[tokio::test]

@@ -12,8 +12,9 @@
 //! A crate root includes this with `mod support;` (from `tests/it/`, with
 //! `#[path = "../support/mod.rs"]`) and imports what it uses from the submodules.
 
-// Each test binary uses a part of these helpers.
-#![allow(dead_code)]
+// Each test binary uses a part of these helpers. They fail the test the way a test does, by
+// panicking; `allow-unwrap-in-tests` (clippy.toml) reaches `#[test]` functions only.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod database;
 pub mod http;
