@@ -275,6 +275,18 @@ async fn timed(request: reqwest::RequestBuilder) -> (Result<Reply, reqwest::Erro
     (result, started.elapsed())
 }
 
+/// `POST /oauth/v2/token` with a urlencoded `form`, for [`timed`].
+fn token_post(
+    server: &TestServer,
+    form: &(impl serde::Serialize + ?Sized),
+) -> reqwest::RequestBuilder {
+    server
+        .http
+        .client
+        .post(server.at("/oauth/v2/token"))
+        .form(form)
+}
+
 async fn assert_healthy(server: &TestServer, a: &TestClient, user: &TestUser) {
     let reply = server.get("/.well-known/oauth-authorization-server").await;
     assert_eq!(reply.status, 200);
@@ -342,14 +354,7 @@ async fn t082_very_long_parameters_are_refused_quickly() {
     let mut fields = a.body_auth();
     fields.push(("grant_type", "authorization_code".into()));
     fields.push(("code", mb.clone()));
-    let (result, took) = timed(
-        server
-            .http
-            .client
-            .post(server.at("/oauth/v2/token"))
-            .form(&fields),
-    )
-    .await;
+    let (result, took) = timed(token_post(&server, &fields)).await;
     assert!(took < Duration::from_secs(5));
     let reply = result.expect("an answer");
     assert!(matches!(reply.status, 400 | 413), "{}", reply.status);
@@ -384,14 +389,7 @@ async fn t083_too_many_parameters_are_refused_cheaply() {
     for i in 0..10_000 {
         fields.push(("f", i.to_string()));
     }
-    let (result, took) = timed(
-        server
-            .http
-            .client
-            .post(server.at("/oauth/v2/token"))
-            .form(&fields),
-    )
-    .await;
+    let (result, took) = timed(token_post(&server, &fields)).await;
     assert!(took < Duration::from_secs(5), "{took:?}");
     let many_fields = result.expect("an answer");
     assert!(
@@ -403,19 +401,16 @@ async fn t083_too_many_parameters_are_refused_cheaply() {
 
     // 10,000 scope tokens, at refresh and at /auth.
     let many = vec!["Demo.x.READ"; 10_000].join(",");
-    let (result, took) = timed(
-        server
-            .http
-            .client
-            .post(server.at("/oauth/v2/token"))
-            .form(&[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", tokens.refresh()),
-                ("client_id", &a.id),
-                ("client_secret", a.secret()),
-                ("scope", &many),
-            ]),
-    )
+    let (result, took) = timed(token_post(
+        &server,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", tokens.refresh()),
+            ("client_id", &a.id),
+            ("client_secret", a.secret()),
+            ("scope", &many),
+        ],
+    ))
     .await;
     assert!(took < Duration::from_secs(5), "{took:?}");
     let many_scopes = result.expect("an answer");
