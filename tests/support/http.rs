@@ -253,9 +253,7 @@ impl Reply {
 
     /// Reads a response sent elsewhere (a body that cannot be read counts as empty).
     pub async fn read(response: reqwest::Response) -> Reply {
-        let url = response.url().clone();
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
+        let (url, status, headers) = Reply::head(&response);
         let body = response.text().await.unwrap_or_default();
         Reply {
             url,
@@ -267,9 +265,7 @@ impl Reply {
     }
 
     async fn try_read(response: reqwest::Response) -> Result<Reply, String> {
-        let url = response.url().clone();
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
+        let (url, status, headers) = Reply::head(&response);
         let body = response.text().await.map_err(|e| format!("{e:?}"))?;
         Ok(Reply {
             url,
@@ -278,6 +274,14 @@ impl Reply {
             body,
             elapsed: Duration::ZERO,
         })
+    }
+
+    fn head(response: &reqwest::Response) -> (Url, u16, HeaderMap) {
+        (
+            response.url().clone(),
+            response.status().as_u16(),
+            response.headers().clone(),
+        )
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
