@@ -5,6 +5,8 @@
 //!
 //! `cargo bench --bench token`. Quote ratios between these figures, not absolute times.
 
+// A benchmark is no test to clippy (`allow-unwrap-in-tests` does not reach it); a failed setup
+// step here should stop the run with its error, as in a test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;

@@ -279,7 +279,6 @@ impl From<DialectArg> for Dialect {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use clap::CommandFactory;
 

@@ -247,7 +247,6 @@ fn base_url(key: &str, raw: &str) -> Result<String, String> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -10,6 +10,10 @@
 //!
 //! Nothing here sleeps for a fixed time: every wait polls a condition with a bounded deadline.
 //! Screenshots go to `target/screenshots/` at 1440 and 360 px wide.
+
+// `allow-unwrap-in-tests` (clippy.toml) covers the `#[test]` functions only; this crate's
+// helpers (the WebDriver browser, the client application it talks to) fail the test the same
+// way.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 // A crate root's modules live beside it; these live in tests/browser/ so that Cargo does not
@@ -22,6 +26,8 @@ mod console;
 mod flow;
 #[path = "browser/framing.rs"]
 mod framing;
+
+mod support;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -41,29 +47,19 @@ use fantoccini::elements::Element;
 use fantoccini::wd::Capabilities;
 use fantoccini::{Client, ClientBuilder, Locator};
 use futures::FutureExt;
-use reqwest::redirect::Policy;
 use reqwest::Url;
 use serde_json::{json, Value};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 
-use grantd_core::secret::Password;
-use grantd_core::{ClientType, Dialect, ManualClock, Timestamp};
-use grantd_server::admin::{self, ClientSpec, SelfCodeSpec};
-use grantd_server::{App, Settings};
-use grantd_store::ConsoleVerbs;
+use support::database::Database;
+pub use support::oauth::{
+    assert_token_shape, unknown_token, TestClient, TestUser, API_DOMAIN, PASSWORD,
+};
+pub use support::server::TestServer;
 
 pub const CHROMIUM: &str = "/usr/bin/chromium";
 pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-/// Every test user's password.
-pub const PASSWORD: &str = "correct horse battery staple";
-/// `{api_domain}` of the test server.
-pub const API_DOMAIN: &str = "https://api.test.example";
-/// Registered besides the built-in `AaaServer.profile.READ`.
-pub const SCOPES: [(&str, &str); 2] = [
-    ("ZohoCRM.modules.ALL", "Read and change your CRM records"),
-    ("ZohoCRM.settings.READ", "See your CRM settings"),
-];
 /// How long any one wait may take before the test fails.
 const WAIT: Duration = Duration::from_secs(15);
 /// How often a wait looks again.
@@ -97,22 +93,12 @@ fn browser_available(test: &str) -> bool {
 // ---- waiting -------------------------------------------------------------------------------
 
 /// Polls `probe` until it yields a value; fails the test after [`WAIT`].
-pub async fn until<T, F, Fut>(what: &str, mut probe: F) -> T
+pub async fn until<T, F, Fut>(what: &str, probe: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {WAIT:?} waiting for {what}"
-        );
-        tokio::time::sleep(POLL).await;
-    }
+    support::http::until(WAIT, what, probe).await
 }
 
 // ---- chromedriver --------------------------------------------------------------------------
@@ -480,190 +466,6 @@ fn screenshot_dir() -> PathBuf {
         .join("screenshots")
 }
 
-// ---- the grantd server ---------------------------------------------------------------------
-
-pub struct Server {
-    pub url: String,
-    pub clock: Arc<ManualClock>,
-    pub store: grantd_store::Store,
-    pub app: App,
-    /// No cookies, no redirects followed: every answer is seen as sent.
-    pub http: reqwest::Client,
-    _dir: TempDir,
-}
-
-#[derive(Debug, Clone)]
-pub struct TestUser {
-    pub id: i64,
-    pub email: String,
-}
-
-#[derive(Debug, Clone)]
-pub struct TestClient {
-    pub id: String,
-    pub name: String,
-    pub secret: Option<String>,
-    pub redirect_uri: String,
-}
-
-impl Server {
-    async fn start() -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("g.db");
-        let store = grantd_store::Store::open(&format!("sqlite://{}", db.display()), 4)
-            .await
-            .unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let clock = Arc::new(ManualClock::default());
-        let mut settings = Settings::new(&url);
-        settings.location = "us".into();
-        settings.api_domain = API_DOMAIN.into();
-        let app = App::new(store.clone(), clock.clone(), settings);
-        for (scope, description) in SCOPES {
-            admin::add_scope(&store, scope, description).await.unwrap();
-        }
-        tokio::spawn(grantd_server::serve(listener, app.clone()));
-        let http = reqwest::Client::builder()
-            .redirect(Policy::none())
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap();
-        Server {
-            url,
-            clock,
-            store,
-            app,
-            http,
-            _dir: dir,
-        }
-    }
-
-    pub fn at(&self, path: &str) -> String {
-        format!("{}{path}", self.url)
-    }
-
-    pub fn now(&self) -> Timestamp {
-        grantd_core::Clock::now(&*self.clock)
-    }
-
-    /// A user with [`PASSWORD`]; the first one of a server is its administrator.
-    pub async fn user(&self, email: &str, name: &str) -> TestUser {
-        let id = admin::add_user(
-            &self.store,
-            &self.app.passwords,
-            email,
-            name,
-            &Password::from_wire(PASSWORD.into()),
-            false,
-            self.now(),
-        )
-        .await
-        .unwrap();
-        TestUser {
-            id,
-            email: email.into(),
-        }
-    }
-
-    /// A client registered as `grantd client add` would.
-    pub async fn client(
-        &self,
-        kind: ClientType,
-        name: &str,
-        redirect_uris: &[&str],
-        owner: Option<&TestUser>,
-    ) -> TestClient {
-        let spec = ClientSpec {
-            kind,
-            name: name.into(),
-            homepage: (kind != ClientType::SelfClient).then(|| "https://app.example".into()),
-            redirect_uris: redirect_uris.iter().map(|u| u.to_string()).collect(),
-            js_domain: None,
-            owner_email: owner.map(|u| u.email.clone()),
-            dialect: Dialect::Standard,
-        };
-        let (id, secret) = admin::add_client(&self.store, &spec, self.now())
-            .await
-            .unwrap();
-        TestClient {
-            id: id.as_str().to_owned(),
-            name: name.into(),
-            secret: secret.map(|s| s.expose().to_owned()),
-            redirect_uri: redirect_uris
-                .first()
-                .map(|u| u.to_string())
-                .unwrap_or_default(),
-        }
-    }
-
-    /// A Self Client code, as `grantd code` makes it.
-    pub async fn self_code(&self, client: &TestClient, owner: &TestUser, scope: &str) -> String {
-        let spec = SelfCodeSpec {
-            client_id: client.id.clone(),
-            user_email: owner.email.clone(),
-            scopes: scope.into(),
-            minutes: 3,
-            description: None,
-        };
-        admin::self_client_code(&self.store, &spec, self.now(), &self.app.settings.limits)
-            .await
-            .unwrap()
-            .expose()
-            .to_owned()
-    }
-
-    /// `POST /oauth/v2/token` with a urlencoded body, as Zoho's Python SDK sends it.
-    pub async fn token(&self, fields: &[(&str, &str)]) -> (u16, Value) {
-        let response = self
-            .http
-            .post(self.at("/oauth/v2/token"))
-            .form(fields)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        let body = response.json::<Value>().await.unwrap();
-        (status, body)
-    }
-
-    /// A refresh grant; the answer as is.
-    pub async fn refresh(&self, client_id: &str, secret: &str, refresh: &str) -> (u16, Value) {
-        self.token(&[
-            ("grant_type", "refresh_token"),
-            ("client_id", client_id),
-            ("client_secret", secret),
-            ("refresh_token", refresh),
-        ])
-        .await
-    }
-
-    /// `/oauth/v2/auth` for `client` with `scope` and `extra` parameters.
-    pub fn auth_url(&self, client: &TestClient, scope: &str, extra: &[(&str, &str)]) -> String {
-        let mut params = vec![
-            ("response_type", "code"),
-            ("client_id", client.id.as_str()),
-            ("scope", scope),
-            ("redirect_uri", client.redirect_uri.as_str()),
-        ];
-        params.extend_from_slice(extra);
-        Url::parse_with_params(&self.at("/oauth/v2/auth"), &params)
-            .unwrap()
-            .to_string()
-    }
-
-    /// The names of `user`'s clients, straight from the database.
-    pub async fn client_names(&self, user: &TestUser) -> Vec<String> {
-        self.store
-            .clients_of(user.id)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|c| c.name)
-            .collect()
-    }
-}
-
 // ---- the client application ----------------------------------------------------------------
 
 /// A tiny web server on its own port: `/cb` and `/cb2` are redirect URIs that record what
@@ -732,7 +534,7 @@ async fn frames(Query(query): Query<Vec<(String, String)>>) -> Html<String> {
 
 /// The server, the client app and a browser for one test.
 pub struct Env {
-    pub server: Server,
+    pub server: TestServer,
     pub catcher: Catcher,
     pub browser: Browser,
 }
@@ -745,7 +547,7 @@ impl Env {
         if !browser_available(test) {
             return;
         }
-        let server = Server::start().await;
+        let server = TestServer::start(Database::sqlite(), |_| {}).await;
         let catcher = Catcher::start().await;
         let browser = Browser::start(&server.url, test).await;
         let env = Env {
@@ -796,9 +598,4 @@ impl Env {
         );
         Env::params(&query)
     }
-}
-
-/// A well-formed token that no server issued.
-pub fn unknown_token() -> String {
-    format!("1000.{}.{}", "ab".repeat(16), "cd".repeat(16))
 }

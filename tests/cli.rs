@@ -4,29 +4,16 @@
 //! Every test gets its own temporary directory and SQLite database; nothing sleeps: the
 //! server's address is read from its "listening" line, and every wait has a bound.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+mod support;
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::mpsc;
-use std::thread;
-use std::time::Duration;
+use std::process::{Command, Output};
 
 use serde_json::Value;
 use tempfile::TempDir;
 
-const BIN: &str = env!("CARGO_BIN_EXE_grantd");
-const WAIT: Duration = Duration::from_secs(60);
-const SETTINGS: [&str; 7] = [
-    "GRANTD_LISTEN",
-    "GRANTD_PUBLIC_URL",
-    "GRANTD_DATABASE_URL",
-    "GRANTD_LOCATION",
-    "GRANTD_API_DOMAIN",
-    "GRANTD_DEFAULT_DIALECT",
-    "GRANTD_CONFIG",
-];
+use support::http::{send, Http, Reply};
+use support::node::{self, succeeded, Node};
 
 /// A temporary directory with its own database, and `grantd` commands that run against it.
 struct Sandbox {
@@ -36,7 +23,7 @@ struct Sandbox {
 impl Sandbox {
     fn new() -> Self {
         Self {
-            dir: tempfile::tempdir().unwrap(),
+            dir: tempfile::tempdir().unwrap_or_else(|e| panic!("no temporary directory: {e}")),
         }
     }
 
@@ -50,45 +37,33 @@ impl Sandbox {
 
     /// `grantd ARGS` in the sandbox, with no `GRANTD_*` setting inherited from the caller.
     fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(BIN);
-        for name in SETTINGS {
-            command.env_remove(name);
-        }
-        command
-            .args(args)
-            .current_dir(self.dir.path())
-            .env("GRANTD_DATABASE_URL", self.database())
-            .env("RUST_LOG", "warn");
+        let mut command = node::command(&self.database());
+        command.args(args).current_dir(self.dir.path());
         command
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        self.command(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("grantd runs")
+        node::run(self.command(args), args, None)
     }
 
     fn run_with_stdin(&self, args: &[&str], input: &str) -> Output {
-        let mut child = self
-            .command(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("grantd starts");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+        node::run(self.command(args), args, Some(input))
     }
 
     /// Runs a command that must succeed; returns its stdout.
     fn ok(&self, args: &[&str]) -> String {
-        succeeded(args, self.run(args))
+        succeeded(args, &self.run(args))
+    }
+
+    /// `grantd serve ARGS` in the sandbox with `env` added, once it announced its address.
+    fn serve(&self, args: &[&str], env: &[(&str, &str)]) -> Node {
+        let mut command = self.command(args);
+        command.envs(env.iter().copied()).env("RUST_LOG", "info");
+        Node::spawn(
+            "serve",
+            command,
+            self.path(&format!("serve-{}.log", args.len())),
+        )
     }
 
     /// Runs a `--json` command that must succeed; its stdout must be exactly one JSON object.
@@ -119,16 +94,7 @@ impl Sandbox {
     }
 
     fn add_user(&self, email: &str) {
-        let args = [
-            "user",
-            "add",
-            "--email",
-            email,
-            "--name",
-            "Test User",
-            "--password-stdin",
-        ];
-        succeeded(&args, self.run_with_stdin(&args, "correct horse battery\n"));
+        node::add_user(&self.database(), None, email);
     }
 
     /// Adds a Self Client for `owner`; returns its id and secret.
@@ -136,30 +102,26 @@ impl Sandbox {
         let added = self.json(&[
             "client", "add", "--type", "self", "--name", "Scripts", "--owner", owner, "--json",
         ]);
-        (
-            added["client_id"].as_str().unwrap().to_owned(),
-            added["client_secret"].as_str().unwrap().to_owned(),
-        )
+        let text = |key: &str| match added[key].as_str() {
+            Some(text) => text.to_owned(),
+            None => panic!("no {key} in {added}"),
+        };
+        (text("client_id"), text("client_secret"))
     }
 
     fn client_ids(&self) -> Vec<String> {
-        self.json(&["client", "list", "--json"])["clients"]
-            .as_array()
-            .unwrap()
+        let list = self.json(&["client", "list", "--json"]);
+        let Some(clients) = list["clients"].as_array() else {
+            panic!("no clients array: {list}");
+        };
+        clients
             .iter()
-            .map(|c| c["client_id"].as_str().unwrap().to_owned())
+            .map(|c| match c["client_id"].as_str() {
+                Some(id) => id.to_owned(),
+                None => panic!("a client without client_id: {c}"),
+            })
             .collect()
     }
-}
-
-fn succeeded(args: &[&str], output: Output) -> String {
-    assert!(
-        output.status.success(),
-        "grantd {args:?} failed ({}): {}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
 }
 
 fn is_client_id(id: &str) -> bool {
@@ -516,97 +478,18 @@ fn help_describes_every_command() {
 
 // ---- the server ---------------------------------------------------------------------------
 
-/// A running `grantd serve`, killed if a test fails before stopping it.
-struct Server {
-    child: Option<Child>,
-    url: String,
-    log: PathBuf,
-}
-
-impl Server {
-    fn start(sandbox: &Sandbox, args: &[&str], env: &[(&str, &str)]) -> Server {
-        let log = sandbox.path(&format!("serve-{}.log", args.len()));
-        let mut command = sandbox.command(args);
-        command.envs(env.iter().copied()).env("RUST_LOG", "info");
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("grantd serve starts");
-        let stdout = child.stdout.take().unwrap();
-        let (sender, receiver) = mpsc::channel();
-        thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = sender.send(line);
-        });
-        let mut server = Server {
-            child: Some(child),
-            url: String::new(),
-            log,
-        };
-        let line = receiver.recv_timeout(WAIT).unwrap_or_default();
-        let Some(url) = line.trim().strip_prefix("grantd listening on ") else {
-            panic!("no listening line ({line:?}); log:\n{}", server.log_text());
-        };
-        server.url = url.to_owned();
-        server
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Sends SIGTERM and waits, boundedly, for the exit status.
-    fn stop(mut self) -> ExitStatus {
-        let mut child = self.child.take().unwrap();
-        let pid = child.id().to_string();
-        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(sent.success());
-        let (sender, receiver) = mpsc::channel();
-        thread::spawn(move || {
-            let _ = sender.send(child.wait());
-        });
-        match receiver.recv_timeout(WAIT) {
-            Ok(status) => status.unwrap(),
-            Err(_) => {
-                let _ = Command::new("kill").args(["-KILL", &pid]).status();
-                panic!("grantd did not stop on SIGTERM; log:\n{}", self.log_text());
-            }
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-            eprintln!("grantd serve log:\n{}", self.log_text());
-        }
-    }
-}
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(WAIT)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
-async fn json_of(response: reqwest::Response) -> (u16, Value) {
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    (status, body)
+/// A reply's status and JSON body (its text as a JSON string if it is not JSON).
+fn json_of(reply: &Reply) -> (u16, Value) {
+    let body = reply
+        .try_json()
+        .unwrap_or_else(|| Value::String(reply.body.clone()));
+    (reply.status, body)
 }
 
 #[tokio::test]
 async fn serve_answers_on_an_ephemeral_port_and_stops_on_sigterm() {
     let sandbox = Sandbox::new();
-    let server = Server::start(&sandbox, &["serve", "--listen", "127.0.0.1:0"], &[]);
+    let server = sandbox.serve(&["serve", "--listen", "127.0.0.1:0"], &[]);
     assert!(
         server.url.starts_with("http://127.0.0.1:"),
         "{}",
@@ -617,12 +500,8 @@ async fn serve_answers_on_an_ephemeral_port_and_stops_on_sigterm() {
         "the real port is announced: {}",
         server.url
     );
-    let health = http()
-        .get(format!("{}/healthz", server.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(health.status(), 200, "{}", server.log_text());
+    let health = Http::new().get(format!("{}/healthz", server.url)).await;
+    assert_eq!(health.status, 200, "{}", server.log_text());
     let status = server.stop();
     assert!(status.success(), "exit status after SIGTERM: {status}");
 }
@@ -632,7 +511,7 @@ async fn serve_answers_on_an_ephemeral_port_and_stops_on_sigterm() {
 #[tokio::test]
 async fn a_self_client_code_made_with_the_cli_is_exchanged_while_serving() {
     let sandbox = Sandbox::new();
-    let server = Server::start(&sandbox, &["serve", "--listen", "127.0.0.1:0"], &[]);
+    let server = sandbox.serve(&["serve", "--listen", "127.0.0.1:0"], &[]);
     sandbox.add_user("me@example.com");
     let (client_id, client_secret) = sandbox.add_self_client("me@example.com");
     let issued = sandbox.json(&[
@@ -648,22 +527,18 @@ async fn a_self_client_code_made_with_the_cli_is_exchanged_while_serving() {
         "--json",
     ]);
     let code = issued["code"].as_str().unwrap();
-    let http = http();
+    let http = Http::new();
     let token_url = format!("{}/oauth/v2/token", server.url);
 
     let (status, tokens) = json_of(
-        http.post(&token_url)
-            .form(&[
-                ("grant_type", "authorization_code"),
-                ("client_id", &client_id),
-                ("client_secret", &client_secret),
-                ("code", code),
-            ])
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+        &send(http.client.post(&token_url).form(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", &client_id),
+            ("client_secret", &client_secret),
+            ("code", code),
+        ]))
+        .await,
+    );
     assert_eq!(status, 200, "{tokens}\n{}", server.log_text());
     assert_eq!(tokens["token_type"], "Bearer", "{tokens}");
     assert_eq!(tokens["expires_in"], 3600, "{tokens}");
@@ -676,53 +551,49 @@ async fn a_self_client_code_made_with_the_cli_is_exchanged_while_serving() {
 
     let info_url = format!("{}/oauth/user/info", server.url);
     let (status, me) = json_of(
-        http.get(&info_url)
-            .header("Authorization", format!("Zoho-oauthtoken {access}"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+        &send(
+            http.client
+                .get(&info_url)
+                .header("Authorization", format!("Zoho-oauthtoken {access}")),
+        )
+        .await,
+    );
     assert_eq!(status, 200, "{me}");
     assert_eq!(me["Email"], "me@example.com", "{me}");
 
     let (status, refreshed) = json_of(
-        http.post(&token_url)
-            .form(&[
-                ("grant_type", "refresh_token"),
-                ("client_id", &client_id),
-                ("client_secret", &client_secret),
-                ("refresh_token", refresh),
-            ])
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+        &send(http.client.post(&token_url).form(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", &client_id),
+            ("client_secret", &client_secret),
+            ("refresh_token", refresh),
+        ]))
+        .await,
+    );
     assert_eq!(status, 200, "{refreshed}");
     assert!(refreshed["access_token"].is_string(), "{refreshed}");
     assert!(refreshed.get("refresh_token").is_none(), "{refreshed}");
 
     let (status, revoked) = json_of(
-        http.post(format!("{token_url}/revoke"))
-            .form(&[("token", refresh)])
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+        &send(
+            http.client
+                .post(format!("{token_url}/revoke"))
+                .form(&[("token", refresh)]),
+        )
+        .await,
+    );
     assert_eq!(
         (status, revoked),
         (200, serde_json::json!({"status": "success"}))
     );
     let (status, _) = json_of(
-        http.get(&info_url)
-            .header("Authorization", format!("Zoho-oauthtoken {access}"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+        &send(
+            http.client
+                .get(&info_url)
+                .header("Authorization", format!("Zoho-oauthtoken {access}")),
+        )
+        .await,
+    );
     assert_eq!(
         status, 401,
         "revoking the refresh token revokes its access tokens"
@@ -742,29 +613,25 @@ async fn a_self_client_code_made_with_the_cli_is_exchanged_while_serving() {
         "--json",
     ]);
     let (status, tokens) = json_of(
-        http.post(&token_url)
-            .form(&[
-                ("grant_type", "authorization_code"),
-                ("client_id", &client_id),
-                ("client_secret", &client_secret),
-                ("code", second["code"].as_str().unwrap()),
-            ])
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+        &send(http.client.post(&token_url).form(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", &client_id),
+            ("client_secret", &client_secret),
+            ("code", second["code"].as_str().unwrap()),
+        ]))
+        .await,
+    );
     assert_eq!(status, 200, "{tokens}");
     let access = tokens["access_token"].as_str().unwrap();
     sandbox.ok(&["client", "remove", &client_id]);
     let (status, _) = json_of(
-        http.get(&info_url)
-            .header("Authorization", format!("Zoho-oauthtoken {access}"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+        &send(
+            http.client
+                .get(&info_url)
+                .header("Authorization", format!("Zoho-oauthtoken {access}")),
+        )
+        .await,
+    );
     assert_eq!(status, 401);
 
     let status = server.stop();
@@ -785,8 +652,7 @@ async fn flags_beat_environment_beats_the_config_file() {
          access_token_lifetime_secs = 1800\n",
     )
     .unwrap();
-    let server = Server::start(
-        &sandbox,
+    let server = sandbox.serve(
         &["serve", "--listen", "127.0.0.1:0"],
         &[
             ("GRANTD_CONFIG", config.to_str().unwrap()),
@@ -798,28 +664,20 @@ async fn flags_beat_environment_beats_the_config_file() {
         "{}",
         server.url
     );
-    let http = http();
+    let http = Http::new();
 
     let (status, metadata) = json_of(
-        http.get(format!(
+        &send(http.client.get(format!(
             "{}/.well-known/oauth-authorization-server",
             server.url
-        ))
-        .send()
-        .await
-        .unwrap(),
-    )
-    .await;
+        )))
+        .await,
+    );
     assert_eq!(status, 200, "{metadata}");
     assert_eq!(metadata["issuer"], "https://from-env.example", "{metadata}");
 
-    let (status, info) = json_of(
-        http.get(format!("{}/oauth/serverinfo", server.url))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, info) =
+        json_of(&send(http.client.get(format!("{}/oauth/serverinfo", server.url))).await);
     assert_eq!(status, 200, "{info}");
     assert_eq!(
         info["locations"]["eu"], "https://from-env.example",

@@ -28,8 +28,6 @@
 //! and says it is skipped without that variable. Ports are ephemeral; nothing sleeps for a
 //! fixed time. Each round prints one line (to stderr, past the harness's capture).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 mod support;
 
 use std::io::Write;
@@ -43,7 +41,10 @@ use futures::stream::{self, StreamExt};
 use reqwest::Url;
 use tokio::sync::Notify;
 
-use support::*;
+use support::http::{send, Http, Reply};
+use support::node::*;
+use support::oauth::{auth_url, TestClient};
+use support::postgres::{self, PgDatabase};
 
 /// Kill-and-restart rounds per backend.
 const ROUNDS: usize = 10;
@@ -135,7 +136,7 @@ impl Ledger {
 /// What every worker of a round shares.
 struct Load {
     base: String,
-    app: App,
+    app: TestClient,
     round: usize,
     /// Acknowledged answers that trigger the kill.
     target: usize,
@@ -191,16 +192,7 @@ impl Load {
     }
 
     fn auth_url(&self, extra: &[(&str, &str)]) -> String {
-        let mut params = vec![
-            ("response_type", "code"),
-            ("client_id", self.app.id.as_str()),
-            ("scope", SCOPE),
-            ("redirect_uri", REDIRECT_URI),
-        ];
-        params.extend_from_slice(extra);
-        Url::parse_with_params(&format!("{}/oauth/v2/auth", self.base), &params)
-            .unwrap()
-            .to_string()
+        auth_url(&self.base, &self.app, SCOPE, extra)
     }
 }
 
@@ -226,7 +218,7 @@ fn code_of(reply: &Reply) -> Result<String, Failure> {
 
 /// The body as JSON (`null` if it is not JSON: a worker reports, never panics).
 fn json_of(reply: &Reply) -> serde_json::Value {
-    serde_json::from_str(&reply.body).unwrap_or_default()
+    reply.try_json().unwrap_or_default()
 }
 
 /// A token from a 200 token-endpoint answer.
@@ -241,8 +233,8 @@ fn token_in(reply: &Reply, field: &str) -> Result<String, Failure> {
 /// A browser (the user's, signed in once) and the client's backend, with what they were told.
 struct Worker {
     id: usize,
-    browser: Browser,
-    api: reqwest::Client,
+    browser: Http,
+    api: Http,
     rng: u64,
     /// This worker has had a consent acknowledged, so silent flows must work.
     consented: bool,
@@ -347,22 +339,17 @@ impl Worker {
             extra.extend([("access_type", "offline"), ("prompt", "consent")]);
         }
         let mut reply = load
-            .call(self.browser.http.get(load.auth_url(&extra)))
+            .call(self.browser.client.get(load.auth_url(&extra)))
             .await?;
         if consent {
             if !reply.is_consent_page() {
                 return Err(wrong("the authorization (the consent page)", &reply));
             }
             load.answered();
-            let mut form = reply.form("decision");
-            set(&mut form, "decision", "accept");
+            let mut form = reply.form_with("decision");
+            form.set("decision", "accept");
             reply = load
-                .call(
-                    self.browser
-                        .http
-                        .post(format!("{}/oauth/v2/auth/consent", load.base))
-                        .form(&form),
-                )
+                .call(self.browser.client.post(form.action).form(&form.fields))
                 .await?;
         }
         let code = code_of(&reply)?;
@@ -459,19 +446,6 @@ impl Worker {
     }
 }
 
-fn introspect(
-    http: &reqwest::Client,
-    base: &str,
-    app: &App,
-    token: &str,
-) -> reqwest::RequestBuilder {
-    http.post(format!("{base}/oauth/v2/introspect")).form(&[
-        ("client_id", app.id.as_str()),
-        ("client_secret", app.secret.as_str()),
-        ("token", token),
-    ])
-}
-
 /// What one round's load did.
 struct Round {
     answers: usize,
@@ -483,7 +457,7 @@ struct Round {
 /// the workers to notice.
 async fn load_and_kill(
     node: Node,
-    app: &App,
+    app: &TestClient,
     round: usize,
     workers: Vec<Worker>,
 ) -> (Vec<Worker>, Round) {
@@ -522,7 +496,7 @@ async fn load_and_kill(
         .await
         .unwrap_or_else(|_| panic!("round {round}: workers still running {WAIT:?} after the kill"))
         .into_iter()
-        .map(|joined| joined.expect("worker"))
+        .map(|joined| joined.unwrap_or_else(|e| panic!("worker: {e}")))
         .collect();
     load.assert_no_failure();
     let answers = load.answers.load(Ordering::SeqCst);
@@ -557,7 +531,12 @@ struct Check {
 }
 
 /// Checks every token in every worker's ledger against the restarted server at `base`.
-async fn check_all(base: &str, app: &App, workers: &[Worker], after_round: usize) -> Checked {
+async fn check_all(
+    base: &str,
+    app: &TestClient,
+    workers: &[Worker],
+    after_round: usize,
+) -> Checked {
     let mut checks = Vec::new();
     let mut checked = Checked::default();
     for worker in workers {
@@ -588,7 +567,7 @@ async fn check_all(base: &str, app: &App, workers: &[Worker], after_round: usize
             }
         }
     }
-    let http = http();
+    let http = Http::new();
     let failures: Vec<String> = stream::iter(checks)
         .map(|check| {
             let http = http.clone();
@@ -658,11 +637,11 @@ fn say(line: &str) {
 async fn kill_and_restart(backend: &str, database: &str, dir: &Path) {
     let started = Instant::now();
     let config = dir.join("grantd.toml");
-    std::fs::write(&config, CONFIG).unwrap();
+    std::fs::write(&config, CONFIG).unwrap_or_else(|e| panic!("{}: {e}", config.display()));
     succeeded(&["migrate"], &grantd(database, None, &["migrate"], None));
     let scope = ["scope", "add", "Demo.x.READ", "--description", "Read x"];
     succeeded(&scope, &grantd(database, Some(&config), &scope, None));
-    add_user(database, &config, EMAIL);
+    add_user(database, Some(&config), EMAIL);
     let app = add_server_client(database, &config, "Crash test app");
 
     let mut node = Node::start(dir, "start", database, &config, PUBLIC_URL);
@@ -672,22 +651,13 @@ async fn kill_and_restart(backend: &str, database: &str, dir: &Path) {
         let base = node.url.clone();
         let app = app.clone();
         async move {
-            let browser = Browser::new();
-            let load_url = Url::parse_with_params(
-                &format!("{base}/oauth/v2/auth"),
-                &[
-                    ("response_type", "code"),
-                    ("client_id", app.id.as_str()),
-                    ("scope", SCOPE),
-                    ("redirect_uri", REDIRECT_URI),
-                ],
-            )
-            .unwrap();
-            browser.sign_in(load_url.as_str(), &base, EMAIL).await;
+            let browser = Http::browser(&base);
+            let load_url = auth_url(&base, &app, SCOPE, &[]);
+            sign_in_at(&browser, &load_url, &base, EMAIL).await;
             Worker {
                 id,
                 browser,
-                api: http(),
+                api: Http::new(),
                 rng: 0x5eed_0000 + id as u64,
                 consented: false,
                 ledger: Ledger::default(),
@@ -761,10 +731,11 @@ async fn sqlite_keeps_every_acknowledged_token_across_kill_9() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_keeps_every_acknowledged_token_across_kill_9() {
-    let Some(admin_url) = postgres("postgres_keeps_every_acknowledged_token_across_kill_9") else {
+    let Some(admin_url) = postgres::server("postgres_keeps_every_acknowledged_token_across_kill_9")
+    else {
         return;
     };
-    let db = Database::create(&admin_url).await;
+    let db = PgDatabase::create(&admin_url).await;
     let dir = tempfile::tempdir().unwrap();
     kill_and_restart("postgres", &db.url(), dir.path()).await;
 }

@@ -14,11 +14,13 @@
 //!   refuse a schema newer than they know.
 //! - docs/nginx.conf: checked with `nginx -t`, and used as the load balancer for a flow.
 //!
-//! Every test gets its own database (`grantd_test_<pid>_<random>_<n>`), dropped afterwards
+//! Every test gets its own database (`grantd_test_<pid>_<n>_<random>`), dropped afterwards
 //! even when the test fails. Without `GRANTD_TEST_POSTGRES` (a server URL, e.g.
 //! `postgres://postgres@127.0.0.1:5432/postgres`) the PostgreSQL tests say they are skipped and
 //! pass; CI sets it. Nothing sleeps for a fixed time: waits poll with a bound.
 
+// `allow-unwrap-in-tests` (clippy.toml) covers the `#[test]` functions only; this crate's
+// helpers (the cluster, the database relay, nginx) fail the test the same way.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -36,7 +38,10 @@ use reqwest::Url;
 use sqlx::{Connection, Executor, SqliteConnection};
 use tempfile::TempDir;
 
-use support::*;
+use support::http::{send, until, Http, Reply};
+use support::node::*;
+use support::oauth::{auth_url, TestClient, PASSWORD};
+use support::postgres::{self, PgDatabase};
 
 /// The issuer every node of a test shares, as it would behind one load balancer's name.
 const PUBLIC_URL: &str = "http://accounts.grantd.test";
@@ -55,35 +60,33 @@ struct Cluster {
     nodes: Vec<Node>,
     dir: TempDir,
     config: PathBuf,
-    app: App,
-    db: Database,
+    app: TestClient,
+    db: PgDatabase,
 }
 
 impl Cluster {
     /// A database with a user, a scope and a server-based client, and `nodes` nodes on it;
     /// `None` when PostgreSQL is not configured.
     async fn start(test: &str, config: &str, nodes: usize) -> Option<Cluster> {
-        let admin_url = postgres(test)?;
-        let db = Database::create(&admin_url).await;
+        let admin_url = postgres::server(test)?;
+        let db = PgDatabase::create(&admin_url).await;
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("grantd.toml");
         std::fs::write(&config_path, config).unwrap();
         let url = db.url();
         let migrated = succeeded(&["migrate"], &grantd(&url, None, &["migrate"], None));
         assert!(migrated.contains("up to date"), "{migrated}");
+        let scope = ["scope", "add", "Demo.x.READ", "--description", "Read x"];
+        succeeded(&scope, &grantd(&url, Some(&config_path), &scope, None));
+        add_user(&url, Some(&config_path), EMAIL);
+        let app = add_server_client(&url, &config_path, "Multinode app");
         let mut cluster = Cluster {
             nodes: Vec::new(),
             dir,
             config: config_path,
-            app: App {
-                id: String::new(),
-                secret: String::new(),
-            },
+            app,
             db,
         };
-        cluster.ok(&["scope", "add", "Demo.x.READ", "--description", "Read x"]);
-        cluster.add_user(EMAIL);
-        cluster.app = cluster.add_app();
         cluster.start_nodes(PUBLIC_URL, nodes);
         Some(cluster)
     }
@@ -101,17 +104,8 @@ impl Cluster {
         }
     }
 
-    fn ok(&self, args: &[&str]) -> String {
-        let output = grantd(&self.db.url(), Some(&self.config), args, None);
-        succeeded(args, &output)
-    }
-
     fn add_user(&self, email: &str) {
-        add_user(&self.db.url(), &self.config, email);
-    }
-
-    fn add_app(&self) -> App {
-        add_server_client(&self.db.url(), &self.config, "Multinode app")
+        add_user(&self.db.url(), Some(&self.config), email);
     }
 
     fn node(&self, i: usize) -> &Node {
@@ -120,34 +114,23 @@ impl Cluster {
 
     /// `/oauth/v2/auth` at `base` for the cluster's client and `SCOPE`, with `extra` parameters.
     fn auth_url(&self, base: &str, extra: &[(&str, &str)]) -> String {
-        let mut params = vec![
-            ("response_type", "code"),
-            ("client_id", self.app.id.as_str()),
-            ("scope", SCOPE),
-            ("redirect_uri", REDIRECT_URI),
-        ];
-        params.extend_from_slice(extra);
-        Url::parse_with_params(&format!("{base}/oauth/v2/auth"), &params)
-            .unwrap()
-            .to_string()
+        auth_url(base, &self.app, SCOPE, extra)
     }
 }
 
 /// A browser signed in (on node a) with consent given (on node b) for `SCOPE`; the code that
 /// consent produced.
-async fn consented_browser(cluster: &Cluster, extra: &[(&str, &str)]) -> (Browser, String) {
-    let browser = Browser::new();
-    let next = browser
-        .sign_in(
-            &cluster.auth_url(&cluster.node(0).url, extra),
-            &cluster.node(1).url,
-            EMAIL,
-        )
-        .await;
-    let reply = browser
-        .consent(&cluster.node(0).at(&next), &cluster.node(1).url)
-        .await;
-    (browser, reply.code().0)
+async fn consented_browser(cluster: &Cluster, extra: &[(&str, &str)]) -> (Http, String) {
+    let browser = Http::browser(&cluster.node(0).url);
+    let next = sign_in_at(
+        &browser,
+        &cluster.auth_url(&cluster.node(0).url, extra),
+        &cluster.node(1).url,
+        EMAIL,
+    )
+    .await;
+    let reply = consent_at(&browser, &cluster.node(0).at(&next), &cluster.node(1).url).await;
+    (browser, reply.redirect_with_code().code())
 }
 
 // ---- one browser, one client, two nodes --------------------------------------------------------
@@ -160,31 +143,26 @@ async fn a_browser_and_a_client_move_between_nodes() {
         return;
     };
     let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
-    let http = http();
+    let http = Http::new();
     for node in [a, b] {
-        let metadata = send(http.get(node.at("/.well-known/oauth-authorization-server")))
+        let metadata = http
+            .get(node.at("/.well-known/oauth-authorization-server"))
             .await
             .json();
         assert_eq!(metadata["issuer"], PUBLIC_URL, "one issuer on every node");
     }
 
     // The login page (and its pre-session cookie and CSRF token) from a, the sign-in on b.
-    let browser = Browser::new();
+    let browser = Http::browser(&a.url);
     let extra = [("access_type", "offline"), ("state", "s t/ä")];
-    let next = browser
-        .sign_in(&cluster.auth_url(&a.url, &extra), &b.url, EMAIL)
-        .await;
+    let next = sign_in_at(&browser, &cluster.auth_url(&a.url, &extra), &b.url, EMAIL).await;
     assert!(next.starts_with("/oauth/v2/auth?"), "{next}");
     // The session b created opens the consent page on a; the decision goes to b, which takes
     // the pending consent a stored.
-    let reply = browser.consent(&a.at(&next), &b.url).await;
-    let (code, params) = reply.code();
-    let param = |name: &str| {
-        params
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
+    let reply = consent_at(&browser, &a.at(&next), &b.url).await;
+    let redirect = reply.redirect_with_code();
+    let code = redirect.code();
+    let param = |name: &str| redirect.param(name);
     assert_eq!(param("state"), Some("s t/ä"));
     assert_eq!(param("iss"), Some(PUBLIC_URL));
     assert_eq!(param("accounts-server"), Some(PUBLIC_URL));
@@ -216,14 +194,17 @@ async fn a_browser_and_a_client_move_between_nodes() {
     // A fresh grant, without a replay: consent is remembered on every node, so the browser
     // gets a code straight away; prompt=consent asks again and brings a refresh token.
     let again = cluster.auth_url(&b.url, &[("access_type", "offline"), ("prompt", "consent")]);
-    let code = browser.consent(&again, &a.url).await.code().0;
+    let code = consent_at(&browser, &again, &a.url)
+        .await
+        .redirect_with_code()
+        .code();
     let tokens = send(exchange(&http, &b.url, &cluster.app, &code)).await;
     let access = tokens.access_token();
     let refresh_token = tokens.refresh_token();
     let minted = send(refresh(&http, &a.url, &cluster.app, &refresh_token))
         .await
         .access_token();
-    let quick = browser.code(&cluster.auth_url(&a.url, &[])).await;
+    let quick = silent_code(&browser, &cluster.auth_url(&a.url, &[])).await;
     send(exchange(&http, &b.url, &cluster.app, &quick))
         .await
         .access_token();
@@ -248,7 +229,7 @@ async fn a_browser_and_a_client_move_between_nodes() {
         &http,
         &a.url,
         &cluster.app,
-        &browser.code(&cluster.auth_url(&b.url, &[])).await,
+        &silent_code(&browser, &cluster.auth_url(&b.url, &[])).await,
     ))
     .await
     .access_token();
@@ -259,15 +240,10 @@ async fn a_browser_and_a_client_move_between_nodes() {
     // Signing out on a ends the session on b.
     let page = browser.get(&b.at("/account")).await;
     assert_eq!(page.status, 200, "{}", page.body);
-    let signout = page.form("csrf_token");
-    let csrf = signout
-        .iter()
-        .find(|(n, _)| n == "csrf_token")
-        .unwrap()
-        .1
-        .clone();
+    let signout = page.form_with("csrf_token");
+    let csrf = signout.get("csrf_token").unwrap();
     let out = browser
-        .post(&a.at("/signout"), &[("csrf_token".into(), csrf)])
+        .post_form(a.at("/signout"), &[("csrf_token", csrf)])
         .await;
     assert_eq!(out.status, 303, "{}", out.body);
     assert!(browser
@@ -291,12 +267,10 @@ async fn a_code_redeemed_on_both_nodes_at_once_succeeds_once() {
     };
     let (browser, _) = consented_browser(&cluster, &[]).await;
     let (a, b) = (cluster.node(0), cluster.node(1));
-    let http = http();
+    let http = Http::new();
     let mut wins = [0; 2];
     for round in 0..200 {
-        let code = browser
-            .code(&cluster.auth_url(&cluster.node(round).url, &[]))
-            .await;
+        let code = silent_code(&browser, &cluster.auth_url(&cluster.node(round).url, &[])).await;
         let (on_a, on_b) = tokio::join!(
             send(exchange(&http, &a.url, &cluster.app, &code)),
             send(exchange(&http, &b.url, &cluster.app, &code)),
@@ -346,14 +320,13 @@ async fn concurrent_grants_on_both_nodes_keep_twenty_refresh_tokens() {
     for i in 0..40 {
         let url = cluster.auth_url(&cluster.node(i).url, &offline);
         codes.push(
-            browser
-                .consent(&url, &cluster.node(i + 1).url)
+            consent_at(&browser, &url, &cluster.node(i + 1).url)
                 .await
-                .code()
-                .0,
+                .redirect_with_code()
+                .code(),
         );
     }
-    let http = http();
+    let http = Http::new();
     let replies = join_all(
         codes
             .iter()
@@ -404,7 +377,7 @@ async fn throttles_count_across_nodes() {
     let Some(cluster) = Cluster::start("throttles_count_across_nodes", "", 2).await else {
         return;
     };
-    let http = http();
+    let http = Http::new();
     let (browser, code) = consented_browser(&cluster, &[("access_type", "offline")]).await;
     let refresh_token = send(exchange(&http, &cluster.node(0).url, &cluster.app, &code))
         .await
@@ -453,19 +426,19 @@ async fn throttles_count_across_nodes() {
 
     // Five failed logins, alternating nodes, lock the account on every node.
     cluster.add_user("eve@example.com");
-    let eve = Browser::new();
-    let page = eve.get(&cluster.node(0).at("/")).await;
+    let eve = Http::browser(&cluster.node(0).url);
+    let page = eve.get(cluster.node(0).at("/")).await;
     assert!(page.is_login_page(), "{}", page.body);
-    let mut form = page.form("password");
-    set(&mut form, "email", "eve@example.com");
+    let mut form = page.form_with("password");
+    form.set("email", "eve@example.com");
     for i in 0..5 {
-        set(&mut form, "password", "wrong password");
-        let reply = eve.post(&cluster.node(i).at("/signin"), &form).await;
+        form.set("password", "wrong password");
+        let reply = eve.submit(&form.sent_to(&cluster.node(i).url), &[]).await;
         assert!(reply.is_login_page(), "attempt {i}: {}", reply.body);
     }
-    set(&mut form, "password", PASSWORD);
+    form.set("password", PASSWORD);
     for i in 0..2 {
-        let reply = eve.post(&cluster.node(i).at("/signin"), &form).await;
+        let reply = eve.submit(&form.sent_to(&cluster.node(i).url), &[]).await;
         assert!(
             reply.is_login_page(),
             "a locked account signed in on {}",
@@ -491,7 +464,7 @@ async fn killed_connections_fail_fast_and_recover() {
     else {
         return;
     };
-    let http = http();
+    let http = Http::new();
     let (browser, code) = consented_browser(&cluster, &[("access_type", "offline")]).await;
     let refresh_token = send(exchange(&http, &cluster.node(0).url, &cluster.app, &code))
         .await
@@ -499,11 +472,7 @@ async fn killed_connections_fail_fast_and_recover() {
     // Codes to exchange during the faults (they live a minute; the traffic takes seconds).
     let mut codes = Vec::new();
     for i in 0..60 {
-        codes.push(
-            browser
-                .code(&cluster.auth_url(&cluster.node(i).url, &[]))
-                .await,
-        );
+        codes.push(silent_code(&browser, &cluster.auth_url(&cluster.node(i).url, &[])).await);
     }
     let codes = Arc::new(Mutex::new(codes));
     let nodes: Vec<(String, String)> = cluster
@@ -558,7 +527,7 @@ async fn killed_connections_fail_fast_and_recover() {
     let mut pace = tokio::time::interval(Duration::from_millis(150));
     for _ in 0..12 {
         pace.tick().await;
-        killed += Database::terminate_connections(&mut admin, &cluster.db.name).await;
+        killed += PgDatabase::terminate_connections(&mut admin, &cluster.db.name).await;
     }
     killing.store(false, Ordering::SeqCst);
     let mut outcomes = Vec::new();
@@ -642,13 +611,11 @@ async fn an_unreachable_database_answers_503_fast_then_recovers() {
     else {
         return;
     };
-    let http = http();
+    let http = Http::new();
     let (browser, code) = consented_browser(&cluster, &[("access_type", "offline")]).await;
     let tokens = send(exchange(&http, &cluster.node(0).url, &cluster.app, &code)).await;
     let (access, refresh_token) = (tokens.access_token(), tokens.refresh_token());
-    let pending = browser
-        .code(&cluster.auth_url(&cluster.node(1).url, &[]))
-        .await;
+    let pending = silent_code(&browser, &cluster.auth_url(&cluster.node(1).url, &[])).await;
 
     // The database refuses new connections and loses its current ones.
     let mut admin = cluster.db.admin().await;
@@ -657,7 +624,7 @@ async fn an_unreachable_database_answers_503_fast_then_recovers() {
         .execute(format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS false").as_str())
         .await
         .unwrap();
-    Database::terminate_connections(&mut admin, name).await;
+    PgDatabase::terminate_connections(&mut admin, name).await;
 
     // Every request at once, so the whole outage stays short (the pending code lives 60 s).
     let mut requests = Vec::new();
@@ -678,7 +645,7 @@ async fn an_unreachable_database_answers_503_fast_then_recovers() {
         cluster
             .nodes
             .iter()
-            .map(|node| browser.get_page(cluster.auth_url(&node.url, &[]))),
+            .map(|node| browser.get(cluster.auth_url(&node.url, &[]))),
     );
     let (replies, pages) = tokio::join!(
         join_all(
@@ -703,14 +670,12 @@ async fn an_unreachable_database_answers_503_fast_then_recovers() {
         .unwrap();
     for node in &cluster.nodes {
         let (http, app, token) = (&http, &cluster.app, &refresh_token);
-        eventually(
+        until(
             Duration::from_secs(20),
             &format!("{} recovers", node.name),
             || async move {
-                matches!(
-                    Reply::of(refresh(http, &node.url, app, token)).await,
-                    Ok(reply) if reply.status == 200
-                )
+                let reply = Reply::of(refresh(http, &node.url, app, token)).await;
+                matches!(reply, Ok(reply) if reply.status == 200).then_some(())
             },
         )
         .await;
@@ -738,7 +703,7 @@ async fn a_held_lock_and_a_full_pool_answer_503_within_the_timeouts() {
     else {
         return;
     };
-    let http = http();
+    let http = Http::new();
     let node = cluster.node(0);
     let (_, code) = consented_browser(&cluster, &[("access_type", "offline")]).await;
     let refresh_token = send(exchange(&http, &node.url, &cluster.app, &code))
@@ -905,7 +870,7 @@ async fn a_partitioned_database_never_hangs_requests() {
     through.set_host(Some("127.0.0.1")).unwrap();
     through.set_port(Some(relay.address.port())).unwrap();
     cluster.start_nodes_on(through.as_str(), PUBLIC_URL, 1);
-    let http = http();
+    let http = Http::new();
     let (_, code) = consented_browser(&cluster, &[("access_type", "offline")]).await;
     let base = cluster.node(0).url.clone();
     let refresh_token = send(exchange(&http, &base, &cluster.app, &code))
@@ -937,9 +902,9 @@ async fn a_partitioned_database_never_hangs_requests() {
     }
     // Partition the database while requests are in flight, for longer than any request may
     // take, then heal it.
-    eventually(Duration::from_secs(20), "traffic flows", || {
+    until(Duration::from_secs(20), "traffic flows", || {
         let answered = answered.clone();
-        async move { answered.load(Ordering::SeqCst) >= 20 }
+        async move { (answered.load(Ordering::SeqCst) >= 20).then_some(()) }
     })
     .await;
     relay.stall(true);
@@ -975,13 +940,11 @@ async fn a_partitioned_database_never_hangs_requests() {
     );
     // After healing, the node serves again and every acknowledged token works.
     let (http_ref, app, token) = (&http, &cluster.app, &refresh_token);
-    eventually(Duration::from_secs(20), "the node recovers", || {
+    until(Duration::from_secs(20), "the node recovers", || {
         let base = base.clone();
         async move {
-            matches!(
-                Reply::of(refresh(http_ref, &base, app, token)).await,
-                Ok(reply) if reply.status == 200
-            )
+            let reply = Reply::of(refresh(http_ref, &base, app, token)).await;
+            matches!(reply, Ok(reply) if reply.status == 200).then_some(())
         }
     })
     .await;
@@ -1025,10 +988,10 @@ async fn both_backends_migrate_to_the_same_schema() {
     };
     assert_eq!(names("sqlite"), names("postgres"), "migrations out of step");
 
-    let Some(admin_url) = postgres("both_backends_migrate_to_the_same_schema") else {
+    let Some(admin_url) = postgres::server("both_backends_migrate_to_the_same_schema") else {
         return;
     };
-    let pg = Database::create(&admin_url).await;
+    let pg = PgDatabase::create(&admin_url).await;
     succeeded(&["migrate"], &grantd(&pg.url(), None, &["migrate"], None));
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("grantd.db");
@@ -1106,11 +1069,12 @@ async fn a_schema_newer_than_grantd_is_refused() {
     lite.close().await.unwrap();
     assert_newer_schema_refused(&sqlite);
 
-    let Some(admin_url) = postgres("a_schema_newer_than_grantd_is_refused (PostgreSQL half)")
+    let Some(admin_url) =
+        postgres::server("a_schema_newer_than_grantd_is_refused (PostgreSQL half)")
     else {
         return;
     };
-    let pg = Database::create(&admin_url).await;
+    let pg = PgDatabase::create(&admin_url).await;
     succeeded(&["migrate"], &grantd(&pg.url(), None, &["migrate"], None));
     let mut db = pg.connect().await;
     db.execute(
@@ -1267,14 +1231,14 @@ impl Nginx {
             child,
             url: format!("http://127.0.0.1:{port}"),
         };
-        let http = http();
+        let http = Http::new();
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if nginx.child.try_wait().unwrap().is_some() {
                 // Most likely the port was taken in the meantime; the caller tries another.
                 return None;
             }
-            if let Ok(reply) = Reply::of(http.get(format!("{}/healthz", nginx.url))).await {
+            if let Ok(reply) = Reply::of(http.client.get(format!("{}/healthz", nginx.url))).await {
                 if reply.status == 200 {
                     return Some(nginx);
                 }
@@ -1310,20 +1274,22 @@ async fn nginx_balances_one_issuer_over_two_nodes() {
     }
     let balancer = balancer.expect("nginx could not listen on a free port");
     let lb = balancer.url.as_str();
-    let http = http();
+    let http = Http::new();
 
-    let metadata = send(http.get(format!("{lb}/.well-known/oauth-authorization-server")))
+    let metadata = http
+        .get(format!("{lb}/.well-known/oauth-authorization-server"))
         .await
         .json();
     assert_eq!(metadata["issuer"], lb);
     assert_eq!(metadata["token_endpoint"], format!("{lb}/oauth/v2/token"));
 
     // The whole flow through the balancer, which spreads it over both nodes.
-    let browser = Browser::new();
+    let browser = Http::browser(lb);
     let auth = cluster.auth_url(lb, &[("access_type", "offline"), ("state", "via nginx")]);
-    let next = browser.sign_in(&auth, lb, EMAIL).await;
-    let reply = browser.consent(&format!("{lb}{next}"), lb).await;
-    let (code, params) = reply.code();
+    let next = sign_in_at(&browser, &auth, lb, EMAIL).await;
+    let reply = consent_at(&browser, &format!("{lb}{next}"), lb).await;
+    let redirect = reply.redirect_with_code();
+    let (code, params) = (redirect.code(), &redirect.params);
     assert!(
         params.contains(&("iss".into(), lb.to_owned())),
         "{params:?}"

@@ -26,7 +26,8 @@ async fn grant(env: &Env, client: &TestClient) -> Value {
             ("redirect_uri", &client.redirect_uri),
             ("code", &params["code"]),
         ])
-        .await;
+        .await
+        .status_and_json();
     assert_eq!(status, 200, "{tokens}");
     assert!(tokens["refresh_token"].is_string(), "{tokens}");
     tokens
@@ -35,6 +36,7 @@ async fn grant(env: &Env, client: &TestClient) -> Value {
 async fn user_info_status(env: &Env, access_token: &str) -> u16 {
     let s = &env.server;
     s.http
+        .client
         .get(s.at("/oauth/user/info"))
         .header("Authorization", format!("Bearer {access_token}"))
         .send()
@@ -50,13 +52,13 @@ async fn user_info_status(env: &Env, access_token: &str) -> u16 {
 async fn revoke_access_ends_the_apps_tokens() {
     Env::run("revoke_access", async |env: &Env| {
         let (s, b) = (&env.server, &env.browser);
-        let ada = s.user("ada@example.test", "Ada Lovelace").await;
+        let ada = s.user_named("ada@example.test", "Ada Lovelace").await;
         let redirect = env.catcher.redirect_uri("/cb");
         let reports = s
-            .client(ClientType::Server, "Ada Reports", &[&redirect], None)
+            .named_client(ClientType::Server, "Ada Reports", &[&redirect], None)
             .await;
         let mail = s
-            .client(ClientType::Server, "Mail Merge", &[&redirect], None)
+            .named_client(ClientType::Server, "Mail Merge", &[&redirect], None)
             .await;
 
         b.sign_in_to_console(&ada).await;
@@ -69,12 +71,9 @@ async fn revoke_access_ends_the_apps_tokens() {
         );
         let mail_refresh = token(&mail_tokens, "refresh_token");
         let (status, body) = s
-            .refresh(
-                &reports.id,
-                reports.secret.as_deref().unwrap(),
-                &reports_refresh,
-            )
-            .await;
+            .refresh(&reports, &reports_refresh)
+            .await
+            .status_and_json();
         assert_eq!(status, 200, "{body}");
 
         b.goto("/account").await;
@@ -112,12 +111,9 @@ async fn revoke_access_ends_the_apps_tokens() {
         assert_eq!(remaining[0].text().await.unwrap(), "Mail Merge");
 
         let (status, body) = s
-            .refresh(
-                &reports.id,
-                reports.secret.as_deref().unwrap(),
-                &reports_refresh,
-            )
-            .await;
+            .refresh(&reports, &reports_refresh)
+            .await
+            .status_and_json();
         assert_eq!(
             (status, body["error"].as_str()),
             (400, Some("invalid_grant")),
@@ -128,9 +124,7 @@ async fn revoke_access_ends_the_apps_tokens() {
             401,
             "the revoked app's access token"
         );
-        let (status, body) = s
-            .refresh(&mail.id, mail.secret.as_deref().unwrap(), &mail_refresh)
-            .await;
+        let (status, body) = s.refresh(&mail, &mail_refresh).await.status_and_json();
         assert_eq!(status, 200, "the other app keeps working: {body}");
         assert_eq!(
             user_info_status(env, mail_tokens["access_token"].as_str().unwrap()).await,

@@ -4,21 +4,8 @@
 use grantd_core::ClientType;
 use serde_json::Value;
 
-use crate::Env;
+use crate::{assert_token_shape, Env, TestClient};
 use grantd_store::ConsoleVerbs;
-
-/// `1000.` + 32 hex + `.` + 32 hex (CONTRACT.md).
-pub fn assert_token_shape(token: &str) {
-    let parts: Vec<&str> = token.split('.').collect();
-    assert!(
-        parts.len() == 3
-            && parts[0] == "1000"
-            && parts[1..]
-                .iter()
-                .all(|p| p.len() == 32 && p.bytes().all(|b| b.is_ascii_hexdigit())),
-        "not a 1000.hex.hex token: {token:?}"
-    );
-}
 
 fn assert_client_id_shape(id: &str) {
     let rest = id.strip_prefix("1000.").unwrap_or("");
@@ -60,7 +47,7 @@ fn assert_countdown(text: &str, minutes: u64) {
 async fn self_client_code_from_the_dialog_exchanges_for_tokens() {
     Env::run("self_client_code", async |env: &Env| {
         let (s, b) = (&env.server, &env.browser);
-        let ada = s.user("ada@example.test", "Ada Lovelace").await;
+        let ada = s.user_named("ada@example.test", "Ada Lovelace").await;
 
         b.goto("/console").await;
         b.screenshots("login").await;
@@ -133,7 +120,8 @@ async fn self_client_code_from_the_dialog_exchanges_for_tokens() {
                 ("client_secret", &secret),
                 ("code", &code),
             ])
-            .await;
+            .await
+            .status_and_json();
         assert_eq!(status, 200, "{body}");
         assert_token_shape(body["access_token"].as_str().unwrap());
         assert_token_shape(body["refresh_token"].as_str().unwrap());
@@ -147,6 +135,7 @@ async fn self_client_code_from_the_dialog_exchanges_for_tokens() {
         // The token is Ada's.
         let info: Value = s
             .http
+            .client
             .get(s.at("/oauth/user/info"))
             .header(
                 "Authorization",
@@ -184,7 +173,7 @@ async fn self_client_code_from_the_dialog_exchanges_for_tokens() {
 async fn invalid_input_is_shown_by_its_field_and_saves_nothing() {
     Env::run("invalid_input", async |env: &Env| {
         let (s, b) = (&env.server, &env.browser);
-        let ada = s.user("ada@example.test", "Ada Lovelace").await;
+        let ada = s.user_named("ada@example.test", "Ada Lovelace").await;
         b.sign_in_to_console(&ada).await;
 
         b.goto("/console/clients/new?type=server").await;
@@ -248,7 +237,7 @@ async fn invalid_input_is_shown_by_its_field_and_saves_nothing() {
         // Settings of an existing client: a javascript: URI is refused there too.
         let redirect = env.catcher.redirect_uri("/cb");
         let client = s
-            .client(ClientType::Server, "Kept app", &[&redirect], Some(&ada))
+            .named_client(ClientType::Server, "Kept app", &[&redirect], Some(&ada))
             .await;
         b.goto(&format!("/console/clients/{}?tab=settings", client.id))
             .await;
@@ -296,11 +285,11 @@ async fn invalid_input_is_shown_by_its_field_and_saves_nothing() {
 async fn another_users_client_is_not_found() {
     Env::run("another_users_client", async |env: &Env| {
         let (s, b) = (&env.server, &env.browser);
-        let ada = s.user("ada@example.test", "Ada Lovelace").await;
-        let bob = s.user("bob@example.test", "Bob Example").await;
+        let ada = s.user_named("ada@example.test", "Ada Lovelace").await;
+        let bob = s.user_named("bob@example.test", "Bob Example").await;
         let redirect = env.catcher.redirect_uri("/cb");
         let adas = s
-            .client(
+            .named_client(
                 ClientType::Server,
                 "Ada private app",
                 &[&redirect],
@@ -329,6 +318,7 @@ async fn another_users_client_is_not_found() {
         for id in [adas.id.as_str(), "1000.NOSUCHCLIENT0000000000000000000"] {
             let response = s
                 .http
+                .client
                 .get(s.at(&format!("/console/clients/{id}")))
                 .header("Cookie", &cookie)
                 .send()
@@ -345,6 +335,7 @@ async fn another_users_client_is_not_found() {
             .unwrap();
         let response = s
             .http
+            .client
             .post(s.at(&format!("/console/clients/{}/secret", adas.id)))
             .header("Cookie", &cookie)
             .form(&[("csrf_token", csrf.as_str())])
@@ -355,12 +346,9 @@ async fn another_users_client_is_not_found() {
         let body = response.text().await.unwrap();
         assert!(!body.contains("client-secret"), "{body}");
         let (status, reply) = s
-            .refresh(
-                &adas.id,
-                adas.secret.as_deref().unwrap(),
-                &crate::unknown_token(),
-            )
-            .await;
+            .refresh(&adas, &crate::unknown_token())
+            .await
+            .status_and_json();
         assert_eq!(
             (status, reply["error"].as_str()),
             (400, Some("invalid_grant")),
@@ -376,12 +364,12 @@ async fn another_users_client_is_not_found() {
 async fn regenerate_retires_the_old_secret() {
     Env::run("regenerate", async |env: &Env| {
         let (s, b) = (&env.server, &env.browser);
-        let ada = s.user("ada@example.test", "Ada Lovelace").await;
+        let ada = s.user_named("ada@example.test", "Ada Lovelace").await;
         let client = s
-            .client(ClientType::SelfClient, "Ada scripts", &[], Some(&ada))
+            .named_client(ClientType::SelfClient, "Ada scripts", &[], Some(&ada))
             .await;
         let old = client.secret.clone().unwrap();
-        let code = s.self_code(&client, &ada, "ZohoCRM.modules.ALL").await;
+        let code = s.self_code(&client, &ada, "ZohoCRM.modules.ALL", 3).await;
         let (status, tokens) = s
             .token(&[
                 ("grant_type", "authorization_code"),
@@ -389,7 +377,8 @@ async fn regenerate_retires_the_old_secret() {
                 ("client_secret", &old),
                 ("code", &code),
             ])
-            .await;
+            .await
+            .status_and_json();
         assert_eq!(status, 200, "{tokens}");
         let refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
 
@@ -424,16 +413,30 @@ async fn regenerate_retires_the_old_secret() {
         b.tab("secret").await;
         assert!(!b.exists("#client-secret").await, "shown once");
 
-        let (status, reply) = s.refresh(&client.id, &old, &refresh).await;
+        // The client as its app knows it, with the secret before or after Regenerate.
+        let with_secret = |secret: &str| TestClient {
+            secret: Some(secret.to_owned()),
+            ..client.clone()
+        };
+        let (status, reply) = s
+            .refresh(&with_secret(&old), &refresh)
+            .await
+            .status_and_json();
         assert_eq!(
             (status, reply["error"].as_str()),
             (401, Some("invalid_client")),
             "the old secret: {reply}"
         );
-        let (status, reply) = s.refresh(&client.id, &new, &refresh).await;
+        let (status, reply) = s
+            .refresh(&with_secret(&new), &refresh)
+            .await
+            .status_and_json();
         assert_eq!(status, 200, "the new secret: {reply}");
         assert_token_shape(reply["access_token"].as_str().unwrap());
-        let (status, _) = s.refresh(&client.id, &old, &refresh).await;
+        let (status, _) = s
+            .refresh(&with_secret(&old), &refresh)
+            .await
+            .status_and_json();
         assert_eq!(status, 401, "the old secret stays dead");
 
         // Shown once: a reload shows the mask again.

@@ -1,10 +1,9 @@
 //! The redirect flow in the browser: a server-based client registered through Add Client, then
 //! the real login and consent pages, Accept and Reject.
 
-use grantd_core::ClientType;
+use grantd_core::{ClientType, Dialect};
 
-use crate::console::assert_token_shape;
-use crate::Env;
+use crate::{assert_token_shape, Env};
 
 /// A `state` that must come back byte for byte: reserved and non-ASCII characters included.
 const STATE: &str = "s/1 ä+&=?#x";
@@ -16,7 +15,7 @@ const STATE: &str = "s/1 ä+&=?#x";
 async fn server_client_from_the_form_runs_the_redirect_flow() {
     Env::run("server_client_flow", async |env: &Env| {
         let (s, b) = (&env.server, &env.browser);
-        let ada = s.user("ada@example.test", "Ada Lovelace").await;
+        let ada = s.user_named("ada@example.test", "Ada Lovelace").await;
         let first = env.catcher.redirect_uri("/cb");
         let second = env.catcher.redirect_uri("/cb2");
 
@@ -55,7 +54,7 @@ async fn server_client_from_the_form_runs_the_redirect_flow() {
         assert_eq!(uris, [first.clone(), second.clone()]);
 
         // The console lists it (next to a Self Client, for a fuller picture).
-        s.client(ClientType::SelfClient, "Nightly scripts", &[], Some(&ada))
+        s.named_client(ClientType::SelfClient, "Nightly scripts", &[], Some(&ada))
             .await;
         b.goto("/console").await;
         let list = b.text("table.list").await;
@@ -72,6 +71,8 @@ async fn server_client_from_the_form_runs_the_redirect_flow() {
             name: "Ada CRM Sync".into(),
             secret: Some(secret.clone()),
             redirect_uri: second.clone(),
+            kind: ClientType::Server,
+            dialect: Dialect::Standard,
         };
         let auth = s.auth_url(
             &client,
@@ -119,7 +120,8 @@ async fn server_client_from_the_form_runs_the_redirect_flow() {
                 ("redirect_uri", &second),
                 ("code", code),
             ])
-            .await;
+            .await
+            .status_and_json();
         assert_eq!(status, 200, "{body}");
         assert_token_shape(body["access_token"].as_str().unwrap());
         assert_token_shape(body["refresh_token"].as_str().unwrap());
@@ -133,7 +135,8 @@ async fn server_client_from_the_form_runs_the_redirect_flow() {
                 ("redirect_uri", &second),
                 ("code", code),
             ])
-            .await;
+            .await
+            .status_and_json();
         assert_eq!(
             (status, body["error"].as_str()),
             (400, Some("invalid_grant"))
@@ -147,10 +150,10 @@ async fn server_client_from_the_form_runs_the_redirect_flow() {
 async fn reject_redirects_with_access_denied() {
     Env::run("reject", async |env: &Env| {
         let (s, b) = (&env.server, &env.browser);
-        let ada = s.user("ada@example.test", "Ada Lovelace").await;
+        let ada = s.user_named("ada@example.test", "Ada Lovelace").await;
         let redirect = env.catcher.redirect_uri("/cb");
         let client = s
-            .client(ClientType::Server, "Pushy Newsletter", &[&redirect], None)
+            .named_client(ClientType::Server, "Pushy Newsletter", &[&redirect], None)
             .await;
 
         b.goto(&s.auth_url(&client, "ZohoCRM.settings.READ", &[("state", STATE)]))

@@ -54,7 +54,7 @@ async fn shown_in_frames(env: &Env, srcs: &[String]) -> Vec<bool> {
 /// The anti-framing headers, over plain HTTP with `cookie` (may be empty).
 async fn assert_frame_headers(env: &Env, url: &str, cookie: &str, status: u16) {
     let s = &env.server;
-    let mut request = s.http.get(url);
+    let mut request = s.http.client.get(url);
     if !cookie.is_empty() {
         request = request.header("Cookie", cookie);
     }
@@ -82,10 +82,10 @@ async fn assert_frame_headers(env: &Env, url: &str, cookie: &str, status: u16) {
 async fn t024_pages_refuse_to_be_framed() {
     Env::run("framing", async |env: &Env| {
         let (s, b) = (&env.server, &env.browser);
-        let ada = s.user("ada@example.test", "Ada Lovelace").await;
+        let ada = s.user_named("ada@example.test", "Ada Lovelace").await;
         let redirect = env.catcher.redirect_uri("/cb");
         let client = s
-            .client(ClientType::Server, "Framed app", &[&redirect], Some(&ada))
+            .named_client(ClientType::Server, "Framed app", &[&redirect], Some(&ada))
             .await;
         let consent = s.auth_url(&client, "ZohoCRM.modules.ALL", &[("prompt", "consent")]);
         let error = s.at("/oauth/v2/auth?response_type=code&client_id=1000.UNKNOWN");
@@ -121,6 +121,7 @@ async fn t024_pages_refuse_to_be_framed() {
         // The consent page really was the consent page.
         let page = s
             .http
+            .client
             .get(&consent)
             .header("Cookie", &cookie)
             .send()

@@ -30,14 +30,18 @@ fn token_request(host: &str, client: &TestClient, fields: &[(&str, &str)]) -> Ve
 /// Sends the first `sent` bytes of `request`, lets the server run for `turns` scheduler
 /// turns, then resets the connection without reading a byte of the answer.
 async fn abort_after(host: &str, request: &[u8], sent: usize, turns: usize) {
-    let mut stream = TcpStream::connect(host).await.unwrap();
-    stream.write_all(&request[..sent]).await.unwrap();
-    for _ in 0..turns {
-        tokio::task::yield_now().await;
+    let sending = async {
+        let mut stream = TcpStream::connect(host).await?;
+        stream.write_all(&request[..sent]).await?;
+        for _ in 0..turns {
+            tokio::task::yield_now().await;
+        }
+        // RST instead of FIN: the server learns at once that nobody waits.
+        stream.set_zero_linger()
+    };
+    if let Err(e) = sending.await {
+        panic!("cannot send a request to {host}: {e}");
     }
-    // RST instead of FIN: the server learns at once that nobody waits.
-    stream.set_zero_linger().unwrap();
-    drop(stream);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -333,6 +333,7 @@ async fn strict_standard_client_reads_discovery_first() {
     assert_eq!(redirect.param("iss"), metadata["issuer"].as_str());
     let resp = server
         .http
+        .client
         .post(metadata["token_endpoint"].as_str().unwrap())
         .header("Authorization", crate::basic(&a.id, a.secret()))
         .form(&[
@@ -346,6 +347,7 @@ async fn strict_standard_client_reads_discovery_first() {
     let tokens = Reply::read(resp).await.tokens();
     let resp = server
         .http
+        .client
         .post(metadata["revocation_endpoint"].as_str().unwrap())
         .header("Authorization", crate::basic(&a.id, a.secret()))
         .form(&[("token", tokens.access.as_str())])
@@ -376,6 +378,7 @@ async fn t087_percent_encoding_edge_cases_decode_correctly_or_fail_cleanly() {
         async move {
             let resp = server
                 .http
+                .client
                 .post(server.at("/oauth/v2/token"))
                 .header("Content-Type", "application/x-www-form-urlencoded")
                 .body(body)

@@ -3,7 +3,7 @@
 
 use reqwest::Url;
 
-use crate::{start, start_with, Browser, Decision, Reply, TestServer, TestUser};
+use crate::{start, start_with, Decision, Http, Reply, TestServer, TestUser};
 
 /// The login page with everything that may legitimately differ between two answers (the
 /// echoed email, the per-browser CSRF token) replaced by placeholders.
@@ -28,7 +28,7 @@ async fn auth_url(server: &TestServer) -> String {
     server.auth_url(&client, "ZohoCRM.modules.ALL", &[])
 }
 
-async fn failed_login(browser: &Browser, url: &str, email: &str, password: &str) -> Reply {
+async fn failed_login(browser: &Http, url: &str, email: &str, password: &str) -> Reply {
     let page = browser.get(url).await;
     let reply = browser.sign_in_on(&page, email, password).await;
     assert_eq!(
@@ -215,7 +215,7 @@ async fn t075_signout_ends_the_session_on_the_server() {
 
     // Without the token, sign-out is refused (logout CSRF) and the session lives on.
     let refused = browser
-        .http
+        .client
         .post(server.at("/signout"))
         .form(&[("x", "y")])
         .send()
@@ -225,7 +225,7 @@ async fn t075_signout_ends_the_session_on_the_server() {
     assert!(browser.get(&url).await.is_consent_page());
 
     let reply = browser
-        .http
+        .client
         .post(server.at("/signout"))
         .form(&[("csrf_token", csrf.as_str())])
         .send()
@@ -275,7 +275,7 @@ async fn t074_cookies_are_secure_and_host_prefixed_with_an_https_public_url() {
     let client = server.server_client("https://a.example/cb").await;
     let url = server.auth_url(&client, "ZohoCRM.modules.ALL", &[]);
     // reqwest's jar keeps Secure cookies away from http, so carry the cookie by hand.
-    let page = Reply::read(server.http.get(&url).send().await.unwrap()).await;
+    let page = Reply::read(server.http.client.get(&url).send().await.unwrap()).await;
     assert!(page.is_login_page());
     let pre = page
         .header_all("set-cookie")
@@ -296,6 +296,7 @@ async fn t074_cookies_are_secure_and_host_prefixed_with_an_https_public_url() {
     let action = Url::parse(&url).unwrap().join(form.action.path()).unwrap();
     let reply = server
         .http
+        .client
         .post(action)
         .header("Cookie", pair)
         .form(&fields)

@@ -270,7 +270,7 @@ async fn authorization_by_post_works_like_get() {
         .await;
 
     let resp = browser
-        .http
+        .client
         .post(server.at("/oauth/v2/auth"))
         .form(&[
             ("response_type", "code"),

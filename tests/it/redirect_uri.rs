@@ -5,12 +5,12 @@
 use grantd_core::{ClientType, Dialect};
 use grantd_server::admin::{self, AdminError, ClientSpec};
 
-use crate::{start, Browser, Decision, TestClient, TestServer, TestUser, Wire};
+use crate::{start, Decision, Http, TestClient, TestServer, TestUser, Wire};
 use grantd_store::ConsoleVerbs;
 
 /// A browser signed in as a user who already consented to `client`, so that any request the
 /// server accepted would be answered with a code at once.
-async fn consented(server: &TestServer, client: &TestClient) -> (Browser, TestUser) {
+async fn consented(server: &TestServer, client: &TestClient) -> (Http, TestUser) {
     let user = server.user("ada@example.com").await;
     let browser = server.browser();
     server
@@ -21,12 +21,7 @@ async fn consented(server: &TestServer, client: &TestClient) -> (Browser, TestUs
 
 /// Each `redirect_uri` gets the HTML error page, from a signed-in browser that has consented
 /// and from a fresh one, and no code is stored.
-async fn assert_refused(
-    server: &TestServer,
-    browser: &Browser,
-    client: &TestClient,
-    uris: &[&str],
-) {
+async fn assert_refused(server: &TestServer, browser: &Http, client: &TestClient, uris: &[&str]) {
     let codes_before = server.rows("grant_codes").await;
     let fresh = server.browser();
     for uri in uris {
@@ -50,8 +45,16 @@ async fn assert_refused(
     );
 }
 
+/// How many clients the store holds.
+async fn client_count(server: &TestServer) -> usize {
+    match server.store.clients().await {
+        Ok(clients) => clients.len(),
+        Err(e) => panic!("listing clients: {e:?}"),
+    }
+}
+
 async fn assert_registration_refused(server: &TestServer, kind: ClientType, uris: &[&str]) {
-    let before = server.store.clients().await.unwrap().len();
+    let before = client_count(server).await;
     for uri in uris {
         let spec = ClientSpec {
             kind,
@@ -69,11 +72,7 @@ async fn assert_registration_refused(server: &TestServer, kind: ClientType, uris
             kind.as_str()
         );
     }
-    assert_eq!(
-        server.store.clients().await.unwrap().len(),
-        before,
-        "a client was stored"
-    );
+    assert_eq!(client_count(server).await, before, "a client was stored");
 }
 
 #[tokio::test]

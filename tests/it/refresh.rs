@@ -3,33 +3,19 @@
 
 use grantd_core::Dialect;
 
-use crate::{scope_set, start, TestClient, TestServer, TestUser, Wire};
-
-async fn setup() -> (TestServer, TestUser, TestClient) {
-    let server = start().await;
-    let user = server.user("ada@example.com").await;
-    let a = server.server_client("https://a.example/cb").await;
-    (server, user, a)
-}
+use crate::{ada_and_a, scope_set, Wire};
 
 #[tokio::test]
 async fn refresh_returns_the_exchange_body_without_a_refresh_token() {
     skip_without_postgres!();
-    let (server, user, a) = setup().await;
+    let (server, user, a) = ada_and_a().await;
     let tokens = server
         .offline_tokens(&user, &a, "ZohoCRM.modules.ALL,AaaServer.profile.READ")
         .await;
 
     let refreshed = server.refresh(&a, tokens.refresh()).await.tokens();
 
-    let mut keys: Vec<&str> = refreshed
-        .body
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
-    keys.sort();
+    let keys = refreshed.fields();
     assert_eq!(
         keys,
         [
@@ -52,7 +38,7 @@ async fn refresh_returns_the_exchange_body_without_a_refresh_token() {
 #[tokio::test]
 async fn refresh_token_only_for_offline_on_first_consent_or_with_prompt_consent() {
     skip_without_postgres!();
-    let (server, user, a) = setup().await;
+    let (server, user, a) = ada_and_a().await;
     let browser = server.browser();
     let scope = "ZohoCRM.modules.ALL";
     let exchange = |extra: &'static [(&'static str, &'static str)]| {
@@ -119,7 +105,7 @@ async fn refresh_token_only_for_offline_on_first_consent_or_with_prompt_consent(
 #[tokio::test]
 async fn t045_refresh_cannot_widen_the_granted_scope() {
     skip_without_postgres!();
-    let (server, user, a) = setup().await;
+    let (server, user, a) = ada_and_a().await;
     let tokens = server.offline_tokens(&user, &a, "Demo.x.READ").await;
 
     for wider in [
@@ -145,7 +131,7 @@ async fn t045_refresh_cannot_widen_the_granted_scope() {
 #[tokio::test]
 async fn t046_refresh_may_narrow_and_an_omitted_scope_means_the_original() {
     skip_without_postgres!();
-    let (server, user, a) = setup().await;
+    let (server, user, a) = ada_and_a().await;
     let tokens = server
         .offline_tokens(&user, &a, "Demo.x.READ,Demo.y.READ")
         .await;
@@ -174,7 +160,7 @@ async fn t046_refresh_may_narrow_and_an_omitted_scope_means_the_original() {
 #[tokio::test]
 async fn refresh_under_an_all_scope_may_ask_for_an_operation_below_it() {
     skip_without_postgres!();
-    let (server, user, a) = setup().await;
+    let (server, user, a) = ada_and_a().await;
     let tokens = server
         .offline_tokens(&user, &a, "ZohoCRM.modules.ALL")
         .await;
@@ -196,7 +182,7 @@ async fn refresh_under_an_all_scope_may_ask_for_an_operation_below_it() {
 #[tokio::test]
 async fn t047_another_clients_refresh_token_is_invalid_grant() {
     skip_without_postgres!();
-    let (server, user, a) = setup().await;
+    let (server, user, a) = ada_and_a().await;
     let b = server.server_client("https://b.example/cb").await;
     let tokens = server
         .offline_tokens(&user, &a, "ZohoCRM.modules.ALL")
@@ -212,7 +198,7 @@ async fn t047_another_clients_refresh_token_is_invalid_grant() {
 #[tokio::test]
 async fn unknown_malformed_or_access_tokens_do_not_refresh() {
     skip_without_postgres!();
-    let (server, user, a) = setup().await;
+    let (server, user, a) = ada_and_a().await;
     let tokens = server
         .offline_tokens(&user, &a, "ZohoCRM.modules.ALL")
         .await;

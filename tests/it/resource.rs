@@ -3,21 +3,12 @@
 
 use serde_json::json;
 
-use crate::{
-    start, start_with, unknown_token, Decision, TestClient, TestServer, TestUser, CRM_AND_PROFILE,
-};
-
-async fn setup() -> (TestServer, TestUser, TestClient) {
-    let server = start().await;
-    let user = server.user("ada@example.com").await;
-    let a = server.server_client("https://a.example/cb").await;
-    (server, user, a)
-}
+use crate::{ada_and_a, start, start_with, unknown_token, Decision, CRM_AND_PROFILE};
 
 #[tokio::test]
 async fn user_info_with_zoho_oauthtoken_and_bearer() {
     skip_without_postgres!();
-    let (server, user, a) = setup().await;
+    let (server, user, a) = ada_and_a().await;
     let tokens = server.tokens(&user, &a, CRM_AND_PROFILE, &[]).await;
 
     for scheme in ["Zoho-oauthtoken", "Bearer"] {
@@ -38,7 +29,7 @@ async fn user_info_with_zoho_oauthtoken_and_bearer() {
 #[tokio::test]
 async fn user_info_refuses_bad_tokens_with_the_bearer_challenge() {
     skip_without_postgres!();
-    let (server, user, a) = setup().await;
+    let (server, user, a) = ada_and_a().await;
     let tokens = server
         .tokens(&user, &a, CRM_AND_PROFILE, &[("access_type", "offline")])
         .await;
@@ -79,7 +70,7 @@ async fn user_info_refuses_bad_tokens_with_the_bearer_challenge() {
 #[tokio::test]
 async fn user_info_without_the_profile_scope_is_insufficient_scope() {
     skip_without_postgres!();
-    let (server, user, a) = setup().await;
+    let (server, user, a) = ada_and_a().await;
     let tokens = server.tokens(&user, &a, "ZohoCRM.modules.ALL", &[]).await;
 
     let reply = server
@@ -98,7 +89,7 @@ async fn user_info_without_the_profile_scope_is_insufficient_scope() {
 #[tokio::test]
 async fn introspection_reports_live_tokens_and_nothing_else() {
     skip_without_postgres!();
-    let (server, user, a) = setup().await;
+    let (server, user, a) = ada_and_a().await;
     let b = server.server_client("https://b.example/cb").await;
     let issued_at = server.now().0;
     let tokens = server.offline_tokens(&user, &a, CRM_AND_PROFILE).await;
@@ -152,7 +143,7 @@ async fn introspection_reports_live_tokens_and_nothing_else() {
 #[tokio::test]
 async fn introspection_requires_client_authentication() {
     skip_without_postgres!();
-    let (server, user, a) = setup().await;
+    let (server, user, a) = ada_and_a().await;
     let tokens = server.tokens(&user, &a, CRM_AND_PROFILE, &[]).await;
 
     let anonymous = server
@@ -230,6 +221,7 @@ async fn t019_iss_and_accounts_server_come_from_configuration_not_the_host_heade
     assert_eq!(redirect.param("location"), Some("eu"));
     let meta = server
         .http
+        .client
         .get(server.at("/.well-known/oauth-authorization-server"))
         .header("Host", "evil.test")
         .send()

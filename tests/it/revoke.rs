@@ -4,16 +4,9 @@
 use grantd_core::Dialect;
 use serde_json::json;
 
-use crate::{start, start_with, unknown_token, Reply, TestClient, TestServer, TestUser, Wire};
+use crate::{ada_and_a, start_with, unknown_token, Reply, TestClient, TestServer, Wire};
 
 const SCOPE: &str = "ZohoCRM.modules.ALL,AaaServer.profile.READ";
-
-async fn setup() -> (TestServer, TestUser, TestClient) {
-    let server = start().await;
-    let user = server.user("ada@example.com").await;
-    let a = server.server_client("https://a.example/cb").await;
-    (server, user, a)
-}
 
 fn assert_success(reply: &Reply) {
     assert_eq!(
@@ -41,7 +34,7 @@ async fn revoke_authenticated(
 #[tokio::test]
 async fn t056_revocation_really_revokes_whatever_the_hint() {
     skip_without_postgres!();
-    let (server, user, a) = setup().await;
+    let (server, user, a) = ada_and_a().await;
     for hint in [
         Some("access_token"),
         Some("refresh_token"),
@@ -84,7 +77,7 @@ async fn t056_revocation_really_revokes_whatever_the_hint() {
 #[tokio::test]
 async fn t048_refresh_after_revocation_fails_and_derived_access_tokens_die() {
     skip_without_postgres!();
-    let (server, user, a) = setup().await;
+    let (server, user, a) = ada_and_a().await;
     let tokens = server.offline_tokens(&user, &a, SCOPE).await;
     let minted: Vec<String> = {
         let mut v = Vec::new();
@@ -110,7 +103,7 @@ async fn t048_refresh_after_revocation_fails_and_derived_access_tokens_die() {
 #[tokio::test]
 async fn t054_revoking_another_clients_token_looks_like_an_unknown_token_and_does_nothing() {
     skip_without_postgres!();
-    let (server, user, a) = setup().await;
+    let (server, user, a) = ada_and_a().await;
     let b = server.server_client("https://b.example/cb").await;
     let tokens = server.offline_tokens(&user, &a, SCOPE).await;
 
@@ -129,7 +122,7 @@ async fn t054_revoking_another_clients_token_looks_like_an_unknown_token_and_doe
 #[tokio::test]
 async fn t055_confidential_client_without_or_with_a_wrong_secret_is_invalid_client() {
     skip_without_postgres!();
-    let (server, user, a) = setup().await;
+    let (server, user, a) = ada_and_a().await;
     let tokens = server.offline_tokens(&user, &a, SCOPE).await;
 
     let without = server
@@ -170,7 +163,7 @@ async fn t055_confidential_client_without_or_with_a_wrong_secret_is_invalid_clie
 #[tokio::test]
 async fn unknown_token_is_success_in_standard_and_invalid_token_in_zoho() {
     skip_without_postgres!();
-    let (server, _, a) = setup().await;
+    let (server, _, a) = ada_and_a().await;
     let z = server.zoho_client("https://z.example/cb").await;
 
     assert_success(&server.revoke(&unknown_token()).await);
@@ -200,7 +193,7 @@ async fn unknown_token_is_success_in_standard_and_invalid_token_in_zoho() {
 #[tokio::test]
 async fn revoking_twice_answers_like_an_unknown_token() {
     skip_without_postgres!();
-    let (server, user, a) = setup().await;
+    let (server, user, a) = ada_and_a().await;
     let tokens = server.offline_tokens(&user, &a, SCOPE).await;
     assert_success(&server.revoke(tokens.refresh()).await);
     assert_success(&server.revoke(tokens.refresh()).await);
@@ -209,7 +202,7 @@ async fn revoking_twice_answers_like_an_unknown_token() {
 #[tokio::test]
 async fn revoke_needs_a_token_and_a_post() {
     skip_without_postgres!();
-    let (server, user, a) = setup().await;
+    let (server, user, a) = ada_and_a().await;
     let tokens = server.offline_tokens(&user, &a, SCOPE).await;
 
     server
@@ -224,7 +217,7 @@ async fn revoke_needs_a_token_and_a_post() {
         &[("token", tokens.access.as_str())],
     )
     .unwrap();
-    let by_get = server.http.get(url).send().await.unwrap();
+    let by_get = server.http.client.get(url).send().await.unwrap();
     assert_eq!(by_get.status().as_u16(), 405);
     assert!(server.access_works(&tokens.access).await);
 }

@@ -7,19 +7,12 @@ use std::time::{Duration, Instant};
 use grantd_core::Dialect;
 
 use crate::{
-    start, unknown_token, Browser, Redirect, Reply, TestClient, TestServer, TestUser, Wire,
+    ada_and_a, unknown_token, Http, Redirect, Reply, TestClient, TestServer, TestUser, Wire,
     CRM_AND_PROFILE,
 };
 
-async fn setup() -> (TestServer, TestUser, TestClient) {
-    let server = start().await;
-    let user = server.user("ada@example.com").await;
-    let a = server.server_client("https://a.example/cb").await;
-    (server, user, a)
-}
-
 /// A signed-in browser showing the consent page for `url`.
-async fn at_consent(server: &TestServer, user: &TestUser, url: &str) -> (Browser, Reply) {
+async fn at_consent(server: &TestServer, user: &TestUser, url: &str) -> (Http, Reply) {
     let browser = server.browser();
     browser.sign_in(url, user).await;
     let page = browser.get(url).await;
@@ -30,7 +23,7 @@ async fn at_consent(server: &TestServer, user: &TestUser, url: &str) -> (Browser
 #[tokio::test]
 async fn t020_consent_without_a_valid_token_or_from_another_site_is_forbidden() {
     skip_without_postgres!();
-    let (server, user, a) = setup().await;
+    let (server, user, a) = ada_and_a().await;
     let url = server.auth_url(&a, CRM_AND_PROFILE, &[("state", "victim")]);
     let (victim, page) = at_consent(&server, &user, &url).await;
     let (_, attacker_page) = at_consent(&server, &user, &url).await;
@@ -83,7 +76,7 @@ async fn t020_consent_without_a_valid_token_or_from_another_site_is_forbidden() 
 #[tokio::test]
 async fn t022_consent_by_get_is_405_and_a_replayed_consent_is_400() {
     skip_without_postgres!();
-    let (server, user, a) = setup().await;
+    let (server, user, a) = ada_and_a().await;
     let url = server.auth_url(&a, CRM_AND_PROFILE, &[]);
     let (browser, page) = at_consent(&server, &user, &url).await;
     let form = page.form_with("decision");
@@ -111,7 +104,7 @@ async fn t022_consent_by_get_is_405_and_a_replayed_consent_is_400() {
 #[tokio::test]
 async fn consent_form_expires() {
     skip_without_postgres!();
-    let (server, user, a) = setup().await;
+    let (server, user, a) = ada_and_a().await;
     let url = server.auth_url(&a, CRM_AND_PROFILE, &[("state", "late")]);
     let (browser, page) = at_consent(&server, &user, &url).await;
     let form = page.form_with("decision");
@@ -127,7 +120,7 @@ async fn consent_form_expires() {
 #[tokio::test]
 async fn consent_decision_must_be_accept_or_reject() {
     skip_without_postgres!();
-    let (server, user, a) = setup().await;
+    let (server, user, a) = ada_and_a().await;
     let url = server.auth_url(&a, CRM_AND_PROFILE, &[]);
     let (browser, page) = at_consent(&server, &user, &url).await;
     let form = page.form_with("decision");
@@ -169,7 +162,7 @@ fn assert_no_injection(reply: &Reply) {
 #[tokio::test]
 async fn t079_reflected_input_is_escaped_and_injects_no_header() {
     skip_without_postgres!();
-    let (server, user, a) = setup().await;
+    let (server, user, a) = ada_and_a().await;
     let state = format!("{SCRIPT}\"'%0d%0aSet-Cookie:x=1");
 
     // state, through the login page and back, byte for byte.
@@ -282,6 +275,18 @@ async fn timed(request: reqwest::RequestBuilder) -> (Result<Reply, reqwest::Erro
     (result, started.elapsed())
 }
 
+/// `POST /oauth/v2/token` with a urlencoded `form`, for [`timed`].
+fn token_post(
+    server: &TestServer,
+    form: &(impl serde::Serialize + ?Sized),
+) -> reqwest::RequestBuilder {
+    server
+        .http
+        .client
+        .post(server.at("/oauth/v2/token"))
+        .form(form)
+}
+
 async fn assert_healthy(server: &TestServer, a: &TestClient, user: &TestUser) {
     let reply = server.get("/.well-known/oauth-authorization-server").await;
     assert_eq!(reply.status, 200);
@@ -292,7 +297,7 @@ async fn assert_healthy(server: &TestServer, a: &TestClient, user: &TestUser) {
 #[tokio::test]
 async fn t082_very_long_parameters_are_refused_quickly() {
     skip_without_postgres!();
-    let (server, user, a) = setup().await;
+    let (server, user, a) = ada_and_a().await;
     let browser = server.browser_of(&user);
     server.code(&browser, &user, &a, CRM_AND_PROFILE, &[]).await;
     let codes = server.rows("grant_codes").await;
@@ -332,10 +337,15 @@ async fn t082_very_long_parameters_are_refused_quickly() {
         ),
     ];
     for (what, params) in &cases {
-        let (result, took) = timed(browser.http.get(server.auth_url_raw(params))).await;
+        let (result, took) = timed(browser.client.get(server.auth_url_raw(params))).await;
         assert_refused(result, what, took);
-        let (result, took) =
-            timed(browser.http.post(server.at("/oauth/v2/auth")).form(params)).await;
+        let (result, took) = timed(
+            browser
+                .client
+                .post(server.at("/oauth/v2/auth"))
+                .form(params),
+        )
+        .await;
         assert_refused(result, &format!("{what} by POST"), took);
     }
     assert_eq!(server.rows("grant_codes").await, codes);
@@ -344,7 +354,7 @@ async fn t082_very_long_parameters_are_refused_quickly() {
     let mut fields = a.body_auth();
     fields.push(("grant_type", "authorization_code".into()));
     fields.push(("code", mb.clone()));
-    let (result, took) = timed(server.http.post(server.at("/oauth/v2/token")).form(&fields)).await;
+    let (result, took) = timed(token_post(&server, &fields)).await;
     assert!(took < Duration::from_secs(5));
     let reply = result.expect("an answer");
     assert!(matches!(reply.status, 400 | 413), "{}", reply.status);
@@ -369,7 +379,7 @@ fn assert_json_error(what: &str, reply: &Reply) {
 #[tokio::test]
 async fn t083_too_many_parameters_are_refused_cheaply() {
     skip_without_postgres!();
-    let (server, user, a) = setup().await;
+    let (server, user, a) = ada_and_a().await;
     let tokens = server.offline_tokens(&user, &a, CRM_AND_PROFILE).await;
 
     // 10,000 form fields at the token endpoint.
@@ -379,7 +389,7 @@ async fn t083_too_many_parameters_are_refused_cheaply() {
     for i in 0..10_000 {
         fields.push(("f", i.to_string()));
     }
-    let (result, took) = timed(server.http.post(server.at("/oauth/v2/token")).form(&fields)).await;
+    let (result, took) = timed(token_post(&server, &fields)).await;
     assert!(took < Duration::from_secs(5), "{took:?}");
     let many_fields = result.expect("an answer");
     assert!(
@@ -391,13 +401,16 @@ async fn t083_too_many_parameters_are_refused_cheaply() {
 
     // 10,000 scope tokens, at refresh and at /auth.
     let many = vec!["Demo.x.READ"; 10_000].join(",");
-    let (result, took) = timed(server.http.post(server.at("/oauth/v2/token")).form(&[
-        ("grant_type", "refresh_token"),
-        ("refresh_token", tokens.refresh()),
-        ("client_id", &a.id),
-        ("client_secret", a.secret()),
-        ("scope", &many),
-    ]))
+    let (result, took) = timed(token_post(
+        &server,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", tokens.refresh()),
+            ("client_id", &a.id),
+            ("client_secret", a.secret()),
+            ("scope", &many),
+        ],
+    ))
     .await;
     assert!(took < Duration::from_secs(5), "{took:?}");
     let many_scopes = result.expect("an answer");
@@ -408,7 +421,7 @@ async fn t083_too_many_parameters_are_refused_cheaply() {
     );
     many_scopes.assert_nothing_issued();
     let url = server.auth_url(&a, &many, &[]);
-    let (result, took) = timed(server.browser_of(&user).http.get(url)).await;
+    let (result, took) = timed(server.browser_of(&user).client.get(url)).await;
     assert!(took < Duration::from_secs(5), "{took:?}");
     if let Ok(reply) = result {
         reply.assert_nothing_issued();
@@ -424,6 +437,7 @@ async fn t083_too_many_parameters_are_refused_cheaply() {
     let (result, took) = timed(
         server
             .http
+            .client
             .get(server.auth_url(&a, CRM_AND_PROFILE, &[]))
             .header("Cookie", cookies.join("; ")),
     )
@@ -465,7 +479,7 @@ fn assert_security_headers(reply: &Reply, what: &str) {
 #[tokio::test]
 async fn t024_t026_every_response_carries_the_framing_referrer_and_cache_headers() {
     skip_without_postgres!();
-    let (server, user, a) = setup().await;
+    let (server, user, a) = ada_and_a().await;
     let url = server.auth_url(&a, CRM_AND_PROFILE, &[("access_type", "offline")]);
     let browser = server.browser();
     let mut replies: Vec<(&str, Reply)> = Vec::new();
@@ -524,10 +538,11 @@ async fn t024_t026_every_response_carries_the_framing_referrer_and_cache_headers
 #[tokio::test]
 async fn t027_no_cors_at_the_authorization_endpoint() {
     skip_without_postgres!();
-    let (server, _, a) = setup().await;
+    let (server, _, a) = ada_and_a().await;
     let url = server.auth_url(&a, CRM_AND_PROFILE, &[]);
     let get = server
         .http
+        .client
         .get(&url)
         .header("Origin", "https://evil.test")
         .send()
@@ -536,6 +551,7 @@ async fn t027_no_cors_at_the_authorization_endpoint() {
     assert!(get.headers().get("access-control-allow-origin").is_none());
     let preflight = server
         .http
+        .client
         .request(reqwest::Method::OPTIONS, &url)
         .header("Origin", "https://evil.test")
         .header("Access-Control-Request-Method", "POST")
@@ -552,7 +568,7 @@ async fn t027_no_cors_at_the_authorization_endpoint() {
 #[tokio::test]
 async fn nothing_lost_after_a_barrage_of_bad_requests() {
     skip_without_postgres!();
-    let (server, user, a) = setup().await;
+    let (server, user, a) = ada_and_a().await;
     let tokens = server.offline_tokens(&user, &a, CRM_AND_PROFILE).await;
     let b = server.server_client("https://b.example/cb").await;
     let injections = [

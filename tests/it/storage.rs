@@ -9,12 +9,13 @@ use grantd_server::admin;
 use crate::{start, Decision, CRM_AND_PROFILE, PASSWORD};
 
 fn hex_decode(hex: &str) -> Option<Vec<u8>> {
-    (hex.len().is_multiple_of(2) && hex.bytes().all(|b| b.is_ascii_hexdigit())).then(|| {
-        (0..hex.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-            .collect()
-    })
+    if !hex.len().is_multiple_of(2) || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
+        .collect()
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

@@ -1,61 +1,19 @@
-//! The database under each test server: an SQLite file in a temp dir (the `it` run), or a fresh
-//! PostgreSQL database on the server `GRANTD_TEST_POSTGRES` names, dropped with the test server
-//! (the `it_postgres` run). [`Db`] reads what either holds, for the tests that count rows or scan
-//! every column.
+//! The database under an in-process test server: an SQLite file in a temp dir, or a fresh
+//! PostgreSQL database (`postgres.rs`), removed with the test server. [`Db`] reads what either
+//! holds, beside the server, for the tests that count rows or scan every column.
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use reqwest::Url;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
-use sqlx::Connection;
 use tempfile::TempDir;
-use tokio::sync::{Semaphore, SemaphorePermit};
 
-/// The PostgreSQL server to test on, as a URL whose database the test user may connect to and
-/// create databases from (`postgres://postgres@127.0.0.1:5432/postgres`).
-pub const POSTGRES_ENV: &str = "GRANTD_TEST_POSTGRES";
+use super::postgres::{self, PgDatabase, POSTGRES_ENV};
 
 /// Connections in each test server's pool.
 pub const POOL_SIZE: u32 = 4;
-
-/// PostgreSQL test servers alive at once, whatever number of test threads the machine's cores
-/// give. Each holds at most `POOL_SIZE` + 2 connections (its pool, a [`Db`], the connection
-/// that creates or drops its database): 8 × 6 = 48 of PostgreSQL's default `max_connections`
-/// (100). Every test starts one server, so a test never waits on a permit while holding one.
-const LIVE_POSTGRES_SERVERS: usize = 8;
-static LIVE: Semaphore = Semaphore::const_new(LIVE_POSTGRES_SERVERS);
-
-/// Creating or dropping a database gives up after this long rather than hang the suite.
-const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
-
-fn postgres_server() -> Option<String> {
-    std::env::var(POSTGRES_ENV)
-        .ok()
-        .filter(|url| !url.trim().is_empty())
-}
-
-/// True in the PostgreSQL run without a server to run on, after saying so for this test.
-pub fn skipped() -> bool {
-    if !crate::POSTGRES || postgres_server().is_some() {
-        return false;
-    }
-    let thread = std::thread::current();
-    let test = thread.name().unwrap_or("a test");
-    let line = format!(
-        "it_postgres: {test} skipped: {POSTGRES_ENV} is not set (set it to a PostgreSQL server \
-         URL, e.g. postgres://postgres@127.0.0.1:5432/postgres, to run the suite on PostgreSQL)\n"
-    );
-    // Straight to stderr, in one write: libtest captures `eprintln!` of passing tests.
-    let _ = std::io::stderr().write_all(line.as_bytes());
-    true
-}
 
 pub enum Database {
     Sqlite { path: PathBuf, _dir: TempDir },
@@ -63,24 +21,30 @@ pub enum Database {
 }
 
 impl Database {
-    /// A new, empty database for one test server, on the backend of this run.
-    pub async fn create() -> Database {
-        if !crate::POSTGRES {
-            let dir = tempfile::tempdir().unwrap();
-            let path = dir.path().join("grantd.db");
-            return Database::Sqlite { path, _dir: dir };
+    /// A new, empty database for one test server: PostgreSQL on the server
+    /// `GRANTD_TEST_POSTGRES` names if `on_postgres`, else SQLite.
+    pub async fn create(on_postgres: bool) -> Database {
+        if !on_postgres {
+            return Database::sqlite();
         }
-        let server = postgres_server().unwrap_or_else(|| {
+        let server = postgres::configured().unwrap_or_else(|| {
             panic!("{POSTGRES_ENV} is not set: begin the test with skip_without_postgres!()")
         });
         Database::Postgres(PgDatabase::create(&server).await)
+    }
+
+    /// An SQLite file in a temp dir of its own.
+    pub fn sqlite() -> Database {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("grantd.db");
+        Database::Sqlite { path, _dir: dir }
     }
 
     /// The URL `grantd_store::Store::open` takes.
     pub fn url(&self) -> String {
         match self {
             Database::Sqlite { path, .. } => format!("sqlite://{}", path.display()),
-            Database::Postgres(db) => db.url.clone(),
+            Database::Postgres(db) => db.url(),
         }
     }
 
@@ -104,7 +68,7 @@ impl Database {
                 Db::Sqlite(pool)
             }
             Database::Postgres(db) => {
-                let options = PgConnectOptions::from_str(&db.url)
+                let options = PgConnectOptions::from_str(&db.url())
                     .unwrap()
                     .options([("default_transaction_read_only", "on")]);
                 let pool = PgPoolOptions::new()
@@ -116,81 +80,6 @@ impl Database {
                 Db::Postgres(pool)
             }
         }
-    }
-}
-
-/// A database of its own on the test PostgreSQL server, dropped on drop.
-pub struct PgDatabase {
-    /// The URL of the server's maintenance database, where databases are created and dropped.
-    server: String,
-    name: String,
-    url: String,
-    _live: SemaphorePermit<'static>,
-}
-
-impl PgDatabase {
-    async fn create(server: &str) -> PgDatabase {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let live = LIVE.acquire().await.unwrap();
-        let name = format!(
-            "grantd_it_{}_{}_{:08x}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed),
-            RandomState::new().build_hasher().finish() as u32
-        );
-        let mut url = Url::parse(server)
-            .unwrap_or_else(|e| panic!("{POSTGRES_ENV}={server:?} is not a URL: {e}"));
-        url.set_path(&format!("/{name}"));
-        admin(server, &format!("CREATE DATABASE \"{name}\""))
-            .await
-            .unwrap_or_else(|e| panic!("cannot create database {name} ({POSTGRES_ENV}): {e}"));
-        PgDatabase {
-            server: server.to_owned(),
-            name,
-            url: url.to_string(),
-            _live: live,
-        }
-    }
-}
-
-impl Drop for PgDatabase {
-    /// `WITH (FORCE)` ends the connections the test server's pool still holds (its tasks live
-    /// until the test's runtime ends). Drop cannot await, and may run on the test's runtime,
-    /// which cannot block on a future: a thread with a runtime of its own does it, within
-    /// [`ADMIN_TIMEOUT`].
-    fn drop(&mut self) {
-        let server = self.server.clone();
-        let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
-        let dropped = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())?
-                .block_on(admin(&server, &sql))
-        })
-        .join()
-        .unwrap_or_else(|_| Err("the thread dropping it panicked".into()));
-        if let Err(e) = dropped {
-            let message = format!("cannot drop test database {}: {e}", self.name);
-            if std::thread::panicking() {
-                let _ = std::io::stderr().write_all(format!("{message}\n").as_bytes());
-            } else {
-                panic!("{message}");
-            }
-        }
-    }
-}
-
-/// Runs `sql` on the server's maintenance database, on a connection of its own.
-async fn admin(server: &str, sql: &str) -> Result<(), String> {
-    let run = async {
-        let mut conn = PgConnection::connect(server).await?;
-        sqlx::raw_sql(sql).execute(&mut conn).await?;
-        conn.close().await
-    };
-    match tokio::time::timeout(ADMIN_TIMEOUT, run).await {
-        Ok(done) => done.map_err(|e| e.to_string()),
-        Err(_) => Err(format!("no answer within {ADMIN_TIMEOUT:?}")),
     }
 }
 
