@@ -2,7 +2,7 @@
 //! runs on the writer thread (`writer`), batched into shared commits, and no write is
 //! answered before its WAL frames are synced to disk (`wal_sync`), so an acknowledged token
 //! survives a crash. Reads run on read-only connections kept per thread (`readers`). WAL
-//! checkpoints run beside the writer (`checkpoint`). Migrations are applied first, by sqlx's
+//! checkpoints run beside the writer (`checkpoint`). Migrations are applied first, by the shared
 //! runner (`migrations.rs` says why). One file per group of verbs (`verbs.rs`).
 
 mod accounts;

@@ -1,5 +1,5 @@
 //! Reading `rows.rs`'s named row structs from rusqlite rows, column by column in the order of
-//! the `SELECT` that reads them (what `sqlx::FromRow` does for PostgreSQL).
+//! the `SELECT` that reads them (what the derived `FromRow` does for PostgreSQL).
 
 use rusqlite::Row;
 
