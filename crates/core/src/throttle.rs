@@ -86,17 +86,12 @@ pub fn refresh_bookkeeping(
     Ok(doomed)
 }
 
-/// The refresh tokens of one user and client to delete once a new one has been added: the
-/// oldest beyond `refresh_tokens_per_grant` (CONTRACT.md: at most 20, the oldest deleted
-/// first). `ids` are theirs, the new one included, in any order.
-pub fn refresh_tokens_to_evict(ids: &[i64], limits: &Limits) -> Vec<i64> {
-    let mut ids = ids.to_vec();
-    ids.sort_unstable();
-    let excess = ids
-        .len()
-        .saturating_sub(limits.refresh_tokens_per_grant.max(0) as usize);
-    ids.truncate(excess);
-    ids
+/// The refresh-token cap (CONTRACT.md: at most `refresh_tokens_per_grant` per user and
+/// client, the oldest deleted first), in one index lookup like the code throttle. Once a new
+/// refresh token has been added, the user's tokens for that client are counted from the newest
+/// (0) back; the one at this position, if there is one, and every older one go.
+pub fn first_evicted_refresh_token(limits: &Limits) -> i64 {
+    limits.refresh_tokens_per_grant.max(0)
 }
 
 /// A user's sign-in failures, as stored.
@@ -228,18 +223,34 @@ mod tests {
         );
     }
 
+    /// Which tokens go, given the ids of a user's tokens for one client, newest first, as the
+    /// store looks them up.
+    fn evicted(newest_first: &[i64], limits: &Limits) -> Vec<i64> {
+        let first = first_evicted_refresh_token(limits) as usize;
+        newest_first.iter().skip(first).copied().collect()
+    }
+
     #[test]
     fn the_oldest_refresh_tokens_beyond_the_cap_are_evicted() {
         let limits = limits(); // 20
         let twenty: Vec<i64> = (1..=20).rev().collect();
-        assert!(refresh_tokens_to_evict(&twenty, &limits).is_empty());
-        let twenty_two: Vec<i64> = (1..=22).collect();
-        assert_eq!(refresh_tokens_to_evict(&twenty_two, &limits), vec![1, 2]);
+        assert!(evicted(&twenty, &limits).is_empty());
+        let twenty_two: Vec<i64> = (1..=22).rev().collect();
+        assert_eq!(evicted(&twenty_two, &limits), vec![2, 1]);
         let one = Limits {
             refresh_tokens_per_grant: 1,
+            ..limits.clone()
+        };
+        assert_eq!(evicted(&[9, 7, 3], &one), vec![7, 3]);
+        let none = Limits {
+            refresh_tokens_per_grant: -1,
             ..limits
         };
-        assert_eq!(refresh_tokens_to_evict(&[7, 3, 9], &one), vec![3, 7]);
+        assert_eq!(
+            first_evicted_refresh_token(&none),
+            0,
+            "a negative cap keeps nothing"
+        );
     }
 
     #[test]

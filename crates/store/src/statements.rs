@@ -94,11 +94,13 @@ pub(crate) const REVOKE_CODE_ACCESS_TOKENS: &str = "DELETE FROM access_tokens
 pub(crate) const INSERT_REFRESH_TOKEN: &str = "INSERT INTO refresh_tokens (token_hash, client_id,
     user_id, scopes, code_hash, created_at, last_used_at)
     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id";
-/// The ids of a user's refresh tokens for one client (`throttle::refresh_tokens_to_evict`).
-pub(crate) const REFRESH_TOKENS_OF_GRANT: &str =
-    "SELECT id FROM refresh_tokens WHERE user_id = $1 AND client_id = $2";
-/// Its access tokens go by cascade.
-pub(crate) const DELETE_REFRESH_TOKEN: &str = "DELETE FROM refresh_tokens WHERE id = $1";
+/// The id of a user's refresh token for one client at position $3 counted from the newest (0),
+/// from the index (`throttle::first_evicted_refresh_token`).
+pub(crate) const REFRESH_TOKEN_AT: &str = "SELECT id FROM refresh_tokens
+    WHERE user_id = $1 AND client_id = $2 ORDER BY id DESC LIMIT 1 OFFSET $3";
+/// That token and every older one of the user and client; their access tokens go by cascade.
+pub(crate) const EVICT_REFRESH_TOKENS: &str =
+    "DELETE FROM refresh_tokens WHERE user_id = $1 AND client_id = $2 AND id <= $3";
 pub(crate) const REFRESH_GRANT: &str =
     "SELECT id, client_id, user_id, scopes FROM refresh_tokens WHERE token_hash = $1";
 pub(crate) const REFRESH_TOKEN: &str =

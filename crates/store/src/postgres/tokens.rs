@@ -7,7 +7,8 @@ use grantd_core::consent::Consent;
 use grantd_core::grant::{AccessGrant, CodeGrant, RefreshGrant, Rejection};
 use grantd_core::secret::SecretHash;
 use grantd_core::throttle::{
-    code_throttle, code_to_check, refresh_bookkeeping, refresh_tokens_to_evict, Minted, RetryAfter,
+    code_throttle, code_to_check, first_evicted_refresh_token, refresh_bookkeeping, Minted,
+    RetryAfter,
 };
 use grantd_core::{ClientId, Limits, OAuthError, Scopes, Timestamp};
 
@@ -21,10 +22,10 @@ use crate::rows::{
 };
 use crate::statements::{
     ACCESS_TOKENS_AFTER, ACCESS_TOKENS_OF_REFRESH, CODE_BY_HASH, CODE_MADE_AT, CONSENT,
-    DELETE_ACCESS_TOKEN, DELETE_EXPIRED_ACCESS_TOKENS, DELETE_REFRESH_TOKEN, INSERT_ACCESS_TOKEN,
+    DELETE_ACCESS_TOKEN, DELETE_EXPIRED_ACCESS_TOKENS, EVICT_REFRESH_TOKENS, INSERT_ACCESS_TOKEN,
     INSERT_CODE, INSERT_REFRESH_TOKEN, KEEP_LAST_USE_OF_ACCESS_TOKEN, KEEP_LAST_USE_OF_EXPIRED,
     LIVE_ACCESS_TOKEN, LIVE_ACCESS_TOKEN_AND_OWNER, MARK_REDEEMED, MARK_REDEEMED_WITH_TOKENS,
-    NEWEST_CODE_SEQ, REFRESH_GRANT, REFRESH_TOKEN, REFRESH_TOKENS_OF_GRANT, REVOKE_ACCESS_TOKEN,
+    NEWEST_CODE_SEQ, REFRESH_GRANT, REFRESH_TOKEN, REFRESH_TOKEN_AT, REVOKE_ACCESS_TOKEN,
     REVOKE_CODE_ACCESS_TOKENS, REVOKE_CODE_REFRESH_TOKENS, REVOKE_REFRESH_TOKEN, SWEEP_CHUNK,
     SWEEP_CODES, SWEEP_PENDING_CONSENTS, SWEEP_SESSIONS, UPSERT_CONSENT,
 };
@@ -160,13 +161,16 @@ impl TokenVerbs for PostgresStore {
                     .fetch_one(&mut *tx)
                     .await?;
                 // Beyond the cap the oldest go, and their access tokens with them (cascade).
-                let ids: Vec<i64> = sqlx::query_scalar(REFRESH_TOKENS_OF_GRANT)
+                let evicted: Option<i64> = sqlx::query_scalar(REFRESH_TOKEN_AT)
                     .bind(grant.user_id)
                     .bind(grant.client_id.as_str())
-                    .fetch_all(&mut *tx)
+                    .bind(first_evicted_refresh_token(&limits))
+                    .fetch_optional(&mut *tx)
                     .await?;
-                for evicted in refresh_tokens_to_evict(&ids, &limits) {
-                    sqlx::query(DELETE_REFRESH_TOKEN)
+                if let Some(evicted) = evicted {
+                    sqlx::query(EVICT_REFRESH_TOKENS)
+                        .bind(grant.user_id)
+                        .bind(grant.client_id.as_str())
                         .bind(evicted)
                         .execute(&mut *tx)
                         .await?;

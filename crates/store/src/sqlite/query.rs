@@ -42,17 +42,6 @@ pub(crate) fn scalar<T: FromSql>(
         .optional()?)
 }
 
-/// The first column of every row a statement finds.
-pub(crate) fn column<T: FromSql>(
-    db: &Connection,
-    sql: &str,
-    params: impl Params,
-) -> Result<Vec<T>, StoreError> {
-    let mut statement = db.prepare_cached(sql)?;
-    let rows = statement.query_map(params, |row| row.get(0))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
-}
-
 /// Runs a statement; how many rows it changed.
 pub(crate) fn execute(
     db: &Connection,

@@ -9,7 +9,7 @@ use grantd_core::secret::SecretHash;
 use grantd_core::throttle::{self, Minted};
 use grantd_core::{ClientId, Limits, OAuthError, Scopes, Timestamp};
 
-use super::query::{all, column, execute, one, scalar};
+use super::query::{all, execute, one, scalar};
 use super::SqliteStore;
 use crate::model::{
     CodeIssue, NewAccess, NewCode, NewTokens, Redemption, RefreshOutcome, TokenInfo, User,
@@ -264,10 +264,11 @@ fn redeem_code(
                 now.0,
             ),
         )?;
-        let held: Vec<i64> = column(db, REFRESH_TOKENS_OF_GRANT, (grant.user_id, client))?;
         // Beyond the cap the oldest go, and their access tokens with them (cascade).
-        for evicted in throttle::refresh_tokens_to_evict(&held, limits) {
-            execute(db, DELETE_REFRESH_TOKEN, (evicted,))?;
+        let first = throttle::first_evicted_refresh_token(limits);
+        if let Some(evicted) = scalar::<i64>(db, REFRESH_TOKEN_AT, (grant.user_id, client, first))?
+        {
+            execute(db, EVICT_REFRESH_TOKENS, (grant.user_id, client, evicted))?;
         }
         id
     } else {
