@@ -12,10 +12,10 @@ use grantd_core::{Client, Clock, Limits, SystemClock};
 use grantd_server::admin::{self, AdminError, ClientSpec, SelfCodeSpec};
 use grantd_server::Passwords;
 use grantd_store::Store;
+use grantd_store::{AccountVerbs, ConsoleVerbs};
 
 use crate::cli::{ClientAddArgs, ClientCommand, CodeArgs, ScopeCommand, UserCommand};
 use crate::{emit, Failure};
-use grantd_store::{AccountVerbs, ConsoleVerbs};
 
 pub async fn user(store: &Store, command: UserCommand) -> Result<(), Failure> {
     let UserCommand::Add {

@@ -2,10 +2,10 @@
 //! their fields, another user's client, and Regenerate.
 
 use grantd_core::ClientType;
+use grantd_store::ConsoleVerbs;
 use serde_json::Value;
 
 use crate::{assert_token_shape, Env, TestClient};
-use grantd_store::ConsoleVerbs;
 
 fn assert_client_id_shape(id: &str) {
     let rest = id.strip_prefix("1000.").unwrap_or("");

@@ -4,9 +4,9 @@
 
 use grantd_core::{ClientType, Dialect};
 use grantd_server::admin::{self, AdminError, ClientSpec};
+use grantd_store::ConsoleVerbs;
 
 use crate::{start, Decision, Http, TestClient, TestServer, TestUser, Wire};
-use grantd_store::ConsoleVerbs;
 
 /// A browser signed in as a user who already consented to `client`, so that any request the
 /// server accepted would be answered with a code at once.

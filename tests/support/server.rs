@@ -15,11 +15,11 @@ use grantd_core::secret::Password;
 use grantd_core::{ClientType, Dialect, ManualClock, Timestamp};
 use grantd_server::admin::{self, ClientSpec, SelfCodeSpec};
 use grantd_server::{App, Settings};
+use grantd_store::ConsoleVerbs;
 
 use super::database::{Database, Db, Param, POOL_SIZE};
 use super::http::{send, Http, Redirect, Reply};
 use super::oauth::{auth_url, TestClient, TestUser, Tokens, Wire, API_DOMAIN, PASSWORD};
-use grantd_store::ConsoleVerbs;
 
 /// The scopes every test server registers (besides the built-in `AaaServer.profile.READ`),
 /// with the descriptions the consent page shows.

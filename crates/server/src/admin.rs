@@ -7,10 +7,10 @@ use grantd_core::grant::CodeGrant;
 use grantd_core::limits::SELF_CLIENT_CODE_MINUTES;
 use grantd_core::secret::{generate_client_id, ClientSecret, GrantCode, Password};
 use grantd_core::{ClientId, ClientType, Dialect, Limits, RedirectUri, Scope, Scopes, Timestamp};
+use grantd_store::{AccountVerbs, ConsoleVerbs, TokenVerbs};
 use grantd_store::{CodeIssue, NewClient, NewCode, Store, StoreError};
 
 use crate::password::Passwords;
-use grantd_store::{AccountVerbs, ConsoleVerbs, TokenVerbs};
 
 #[derive(Debug)]
 pub enum AdminError {

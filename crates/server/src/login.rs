@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 
 use grantd_core::secret::{Password, SessionToken};
 use grantd_core::Timestamp;
+use grantd_store::{AccountVerbs, SessionVerbs};
 
 use crate::app::App;
 use crate::cookies::Cookie;
@@ -17,7 +18,6 @@ use crate::params::Params;
 use crate::session::{
     current_session, is_cross_site, login_page, safe_next, see_other, user_agent,
 };
-use grantd_store::{AccountVerbs, SessionVerbs};
 
 const LOGIN_FAILED: &str = "The email address or password is incorrect.";
 

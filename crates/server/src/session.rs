@@ -11,6 +11,7 @@ use axum::response::{Html, IntoResponse, Response};
 
 use grantd_core::secret::SessionToken;
 use grantd_core::Timestamp;
+use grantd_store::SessionVerbs;
 use grantd_store::{StoreError, User};
 
 use crate::app::App;
@@ -18,7 +19,6 @@ use crate::cookies::Cookie;
 use crate::error::ErrorPage;
 use crate::pages::{self, LoginPage};
 use crate::params::Params;
-use grantd_store::SessionVerbs;
 
 /// The signed-in user of this browser, with the session token that proves it.
 pub async fn current_session(

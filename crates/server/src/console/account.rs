@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use grantd_core::secret::Password;
 use grantd_core::ClientId;
+use grantd_store::{AccountVerbs, ConsoleVerbs};
 
 use super::datetime;
 use crate::app::App;
@@ -16,7 +17,6 @@ use crate::error::ErrorPage;
 use crate::pages;
 use crate::params::Params;
 use crate::session::{see_other, SignedIn};
-use grantd_store::{AccountVerbs, ConsoleVerbs};
 
 struct AppView {
     id: String,

@@ -6,6 +6,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 
 use grantd_core::secret::Password;
+use grantd_store::{AccountVerbs, ConsoleVerbs};
 
 use crate::admin::{self, AdminError};
 use crate::app::App;
@@ -13,7 +14,6 @@ use crate::error::ErrorPage;
 use crate::pages;
 use crate::params::Params;
 use crate::session::{see_other, SignedIn};
-use grantd_store::{AccountVerbs, ConsoleVerbs};
 
 fn require_admin(me: &SignedIn) -> Result<(), ErrorPage> {
     if me.user.is_admin {

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use grantd_core::limits::SELF_CLIENT_CODE_MINUTES;
 use grantd_core::{Client, ClientType, Dialect};
 use grantd_store::ClientUpdate;
+use grantd_store::ConsoleVerbs;
 
 use super::{datetime, type_help, type_label};
 use crate::admin::{self, check_client_fields, AdminError, ClientSpec, FieldErrors, SelfCodeSpec};
@@ -18,7 +19,6 @@ use crate::error::ErrorPage;
 use crate::pages;
 use crate::params::Params;
 use crate::session::{see_other, SignedIn};
-use grantd_store::ConsoleVerbs;
 
 struct ClientRow {
     id: String,

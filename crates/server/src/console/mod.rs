@@ -9,11 +9,11 @@ pub mod clients;
 use axum::http::StatusCode;
 
 use grantd_core::{Client, ClientType, Timestamp};
+use grantd_store::ConsoleVerbs;
 
 use crate::app::App;
 use crate::error::ErrorPage;
 use crate::session::SignedIn;
-use grantd_store::ConsoleVerbs;
 
 /// What the console adds to a signed-in request.
 impl SignedIn {

@@ -17,6 +17,7 @@ use grantd_core::{
     Client, ClientId, CodeChallenge, OAuthError, Prompt, RedirectUri, Scopes, Timestamp,
 };
 use grantd_store::{CodeIssue, ConsentRecord, NewCode, User};
+use grantd_store::{ConsoleVerbs, SessionVerbs, TokenVerbs};
 
 use super::registered_scopes;
 use crate::app::App;
@@ -24,7 +25,6 @@ use crate::error::{ApiError, ErrorPage, Failure};
 use crate::pages::{self, ConsentPage};
 use crate::params::Params;
 use crate::session::{current_session, is_cross_site, login_page};
-use grantd_store::{ConsoleVerbs, SessionVerbs, TokenVerbs};
 
 /// Client ids are 35 characters; anything far longer is not looked up.
 const MAX_CLIENT_ID_LEN: usize = 128;

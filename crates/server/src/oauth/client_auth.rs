@@ -9,11 +9,11 @@ use base64::Engine;
 
 use grantd_core::secret::ClientSecret;
 use grantd_core::{Client, ClientId, Dialect, OAuthError};
+use grantd_store::ConsoleVerbs;
 
 use crate::app::App;
 use crate::error::{ApiError, Failure};
 use crate::params::Params;
-use grantd_store::ConsoleVerbs;
 
 /// Client ids are 35 characters; anything far longer is not looked up.
 const MAX_CLIENT_ID_LEN: usize = 128;

@@ -10,13 +10,13 @@ use axum::Json;
 
 use grantd_core::secret::SecretHash;
 use grantd_core::{OAuthError, Scope};
+use grantd_store::TokenVerbs;
 use grantd_wire::{ErrorBody, Introspection, UserInfo};
 
 use super::client_auth::Caller;
 use crate::app::App;
 use crate::error::store_failure;
 use crate::params::Params;
-use grantd_store::TokenVerbs;
 
 const PROFILE_SCOPE: &str = "AaaServer.profile.READ";
 

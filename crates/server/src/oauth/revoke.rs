@@ -9,13 +9,13 @@ use axum::Json;
 
 use grantd_core::secret::SecretHash;
 use grantd_core::{Dialect, OAuthError};
+use grantd_store::TokenVerbs;
 use grantd_wire::{ErrorBody, Status};
 
 use super::client_auth::Caller;
 use crate::app::App;
 use crate::error::Failure;
 use crate::params::Params;
-use grantd_store::TokenVerbs;
 
 pub async fn revoke(State(app): State<App>, headers: HeaderMap, params: Params) -> Response {
     let caller = match Caller::identify(&app, &headers, &params).await {

@@ -11,6 +11,7 @@ use axum::Json;
 use grantd_core::grant::{refresh_scopes, CodeGrant};
 use grantd_core::secret::{AccessToken, GrantCode, RefreshToken};
 use grantd_core::{Client, ClientType, OAuthError, Scopes, Timestamp};
+use grantd_store::TokenVerbs;
 use grantd_store::{NewAccess, NewTokens, Redemption, RefreshOutcome};
 use grantd_wire::TokenResponse;
 
@@ -19,7 +20,6 @@ use super::registered_scopes;
 use crate::app::App;
 use crate::error::Failure;
 use crate::params::Params;
-use grantd_store::TokenVerbs;
 
 pub async fn token(State(app): State<App>, headers: HeaderMap, params: Params) -> Response {
     let now = app.clock.now();
