@@ -28,6 +28,7 @@ pub const POSTGRES: bool = false;
 mod cancellation;
 mod dialects;
 mod encodings;
+mod http_limits;
 mod limits;
 mod login;
 mod pkce;
