@@ -29,6 +29,7 @@ mod cancellation;
 mod dialects;
 mod encodings;
 mod http_limits;
+mod hygiene;
 mod limits;
 mod login;
 mod pkce;
