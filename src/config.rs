@@ -5,11 +5,12 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Duration;
 
 use serde::Deserialize;
 
 use grantd_core::{Dialect, Limits};
-use grantd_server::Settings;
+use grantd_server::{HttpLimits, Settings};
 
 use crate::cli::{DialectArg, ServeArgs};
 
@@ -29,6 +30,20 @@ pub struct FileConfig {
     pub default_dialect: Option<DialectArg>,
     #[serde(default)]
     pub limits: LimitsFile,
+    #[serde(default)]
+    pub http: HttpFile,
+}
+
+/// `[http]`: overrides of `grantd_server::HttpLimits`, field by field (README "Security").
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpFile {
+    pub max_header_bytes: Option<u64>,
+    pub header_read_timeout_secs: Option<u64>,
+    pub body_read_timeout_secs: Option<u64>,
+    pub idle_timeout_secs: Option<u64>,
+    pub max_connections: Option<u64>,
+    pub password_queue: Option<u64>,
 }
 
 /// `[limits]`: overrides of `grantd_core::Limits`, field by field.
@@ -140,6 +155,58 @@ impl FileConfig {
     }
 }
 
+impl FileConfig {
+    /// The HTTP protections: the defaults, overridden by `[http]`, each within a sane range.
+    pub fn http(&self) -> Result<HttpLimits, String> {
+        let mut http = HttpLimits::default();
+        let file = &self.http;
+        let check = |name: &str, value: u64, range: std::ops::RangeInclusive<u64>| {
+            if range.contains(&value) {
+                Ok(value)
+            } else {
+                Err(format!(
+                    "http.{name} must be between {} and {} (got {value})",
+                    range.start(),
+                    range.end()
+                ))
+            }
+        };
+        // Below 1 KiB even a browser's ordinary headers would not fit.
+        if let Some(v) = file.max_header_bytes {
+            http.max_header_bytes = check("max_header_bytes", v, 1024..=1024 * 1024)? as usize;
+        }
+        let timeouts = [
+            (
+                "header_read_timeout_secs",
+                file.header_read_timeout_secs,
+                &mut http.header_read_timeout,
+            ),
+            (
+                "body_read_timeout_secs",
+                file.body_read_timeout_secs,
+                &mut http.body_read_timeout,
+            ),
+            (
+                "idle_timeout_secs",
+                file.idle_timeout_secs,
+                &mut http.idle_timeout,
+            ),
+        ];
+        for (name, value, slot) in timeouts {
+            if let Some(v) = value {
+                *slot = Duration::from_secs(check(name, v, 1..=86_400)?);
+            }
+        }
+        if let Some(v) = file.max_connections {
+            http.max_connections = check("max_connections", v, 1..=1_000_000)? as usize;
+        }
+        if let Some(v) = file.password_queue {
+            http.password_queue = check("password_queue", v, 1..=100_000)? as usize;
+        }
+        Ok(http)
+    }
+}
+
 /// The database to open: `--database` / `GRANTD_DATABASE_URL`, else the file, else the default.
 pub fn database_url(flag_or_env: Option<&str>, file: &FileConfig) -> Result<String, String> {
     let url = flag_or_env
@@ -168,6 +235,7 @@ pub struct ServeConfig {
     pub api_domain: Option<String>,
     pub default_dialect: Dialect,
     pub limits: Limits,
+    pub http: HttpLimits,
 }
 
 impl ServeConfig {
@@ -207,6 +275,7 @@ impl ServeConfig {
             api_domain,
             default_dialect,
             limits: file.limits()?,
+            http: file.http()?,
         })
     }
 
@@ -223,6 +292,7 @@ impl ServeConfig {
         settings.location = self.location.clone();
         settings.default_dialect = self.default_dialect;
         settings.limits = self.limits.clone();
+        settings.http = self.http.clone();
         settings
     }
 }
@@ -274,6 +344,9 @@ mod tests {
         assert_eq!(settings.location, "us");
         assert_eq!(settings.default_dialect, Dialect::Standard);
         assert_eq!(settings.limits.code_lifetime_secs, 60);
+        assert_eq!(settings.http, HttpLimits::default());
+        assert_eq!(settings.http.max_header_bytes, 16 * 1024);
+        assert_eq!(settings.http.header_read_timeout, Duration::from_secs(10));
     }
 
     #[test]
@@ -287,6 +360,9 @@ mod tests {
             default_dialect = "zoho"
             [limits]
             access_token_lifetime_secs = 600
+            [http]
+            header_read_timeout_secs = 5
+            password_queue = 8
             "#,
         )
         .unwrap();
@@ -299,6 +375,9 @@ mod tests {
         assert_eq!(settings.default_dialect, Dialect::Zoho);
         assert_eq!(settings.limits.access_token_lifetime_secs, 600);
         assert_eq!(settings.limits.refresh_tokens_per_grant, 20);
+        assert_eq!(settings.http.header_read_timeout, Duration::from_secs(5));
+        assert_eq!(settings.http.password_queue, 8);
+        assert_eq!(settings.http.max_connections, 1024);
 
         let flags = ServeArgs {
             listen: Some("127.0.0.1:0".into()),
@@ -323,6 +402,17 @@ mod tests {
         assert!(FileConfig::parse("default_dialect = \"oauth\"").is_err());
         let zero = FileConfig::parse("[limits]\ncodes_per_window = 0").unwrap();
         assert!(zero.limits().is_err());
+        assert!(FileConfig::parse("[http]\nheader_timeout = 5").is_err());
+        for bad in [
+            "max_header_bytes = 100",
+            "header_read_timeout_secs = 0",
+            "max_connections = 0",
+            "password_queue = 0",
+        ] {
+            let file = FileConfig::parse(&format!("[http]\n{bad}")).unwrap();
+            assert!(file.http().is_err(), "{bad}");
+            assert!(ServeConfig::resolve(&args(), &file).is_err(), "{bad}");
+        }
         let bad_url = FileConfig::parse("public_url = \"javascript:alert(1)\"").unwrap();
         assert!(ServeConfig::resolve(&args(), &bad_url).is_err());
         let bad_location = FileConfig::parse("location = \"eu west\"").unwrap();
@@ -336,6 +426,7 @@ mod tests {
             format!("{:?}", file.limits().unwrap()),
             format!("{:?}", Limits::default())
         );
+        assert_eq!(file.http().unwrap(), HttpLimits::default());
         let config = ServeConfig::resolve(&args(), &file).unwrap();
         assert_eq!(config.listen, DEFAULT_LISTEN);
         assert_eq!(config.public_url, None);

@@ -28,6 +28,8 @@ pub const POSTGRES: bool = false;
 mod cancellation;
 mod dialects;
 mod encodings;
+mod http_limits;
+mod hygiene;
 mod limits;
 mod login;
 mod pkce;

@@ -215,7 +215,7 @@ async fn t079_reflected_input_is_escaped_and_injects_no_header() {
         .get(&server.auth_url_raw(&[
             ("response_type", "code"),
             ("client_id", &a.id),
-            ("scope", &hostile),
+            ("scope", SCRIPT),
             ("redirect_uri", "https://a.example/cb"),
             ("state", "s"),
         ]))
@@ -224,6 +224,19 @@ async fn t079_reflected_input_is_escaped_and_injects_no_header() {
     let redirect = Redirect::from_reply(&reply);
     assert_eq!(redirect.error(), Some("invalid_scope"));
     assert_eq!(redirect.param("iss"), Some(server.url.as_str()));
+    // With CR/LF in it, the request is refused before anything else (CONTRACT.md: a control
+    // character in any parameter is invalid_request): the error page, no redirect.
+    let page = browser
+        .get(&server.auth_url_raw(&[
+            ("response_type", "code"),
+            ("client_id", &a.id),
+            ("scope", &hostile),
+            ("redirect_uri", "https://a.example/cb"),
+            ("state", "s"),
+        ]))
+        .await;
+    page.assert_error_page();
+    assert_no_injection(&page);
 
     // The post-login target: only this server's own relative URLs are followed.
     for next in [

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use grantd_core::{Clock, Dialect, Limits};
 use grantd_store::Store;
 
+use crate::connection::HttpLimits;
 use crate::password::Passwords;
 
 /// What this deployment is: its public URL, data center and defaults.
@@ -20,6 +21,8 @@ pub struct Settings {
     /// The error dialect where the client is unknown.
     pub default_dialect: Dialect,
     pub limits: Limits,
+    /// Header size, timeouts, the connection cap and the password queue (`[http]`).
+    pub http: HttpLimits,
 }
 
 impl Settings {
@@ -31,6 +34,7 @@ impl Settings {
             location: "us".into(),
             default_dialect: Dialect::Standard,
             limits: Limits::default(),
+            http: HttpLimits::default(),
         }
     }
 
@@ -52,11 +56,12 @@ pub struct Inner {
 
 impl App {
     pub fn new(store: Store, clock: Arc<dyn Clock>, settings: Settings) -> Self {
+        let passwords = Passwords::with_queue(settings.http.password_queue);
         Self(Arc::new(Inner {
             store,
             clock,
             settings,
-            passwords: Passwords::new(),
+            passwords,
         }))
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod admin;
 mod app;
+mod connection;
 mod console;
 mod cookies;
 mod error;
@@ -16,6 +17,7 @@ mod routes;
 mod session;
 
 pub use app::{App, Settings};
+pub use connection::HttpLimits;
 pub use password::Passwords;
 pub use routes::router;
 
@@ -35,9 +37,8 @@ pub async fn serve_until(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let sweeper = tokio::spawn(sweep_forever(app.clone()));
-    let served = axum::serve(listener, router(app))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let limits = app.settings.http.clone();
+    let served = connection::serve(listener, router(app), limits, shutdown).await;
     sweeper.abort();
     served
 }

@@ -1,15 +1,19 @@
 //! OAuth parameters from wherever clients put them: the query string, an urlencoded body or a
 //! multipart body (CONTRACT.md). Bounded in count and size, strict about duplicates (RFC 6749
-//! §3.1, §3.2) and about bodies that are not forms (T-086).
+//! §3.1, §3.2), about bodies that are not forms (T-086) and about control characters
+//! (CONTRACT.md: 400 `invalid_request`, before anything reaches the store). A request whose
+//! parameters cannot be read is answered in its endpoint's format: JSON on the OAuth API, the
+//! error page on browser pages.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Multipart, Request};
 use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
 
 use grantd_core::OAuthError;
 
 use crate::app::App;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorPage};
 
 /// More than any real client sends; a flood of fields is refused before it costs anything.
 const MAX_PARAMS: usize = 64;
@@ -68,6 +72,13 @@ impl Params {
         if value.len() > MAX_VALUE_LEN || name.len() > 64 {
             return Err(OAuthError::InvalidRequest("a parameter is too long"));
         }
+        // No field's grammar allows a control character (C0, DEL or C1; the forms have no
+        // multi-line fields), and PostgreSQL refuses NUL outright: refused here, once, for all.
+        if name.chars().chain(value.chars()).any(char::is_control) {
+            return Err(OAuthError::InvalidRequest(
+                "parameters must not contain control characters",
+            ));
+        }
         self.pairs.push((name, value));
         Ok(())
     }
@@ -84,17 +95,45 @@ impl Params {
     }
 }
 
-/// A request whose parameters cannot be read is answered in the server's default dialect: the
-/// client, and so its dialect, is not known yet.
+/// Parameters that cannot be read: on the API in the server's default dialect (the client, and
+/// so its dialect, is not known yet), on a browser page as the error page.
+#[derive(Debug)]
+pub enum ParamsRejection {
+    Api(ApiError),
+    Page(ErrorPage),
+}
+
+impl IntoResponse for ParamsRejection {
+    fn into_response(self) -> Response {
+        match self {
+            ParamsRejection::Api(error) => error.into_response(),
+            ParamsRejection::Page(page) => page.into_response(),
+        }
+    }
+}
+
 impl FromRequest<App> for Params {
-    type Rejection = ApiError;
+    type Rejection = ParamsRejection;
 
     async fn from_request(req: Request, app: &App) -> Result<Self, Self::Rejection> {
+        let page = is_page(req.uri().path());
         let dialect = app.settings.default_dialect;
-        Params::read(req, app)
-            .await
-            .map_err(|e| ApiError::new(e, dialect))
+        Params::read(req, app).await.map_err(|e| {
+            if page {
+                ParamsRejection::Page(ErrorPage::bad_request(
+                    "This request could not be read: it is malformed, too large, or contains control characters.",
+                ))
+            } else {
+                ParamsRejection::Api(ApiError::new(e, dialect))
+            }
+        })
     }
+}
+
+/// The OAuth API lives under `/oauth/`, except the authorization endpoint and its consent
+/// form, which are pages like everything outside `/oauth/` (routes.rs).
+fn is_page(path: &str) -> bool {
+    !path.starts_with("/oauth/") || path == "/oauth/v2/auth" || path.starts_with("/oauth/v2/auth/")
 }
 
 impl Params {
@@ -200,6 +239,41 @@ mod tests {
         assert_eq!(plus.get("scope"), Ok(Some("A.b.READ A.c.READ")));
         let truncated = Params::from_query(Some("scope=%2")).unwrap_or_default();
         assert_eq!(truncated.get("scope"), Ok(Some("%2")));
+    }
+
+    #[test]
+    fn control_characters_are_refused_in_names_and_values() {
+        for byte in (0x00..0x20).chain([0x7f]) {
+            let encoded = format!("%{byte:02X}");
+            for query in [format!("scope=a{encoded}b"), format!("client{encoded}id=x")] {
+                assert!(Params::from_query(Some(&query)).is_err(), "{query}");
+            }
+        }
+        // C1 controls (U+0080..U+009F), as UTF-8.
+        assert!(Params::from_query(Some("state=%C2%85")).is_err());
+        // Everything else printable stays, however unusual.
+        let fine = Params::from_query(Some("name=Zo%C3%AB+%E2%9C%93")).unwrap_or_default();
+        assert_eq!(fine.get("name"), Ok(Some("Zoë ✓")));
+    }
+
+    #[test]
+    fn pages_and_api_endpoints_are_told_apart_by_path() {
+        for page in [
+            "/signin",
+            "/console/clients",
+            "/account/password",
+            "/oauth/v2/auth",
+        ] {
+            assert!(is_page(page), "{page}");
+        }
+        assert!(is_page("/oauth/v2/auth/consent"));
+        for api in [
+            "/oauth/v2/token",
+            "/oauth/v2/token/revoke",
+            "/oauth/v2/introspect",
+        ] {
+            assert!(!is_page(api), "{api}");
+        }
     }
 
     #[test]

@@ -6,19 +6,37 @@
 //! (docs/performance.md); at the lowest priority the token endpoint's threads come first and
 //! logins get the CPU they leave. Each thread owns one Argon2 working area (19 MiB), reused:
 //! allocating and freeing it per login made glibc keep hundreds of megabytes.
+//!
+//! The queue is bounded where requests enter it: the routes that check or set a password are
+//! admitted up to `[http] password_queue` at once (`admission`), and beyond that answered 503
+//! with `Retry-After` at once, never left to wait without bound.
 
 use std::sync::{Arc, Mutex};
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::header::RETRY_AFTER;
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Response};
 use thread_priority::ThreadPriority;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use grantd_core::secret::Password;
 
-/// Hashes waiting for a thread; beyond this, callers wait to queue (backpressure).
+use crate::app::App;
+use crate::error::ErrorPage;
+use crate::pages;
+use crate::routes::BODY_LIMIT;
+
+/// Hashes waiting for a thread, at least; callers not admitted by `admit` (the command line)
+/// wait for room beyond this.
 const QUEUE: usize = 256;
+/// Seconds a client is asked to wait when the queue is full: a few hashes' time.
+const RETRY_AFTER_SECS: &str = "1";
 
 type Job = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
 
@@ -27,6 +45,13 @@ pub struct Passwords {
     jobs: mpsc::Sender<Job>,
     /// Verified against when the account does not exist, so both cases cost the same (T-071).
     dummy_hash: Arc<str>,
+    /// Places for requests that check or set a password (`admit`).
+    places: Arc<Semaphore>,
+}
+
+/// A request's place among the password checks admitted at once; given back on drop.
+pub struct Admitted {
+    _place: OwnedSemaphorePermit,
 }
 
 impl Default for Passwords {
@@ -37,10 +62,17 @@ impl Default for Passwords {
 
 impl Passwords {
     pub fn new() -> Self {
+        Self::with_queue(crate::HttpLimits::default().password_queue)
+    }
+
+    /// Hashing threads, with `queue` places for requests (`admit`).
+    pub fn with_queue(places: usize) -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let mut memory = Vec::new();
         let dummy_hash = hash_with(&mut memory, &Password::from_wire("grantd-dummy".into()));
-        let (jobs, queue) = mpsc::channel(QUEUE);
+        let places = places.clamp(1, Semaphore::MAX_PERMITS);
+        // Room for every admitted request's job, so an admitted request never waits to queue.
+        let (jobs, queue) = mpsc::channel(QUEUE.max(places));
         let queue = Arc::new(Mutex::new(queue));
         for _ in 0..(cores / 2).max(1) {
             let queue = queue.clone();
@@ -56,7 +88,18 @@ impl Passwords {
         Self {
             jobs,
             dummy_hash: dummy_hash.unwrap_or_default().into(),
+            places: Arc::new(Semaphore::new(places)),
         }
+    }
+
+    /// A place for one request that checks or sets a password, or `None` when every place is
+    /// taken (the caller answers 503).
+    pub fn admit(&self) -> Option<Admitted> {
+        self.places
+            .clone()
+            .try_acquire_owned()
+            .ok()
+            .map(|place| Admitted { _place: place })
     }
 
     pub async fn hash(&self, password: &Password) -> Option<String> {
@@ -90,6 +133,31 @@ impl Passwords {
         self.jobs.send(job).await.ok()?;
         answer.await.ok()
     }
+}
+
+/// The layer on routes that check or set a password: the form is read first (a client that
+/// sends it slowly holds no place meanwhile), then the request takes a place or is answered
+/// 503 with `Retry-After`; the place is held until its answer is ready.
+pub async fn admission(State(app): State<App>, request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, BODY_LIMIT).await else {
+        return ErrorPage::bad_request("The form is too large or could not be read.")
+            .into_response();
+    };
+    let Some(admitted) = app.passwords.admit() else {
+        tracing::debug!("password queue full; answering 503");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(RETRY_AFTER, RETRY_AFTER_SECS)],
+            Html(pages::error(
+                "The server is busy checking passwords. Please try again in a moment.",
+            )),
+        )
+            .into_response();
+    };
+    let response = next.run(Request::from_parts(parts, Body::from(body))).await;
+    drop(admitted);
+    response
 }
 
 /// A hashing thread: takes jobs until every `Passwords` handle is gone.

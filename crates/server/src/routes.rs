@@ -3,6 +3,7 @@
 use axum::extract::DefaultBodyLimit;
 use axum::http::header::{ALLOW, CONTENT_TYPE};
 use axum::http::StatusCode;
+use axum::middleware::from_fn_with_state;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Json;
@@ -17,9 +18,10 @@ use crate::headers;
 use crate::login;
 use crate::oauth::{authorize, discovery, resource, revoke, token};
 use crate::pages::{SCRIPT, STYLESHEET};
+use crate::password;
 
 /// Far above any OAuth request, far below anything that costs memory (T-082).
-const BODY_LIMIT: usize = 64 * 1024;
+pub(crate) const BODY_LIMIT: usize = 64 * 1024;
 
 /// RFC 6749 §3.2: POST only; answered in JSON like every other token-endpoint error, and
 /// without reading the request, so a code in a GET's query is never consumed (T-091).
@@ -32,9 +34,14 @@ async fn post_only() -> impl IntoResponse {
 }
 
 pub fn router(app: App) -> Router {
+    // Routes that check or set a password take a place in the bounded password queue first.
+    let password_queue = from_fn_with_state(app.clone(), password::admission);
     let mut router = Router::new()
         .route("/", get(login::home))
-        .route("/signin", post(login::sign_in))
+        .route(
+            "/signin",
+            post(login::sign_in).layer(password_queue.clone()),
+        )
         .route("/signout", post(login::sign_out))
         .route(
             "/oauth/v2/auth",
@@ -77,11 +84,15 @@ pub fn router(app: App) -> Router {
         )
         .route(
             "/console/users",
-            get(admin_pages::users).post(admin_pages::add_user),
+            get(admin_pages::users)
+                .merge(post(admin_pages::add_user).layer(password_queue.clone())),
         )
         .route("/account", get(account::show))
         .route("/account/profile", post(account::update_profile))
-        .route("/account/password", post(account::change_password))
+        .route(
+            "/account/password",
+            post(account::change_password).layer(password_queue),
+        )
         .route("/account/apps/{id}/revoke", post(account::revoke_app))
         .route("/account/sessions/{handle}/end", post(account::end_session))
         .route(

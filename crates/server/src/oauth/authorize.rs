@@ -21,9 +21,9 @@ use grantd_store::{ConsoleVerbs, SessionVerbs, TokenVerbs};
 
 use super::registered_scopes;
 use crate::app::App;
-use crate::error::{ApiError, ErrorPage, Failure};
+use crate::error::{ErrorPage, Failure};
 use crate::pages::{self, ConsentPage};
-use crate::params::Params;
+use crate::params::{Params, ParamsRejection};
 use crate::session::{current_session, is_cross_site, login_page};
 
 /// Client ids are 35 characters; anything far longer is not looked up.
@@ -32,7 +32,7 @@ const MAX_CLIENT_ID_LEN: usize = 128;
 pub async fn authorize(
     State(app): State<App>,
     headers: HeaderMap,
-    params: Result<Params, ApiError>,
+    params: Result<Params, ParamsRejection>,
 ) -> Response {
     let now = app.clock.now();
     let Ok(params) = params else {
