@@ -1,6 +1,6 @@
 //! Every limit of CONTRACT.md's table at its boundary, with the injected clock: code lifetime,
 //! Self Client code durations, access token lifetime, refresh tokens per (user, client),
-//! refreshes per window, active access tokens per refresh token, codes per client.
+//! refreshes per window, active access tokens per refresh token, codes per (user, client).
 
 use grantd_core::Dialect;
 use grantd_server::admin::AdminError;
@@ -277,10 +277,11 @@ async fn fifteen_active_access_tokens_per_refresh_token_then_the_oldest_is_inval
 }
 
 #[tokio::test]
-async fn codes_per_client_ten_per_ten_minutes_then_access_denied() {
+async fn codes_per_user_and_client_ten_per_ten_minutes_then_access_denied() {
     skip_without_postgres!();
     let server = start().await;
     let user = server.user("ada@example.com").await;
+    let grace = server.user("grace@example.com").await;
     let a = server.server_client("https://a.example/cb").await;
     let b = server.server_client("https://b.example/cb").await;
     let browser = server.browser();
@@ -309,6 +310,12 @@ async fn codes_per_client_ten_per_ten_minutes_then_access_denied() {
     assert_eq!(server.rows("grant_codes").await, 10);
     // Another client is not affected.
     server.code(&browser, &user, &b, CRM_AND_PROFILE, &[]).await;
+    // Nor is another user of the same client (issue 12: one user cannot spend the client's
+    // codes for everyone).
+    let graces = server
+        .code(&server.browser(), &grace, &a, CRM_AND_PROFILE, &[])
+        .await;
+    server.exchange(&a, &graces).await.tokens();
 
     server.clock.advance(599);
     let still = browser

@@ -17,11 +17,12 @@ impl RetryAfter {
     }
 }
 
-/// The code throttle (CONTRACT.md "Limits"): at most `codes_per_window` codes per client in
-/// `code_window_secs`. A client's codes are numbered 1, 2, ... in the order they were made, so
+/// The code throttle (CONTRACT.md "Limits"): at most `codes_per_window` codes per (user,
+/// client) in `code_window_secs`, so one user cannot spend a client's codes for every other
+/// user. Each user's codes for a client are numbered 1, 2, ... in the order they were made, so
 /// the window is full exactly when the code numbered `codes_per_window - 1` before the newest
 /// was made inside it: one lookup, however high the limit. This names that code's number;
-/// `None` when the client has made fewer codes (or none may be made at all).
+/// `None` when the user has had fewer codes (or none may be made at all).
 pub fn code_to_check(newest_seq: i64, limits: &Limits) -> Option<i64> {
     let seq = newest_seq - limits.codes_per_window + 1;
     (limits.codes_per_window > 0 && seq >= 1).then_some(seq)

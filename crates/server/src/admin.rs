@@ -351,7 +351,7 @@ pub async fn self_client_code(
     match store.add_code(&new, now, limits).await? {
         CodeIssue::Issued => Ok(code),
         CodeIssue::Throttled { retry_after } => Err(AdminError::Conflict(format!(
-            "too many codes for this client: at most {} per {} minutes; try again in {retry_after} s",
+            "too many codes for this user and client: at most {} per {} minutes; try again in {retry_after} s",
             limits.codes_per_window,
             limits.code_window_secs / 60
         ))),

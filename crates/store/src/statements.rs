@@ -57,13 +57,15 @@ pub(crate) const CODES_OF: &str = "SELECT created_at, expires_at, redeemed_at, s
 
 // ---- codes and consent --------------------------------------------------------------------
 
-/// The client's newest code's number (`throttle::code_to_check`), from the index.
+/// The newest number of the codes one user got for one client (`throttle::code_to_check`),
+/// from the index: codes are numbered per (client, user), so one user's codes never count
+/// against another's.
 pub(crate) const NEWEST_CODE_SEQ: &str =
-    "SELECT coalesce(max(seq), 0) FROM grant_codes WHERE client_id = $1";
-/// When the newest code numbered at most $2 was made: the code numbered $2, or an older one
-/// where that one was deleted with its grant.
+    "SELECT coalesce(max(seq), 0) FROM grant_codes WHERE client_id = $1 AND user_id = $2";
+/// When that user's newest code for the client numbered at most $3 was made: the code
+/// numbered $3, or an older one where that one was deleted with its grant.
 pub(crate) const CODE_MADE_AT: &str = "SELECT created_at FROM grant_codes
-    WHERE client_id = $1 AND seq <= $2 ORDER BY seq DESC LIMIT 1";
+    WHERE client_id = $1 AND user_id = $2 AND seq <= $3 ORDER BY seq DESC LIMIT 1";
 pub(crate) const INSERT_CODE: &str = "INSERT INTO grant_codes (code_hash, client_id, user_id,
     redirect_uri, scopes, issue_refresh, code_challenge, description, created_at, expires_at, seq)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";

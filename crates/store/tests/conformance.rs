@@ -61,7 +61,7 @@ conformance! {
     scopes_are_registered_once,
     clients_round_trip_and_each_user_has_one_self_client,
     removing_a_client_removes_its_tokens,
-    codes_are_throttled_per_client,
+    codes_are_throttled_per_user_and_client,
     concurrent_codes_stay_within_the_throttle,
     the_code_throttle_follows_a_changed_limit,
     codes_record_consent,
@@ -630,8 +630,11 @@ async fn removing_a_client_removes_its_tokens(store: Store) {
 
 // ---- codes -------------------------------------------------------------------------------
 
-async fn codes_are_throttled_per_client(store: Store) {
+/// CONTRACT.md "Limits": codes per (user, client). One user's ten codes throttle that user for
+/// that client only: another user of the client, and the user at another client, go on.
+async fn codes_are_throttled_per_user_and_client(store: Store) {
     let ada = user(&store, "ada@example.com").await;
+    let bob = user(&store, "bob@example.com").await;
     let a = client(&store, ClientType::Server, None).await;
     let b = client(&store, ClientType::Server, None).await;
     let limits = Limits::default();
@@ -672,6 +675,25 @@ async fn codes_are_throttled_per_client(store: Store) {
         .await
         .unwrap();
     assert!(matches!(other, CodeIssue::Issued), "{other:?}");
+    // So has another user of the same client: ten codes of its own, then the throttle.
+    for n in 0..10 {
+        let issued = store
+            .add_code(&new_code(&a, bob, false, now), now, &limits)
+            .await
+            .unwrap();
+        assert!(
+            matches!(issued, CodeIssue::Issued),
+            "bob's code {n}: {issued:?}"
+        );
+    }
+    let bobs_eleventh = store
+        .add_code(&new_code(&a, bob, false, now), now, &limits)
+        .await
+        .unwrap();
+    assert!(
+        matches!(bobs_eleventh, CodeIssue::Throttled { retry_after: 600 }),
+        "{bobs_eleventh:?}"
+    );
 
     let still = T0.plus(599);
     let throttled = store
@@ -727,26 +749,38 @@ async fn the_code_throttle_follows_a_changed_limit(store: Store) {
     );
 }
 
+/// Two users racing for codes of one client: each gets exactly ten.
 async fn concurrent_codes_stay_within_the_throttle(store: Store) {
     let ada = user(&store, "ada@example.com").await;
+    let bob = user(&store, "bob@example.com").await;
     let a = client(&store, ClientType::Server, None).await;
     let limits = Limits::default();
-    let codes: Vec<NewCode> = (0..30).map(|_| new_code(&a, ada, false, T0)).collect();
+    let codes: Vec<NewCode> = (0..60)
+        .map(|n| new_code(&a, if n % 2 == 0 { ada } else { bob }, false, T0))
+        .collect();
     let outcomes = join_all(codes.iter().map(|code| {
         let store = store.clone();
         let limits = limits.clone();
         async move { store.add_code(code, T0, &limits).await.unwrap() }
     }))
     .await;
-    let issued = outcomes
-        .iter()
-        .filter(|o| matches!(o, CodeIssue::Issued))
-        .count();
-    let throttled = outcomes
-        .iter()
-        .filter(|o| matches!(o, CodeIssue::Throttled { retry_after: 600 }))
-        .count();
-    assert_eq!((issued, throttled), (10, 20), "{outcomes:?}");
+    for who in [ada, bob] {
+        let theirs: Vec<&CodeIssue> = codes
+            .iter()
+            .zip(&outcomes)
+            .filter(|(code, _)| code.grant.user_id == who)
+            .map(|(_, outcome)| outcome)
+            .collect();
+        let issued = theirs
+            .iter()
+            .filter(|o| matches!(o, CodeIssue::Issued))
+            .count();
+        let throttled = theirs
+            .iter()
+            .filter(|o| matches!(o, CodeIssue::Throttled { retry_after: 600 }))
+            .count();
+        assert_eq!((issued, throttled), (10, 20), "user {who}: {theirs:?}");
+    }
 }
 
 fn consent_record(raw: &str, redirect_uri: &str) -> Option<ConsentRecord> {

@@ -368,7 +368,7 @@ async fn decision_flow(
 }
 
 /// Stores a code for the request (and the consent, when the user just gave it), within the
-/// per-client code throttle.
+/// per-(user, client) code throttle.
 async fn issue_code(
     app: &App,
     request: AuthorizationRequest,
@@ -402,7 +402,7 @@ async fn issue_code(
             CodeIssue::Issued => Answer::Code { target, code },
             CodeIssue::Throttled { .. } => Answer::Error {
                 target,
-                error: OAuthError::AccessDenied("too many codes for this client"),
+                error: OAuthError::AccessDenied("too many codes for this user and client"),
             },
         },
     )

@@ -38,10 +38,9 @@ type Tx = Transaction<'static, Postgres>;
 const FOR_UPDATE: &str = " FOR NO KEY UPDATE";
 const AGGREGATE_SCOPES: &str = "string_agg(scopes, ' ')";
 
-/// The rows a verb locks only to serialise on them (with `FOR_UPDATE` appended): a client's,
-/// so that code issues cannot race past the throttle nor two codes get one number; a user's,
-/// so that concurrent grants cannot overshoot the refresh-token cap.
-const CLIENT_ROW: &str = "SELECT id FROM clients WHERE id = $1";
+/// The row a verb locks only to serialise on it (with `FOR_UPDATE` appended): a user's, so
+/// that the user's code issues cannot race past the per-(user, client) throttle nor two codes
+/// get one number, and concurrent grants cannot overshoot the refresh-token cap.
 const USER_ROW: &str = "SELECT id FROM users WHERE id = $1";
 
 impl PostgresStore {

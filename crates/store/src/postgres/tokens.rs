@@ -12,7 +12,7 @@ use grantd_core::throttle::{
 };
 use grantd_core::{ClientId, Limits, OAuthError, Scopes, Timestamp};
 
-use super::{detached, Answer, PostgresStore, Tx, CLIENT_ROW, FOR_UPDATE, USER_ROW};
+use super::{detached, Answer, PostgresStore, Tx, FOR_UPDATE, USER_ROW};
 use crate::model::{
     CodeIssue, NewAccess, NewCode, NewTokens, Redemption, RefreshOutcome, TokenInfo, User,
 };
@@ -39,20 +39,23 @@ impl TokenVerbs for PostgresStore {
             let grant = &code.grant;
             let client = grant.client_id.as_str();
             let mut tx = pool.begin().await?;
-            // Serialises code issuance per client (across nodes), so the throttle cannot be
-            // raced past the limit nor two codes get one number.
-            sqlx::query(&format!("{CLIENT_ROW}{FOR_UPDATE}"))
-                .bind(client)
+            // Serialises a user's code issuance (across nodes), so the per-(user, client)
+            // throttle cannot be raced past the limit nor two codes get one number. The user's
+            // row, not the client's: one user's codes do not queue behind everyone's.
+            sqlx::query(&format!("{USER_ROW}{FOR_UPDATE}"))
+                .bind(grant.user_id)
                 .fetch_optional(&mut *tx)
                 .await?;
             let newest: i64 = sqlx::query_scalar(NEWEST_CODE_SEQ)
                 .bind(client)
+                .bind(grant.user_id)
                 .fetch_one(&mut *tx)
                 .await?;
             let made: Option<i64> = match code_to_check(newest, &limits) {
                 Some(seq) => {
                     sqlx::query_scalar(CODE_MADE_AT)
                         .bind(client)
+                        .bind(grant.user_id)
                         .bind(seq)
                         .fetch_optional(&mut *tx)
                         .await?

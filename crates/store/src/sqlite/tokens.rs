@@ -178,9 +178,10 @@ fn sweep_chunk(db: &Connection, after: i64, now: Timestamp) -> Answer<Option<(i6
 fn add_code(db: &Connection, code: &NewCode, now: Timestamp, limits: &Limits) -> Answer<CodeIssue> {
     let grant = &code.grant;
     let client = grant.client_id.as_str();
-    let newest: i64 = scalar(db, NEWEST_CODE_SEQ, (client,))?.unwrap_or(0);
+    let user = grant.user_id;
+    let newest: i64 = scalar(db, NEWEST_CODE_SEQ, (client, user))?.unwrap_or(0);
     let made: Option<i64> = match throttle::code_to_check(newest, limits) {
-        Some(seq) => scalar(db, CODE_MADE_AT, (client, seq))?,
+        Some(seq) => scalar(db, CODE_MADE_AT, (client, user, seq))?,
         None => None,
     };
     if let Err(retry) = throttle::code_throttle(made.map(Timestamp), limits, now) {

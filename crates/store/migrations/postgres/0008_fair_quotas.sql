@@ -1,0 +1,12 @@
+-- Fair quotas (issue 12; in step with sqlite/0008_fair_quotas.sql). The code throttle counts
+-- per (user, client), not per client, so one user cannot spend a client's codes for everyone:
+-- codes are numbered per (client, user), the existing ones again in the order they were made,
+-- and the throttle still checks one code.
+DROP INDEX grant_codes_by_client_seq;
+UPDATE grant_codes SET seq = numbered.n
+  FROM (SELECT code_hash AS h,
+               row_number() OVER (PARTITION BY client_id, user_id
+                                  ORDER BY created_at, code_hash) AS n
+          FROM grant_codes) AS numbered
+ WHERE numbered.h = grant_codes.code_hash;
+CREATE UNIQUE INDEX grant_codes_by_grant_seq ON grant_codes(client_id, user_id, seq);
