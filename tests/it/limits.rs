@@ -355,3 +355,53 @@ async fn self_client_codes_are_refused_after_ten_per_ten_minutes() {
     let code = server.self_code(&s, &owner, CRM_AND_PROFILE, 3).await;
     server.exchange(&s, &code).await.tokens();
 }
+
+#[tokio::test]
+async fn client_credentials_ten_per_ten_minutes_and_fifteen_active_per_client() {
+    skip_without_postgres!();
+    let server = start().await;
+    let owner = server.user("ada@example.com").await;
+    let other = server.user("grace@example.com").await;
+    let s = server.self_client(&owner, Dialect::Standard).await;
+    let t = server.self_client(&other, Dialect::Standard).await;
+    let mint = |client: &crate::TestClient| {
+        let mut fields = client.body_auth();
+        fields.push(("grant_type", "client_credentials".into()));
+        fields.push(("scope", "AaaServer.profile.READ".into()));
+        let server = &server;
+        async move { server.post_form("/oauth/v2/token", &fields).await }
+    };
+    let mut active = Vec::new();
+    for _ in 0..10 {
+        active.push(mint(&s).await.tokens().access);
+    }
+
+    let throttled = mint(&s).await;
+
+    throttled.assert_error(Dialect::Standard, Wire::Throttled);
+    throttled.assert_nothing_issued();
+    let retry_after: i64 = throttled
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .expect("Retry-After in seconds");
+    assert!((1..=600).contains(&retry_after), "{retry_after}");
+    // Another Self Client has its own quota.
+    let others = mint(&t).await.tokens().access;
+
+    // The next window: five more make fifteen live; the sixteenth invalidates the oldest.
+    server.clock.advance(601);
+    for _ in 0..5 {
+        active.push(mint(&s).await.tokens().access);
+    }
+    for (i, access) in active.iter().enumerate() {
+        assert!(server.access_works(access).await, "token {} dead", i + 1);
+    }
+    let sixteenth = mint(&s).await.tokens().access;
+    assert!(server.access_works(&sixteenth).await);
+    assert!(!server.access_works(&active[0]).await, "the oldest lives");
+    for access in &active[1..] {
+        assert!(server.access_works(access).await);
+    }
+    assert!(server.access_works(&others).await);
+}

@@ -126,8 +126,9 @@ impl TokenVerbs for Store {
         user_id: i64,
         scopes: &Scopes,
         now: Timestamp,
-    ) -> Answer<()> {
-        on_backend!(self, s => s.add_access_token(access, client, user_id, scopes, now))
+        limits: &Limits,
+    ) -> Answer<AccessIssue> {
+        on_backend!(self, s => s.add_access_token(access, client, user_id, scopes, now, limits))
     }
 
     async fn access_grant(

@@ -75,6 +75,13 @@ pub enum CodeIssue {
     Throttled { retry_after: i64 },
 }
 
+/// What `client_credentials` minting did: issued, or refused by the client's mint throttle.
+#[derive(Debug)]
+pub enum AccessIssue {
+    Issued,
+    Throttled { retry_after: i64 },
+}
+
 #[derive(Debug)]
 pub enum Redemption {
     /// No such code.

@@ -107,9 +107,13 @@ pub(crate) const REFRESH_GRANT: &str =
     "SELECT id, client_id, user_id, scopes FROM refresh_tokens WHERE token_hash = $1";
 pub(crate) const REFRESH_TOKEN: &str =
     "SELECT client_id, user_id, scopes FROM refresh_tokens WHERE token_hash = $1";
-/// A refresh token's access tokens, from the index alone (`throttle::refresh_bookkeeping`).
+/// A refresh token's access tokens, from the index alone (`throttle::mint_bookkeeping`).
 pub(crate) const ACCESS_TOKENS_OF_REFRESH: &str =
     "SELECT id, created_at, expires_at FROM access_tokens WHERE refresh_id = $1";
+/// A client's `client_credentials` access tokens (neither refreshed nor from a code), from the
+/// partial index of migration 0008 alone (`throttle::mint_bookkeeping`).
+pub(crate) const CLIENT_CREDENTIALS_TOKENS: &str = "SELECT id, created_at, expires_at
+    FROM access_tokens WHERE client_id = $1 AND refresh_id IS NULL AND code_hash IS NULL";
 pub(crate) const INSERT_ACCESS_TOKEN: &str = "INSERT INTO access_tokens (token_hash, client_id,
     user_id, scopes, refresh_id, code_hash, created_at, expires_at)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";

@@ -24,8 +24,9 @@ use grantd_core::{
     Client, ClientId, ClientType, Dialect, Limits, OAuthError, RedirectUri, Scopes, Timestamp,
 };
 use grantd_store::{
-    AccountVerbs, ClientUpdate, CodeIssue, ConsentRecord, ConsoleVerbs, NewAccess, NewClient,
-    NewCode, NewTokens, Redemption, RefreshOutcome, SessionVerbs, Store, StoreError, TokenVerbs,
+    AccessIssue, AccountVerbs, ClientUpdate, CodeIssue, ConsentRecord, ConsoleVerbs, NewAccess,
+    NewClient, NewCode, NewTokens, Redemption, RefreshOutcome, SessionVerbs, Store, StoreError,
+    TokenVerbs,
 };
 
 // ---- the suite, run once per backend -----------------------------------------------------
@@ -77,6 +78,8 @@ conformance! {
     refresh_checks_client_and_decision,
     revoke_contracts,
     client_credentials_tokens_and_introspection,
+    client_credentials_are_throttled_and_capped_per_client,
+    concurrent_client_credentials_stay_within_the_throttle,
     sweep_deletes_only_what_expired,
     sweep_goes_through_many_chunks,
     sessions_live_until_expiry_or_removal,
@@ -1304,7 +1307,7 @@ async fn client_credentials_tokens_and_introspection(store: Store) {
         expires_at: T0.plus(3600),
     };
     store
-        .add_access_token(&access, &own.id, ada, &scopes(SCOPE), T0)
+        .add_access_token(&access, &own.id, ada, &scopes(SCOPE), T0, &limits())
         .await
         .unwrap();
     let found = store.access_grant(&access.hash, T0).await.unwrap().unwrap();
@@ -1342,6 +1345,111 @@ async fn client_credentials_tokens_and_introspection(store: Store) {
     assert!(store.token_info(&hash(), T0).await.unwrap().is_none());
 }
 
+/// Mints a client_credentials access token for `client`'s owner at `now` (default limits).
+async fn mint_cc(store: &Store, client: &Client, now: Timestamp) -> (AccessIssue, SecretHash) {
+    let access = NewAccess {
+        hash: hash(),
+        expires_at: now.plus(3600),
+    };
+    let owner = client.owner_id.unwrap();
+    let issued = store
+        .add_access_token(&access, &client.id, owner, &scopes(SCOPE), now, &limits())
+        .await
+        .unwrap();
+    (issued, access.hash)
+}
+
+/// CONTRACT.md "Limits": client_credentials access tokens per client, 10 per 10 minutes
+/// minted, 15 active, the oldest invalidated.
+async fn client_credentials_are_throttled_and_capped_per_client(store: Store) {
+    let ada = user(&store, "ada@example.com").await;
+    let bob = user(&store, "bob@example.com").await;
+    let own = client(&store, ClientType::SelfClient, Some(ada)).await;
+    let bobs = client(&store, ClientType::SelfClient, Some(bob)).await;
+    let defaults = Limits::default();
+    assert_eq!(
+        (
+            defaults.client_credentials_per_window,
+            defaults.client_credentials_window_secs,
+            defaults.active_client_credentials_tokens
+        ),
+        (10, 600, 15)
+    );
+    let mut active = Vec::new();
+    for n in 0..10 {
+        let (issued, access) = mint_cc(&store, &own, T0.plus(n)).await;
+        assert!(matches!(issued, AccessIssue::Issued), "{n}: {issued:?}");
+        active.push(access);
+    }
+    // The oldest of the ten, made at T0, leaves the window at T0 + 600.
+    let (throttled, refused) = mint_cc(&store, &own, T0.plus(10)).await;
+    assert!(
+        matches!(throttled, AccessIssue::Throttled { retry_after: 590 }),
+        "{throttled:?}"
+    );
+    assert!(!access_alive(&store, &refused, T0.plus(10)).await);
+    // Another client has its own quota.
+    let (other, others) = mint_cc(&store, &bobs, T0.plus(10)).await;
+    assert!(matches!(other, AccessIssue::Issued), "{other:?}");
+
+    // The next window: five more make fifteen live, all alive.
+    let later = T0.plus(600);
+    for n in 0..5 {
+        let (issued, access) = mint_cc(&store, &own, later.plus(n)).await;
+        assert!(matches!(issued, AccessIssue::Issued), "{n}: {issued:?}");
+        active.push(access);
+    }
+    let now = later.plus(5);
+    for (i, access) in active.iter().enumerate() {
+        assert!(access_alive(&store, access, now).await, "token {i} is dead");
+    }
+    // The sixteenth invalidates the oldest, and only it.
+    let (issued, sixteenth) = mint_cc(&store, &own, now).await;
+    assert!(matches!(issued, AccessIssue::Issued), "{issued:?}");
+    assert!(access_alive(&store, &sixteenth, now).await);
+    assert!(
+        !access_alive(&store, &active[0], now).await,
+        "the oldest lives"
+    );
+    for access in &active[1..] {
+        assert!(access_alive(&store, access, now).await);
+    }
+    assert!(access_alive(&store, &others, now).await);
+
+    // Tokens of a code exchange or a refresh are not the client's client_credentials tokens.
+    let g = grant(&store, &own, ada, now).await;
+    assert!(access_alive(&store, &g.access, now).await);
+    let (throttled, _) = mint_cc(&store, &own, now).await;
+    assert!(
+        matches!(throttled, AccessIssue::Throttled { .. }),
+        "{throttled:?}"
+    );
+    assert!(access_alive(&store, &g.access, now).await);
+}
+
+async fn concurrent_client_credentials_stay_within_the_throttle(store: Store) {
+    let ada = user(&store, "ada@example.com").await;
+    let own = client(&store, ClientType::SelfClient, Some(ada)).await;
+    let outcomes = join_all((0..25).map(|_| {
+        let (store, own) = (store.clone(), own.clone());
+        async move { mint_cc(&store, &own, T0).await }
+    }))
+    .await;
+    let issued: Vec<&SecretHash> = outcomes
+        .iter()
+        .filter(|(o, _)| matches!(o, AccessIssue::Issued))
+        .map(|(_, access)| access)
+        .collect();
+    let throttled = outcomes
+        .iter()
+        .filter(|(o, _)| matches!(o, AccessIssue::Throttled { retry_after: 600 }))
+        .count();
+    assert_eq!((issued.len(), throttled), (10, 15));
+    for access in issued {
+        assert!(access_alive(&store, access, T0).await);
+    }
+}
+
 async fn sweep_deletes_only_what_expired(store: Store) {
     let ada = user(&store, "ada@example.com").await;
     let own = client(&store, ClientType::SelfClient, Some(ada)).await;
@@ -1356,7 +1464,7 @@ async fn sweep_deletes_only_what_expired(store: Store) {
     };
     for access in [&short, &long] {
         store
-            .add_access_token(access, &own.id, ada, &scopes(SCOPE), T0)
+            .add_access_token(access, &own.id, ada, &scopes(SCOPE), T0, &limits())
             .await
             .unwrap();
     }
@@ -1432,20 +1540,28 @@ async fn sweep_goes_through_many_chunks(store: Store) {
         .map(|n| NewAccess {
             hash: hash(),
             // Every third one lives on; the expired ones expire at different times.
+            // (None expired when minted: a mint deletes the client's expired tokens.)
             expires_at: if n % 3 == 0 {
                 T0.plus(3600)
             } else {
-                T0.plus(n % 50)
+                T0.plus(1 + n % 50)
             },
         })
         .collect();
+    // Far more client_credentials tokens than the quota lets one client mint.
+    let unthrottled = Limits {
+        client_credentials_per_window: 1_000_000,
+        active_client_credentials_tokens: 1_000_000,
+        ..limits()
+    };
     for batch in tokens.chunks(100) {
         join_all(batch.iter().map(|access| {
             let store = store.clone();
             let own = own.id.clone();
+            let unthrottled = unthrottled.clone();
             async move {
                 store
-                    .add_access_token(access, &own, ada, &scopes(SCOPE), T0)
+                    .add_access_token(access, &own, ada, &scopes(SCOPE), T0, &unthrottled)
                     .await
                     .unwrap()
             }
@@ -2182,7 +2298,7 @@ async fn prepare(store: &Store, write: Verb, k: i64) -> Attempt {
             let minted = access.hash;
             (
                 run(async move {
-                    s.add_access_token(&access, &own.id, ada, &scopes(SCOPE), T0)
+                    s.add_access_token(&access, &own.id, ada, &scopes(SCOPE), T0, &limits())
                         .await
                 }),
                 facts(move |store| async move { vec![access_alive(&store, &minted, T0).await] }),
@@ -2221,7 +2337,7 @@ async fn prepare(store: &Store, write: Verb, k: i64) -> Attempt {
                     expires_at: base.plus(10),
                 };
                 store
-                    .add_access_token(&access, &own.id, ada, &scopes(SCOPE), base)
+                    .add_access_token(&access, &own.id, ada, &scopes(SCOPE), base, &limits())
                     .await
                     .unwrap();
                 expiring.push(access.hash);

@@ -11,7 +11,7 @@ use axum::Json;
 use grantd_core::grant::{refresh_scopes, CodeGrant};
 use grantd_core::secret::{AccessToken, GrantCode, RefreshToken};
 use grantd_core::{Client, ClientType, OAuthError, Scopes, Timestamp};
-use grantd_store::{NewAccess, NewTokens, Redemption, RefreshOutcome};
+use grantd_store::{AccessIssue, NewAccess, NewTokens, Redemption, RefreshOutcome};
 use grantd_wire::TokenResponse;
 
 use super::client_auth::Caller;
@@ -239,7 +239,8 @@ async fn refresh(
     }
 }
 
-/// RFC 6749 §4.4, for Self Clients only: the owner's own access, without a refresh token.
+/// RFC 6749 §4.4, for Self Clients only: the owner's own access, without a refresh token,
+/// within the client's mint throttle and cap on active tokens (CONTRACT.md "Limits").
 async fn client_credentials(
     app: &App,
     client: &Client,
@@ -247,17 +248,22 @@ async fn client_credentials(
     scopes: Scopes,
     now: Timestamp,
 ) -> Result<Issued, Failure> {
+    let limits = &app.settings.limits;
     let access = AccessToken::generate();
     let new = NewAccess {
         hash: access.hash(),
-        expires_at: now.plus(app.settings.limits.access_token_lifetime_secs),
+        expires_at: now.plus(limits.access_token_lifetime_secs),
     };
-    app.store
-        .add_access_token(&new, &client.id, owner, &scopes, now)
-        .await?;
-    Ok(Issued {
-        access,
-        refresh: None,
-        scopes,
-    })
+    match app
+        .store
+        .add_access_token(&new, &client.id, owner, &scopes, now, limits)
+        .await?
+    {
+        AccessIssue::Issued => Ok(Issued {
+            access,
+            refresh: None,
+            scopes,
+        }),
+        AccessIssue::Throttled { retry_after } => Err(OAuthError::Throttled { retry_after }.into()),
+    }
 }

@@ -10,3 +10,8 @@ UPDATE grant_codes SET seq = numbered.n
           FROM grant_codes) AS numbered
  WHERE numbered.h = grant_codes.code_hash;
 CREATE UNIQUE INDEX grant_codes_by_grant_seq ON grant_codes(client_id, user_id, seq);
+
+-- client_credentials access tokens (neither refreshed nor from a code) count per client: at
+-- most so many minted per window and so many live. Each mint reads the client's, from here.
+CREATE INDEX access_tokens_client_credentials ON access_tokens(client_id, created_at, expires_at)
+    WHERE refresh_id IS NULL AND code_hash IS NULL;

@@ -38,9 +38,11 @@ type Tx = Transaction<'static, Postgres>;
 const FOR_UPDATE: &str = " FOR NO KEY UPDATE";
 const AGGREGATE_SCOPES: &str = "string_agg(scopes, ' ')";
 
-/// The row a verb locks only to serialise on it (with `FOR_UPDATE` appended): a user's, so
+/// The rows a verb locks only to serialise on them (with `FOR_UPDATE` appended): a user's, so
 /// that the user's code issues cannot race past the per-(user, client) throttle nor two codes
-/// get one number, and concurrent grants cannot overshoot the refresh-token cap.
+/// get one number, and concurrent grants cannot overshoot the refresh-token cap; a client's, so
+/// that its `client_credentials` mints cannot race past their throttle and cap.
+const CLIENT_ROW: &str = "SELECT id FROM clients WHERE id = $1";
 const USER_ROW: &str = "SELECT id FROM users WHERE id = $1";
 
 impl PostgresStore {

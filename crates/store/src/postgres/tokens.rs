@@ -7,27 +7,29 @@ use grantd_core::consent::Consent;
 use grantd_core::grant::{AccessGrant, CodeGrant, RefreshGrant, Rejection};
 use grantd_core::secret::SecretHash;
 use grantd_core::throttle::{
-    code_throttle, code_to_check, first_evicted_refresh_token, refresh_bookkeeping, Minted,
+    code_throttle, code_to_check, first_evicted_refresh_token, mint_bookkeeping, MintQuota, Minted,
     RetryAfter,
 };
 use grantd_core::{ClientId, Limits, OAuthError, Scopes, Timestamp};
 
-use super::{detached, Answer, PostgresStore, Tx, FOR_UPDATE, USER_ROW};
+use super::{detached, Answer, PostgresStore, Tx, CLIENT_ROW, FOR_UPDATE, USER_ROW};
 use crate::model::{
-    CodeIssue, NewAccess, NewCode, NewTokens, Redemption, RefreshOutcome, TokenInfo, User,
+    AccessIssue, CodeIssue, NewAccess, NewCode, NewTokens, Redemption, RefreshOutcome, TokenInfo,
+    User,
 };
 use crate::rows::{
     sweep_through, AccessOwnerRow, AccessRow, CodeRow, ConsentRow, ExpiryRow, MintedRow,
     RefreshGrantRow, RefreshRow,
 };
 use crate::statements::{
-    ACCESS_TOKENS_AFTER, ACCESS_TOKENS_OF_REFRESH, CODE_BY_HASH, CODE_MADE_AT, CONSENT,
-    DELETE_ACCESS_TOKEN, DELETE_EXPIRED_ACCESS_TOKENS, EVICT_REFRESH_TOKENS, INSERT_ACCESS_TOKEN,
-    INSERT_CODE, INSERT_REFRESH_TOKEN, KEEP_LAST_USE_OF_ACCESS_TOKEN, KEEP_LAST_USE_OF_EXPIRED,
-    LIVE_ACCESS_TOKEN, LIVE_ACCESS_TOKEN_AND_OWNER, MARK_REDEEMED, MARK_REDEEMED_WITH_TOKENS,
-    NEWEST_CODE_SEQ, REFRESH_GRANT, REFRESH_TOKEN, REFRESH_TOKEN_AT, REVOKE_ACCESS_TOKEN,
-    REVOKE_CODE_ACCESS_TOKENS, REVOKE_CODE_REFRESH_TOKENS, REVOKE_REFRESH_TOKEN, SWEEP_CHUNK,
-    SWEEP_CODES, SWEEP_PENDING_CONSENTS, SWEEP_SESSIONS, UPSERT_CONSENT,
+    ACCESS_TOKENS_AFTER, ACCESS_TOKENS_OF_REFRESH, CLIENT_CREDENTIALS_TOKENS, CODE_BY_HASH,
+    CODE_MADE_AT, CONSENT, DELETE_ACCESS_TOKEN, DELETE_EXPIRED_ACCESS_TOKENS, EVICT_REFRESH_TOKENS,
+    INSERT_ACCESS_TOKEN, INSERT_CODE, INSERT_REFRESH_TOKEN, KEEP_LAST_USE_OF_ACCESS_TOKEN,
+    KEEP_LAST_USE_OF_EXPIRED, LIVE_ACCESS_TOKEN, LIVE_ACCESS_TOKEN_AND_OWNER, MARK_REDEEMED,
+    MARK_REDEEMED_WITH_TOKENS, NEWEST_CODE_SEQ, REFRESH_GRANT, REFRESH_TOKEN, REFRESH_TOKEN_AT,
+    REVOKE_ACCESS_TOKEN, REVOKE_CODE_ACCESS_TOKENS, REVOKE_CODE_REFRESH_TOKENS,
+    REVOKE_REFRESH_TOKEN, SWEEP_CHUNK, SWEEP_CODES, SWEEP_PENDING_CONSENTS, SWEEP_SESSIONS,
+    UPSERT_CONSENT,
 };
 use crate::verbs::TokenVerbs;
 
@@ -240,7 +242,8 @@ impl TokenVerbs for PostgresStore {
                 .into_iter()
                 .map(Minted::from)
                 .collect();
-            let doomed = match refresh_bookkeeping(&minted, now, &limits) {
+            let doomed = match mint_bookkeeping(&minted, now, MintQuota::per_refresh_token(&limits))
+            {
                 Ok(doomed) => doomed,
                 Err(RetryAfter(retry_after)) => {
                     return Ok(RefreshOutcome::Throttled { retry_after })
@@ -279,15 +282,43 @@ impl TokenVerbs for PostgresStore {
         user_id: i64,
         scopes: &Scopes,
         now: Timestamp,
-    ) -> Answer<()> {
+        limits: &Limits,
+    ) -> Answer<AccessIssue> {
         let pool = self.pool.clone();
         let (access, client, scopes) = (access.clone(), client.clone(), scopes.to_stored());
+        let limits = limits.clone();
         detached(async move {
             let mut tx = pool.begin().await?;
+            // The client's row lock serialises its client_credentials mints (across nodes), so
+            // the throttle and the cap hold.
+            sqlx::query(&format!("{CLIENT_ROW}{FOR_UPDATE}"))
+                .bind(client.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+            let minted: Vec<Minted> = sqlx::query_as::<_, MintedRow>(CLIENT_CREDENTIALS_TOKENS)
+                .bind(client.as_str())
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .map(Minted::from)
+                .collect();
+            let doomed =
+                match mint_bookkeeping(&minted, now, MintQuota::client_credentials(&limits)) {
+                    Ok(doomed) => doomed,
+                    Err(RetryAfter(retry_after)) => {
+                        return Ok(AccessIssue::Throttled { retry_after })
+                    }
+                };
             insert_access_token(&mut tx, &access, &client, user_id, &scopes, None, None, now)
                 .await?;
+            for id in doomed {
+                sqlx::query(DELETE_ACCESS_TOKEN)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             tx.commit().await?;
-            Ok(())
+            Ok(AccessIssue::Issued)
         })
         .await
     }

@@ -310,8 +310,16 @@ mod tests {
         refused(
             "add_access_token",
             store
-                .add_access_token(&access(), &client, user, &Scopes::from_stored("x"), NOW)
-                .await,
+                .add_access_token(
+                    &access(),
+                    &client,
+                    user,
+                    &Scopes::from_stored("x"),
+                    NOW,
+                    &limits,
+                )
+                .await
+                .map(drop),
         );
         refused("revoke", store.revoke(&refresh, None).await.map(drop));
         refused("sweep", store.sweep(NOW.plus(86_400 * 2)).await.map(drop));

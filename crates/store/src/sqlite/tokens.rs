@@ -6,13 +6,14 @@ use rusqlite::Connection;
 use grantd_core::consent::Consent;
 use grantd_core::grant::{AccessGrant, CodeGrant, RefreshGrant, Rejection};
 use grantd_core::secret::SecretHash;
-use grantd_core::throttle::{self, Minted};
+use grantd_core::throttle::{self, MintQuota, Minted};
 use grantd_core::{ClientId, Limits, OAuthError, Scopes, Timestamp};
 
 use super::query::{all, execute, one, scalar};
 use super::SqliteStore;
 use crate::model::{
-    CodeIssue, NewAccess, NewCode, NewTokens, Redemption, RefreshOutcome, TokenInfo, User,
+    AccessIssue, CodeIssue, NewAccess, NewCode, NewTokens, Redemption, RefreshOutcome, TokenInfo,
+    User,
 };
 use crate::rows::*;
 use crate::statements::*;
@@ -64,8 +65,10 @@ impl TokenVerbs for SqliteStore {
         user_id: i64,
         scopes: &Scopes,
         now: Timestamp,
-    ) -> Answer<()> {
+        limits: &Limits,
+    ) -> Answer<AccessIssue> {
         let (access, client, scopes) = (access.clone(), client.clone(), scopes.to_stored());
+        let limits = limits.clone();
         self.writer
             .run(move |db| {
                 let token = AccessToken {
@@ -75,7 +78,7 @@ impl TokenVerbs for SqliteStore {
                     refresh_id: None,
                     code_hash: None,
                 };
-                insert_access_token(db, &access, &token, now)
+                client_credentials(db, &access, &token, now, &limits)
             })
             .await
     }
@@ -310,14 +313,15 @@ fn refresh(
     };
     let minted: Vec<MintedRow> = all(db, ACCESS_TOKENS_OF_REFRESH, (grant.id,))?;
     let minted: Vec<Minted> = minted.into_iter().map(Minted::from).collect();
-    let doomed = match throttle::refresh_bookkeeping(&minted, now, limits) {
-        Ok(doomed) => doomed,
-        Err(retry) => {
-            return Ok(RefreshOutcome::Throttled {
-                retry_after: retry.0,
-            })
-        }
-    };
+    let doomed =
+        match throttle::mint_bookkeeping(&minted, now, MintQuota::per_refresh_token(limits)) {
+            Ok(doomed) => doomed,
+            Err(retry) => {
+                return Ok(RefreshOutcome::Throttled {
+                    retry_after: retry.0,
+                })
+            }
+        };
     let stored = scopes.to_stored();
     let token = AccessToken {
         client: grant.client_id.as_str(),
@@ -334,6 +338,33 @@ fn refresh(
         user_id: grant.user_id,
         scopes,
     })
+}
+
+/// Mints a `client_credentials` access token within the client's quota: its tokens so far
+/// decide (`throttle::mint_bookkeeping`), the new one is stored and the doomed ones go.
+fn client_credentials(
+    db: &Connection,
+    access: &NewAccess,
+    token: &AccessToken<'_>,
+    now: Timestamp,
+    limits: &Limits,
+) -> Answer<AccessIssue> {
+    let minted: Vec<MintedRow> = all(db, CLIENT_CREDENTIALS_TOKENS, (token.client,))?;
+    let minted: Vec<Minted> = minted.into_iter().map(Minted::from).collect();
+    let doomed =
+        match throttle::mint_bookkeeping(&minted, now, MintQuota::client_credentials(limits)) {
+            Ok(doomed) => doomed,
+            Err(retry) => {
+                return Ok(AccessIssue::Throttled {
+                    retry_after: retry.0,
+                })
+            }
+        };
+    insert_access_token(db, access, token, now)?;
+    for id in doomed {
+        execute(db, DELETE_ACCESS_TOKEN, (id,))?;
+    }
+    Ok(AccessIssue::Issued)
 }
 
 /// Who an access token about to be stored speaks for, and what stands behind it.
