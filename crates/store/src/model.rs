@@ -27,6 +27,8 @@ pub struct NewClient {
     pub secret_hash: Option<SecretHash>,
     pub owner_id: Option<i64>,
     pub dialect: Dialect,
+    /// A resource server, which may introspect every token (`Client::may_introspect`).
+    pub introspect_any: bool,
 }
 
 /// What the client settings form may change.
@@ -37,6 +39,8 @@ pub struct ClientUpdate {
     pub redirect_uris: Vec<RedirectUri>,
     pub js_domain: Option<String>,
     pub dialect: Dialect,
+    /// `None` leaves the flag as it is (only administrators may change it).
+    pub introspect_any: Option<bool>,
 }
 
 /// A code about to be stored.

@@ -51,6 +51,7 @@ pub(crate) struct ClientRow {
     pub dialect: String,
     pub js_domain: Option<String>,
     pub created_at: i64,
+    pub introspect_any: bool,
 }
 
 impl ClientRow {
@@ -71,6 +72,7 @@ impl ClientRow {
             dialect: Dialect::from_str(&self.dialect).ok()?,
             js_domain: self.js_domain,
             created_at: Timestamp(self.created_at),
+            introspect_any: self.introspect_any,
         })
     }
 }

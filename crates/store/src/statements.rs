@@ -37,21 +37,24 @@ pub(crate) const SCOPE_BY_KEY: &str = "SELECT name, description FROM scopes WHER
 
 pub(crate) const INSERT_CLIENT: &str =
     "INSERT INTO clients (id, kind, name, homepage, redirect_uris,
-    secret_hash, owner_id, dialect, created_at, js_domain)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+    secret_hash, owner_id, dialect, created_at, js_domain, introspect_any)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
 pub(crate) const CLIENT_BY_ID: &str = "SELECT id, kind, name, homepage, redirect_uris, secret_hash,
-    owner_id, dialect, js_domain, created_at FROM clients WHERE id = $1";
+    owner_id, dialect, js_domain, created_at, introspect_any FROM clients WHERE id = $1";
 pub(crate) const CLIENTS: &str = "SELECT id, kind, name, homepage, redirect_uris, secret_hash,
-    owner_id, dialect, js_domain, created_at FROM clients ORDER BY created_at, id";
+    owner_id, dialect, js_domain, created_at, introspect_any FROM clients
+    ORDER BY created_at, id";
 pub(crate) const CLIENTS_OF: &str = "SELECT id, kind, name, homepage, redirect_uris, secret_hash,
-    owner_id, dialect, js_domain, created_at FROM clients WHERE owner_id = $1
+    owner_id, dialect, js_domain, created_at, introspect_any FROM clients WHERE owner_id = $1
     ORDER BY created_at, id";
 /// The schema's cascades remove the client's codes, tokens and consents.
 pub(crate) const DELETE_CLIENT: &str = "DELETE FROM clients WHERE id = $1";
 pub(crate) const SET_CLIENT_SECRET: &str =
     "UPDATE clients SET secret_hash = $1 WHERE id = $2 AND secret_hash IS NOT NULL";
+/// `$6` NULL keeps `introspect_any` as it is.
 pub(crate) const UPDATE_CLIENT: &str = "UPDATE clients SET name = $1, homepage = $2,
-    redirect_uris = $3, js_domain = $4, dialect = $5 WHERE id = $6 AND owner_id = $7";
+    redirect_uris = $3, js_domain = $4, dialect = $5,
+    introspect_any = coalesce($6, introspect_any) WHERE id = $7 AND owner_id = $8";
 pub(crate) const CODES_OF: &str = "SELECT created_at, expires_at, redeemed_at, scopes, description
     FROM grant_codes WHERE client_id = $1 ORDER BY created_at DESC, expires_at DESC LIMIT 100";
 

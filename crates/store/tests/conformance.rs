@@ -280,6 +280,7 @@ fn new_client(kind: ClientType, owner: Option<i64>) -> NewClient {
         secret_hash: (!kind.is_public()).then(|| SecretHash::of(SECRET)),
         owner_id: owner,
         dialect: Dialect::Standard,
+        introspect_any: false,
     }
 }
 
@@ -551,6 +552,7 @@ async fn clients_round_trip_and_each_user_has_one_self_client(store: Store) {
 
     let mut server = new_client(ClientType::Server, Some(ada));
     server.dialect = Dialect::Zoho;
+    server.introspect_any = true;
     store.add_client(&server, T0).await.unwrap();
     let read = store.client(server.id.as_str()).await.unwrap().unwrap();
     assert_eq!(read.id, server.id);
@@ -562,6 +564,7 @@ async fn clients_round_trip_and_each_user_has_one_self_client(store: Store) {
     assert!(read.secret_matches(SECRET) && !read.secret_matches("another"));
     assert_eq!((read.owner_id, read.dialect), (Some(ada), Dialect::Zoho));
     assert_eq!(read.created_at, T0);
+    assert!(read.introspect_any);
     assert!(store.client("1000.NOSUCHCLIENT").await.unwrap().is_none());
 
     let ada_self = client(&store, ClientType::SelfClient, Some(ada)).await;
@@ -1686,6 +1689,7 @@ async fn console_clients_of_and_update_client(store: Store) {
         ],
         js_domain: Some("https://app.example".into()),
         dialect: Dialect::Zoho,
+        introspect_any: None,
     };
     // Only the owner may change a client.
     assert!(!store.update_client(&bobs.id, ada, &update).await.unwrap());
@@ -1714,6 +1718,17 @@ async fn console_clients_of_and_update_client(store: Store) {
         (changed.kind, changed.owner_id),
         (ClientType::Server, Some(ada))
     );
+    assert!(!changed.introspect_any, "None keeps the flag");
+    // The resource-server flag: set, kept by an update that leaves it alone, cleared.
+    for (flag, expected) in [(Some(true), true), (None, true), (Some(false), false)] {
+        let update = ClientUpdate {
+            introspect_any: flag,
+            ..update.clone()
+        };
+        assert!(store.update_client(&mine.id, ada, &update).await.unwrap());
+        let read = store.client(mine.id.as_str()).await.unwrap().unwrap();
+        assert_eq!(read.introspect_any, expected, "{flag:?}");
+    }
 }
 
 async fn console_codes_of_lists_self_client_codes(store: Store) {
@@ -2429,6 +2444,7 @@ async fn prepare(store: &Store, write: Verb, k: i64) -> Attempt {
                 redirect_uris: vec![RedirectUri::from_stored("https://app.example/b".into())],
                 js_domain: Some("https://app.example".into()),
                 dialect: Dialect::Zoho,
+                introspect_any: Some(true),
             };
             let id = mine.id.clone();
             (
@@ -2444,6 +2460,7 @@ async fn prepare(store: &Store, write: Verb, k: i64) -> Attempt {
                                 && c.redirect_uris[0].as_str() == "https://app.example/b",
                             c.js_domain.is_some(),
                             c.dialect == Dialect::Zoho,
+                            c.introspect_any,
                         ]
                     }
                 }),

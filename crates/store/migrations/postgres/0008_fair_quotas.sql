@@ -15,3 +15,7 @@ CREATE UNIQUE INDEX grant_codes_by_grant_seq ON grant_codes(client_id, user_id, 
 -- most so many minted per window and so many live. Each mint reads the client's, from here.
 CREATE INDEX access_tokens_client_credentials ON access_tokens(client_id, created_at, expires_at)
     WHERE refresh_id IS NULL AND code_hash IS NULL;
+
+-- A client flagged as a resource server may introspect every token; any other client only
+-- its own (RFC 7662 §2.1, §4). Existing clients see only their own tokens from now on.
+ALTER TABLE clients ADD COLUMN introspect_any BOOLEAN NOT NULL DEFAULT FALSE;

@@ -189,6 +189,7 @@ mod tests {
             secret_hash: Some(hash()),
             owner_id: Some(user),
             dialect: Dialect::Standard,
+            introspect_any: false,
         };
         store.add_client(&new_client, NOW).await.unwrap();
         let issued = code(&client, user);
@@ -272,6 +273,7 @@ mod tests {
             redirect_uris: vec![],
             js_domain: None,
             dialect: Dialect::Zoho,
+            introspect_any: Some(true),
         };
         refused(
             "update_client",

@@ -41,6 +41,7 @@ impl ReadRow for ClientRow {
             dialect: row.get(7)?,
             js_domain: row.get(8)?,
             created_at: row.get(9)?,
+            introspect_any: row.get(10)?,
         })
     }
 }
