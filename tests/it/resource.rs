@@ -135,6 +135,8 @@ async fn introspection_reports_live_tokens_and_nothing_else() {
             "{info}"
         );
         assert_eq!(info["exp"], json!(issued_at + 3600));
+        // RFC 7662 §2.2: the RFC 6749 §5.1 type, not which kind of token it is.
+        assert_eq!(info["token_type"], "Bearer");
         reply.assert_no_store();
     }
     let refresh = server.introspect(&a, tokens.refresh()).await.json();
@@ -142,6 +144,8 @@ async fn introspection_reports_live_tokens_and_nothing_else() {
         (refresh["active"].clone(), refresh["client_id"].clone()),
         (json!(true), json!(a.id))
     );
+    assert_eq!(refresh["token_type"], "Bearer");
+    assert!(refresh.get("exp").is_none(), "{refresh}");
 
     // Unknown, garbage, revoked and expired tokens are all simply inactive.
     let inactive = json!({"active": false});
