@@ -58,6 +58,14 @@ impl ClientType {
         matches!(self, ClientType::Client | ClientType::Mobile)
     }
 
+    /// RFC 9700 §2.2.2: a public client's refresh tokens are neither sender-constrained nor
+    /// guarded by a secret, so each refresh rotates them (a new one, the old one retired, a
+    /// retired one presented revokes the family). Confidential clients keep Zoho's permanent
+    /// refresh tokens (CONTRACT.md).
+    pub fn rotates_refresh_tokens(self) -> bool {
+        self.is_public()
+    }
+
     /// Types that take part in the redirect flow and so must register redirect URIs.
     pub fn uses_redirects(self) -> bool {
         matches!(
@@ -165,6 +173,15 @@ mod tests {
             created_at: crate::Timestamp(0),
             introspect_any,
         }
+    }
+
+    #[test]
+    fn only_public_clients_rotate_refresh_tokens() {
+        let rotating: Vec<ClientType> = ClientType::ALL
+            .into_iter()
+            .filter(|t| t.rotates_refresh_tokens())
+            .collect();
+        assert_eq!(rotating, [ClientType::Client, ClientType::Mobile]);
     }
 
     #[test]

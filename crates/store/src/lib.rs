@@ -113,10 +113,14 @@ impl TokenVerbs for Store {
         client: &ClientId,
         decide: impl FnOnce(&RefreshGrant) -> Result<Scopes, OAuthError> + Send + 'static,
         access: &NewAccess,
+        rotate_to: Option<&SecretHash>,
         now: Timestamp,
         limits: &Limits,
     ) -> Answer<RefreshOutcome> {
-        on_backend!(self, s => s.refresh(refresh_hash, client, decide, access, now, limits))
+        on_backend!(
+            self,
+            s => s.refresh(refresh_hash, client, decide, access, rotate_to, now, limits)
+        )
     }
 
     async fn add_access_token(

@@ -99,6 +99,9 @@ pub enum Redemption {
 pub enum RefreshOutcome {
     /// No such refresh token for this client.
     Unknown,
+    /// A retired refresh token of this client's rotating family was presented again (stolen
+    /// or replayed, RFC 9700 §4.14.2): the whole family was revoked.
+    Replayed,
     Rejected(OAuthError),
     Throttled {
         retry_after: i64,

@@ -205,6 +205,20 @@ impl RefreshGrantRow {
     }
 }
 
+/// A retired refresh token's family and the client it belongs to.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct RetiredRow {
+    pub id: i64,
+    pub client_id: String,
+}
+
+impl RetiredRow {
+    /// The family's id, if `client` is the one holding it.
+    pub fn held_by(self, client: &ClientId) -> Option<i64> {
+        (self.client_id == client.as_str()).then_some(self.id)
+    }
+}
+
 /// One access token of a refresh token, from the index alone.
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct MintedRow {

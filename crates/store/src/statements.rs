@@ -110,6 +110,17 @@ pub(crate) const REFRESH_GRANT: &str =
     "SELECT id, client_id, user_id, scopes FROM refresh_tokens WHERE token_hash = $1";
 pub(crate) const REFRESH_TOKEN: &str =
     "SELECT client_id, user_id, scopes FROM refresh_tokens WHERE token_hash = $1";
+/// A retired refresh token of a rotating family: the family (its current row) and its client.
+pub(crate) const RETIRED_REFRESH_TOKEN: &str = "SELECT t.id, t.client_id
+    FROM retired_refresh_tokens r JOIN refresh_tokens t ON t.id = r.refresh_id
+    WHERE r.token_hash = $1";
+/// A whole family: the refresh token, its access tokens and its retired hashes by cascade.
+pub(crate) const REVOKE_REFRESH_FAMILY: &str = "DELETE FROM refresh_tokens WHERE id = $1";
+/// Rotation: the family's row takes the new hash, and the old one is remembered as retired.
+pub(crate) const ROTATE_REFRESH_TOKEN: &str =
+    "UPDATE refresh_tokens SET token_hash = $1 WHERE id = $2";
+pub(crate) const RETIRE_REFRESH_TOKEN: &str =
+    "INSERT INTO retired_refresh_tokens (token_hash, refresh_id, retired_at) VALUES ($1, $2, $3)";
 /// A refresh token's access tokens, from the index alone (`throttle::mint_bookkeeping`).
 pub(crate) const ACCESS_TOKENS_OF_REFRESH: &str =
     "SELECT id, created_at, expires_at FROM access_tokens WHERE refresh_id = $1";

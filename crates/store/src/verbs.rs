@@ -48,13 +48,18 @@ pub trait TokenVerbs: Send + Sync {
 
     /// Mints an access token from a refresh token held by `client`, within the refresh
     /// throttle and the cap on active access tokens (`throttle::mint_bookkeeping` with
-    /// `MintQuota::per_refresh_token`).
+    /// `MintQuota::per_refresh_token`). With `rotate_to` (public clients,
+    /// `ClientType::rotates_refresh_tokens`) the refresh token is rotated in the same
+    /// transaction: the family takes that hash and the presented one is retired. A retired one
+    /// presented again revokes the whole family (`RefreshOutcome::Replayed`).
+    #[allow(clippy::too_many_arguments)] // the request, the rule, what to store, the time
     fn refresh(
         &self,
         refresh_hash: &SecretHash,
         client: &ClientId,
         decide: impl FnOnce(&RefreshGrant) -> Result<Scopes, OAuthError> + Send + 'static,
         access: &NewAccess,
+        rotate_to: Option<&SecretHash>,
         now: Timestamp,
         limits: &Limits,
     ) -> impl Future<Output = Answer<RefreshOutcome>> + Send;

@@ -76,6 +76,8 @@ conformance! {
     concurrent_refreshes_stay_within_the_throttle,
     fifteen_active_access_tokens_per_refresh_token,
     refresh_checks_client_and_decision,
+    rotating_refresh_tokens_retire_the_presented_one,
+    a_retired_refresh_token_revokes_its_family,
     revoke_contracts,
     client_credentials_tokens_and_introspection,
     client_credentials_are_throttled_and_capped_per_client,
@@ -393,6 +395,7 @@ async fn refresh(
             &client.id,
             |grant| refresh_scopes(&grant.scopes, None),
             &access,
+            None,
             now,
             limits,
         )
@@ -1237,6 +1240,7 @@ async fn refresh_checks_client_and_decision(store: Store) {
                 refresh_scopes(&grant.scopes, Some(scopes("Demo.x.ALL")))
             },
             &access,
+            None,
             T0,
             &limits(),
         )
@@ -1254,6 +1258,7 @@ async fn refresh_checks_client_and_decision(store: Store) {
             &a.id,
             |grant| refresh_scopes(&grant.scopes, Some(scopes("demo.x.read"))),
             &access,
+            None,
             T0,
             &limits(),
         )
@@ -1266,6 +1271,137 @@ async fn refresh_checks_client_and_decision(store: Store) {
     let info = store.access_grant(&access.hash, T0).await.unwrap().unwrap();
     assert_eq!((info.user_id, info.client_id), (ada, a.id.clone()));
     assert_eq!(info.expires_at, T0.plus(3600));
+}
+
+// ---- refresh tokens: rotation (public clients) --------------------------------------------
+
+/// Refreshes `token` for `client`, rotating it to a fresh hash: the outcome, the access token
+/// and the successor.
+async fn rotate(
+    store: &Store,
+    client: &Client,
+    token: &SecretHash,
+    now: Timestamp,
+) -> (RefreshOutcome, SecretHash, SecretHash) {
+    let access = NewAccess {
+        hash: hash(),
+        expires_at: now.plus(3600),
+    };
+    let successor = hash();
+    let outcome = store
+        .refresh(
+            token,
+            &client.id,
+            |grant| refresh_scopes(&grant.scopes, None),
+            &access,
+            Some(&successor),
+            now,
+            &limits(),
+        )
+        .await
+        .unwrap();
+    (outcome, access.hash, successor)
+}
+
+/// CONTRACT.md (token endpoint): a public client's refresh returns a new refresh token and
+/// retires the one presented; the family's access tokens, throttle and cap carry on.
+async fn rotating_refresh_tokens_retire_the_presented_one(store: Store) {
+    let ada = user(&store, "ada@example.com").await;
+    let m = client(&store, ClientType::Mobile, None).await;
+    let g = grant(&store, &m, ada, T0).await;
+
+    let (first, a1, r2) = rotate(&store, &m, &g.refresh, T0.plus(1)).await;
+    assert!(
+        matches!(first, RefreshOutcome::Issued { user_id, .. } if user_id == ada),
+        "{first:?}"
+    );
+    assert!(refresh_alive(&store, &r2).await);
+    assert!(
+        !refresh_alive(&store, &g.refresh).await,
+        "the presented one is retired"
+    );
+    let (second, a2, r3) = rotate(&store, &m, &r2, T0.plus(2)).await;
+    assert!(
+        matches!(second, RefreshOutcome::Issued { .. }),
+        "{second:?}"
+    );
+    assert!(refresh_alive(&store, &r3).await && !refresh_alive(&store, &r2).await);
+    for access in [&g.access, &a1, &a2] {
+        assert!(access_alive(&store, access, T0.plus(2)).await);
+    }
+    // Still one grant: one active refresh token, the throttle counting the family's mints.
+    assert_eq!(active_refresh_tokens(&store, ada, &m).await, 1);
+    let limits = Limits {
+        refreshes_per_window: 3,
+        ..limits()
+    };
+    let (throttled, _) = refresh(&store, &m, &r3, T0.plus(3), &limits).await;
+    assert!(
+        matches!(throttled, RefreshOutcome::Throttled { .. }),
+        "{throttled:?}"
+    );
+    // A refused refresh retires nothing.
+    assert!(refresh_alive(&store, &r3).await);
+    let (wider, _, r4) = {
+        let access = NewAccess {
+            hash: hash(),
+            expires_at: T0.plus(3600),
+        };
+        let successor = hash();
+        let outcome = store
+            .refresh(
+                &r3,
+                &m.id,
+                |grant| refresh_scopes(&grant.scopes, Some(scopes("Demo.x.ALL"))),
+                &access,
+                Some(&successor),
+                T0.plus(4),
+                &Limits::default(),
+            )
+            .await
+            .unwrap();
+        (outcome, access.hash, successor)
+    };
+    assert!(matches!(wider, RefreshOutcome::Rejected(_)), "{wider:?}");
+    assert!(refresh_alive(&store, &r3).await && !refresh_alive(&store, &r4).await);
+    // Without rotation (confidential clients) the token stays as it is.
+    let (kept, _) = refresh(&store, &m, &r3, T0.plus(5), &Limits::default()).await;
+    assert!(matches!(kept, RefreshOutcome::Issued { .. }), "{kept:?}");
+    assert!(refresh_alive(&store, &r3).await);
+}
+
+/// RFC 9700 §4.14.2: a retired refresh token presented again revokes the whole family: its
+/// current refresh token and every access token minted in it. Nothing else goes.
+async fn a_retired_refresh_token_revokes_its_family(store: Store) {
+    let ada = user(&store, "ada@example.com").await;
+    let m = client(&store, ClientType::Mobile, None).await;
+    let other = client(&store, ClientType::Mobile, None).await;
+    let g = grant(&store, &m, ada, T0).await;
+    let neighbour = grant(&store, &m, ada, T0).await;
+    let (_, a1, r2) = rotate(&store, &m, &g.refresh, T0.plus(1)).await;
+    let (_, a2, r3) = rotate(&store, &m, &r2, T0.plus(2)).await;
+
+    // Another client presenting the retired token learns nothing and changes nothing.
+    let (foreign, _, _) = rotate(&store, &other, &g.refresh, T0.plus(3)).await;
+    assert!(matches!(foreign, RefreshOutcome::Unknown), "{foreign:?}");
+    assert!(refresh_alive(&store, &r3).await);
+
+    let (replayed, minted, r4) = rotate(&store, &m, &g.refresh, T0.plus(4)).await;
+    assert!(matches!(replayed, RefreshOutcome::Replayed), "{replayed:?}");
+    let now = T0.plus(4);
+    for refresh in [&g.refresh, &r2, &r3, &r4] {
+        assert!(!refresh_alive(&store, refresh).await);
+    }
+    for access in [&g.access, &a1, &a2, &minted] {
+        assert!(!access_alive(&store, access, now).await);
+    }
+    // The current one, presented after the family went, is simply unknown.
+    let (after, _, _) = rotate(&store, &m, &r3, T0.plus(5)).await;
+    assert!(matches!(after, RefreshOutcome::Unknown), "{after:?}");
+    // Another grant of the same user and client is another family.
+    assert!(refresh_alive(&store, &neighbour.refresh).await);
+    assert!(access_alive(&store, &neighbour.access, now).await);
+    assert_eq!(active_refresh_tokens(&store, ada, &m).await, 1);
 }
 
 // ---- revocation, introspection, expiry ---------------------------------------------------
@@ -2281,6 +2417,8 @@ async fn prepare(store: &Store, write: Verb, k: i64) -> Attempt {
                 expires_at: T0.plus(3600),
             };
             let (refresh, id, minted) = (g.refresh, a.id.clone(), access.hash);
+            // And the refresh token rotates, as a public client's does.
+            let successor = hash();
             let now = T0.plus(1);
             (
                 run(async move {
@@ -2289,6 +2427,7 @@ async fn prepare(store: &Store, write: Verb, k: i64) -> Attempt {
                         &id,
                         |grant| refresh_scopes(&grant.scopes, None),
                         &access,
+                        Some(&successor),
                         now,
                         &one,
                     )
@@ -2298,6 +2437,8 @@ async fn prepare(store: &Store, write: Verb, k: i64) -> Attempt {
                     vec![
                         access_alive(&store, &minted, now).await,
                         !access_alive(&store, &g.access, now).await,
+                        refresh_alive(&store, &successor).await,
+                        !refresh_alive(&store, &g.refresh).await,
                     ]
                 }),
                 false,

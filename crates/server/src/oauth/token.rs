@@ -134,7 +134,8 @@ impl TokenRequest {
 /// What a grant issued, before it is written on the wire.
 struct Issued {
     access: AccessToken,
-    /// Only where the grant issues one (CONTRACT.md): never on refresh or client_credentials.
+    /// Only where the grant issues one (CONTRACT.md): a code exchange's, a public client's
+    /// rotated one on refresh; never on client_credentials.
     refresh: Option<RefreshToken>,
     scopes: Scopes,
 }
@@ -199,7 +200,9 @@ async fn exchange(
     }
 }
 
-/// RFC 6749 §6: a new access token for a refresh token; the refresh token is not rotated.
+/// RFC 6749 §6: a new access token for a refresh token. A confidential client's refresh token
+/// is not rotated (Zoho's model); a public client's is (RFC 9700 §2.2.2): the response carries
+/// its successor, and the one presented is retired.
 async fn refresh(
     app: &App,
     client: &Client,
@@ -209,6 +212,11 @@ async fn refresh(
 ) -> Result<Issued, Failure> {
     let limits = &app.settings.limits;
     let access = AccessToken::generate();
+    let successor = client
+        .kind
+        .rotates_refresh_tokens()
+        .then(RefreshToken::generate);
+    let rotate_to = successor.as_ref().map(RefreshToken::hash);
     let outcome = app
         .store
         .refresh(
@@ -219,6 +227,7 @@ async fn refresh(
                 hash: access.hash(),
                 expires_at: now.plus(limits.access_token_lifetime_secs),
             },
+            rotate_to.as_ref(),
             now,
             limits,
         )
@@ -227,13 +236,17 @@ async fn refresh(
         RefreshOutcome::Unknown => {
             Err(OAuthError::InvalidGrant("the refresh token is invalid or revoked").into())
         }
+        RefreshOutcome::Replayed => Err(OAuthError::InvalidGrant(
+            "the refresh token was already used; every token of its grant is revoked",
+        )
+        .into()),
         RefreshOutcome::Rejected(e) => Err(e.into()),
         RefreshOutcome::Throttled { retry_after } => {
             Err(OAuthError::Throttled { retry_after }.into())
         }
         RefreshOutcome::Issued { scopes, .. } => Ok(Issued {
             access,
-            refresh: None,
+            refresh: successor,
             scopes,
         }),
     }

@@ -18,3 +18,14 @@ CREATE INDEX access_tokens_client_credentials ON access_tokens(client_id, create
 -- A client flagged as a resource server may introspect every token; any other client only
 -- its own (RFC 7662 §2.1, §4). Existing clients see only their own tokens from now on.
 ALTER TABLE clients ADD COLUMN introspect_any INTEGER NOT NULL DEFAULT 0;
+
+-- Public clients' refresh tokens rotate (RFC 9700 §2.2.2). A family is one refresh_tokens row:
+-- a refresh gives it a new hash and remembers the old one here, so its access tokens, its cap
+-- and its throttle stay the family's. A remembered hash presented again revokes the family
+-- (the row; its access tokens and these by cascade).
+CREATE TABLE retired_refresh_tokens (
+    token_hash      BLOB PRIMARY KEY,
+    refresh_id      INTEGER NOT NULL REFERENCES refresh_tokens(id) ON DELETE CASCADE,
+    retired_at      INTEGER NOT NULL
+);
+CREATE INDEX retired_refresh_tokens_by_family ON retired_refresh_tokens(refresh_id);

@@ -19,7 +19,7 @@ use crate::model::{
 };
 use crate::rows::{
     sweep_through, AccessOwnerRow, AccessRow, CodeRow, ConsentRow, ExpiryRow, MintedRow,
-    RefreshGrantRow, RefreshRow,
+    RefreshGrantRow, RefreshRow, RetiredRow,
 };
 use crate::statements::{
     ACCESS_TOKENS_AFTER, ACCESS_TOKENS_OF_REFRESH, CLIENT_CREDENTIALS_TOKENS, CODE_BY_HASH,
@@ -27,9 +27,9 @@ use crate::statements::{
     INSERT_ACCESS_TOKEN, INSERT_CODE, INSERT_REFRESH_TOKEN, KEEP_LAST_USE_OF_ACCESS_TOKEN,
     KEEP_LAST_USE_OF_EXPIRED, LIVE_ACCESS_TOKEN, LIVE_ACCESS_TOKEN_AND_OWNER, MARK_REDEEMED,
     MARK_REDEEMED_WITH_TOKENS, NEWEST_CODE_SEQ, REFRESH_GRANT, REFRESH_TOKEN, REFRESH_TOKEN_AT,
-    REVOKE_ACCESS_TOKEN, REVOKE_CODE_ACCESS_TOKENS, REVOKE_CODE_REFRESH_TOKENS,
-    REVOKE_REFRESH_TOKEN, SWEEP_CHUNK, SWEEP_CODES, SWEEP_PENDING_CONSENTS, SWEEP_SESSIONS,
-    UPSERT_CONSENT,
+    RETIRED_REFRESH_TOKEN, RETIRE_REFRESH_TOKEN, REVOKE_ACCESS_TOKEN, REVOKE_CODE_ACCESS_TOKENS,
+    REVOKE_CODE_REFRESH_TOKENS, REVOKE_REFRESH_FAMILY, REVOKE_REFRESH_TOKEN, ROTATE_REFRESH_TOKEN,
+    SWEEP_CHUNK, SWEEP_CODES, SWEEP_PENDING_CONSENTS, SWEEP_SESSIONS, UPSERT_CONSENT,
 };
 use crate::verbs::TokenVerbs;
 
@@ -214,22 +214,40 @@ impl TokenVerbs for PostgresStore {
         client: &ClientId,
         decide: impl FnOnce(&RefreshGrant) -> Result<Scopes, OAuthError> + Send + 'static,
         access: &NewAccess,
+        rotate_to: Option<&SecretHash>,
         now: Timestamp,
         limits: &Limits,
     ) -> Answer<RefreshOutcome> {
         let pool = self.pool.clone();
-        let (refresh_hash, client) = (*refresh_hash, client.clone());
+        let (refresh_hash, client, rotate_to) = (*refresh_hash, client.clone(), rotate_to.copied());
         let (access, limits) = (access.clone(), limits.clone());
         detached(async move {
             let mut tx = pool.begin().await?;
             // The refresh token's row lock serialises its refreshes, so the throttle and the
-            // cap hold across nodes.
+            // cap hold across nodes. A refresh waiting here while another rotates the token
+            // then finds it retired, below: a rotating token used twice is a replay.
             let row = sqlx::query_as::<_, RefreshGrantRow>(&format!("{REFRESH_GRANT}{FOR_UPDATE}"))
                 .bind(refresh_hash.as_bytes())
                 .fetch_optional(&mut *tx)
                 .await?;
             let Some(grant) = row.and_then(|row| row.held_by(&client)) else {
-                return Ok(RefreshOutcome::Unknown);
+                // RFC 9700 §4.14.2: a retired token of a rotating family, presented again, was
+                // stolen or replayed; the family goes, whoever holds its current token.
+                let retired = sqlx::query_as::<_, RetiredRow>(&format!(
+                    "{RETIRED_REFRESH_TOKEN}{FOR_UPDATE}"
+                ))
+                .bind(refresh_hash.as_bytes())
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(family) = retired.and_then(|row| row.held_by(&client)) else {
+                    return Ok(RefreshOutcome::Unknown);
+                };
+                sqlx::query(REVOKE_REFRESH_FAMILY)
+                    .bind(family)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                return Ok(RefreshOutcome::Replayed);
             };
             let scopes = match decide(&grant) {
                 Ok(scopes) => scopes,
@@ -263,6 +281,19 @@ impl TokenVerbs for PostgresStore {
             for id in doomed {
                 sqlx::query(DELETE_ACCESS_TOKEN)
                     .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if let Some(rotated) = rotate_to {
+                sqlx::query(ROTATE_REFRESH_TOKEN)
+                    .bind(rotated.as_bytes())
+                    .bind(grant.id)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(RETIRE_REFRESH_TOKEN)
+                    .bind(refresh_hash.as_bytes())
+                    .bind(grant.id)
+                    .bind(now.0)
                     .execute(&mut *tx)
                     .await?;
             }

@@ -305,6 +305,7 @@ mod tests {
             &client,
             |grant| -> Result<Scopes, OAuthError> { Ok(grant.scopes.clone()) },
             &minted,
+            None,
             NOW,
             &limits,
         );

@@ -105,6 +105,15 @@ impl ReadRow for RefreshGrantRow {
     }
 }
 
+impl ReadRow for RetiredRow {
+    fn read(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(RetiredRow {
+            id: row.get(0)?,
+            client_id: row.get(1)?,
+        })
+    }
+}
+
 impl ReadRow for MintedRow {
     fn read(row: &Row<'_>) -> rusqlite::Result<Self> {
         Ok(MintedRow {

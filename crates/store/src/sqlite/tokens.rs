@@ -48,13 +48,20 @@ impl TokenVerbs for SqliteStore {
         client: &ClientId,
         decide: impl FnOnce(&RefreshGrant) -> Result<Scopes, OAuthError> + Send + 'static,
         access: &NewAccess,
+        rotate_to: Option<&SecretHash>,
         now: Timestamp,
         limits: &Limits,
     ) -> Answer<RefreshOutcome> {
-        let (refresh_hash, client) = (*refresh_hash, client.clone());
+        let (refresh_hash, client, rotate_to) = (*refresh_hash, client.clone(), rotate_to.copied());
         let (access, limits) = (access.clone(), limits.clone());
         self.writer
-            .run(move |db| refresh(db, &refresh_hash, &client, decide, &access, now, &limits))
+            .run(move |db| {
+                let mint = Mint {
+                    access: &access,
+                    rotate_to: rotate_to.as_ref(),
+                };
+                refresh(db, &refresh_hash, &client, decide, &mint, now, &limits)
+            })
             .await
     }
 
@@ -294,17 +301,31 @@ fn redeem_code(
     Ok(Redemption::Issued(grant))
 }
 
+/// What a refresh stores: the access token, and the refresh token's new hash if it rotates.
+struct Mint<'a> {
+    access: &'a NewAccess,
+    rotate_to: Option<&'a SecretHash>,
+}
+
 fn refresh(
     db: &Connection,
     refresh_hash: &SecretHash,
     client: &ClientId,
     decide: impl FnOnce(&RefreshGrant) -> Result<Scopes, OAuthError>,
-    access: &NewAccess,
+    mint: &Mint<'_>,
     now: Timestamp,
     limits: &Limits,
 ) -> Answer<RefreshOutcome> {
-    let row: Option<RefreshGrantRow> = one(db, REFRESH_GRANT, (refresh_hash.as_bytes(),))?;
+    let presented = refresh_hash.as_bytes();
+    let row: Option<RefreshGrantRow> = one(db, REFRESH_GRANT, (presented,))?;
     let Some(grant) = row.and_then(|row| row.held_by(client)) else {
+        // RFC 9700 §4.14.2: a retired token of a rotating family, presented again, was stolen
+        // or replayed; the family goes, whoever holds its current token.
+        let retired: Option<RetiredRow> = one(db, RETIRED_REFRESH_TOKEN, (presented,))?;
+        if let Some(family) = retired.and_then(|row| row.held_by(client)) {
+            execute(db, REVOKE_REFRESH_FAMILY, (family,))?;
+            return Ok(RefreshOutcome::Replayed);
+        }
         return Ok(RefreshOutcome::Unknown);
     };
     let scopes = match decide(&grant) {
@@ -330,9 +351,13 @@ fn refresh(
         refresh_id: Some(grant.id),
         code_hash: None,
     };
-    insert_access_token(db, access, &token, now)?;
+    insert_access_token(db, mint.access, &token, now)?;
     for id in doomed {
         execute(db, DELETE_ACCESS_TOKEN, (id,))?;
+    }
+    if let Some(rotated) = mint.rotate_to {
+        execute(db, ROTATE_REFRESH_TOKEN, (rotated.as_bytes(), grant.id))?;
+        execute(db, RETIRE_REFRESH_TOKEN, (presented, grant.id, now.0))?;
     }
     Ok(RefreshOutcome::Issued {
         user_id: grant.user_id,
