@@ -66,6 +66,7 @@ async fn fixture() -> Fixture {
         js_domain: None,
         owner_email: Some("bench@example.com".into()),
         dialect: Dialect::Standard,
+        introspect_any: false,
     };
     let (client_id, secret) = admin::add_client(&store, &spec, now).await.unwrap();
     let code = admin::self_client_code(

@@ -136,6 +136,7 @@ async fn add_client(store: &Store, args: ClientAddArgs) -> Result<(), Failure> {
         js_domain: None,
         owner_email: args.owner,
         dialect: args.dialect.into(),
+        introspect_any: args.introspect_any,
     };
     let (id, secret) = admin::add_client(store, &spec, SystemClock.now()).await?;
     if args.json {
@@ -175,6 +176,7 @@ async fn describe(store: &Store, client: &Client) -> Result<Value, Failure> {
         "owner": owner,
         "dialect": client.dialect.as_str(),
         "confidential": client.secret_hash.is_some(),
+        "introspect_any": client.introspect_any,
     }))
 }
 

@@ -179,6 +179,10 @@ pub struct ClientAddArgs {
     /// How token-endpoint errors are written for this client
     #[arg(long, value_name = "DIALECT", default_value = "standard")]
     pub dialect: DialectArg,
+    /// A resource server: may introspect every client's tokens at /oauth/v2/introspect
+    /// (otherwise a client sees only its own); confidential clients only
+    #[arg(long)]
+    pub introspect_any: bool,
     /// Print one JSON object: {"client_id","client_secret"} (secret null for public clients)
     #[arg(long)]
     pub json: bool,

@@ -62,6 +62,9 @@ pub struct LimitsFile {
     pub pending_consent_lifetime_secs: Option<i64>,
     pub failed_logins_before_lockout: Option<i64>,
     pub lockout_secs: Option<i64>,
+    pub client_credentials_per_window: Option<i64>,
+    pub client_credentials_window_secs: Option<i64>,
+    pub active_client_credentials_tokens: Option<i64>,
 }
 
 impl FileConfig {
@@ -141,6 +144,21 @@ impl FileConfig {
                 &mut limits.failed_logins_before_lockout,
             ),
             ("lockout_secs", file.lockout_secs, &mut limits.lockout_secs),
+            (
+                "client_credentials_per_window",
+                file.client_credentials_per_window,
+                &mut limits.client_credentials_per_window,
+            ),
+            (
+                "client_credentials_window_secs",
+                file.client_credentials_window_secs,
+                &mut limits.client_credentials_window_secs,
+            ),
+            (
+                "active_client_credentials_tokens",
+                file.active_client_credentials_tokens,
+                &mut limits.active_client_credentials_tokens,
+            ),
         ];
         for (name, value, slot) in overrides {
             if let Some(value) = value {

@@ -385,6 +385,43 @@ fn self_client_codes_secrets_and_removal() {
     assert_eq!(code, 1);
 }
 
+/// Issue 12: `--introspect-any` flags a resource server, `client show` reports the flag, and a
+/// public client (which cannot authenticate) cannot have it.
+#[test]
+fn introspect_any_flags_a_resource_server() {
+    let sandbox = Sandbox::new();
+    let uri = ["--redirect-uri", "https://rs.example.com/cb"];
+    let mut args = vec![
+        "client", "add", "--type", "server", "--name", "RS", "--json",
+    ];
+    args.extend_from_slice(&uri);
+    let plain = sandbox.json(&args);
+    args.push("--introspect-any");
+    let flagged = sandbox.json(&args);
+    for (added, expected) in [(&plain, false), (&flagged, true)] {
+        let id = added["client_id"].as_str().unwrap();
+        let shown = sandbox.json(&["client", "show", id, "--json"]);
+        assert_eq!(shown["introspect_any"], expected, "{shown}");
+    }
+    let id = flagged["client_id"].as_str().unwrap();
+    assert!(sandbox
+        .ok(&["client", "show", id])
+        .contains("introspect_any: true"));
+    let (code, stderr) = sandbox.fails(&[
+        "client",
+        "add",
+        "--type",
+        "mobile",
+        "--name",
+        "App",
+        "--redirect-uri",
+        "com.example.app:/oauth",
+        "--introspect-any",
+    ]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("introspect"), "{stderr}");
+}
+
 #[test]
 fn users_get_a_generated_password_unless_one_is_piped() {
     let sandbox = Sandbox::new();

@@ -579,7 +579,8 @@ async fn check_all(
                         Expect::Works => {
                             reply.status == 200
                                 && json["active"] == true
-                                && json["token_type"] == "refresh_token"
+                                && json["token_type"] == "Bearer"
+                                && json.get("exp").is_none()
                         }
                         _ => reply.status == 200 && json == serde_json::json!({"active": false}),
                     };

@@ -1,6 +1,6 @@
 //! Every limit of CONTRACT.md's table at its boundary, with the injected clock: code lifetime,
 //! Self Client code durations, access token lifetime, refresh tokens per (user, client),
-//! refreshes per window, active access tokens per refresh token, codes per client.
+//! refreshes per window, active access tokens per refresh token, codes per (user, client).
 
 use grantd_core::Dialect;
 use grantd_server::admin::AdminError;
@@ -277,10 +277,11 @@ async fn fifteen_active_access_tokens_per_refresh_token_then_the_oldest_is_inval
 }
 
 #[tokio::test]
-async fn codes_per_client_ten_per_ten_minutes_then_access_denied() {
+async fn codes_per_user_and_client_ten_per_ten_minutes_then_access_denied() {
     skip_without_postgres!();
     let server = start().await;
     let user = server.user("ada@example.com").await;
+    let grace = server.user("grace@example.com").await;
     let a = server.server_client("https://a.example/cb").await;
     let b = server.server_client("https://b.example/cb").await;
     let browser = server.browser();
@@ -309,6 +310,12 @@ async fn codes_per_client_ten_per_ten_minutes_then_access_denied() {
     assert_eq!(server.rows("grant_codes").await, 10);
     // Another client is not affected.
     server.code(&browser, &user, &b, CRM_AND_PROFILE, &[]).await;
+    // Nor is another user of the same client (issue 12: one user cannot spend the client's
+    // codes for everyone).
+    let graces = server
+        .code(&server.browser(), &grace, &a, CRM_AND_PROFILE, &[])
+        .await;
+    server.exchange(&a, &graces).await.tokens();
 
     server.clock.advance(599);
     let still = browser
@@ -347,4 +354,54 @@ async fn self_client_codes_are_refused_after_ten_per_ten_minutes() {
     server.clock.advance(601);
     let code = server.self_code(&s, &owner, CRM_AND_PROFILE, 3).await;
     server.exchange(&s, &code).await.tokens();
+}
+
+#[tokio::test]
+async fn client_credentials_ten_per_ten_minutes_and_fifteen_active_per_client() {
+    skip_without_postgres!();
+    let server = start().await;
+    let owner = server.user("ada@example.com").await;
+    let other = server.user("grace@example.com").await;
+    let s = server.self_client(&owner, Dialect::Standard).await;
+    let t = server.self_client(&other, Dialect::Standard).await;
+    let mint = |client: &crate::TestClient| {
+        let mut fields = client.body_auth();
+        fields.push(("grant_type", "client_credentials".into()));
+        fields.push(("scope", "AaaServer.profile.READ".into()));
+        let server = &server;
+        async move { server.post_form("/oauth/v2/token", &fields).await }
+    };
+    let mut active = Vec::new();
+    for _ in 0..10 {
+        active.push(mint(&s).await.tokens().access);
+    }
+
+    let throttled = mint(&s).await;
+
+    throttled.assert_error(Dialect::Standard, Wire::Throttled);
+    throttled.assert_nothing_issued();
+    let retry_after: i64 = throttled
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .expect("Retry-After in seconds");
+    assert!((1..=600).contains(&retry_after), "{retry_after}");
+    // Another Self Client has its own quota.
+    let others = mint(&t).await.tokens().access;
+
+    // The next window: five more make fifteen live; the sixteenth invalidates the oldest.
+    server.clock.advance(601);
+    for _ in 0..5 {
+        active.push(mint(&s).await.tokens().access);
+    }
+    for (i, access) in active.iter().enumerate() {
+        assert!(server.access_works(access).await, "token {} dead", i + 1);
+    }
+    let sixteenth = mint(&s).await.tokens().access;
+    assert!(server.access_works(&sixteenth).await);
+    assert!(!server.access_works(&active[0]).await, "the oldest lives");
+    for access in &active[1..] {
+        assert!(server.access_works(access).await);
+    }
+    assert!(server.access_works(&others).await);
 }

@@ -64,6 +64,7 @@ async fn assert_registration_refused(server: &TestServer, kind: ClientType, uris
             js_domain: None,
             owner_email: None,
             dialect: Dialect::Standard,
+            introspect_any: false,
         };
         let result = admin::add_client(&server.store, &spec, server.now()).await;
         assert!(

@@ -221,3 +221,49 @@ async fn unknown_malformed_or_access_tokens_do_not_refresh() {
         .await
         .assert_error(Dialect::Standard, Wire::InvalidRequest);
 }
+
+/// CONTRACT.md (token endpoint), RFC 9700 §2.2.2: a public client's (here a client-based app
+/// with PKCE) refresh returns a new refresh token and retires the one presented; presenting a
+/// retired one revokes the whole family, the current refresh token and its access tokens.
+#[tokio::test]
+async fn public_clients_refresh_tokens_rotate_and_a_replay_revokes_the_family() {
+    skip_without_postgres!();
+    let server = crate::start().await;
+    let user = server.user("ada@example.com").await;
+    let spa = server
+        .client(
+            grantd_core::ClientType::Client,
+            &["https://spa.example/cb"],
+            Dialect::Standard,
+            None,
+        )
+        .await;
+    assert!(spa.secret.is_none(), "a public client");
+    let scope = "ZohoCRM.modules.ALL,AaaServer.profile.READ";
+    let first = server.offline_tokens(&user, &spa, scope).await;
+    let r1 = first.refresh().to_owned();
+
+    let second = server.refresh(&spa, &r1).await.tokens();
+    let r2 = second.refresh().to_owned();
+    assert_ne!(r2, r1);
+    assert_eq!(second.body["scope"], first.body["scope"]);
+    let third = server.refresh(&spa, &r2).await.tokens();
+    let r3 = third.refresh().to_owned();
+    assert_ne!(r3, r2);
+    for access in [&first.access, &second.access, &third.access] {
+        assert!(server.access_works(access).await);
+    }
+
+    // The retired r1 comes back (stolen, or replayed): refused, and the family is revoked.
+    let replay = server.refresh(&spa, &r1).await;
+    replay.assert_error(Dialect::Standard, Wire::InvalidGrant);
+    replay.assert_nothing_issued();
+    server
+        .refresh(&spa, &r3)
+        .await
+        .assert_error(Dialect::Standard, Wire::InvalidGrant);
+    for access in [&first.access, &second.access, &third.access] {
+        assert!(!server.access_works(access).await);
+    }
+    assert_eq!(server.rows("refresh_tokens").await, 0);
+}

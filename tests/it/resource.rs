@@ -86,21 +86,38 @@ async fn user_info_without_the_profile_scope_is_insufficient_scope() {
     assert!(!reply.body.contains(&user.email));
 }
 
+/// A confidential client flagged as a resource server (`client add --introspect-any`).
+async fn resource_server(server: &crate::TestServer) -> crate::TestClient {
+    server
+        .register(grantd_server::admin::ClientSpec {
+            kind: grantd_core::ClientType::Server,
+            name: "Resource server".into(),
+            homepage: None,
+            redirect_uris: vec!["https://rs.example/cb".into()],
+            js_domain: None,
+            owner_email: None,
+            dialect: grantd_core::Dialect::Standard,
+            introspect_any: true,
+        })
+        .await
+}
+
 #[tokio::test]
 async fn introspection_reports_live_tokens_and_nothing_else() {
     skip_without_postgres!();
     let (server, user, a) = ada_and_a().await;
-    let b = server.server_client("https://b.example/cb").await;
+    let rs = resource_server(&server).await;
     let issued_at = server.now().0;
     let tokens = server.offline_tokens(&user, &a, CRM_AND_PROFILE).await;
 
-    // The caller may authenticate in the body or with Basic.
+    // The caller may authenticate in the body (here the token's own client) or with Basic
+    // (here a resource server, which sees every client's tokens).
     let by_body = server.introspect(&a, &tokens.access).await;
     let by_basic = server
         .post_form_basic(
             "/oauth/v2/introspect",
-            &b.id,
-            b.secret(),
+            &rs.id,
+            rs.secret(),
             &[("token", tokens.access.as_str())],
         )
         .await;
@@ -118,6 +135,8 @@ async fn introspection_reports_live_tokens_and_nothing_else() {
             "{info}"
         );
         assert_eq!(info["exp"], json!(issued_at + 3600));
+        // RFC 7662 §2.2: the RFC 6749 §5.1 type, not which kind of token it is.
+        assert_eq!(info["token_type"], "Bearer");
         reply.assert_no_store();
     }
     let refresh = server.introspect(&a, tokens.refresh()).await.json();
@@ -125,6 +144,8 @@ async fn introspection_reports_live_tokens_and_nothing_else() {
         (refresh["active"].clone(), refresh["client_id"].clone()),
         (json!(true), json!(a.id))
     );
+    assert_eq!(refresh["token_type"], "Bearer");
+    assert!(refresh.get("exp").is_none(), "{refresh}");
 
     // Unknown, garbage, revoked and expired tokens are all simply inactive.
     let inactive = json!({"active": false});
@@ -138,6 +159,40 @@ async fn introspection_reports_live_tokens_and_nothing_else() {
     assert_eq!(server.introspect(&a, &other.access).await.json(), inactive);
     server.clock.advance(3601);
     assert_eq!(server.introspect(&a, &tokens.access).await.json(), inactive);
+}
+
+/// Issue 12: a client may introspect only the tokens issued to itself; another client, even
+/// an authenticated confidential one, learns nothing (the answer of an unknown token), unless
+/// it is flagged as a resource server.
+#[tokio::test]
+async fn introspection_shows_a_client_only_its_own_tokens() {
+    skip_without_postgres!();
+    let (server, user, a) = ada_and_a().await;
+    let b = server.server_client("https://b.example/cb").await;
+    let rs = resource_server(&server).await;
+    let of_a = server.offline_tokens(&user, &a, CRM_AND_PROFILE).await;
+    let of_b = server.offline_tokens(&user, &b, CRM_AND_PROFILE).await;
+    let inactive = json!({"active": false});
+
+    for token in [of_a.access.as_str(), of_a.refresh()] {
+        assert_eq!(server.introspect(&b, token).await.json(), inactive);
+        assert_eq!(server.introspect(&a, token).await.json()["active"], true);
+        assert_eq!(server.introspect(&rs, token).await.json()["active"], true);
+    }
+    for token in [of_b.access.as_str(), of_b.refresh()] {
+        assert_eq!(server.introspect(&a, token).await.json(), inactive);
+        assert_eq!(
+            server.introspect(&b, token).await.json()["client_id"],
+            b.id.as_str()
+        );
+        assert_eq!(
+            server.introspect(&rs, token).await.json()["client_id"],
+            b.id.as_str()
+        );
+    }
+    // Introspecting another client's token changes nothing for it.
+    assert!(server.access_works(&of_a.access).await);
+    assert!(server.refresh_works(&a, of_a.refresh()).await);
 }
 
 #[tokio::test]

@@ -73,6 +73,76 @@ async fn t020_consent_without_a_valid_token_or_from_another_site_is_forbidden() 
     assert_eq!(redirect.param("state"), Some("victim"));
 }
 
+/// Issue 12: a consent decided after its client, or the redirect URI it names, was removed
+/// (while the page was open) is an error page: no code, no redirect to the URI, never a 500.
+#[tokio::test]
+async fn a_consent_decided_after_its_client_or_redirect_uri_went_is_an_error_page() {
+    skip_without_postgres!();
+    use grantd_core::{ClientId, ClientType, RedirectUri};
+    use grantd_store::{ClientUpdate, ConsoleVerbs};
+
+    let server = crate::start().await;
+    let user = server.user("ada@example.com").await;
+    let kept = "https://a.example/kept";
+    let a = server
+        .client(
+            ClientType::Server,
+            &["https://a.example/cb", kept],
+            Dialect::Standard,
+            Some(&user),
+        )
+        .await;
+    let b = server.server_client("https://b.example/cb").await;
+
+    // The redirect URI goes: both decisions are refused with the page.
+    let url = server.auth_url(&a, CRM_AND_PROFILE, &[("state", "gone-uri")]);
+    let (browser, accept_page) = at_consent(&server, &user, &url).await;
+    let reject_page = browser.get(&url).await;
+    assert!(reject_page.is_consent_page());
+    let update = ClientUpdate {
+        name: a.name.clone(),
+        homepage: None,
+        redirect_uris: vec![RedirectUri::from_stored(kept.into())],
+        js_domain: None,
+        dialect: Dialect::Standard,
+        introspect_any: None,
+    };
+    let id = ClientId::new(a.id.clone());
+    assert!(server
+        .store
+        .update_client(&id, user.id, &update)
+        .await
+        .unwrap());
+    for (page, decision) in [(&accept_page, "accept"), (&reject_page, "reject")] {
+        let reply = browser
+            .submit(&page.form_with("decision"), &[("decision", decision)])
+            .await;
+        reply.assert_error_page();
+        assert!(
+            reply.body.contains("no longer registered"),
+            "{}",
+            reply.body
+        );
+    }
+
+    // The client goes: the same page, not a 500.
+    let url = server.auth_url(&b, CRM_AND_PROFILE, &[("state", "gone-client")]);
+    let (browser, page) = at_consent(&server, &user, &url).await;
+    assert!(server.store.remove_client(&b.id).await.unwrap());
+    let reply = browser
+        .submit(&page.form_with("decision"), &[("decision", "accept")])
+        .await;
+    reply.assert_error_page();
+    assert!(
+        reply.body.contains("no longer registered"),
+        "{}",
+        reply.body
+    );
+
+    assert_eq!(server.rows("grant_codes").await, 0);
+    assert_eq!(server.rows("consents").await, 0);
+}
+
 #[tokio::test]
 async fn t022_consent_by_get_is_405_and_a_replayed_consent_is_400() {
     skip_without_postgres!();

@@ -129,6 +129,7 @@ impl TestServer {
             js_domain: None,
             owner_email: owner.map(|u| u.email.clone()),
             dialect,
+            introspect_any: false,
         })
         .await
     }
@@ -150,6 +151,7 @@ impl TestServer {
             js_domain: None,
             owner_email: owner.map(|u| u.email.clone()),
             dialect: Dialect::Standard,
+            introspect_any: false,
         })
         .await
     }

@@ -58,6 +58,14 @@ impl ClientType {
         matches!(self, ClientType::Client | ClientType::Mobile)
     }
 
+    /// RFC 9700 §2.2.2: a public client's refresh tokens are neither sender-constrained nor
+    /// guarded by a secret, so each refresh rotates them (a new one, the old one retired, a
+    /// retired one presented revokes the family). Confidential clients keep Zoho's permanent
+    /// refresh tokens (CONTRACT.md).
+    pub fn rotates_refresh_tokens(self) -> bool {
+        self.is_public()
+    }
+
     /// Types that take part in the redirect flow and so must register redirect URIs.
     pub fn uses_redirects(self) -> bool {
         matches!(
@@ -120,6 +128,9 @@ pub struct Client {
     /// The JavaScript origin of a client-based app, shown in the console.
     pub js_domain: Option<String>,
     pub created_at: crate::Timestamp,
+    /// A resource server: it may introspect every client's tokens (`grantd client add
+    /// --introspect-any`, or the console's Settings tab for administrators).
+    pub introspect_any: bool,
 }
 
 impl Client {
@@ -130,9 +141,58 @@ impl Client {
             .find(|uri| uri.matches(requested, self.kind))
     }
 
+    /// RFC 7662 §2.1 leaves to the server which tokens a caller may introspect (§4: a
+    /// client fishing with another's tokens learns nothing): its own, or every token for a
+    /// client flagged as a resource server. Anything else is answered `{"active":false}`.
+    pub fn may_introspect(&self, token_client: &ClientId) -> bool {
+        self.introspect_any || self.id == *token_client
+    }
+
     /// Constant-time check of a presented secret; public clients have none to check.
     pub fn secret_matches(&self, presented: &str) -> bool {
         self.secret_hash
             .is_some_and(|hash| hash == SecretHash::of(presented))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(id: &str, introspect_any: bool) -> Client {
+        Client {
+            id: ClientId::new(id.into()),
+            kind: ClientType::Server,
+            name: "A".into(),
+            homepage: None,
+            redirect_uris: vec![],
+            secret_hash: None,
+            owner_id: None,
+            dialect: Dialect::Standard,
+            js_domain: None,
+            created_at: crate::Timestamp(0),
+            introspect_any,
+        }
+    }
+
+    #[test]
+    fn only_public_clients_rotate_refresh_tokens() {
+        let rotating: Vec<ClientType> = ClientType::ALL
+            .into_iter()
+            .filter(|t| t.rotates_refresh_tokens())
+            .collect();
+        assert_eq!(rotating, [ClientType::Client, ClientType::Mobile]);
+    }
+
+    #[test]
+    fn a_client_introspects_its_own_tokens_and_a_resource_server_every_token() {
+        let (a, b) = (
+            ClientId::new("1000.A".into()),
+            ClientId::new("1000.B".into()),
+        );
+        assert!(client("1000.A", false).may_introspect(&a));
+        assert!(!client("1000.A", false).may_introspect(&b));
+        assert!(client("1000.R", true).may_introspect(&a));
+        assert!(client("1000.R", true).may_introspect(&b));
     }
 }

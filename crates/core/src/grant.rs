@@ -176,6 +176,7 @@ mod tests {
             dialect: Dialect::Standard,
             js_domain: None,
             created_at: Timestamp(0),
+            introspect_any: false,
         }
     }
 

@@ -14,6 +14,11 @@ pub struct Limits {
     pub pending_consent_lifetime_secs: i64,
     pub failed_logins_before_lockout: i64,
     pub lockout_secs: i64,
+    /// `client_credentials` access tokens minted per client in `client_credentials_window_secs`.
+    pub client_credentials_per_window: i64,
+    pub client_credentials_window_secs: i64,
+    /// Live `client_credentials` access tokens per client; the oldest is invalidated beyond it.
+    pub active_client_credentials_tokens: i64,
 }
 
 impl Default for Limits {
@@ -31,6 +36,9 @@ impl Default for Limits {
             pending_consent_lifetime_secs: 600,
             failed_logins_before_lockout: 5,
             lockout_secs: 900,
+            client_credentials_per_window: 10,
+            client_credentials_window_secs: 600,
+            active_client_credentials_tokens: 15,
         }
     }
 }

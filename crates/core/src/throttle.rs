@@ -1,7 +1,8 @@
-//! The quotas the store enforces inside its transactions: the code throttle, the refresh
-//! throttle with its caps (active access tokens per refresh token, refresh tokens per user and
-//! client), and the sign-in lockout. Each is a pure decision over what the transaction read;
-//! the store reads, calls one of these, and writes what it says.
+//! The quotas the store enforces inside its transactions: the code throttle, the mint
+//! throttle with its cap on active access tokens (per refresh token, and per client for
+//! `client_credentials`), the refresh-token cap per user and client, and the sign-in lockout.
+//! Each is a pure decision over what the transaction read; the store reads, calls one of
+//! these, and writes what it says.
 
 use crate::clock::Timestamp;
 use crate::limits::Limits;
@@ -17,11 +18,12 @@ impl RetryAfter {
     }
 }
 
-/// The code throttle (CONTRACT.md "Limits"): at most `codes_per_window` codes per client in
-/// `code_window_secs`. A client's codes are numbered 1, 2, ... in the order they were made, so
+/// The code throttle (CONTRACT.md "Limits"): at most `codes_per_window` codes per (user,
+/// client) in `code_window_secs`, so one user cannot spend a client's codes for every other
+/// user. Each user's codes for a client are numbered 1, 2, ... in the order they were made, so
 /// the window is full exactly when the code numbered `codes_per_window - 1` before the newest
 /// was made inside it: one lookup, however high the limit. This names that code's number;
-/// `None` when the client has made fewer codes (or none may be made at all).
+/// `None` when the user has had fewer codes (or none may be made at all).
 pub fn code_to_check(newest_seq: i64, limits: &Limits) -> Option<i64> {
     let seq = newest_seq - limits.codes_per_window + 1;
     (limits.codes_per_window > 0 && seq >= 1).then_some(seq)
@@ -44,7 +46,8 @@ pub fn code_throttle(
     }
 }
 
-/// An access token minted from a refresh token, as the refresh bookkeeping sees it.
+/// An access token already minted from the same source (a refresh token, or a client's
+/// `client_credentials` grant), as the mint bookkeeping sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Minted {
     pub id: i64,
@@ -52,24 +55,50 @@ pub struct Minted {
     pub expires_at: Timestamp,
 }
 
-/// What a refresh does to its refresh token's access tokens (CONTRACT.md "Limits"): refused
-/// while `refreshes_per_window` were minted in the window; otherwise the ids to delete: the
-/// expired ones, and the oldest live ones beyond `active_access_tokens_per_refresh` (the token
-/// about to be minted counts toward it).
-pub fn refresh_bookkeeping(
+/// How many access tokens one source may mint (CONTRACT.md "Limits"): `per_window` in
+/// `window_secs`, and `active` live at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MintQuota {
+    pub per_window: i64,
+    pub window_secs: i64,
+    pub active: i64,
+}
+
+impl MintQuota {
+    /// Access tokens minted per refresh token: 10 per 10 minutes, 15 active.
+    pub fn per_refresh_token(limits: &Limits) -> MintQuota {
+        MintQuota {
+            per_window: limits.refreshes_per_window,
+            window_secs: limits.refresh_window_secs,
+            active: limits.active_access_tokens_per_refresh,
+        }
+    }
+
+    /// `client_credentials` access tokens per client: 10 per 10 minutes, 15 active.
+    pub fn client_credentials(limits: &Limits) -> MintQuota {
+        MintQuota {
+            per_window: limits.client_credentials_per_window,
+            window_secs: limits.client_credentials_window_secs,
+            active: limits.active_client_credentials_tokens,
+        }
+    }
+}
+
+/// What minting one more access token does to the tokens its source already minted (a
+/// refresh, or a `client_credentials` grant; CONTRACT.md "Limits"): refused while
+/// `quota.per_window` were minted in the window; otherwise the ids to delete: the expired
+/// ones, and the oldest live ones beyond `quota.active` (the token about to be minted counts
+/// toward it).
+pub fn mint_bookkeeping(
     minted: &[Minted],
     now: Timestamp,
-    limits: &Limits,
+    quota: MintQuota,
 ) -> Result<Vec<i64>, RetryAfter> {
-    let window_start = now.minus(limits.refresh_window_secs);
+    let window_start = now.minus(quota.window_secs);
     let in_window = minted.iter().filter(|m| m.created_at > window_start);
-    if in_window.clone().count() as i64 >= limits.refreshes_per_window {
+    if in_window.clone().count() as i64 >= quota.per_window {
         let oldest = in_window.map(|m| m.created_at).min().unwrap_or(now);
-        return Err(RetryAfter::until_out_of(
-            oldest,
-            limits.refresh_window_secs,
-            now,
-        ));
+        return Err(RetryAfter::until_out_of(oldest, quota.window_secs, now));
     }
     let (mut doomed, mut live): (Vec<i64>, Vec<i64>) = (Vec::new(), Vec::new());
     for m in minted {
@@ -81,7 +110,7 @@ pub fn refresh_bookkeeping(
     }
     // Ids grow with minting, so the smallest are the oldest.
     live.sort_unstable();
-    let excess = (live.len() as i64 + 1 - limits.active_access_tokens_per_refresh).max(0);
+    let excess = (live.len() as i64 + 1 - quota.active).max(0);
     doomed.extend(live.iter().take(excess as usize));
     Ok(doomed)
 }
@@ -183,6 +212,14 @@ mod tests {
         }
     }
 
+    fn refresh_bookkeeping(
+        minted: &[Minted],
+        now: Timestamp,
+        limits: &Limits,
+    ) -> Result<Vec<i64>, RetryAfter> {
+        mint_bookkeeping(minted, now, MintQuota::per_refresh_token(limits))
+    }
+
     #[test]
     fn refresh_is_refused_once_the_window_is_full() {
         let limits = limits(); // 10 per 600 s
@@ -221,6 +258,38 @@ mod tests {
             refresh_bookkeeping(&tokens, NOW, &limits),
             Ok(vec![0, 17, 1, 2])
         );
+    }
+
+    #[test]
+    fn client_credentials_have_a_quota_of_their_own() {
+        let limits = Limits {
+            refreshes_per_window: 1,
+            refresh_window_secs: 1,
+            active_access_tokens_per_refresh: 1,
+            ..limits()
+        };
+        let quota = MintQuota::client_credentials(&limits);
+        assert_eq!(
+            quota,
+            MintQuota {
+                per_window: 10,
+                window_secs: 600,
+                active: 15
+            }
+        );
+        // Ten in the window, the oldest 30 s ago: refused for the 570 s it stays there.
+        let ten: Vec<Minted> = (1..=10).map(|id| minted(id, 31 - id, 3600)).collect();
+        assert_eq!(mint_bookkeeping(&ten, NOW, quota), Err(RetryAfter(570)));
+        assert_eq!(mint_bookkeeping(&ten[1..], NOW, quota), Ok(vec![]));
+        // Fifteen live, made before the window: the oldest goes for the new one.
+        let fifteen: Vec<Minted> = (1..=15).map(|id| minted(id, 1000 - id, 3600)).collect();
+        assert_eq!(mint_bookkeeping(&fifteen, NOW, quota), Ok(vec![1]));
+        // Nothing may be minted at all with a zero quota.
+        let none = MintQuota {
+            per_window: 0,
+            ..quota
+        };
+        assert_eq!(mint_bookkeeping(&[], NOW, none), Err(RetryAfter(600)));
     }
 
     /// Which tokens go, given the ids of a user's tokens for one client, newest first, as the

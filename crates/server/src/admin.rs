@@ -91,6 +91,8 @@ pub struct ClientSpec {
     pub js_domain: Option<String>,
     pub owner_email: Option<String>,
     pub dialect: Dialect,
+    /// A resource server: it may introspect every client's tokens (`--introspect-any`).
+    pub introspect_any: bool,
 }
 
 /// The validated, editable part of a client, shared by registration and the settings form.
@@ -227,6 +229,11 @@ pub async fn add_client(
     if spec.kind == ClientType::SelfClient && owner_id.is_none() {
         return Err(invalid("a Self Client needs an owner (--owner)"));
     }
+    if spec.introspect_any && spec.kind.is_public() {
+        return Err(invalid(
+            "a public client cannot authenticate, so it cannot introspect (--introspect-any)",
+        ));
+    }
     let secret = (!spec.kind.is_public()).then(ClientSecret::generate);
     let id = ClientId::new(generate_client_id());
     let client = NewClient {
@@ -239,6 +246,7 @@ pub async fn add_client(
         secret_hash: secret.as_ref().map(ClientSecret::hash),
         owner_id,
         dialect: spec.dialect,
+        introspect_any: spec.introspect_any,
     };
     store.add_client(&client, now).await?;
     Ok((id, secret))
@@ -351,7 +359,7 @@ pub async fn self_client_code(
     match store.add_code(&new, now, limits).await? {
         CodeIssue::Issued => Ok(code),
         CodeIssue::Throttled { retry_after } => Err(AdminError::Conflict(format!(
-            "too many codes for this client: at most {} per {} minutes; try again in {retry_after} s",
+            "too many codes for this user and client: at most {} per {} minutes; try again in {retry_after} s",
             limits.codes_per_window,
             limits.code_window_secs / 60
         ))),

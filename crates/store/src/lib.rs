@@ -113,10 +113,14 @@ impl TokenVerbs for Store {
         client: &ClientId,
         decide: impl FnOnce(&RefreshGrant) -> Result<Scopes, OAuthError> + Send + 'static,
         access: &NewAccess,
+        rotate_to: Option<&SecretHash>,
         now: Timestamp,
         limits: &Limits,
     ) -> Answer<RefreshOutcome> {
-        on_backend!(self, s => s.refresh(refresh_hash, client, decide, access, now, limits))
+        on_backend!(
+            self,
+            s => s.refresh(refresh_hash, client, decide, access, rotate_to, now, limits)
+        )
     }
 
     async fn add_access_token(
@@ -126,8 +130,9 @@ impl TokenVerbs for Store {
         user_id: i64,
         scopes: &Scopes,
         now: Timestamp,
-    ) -> Answer<()> {
-        on_backend!(self, s => s.add_access_token(access, client, user_id, scopes, now))
+        limits: &Limits,
+    ) -> Answer<AccessIssue> {
+        on_backend!(self, s => s.add_access_token(access, client, user_id, scopes, now, limits))
     }
 
     async fn access_grant(

@@ -148,4 +148,116 @@ mod tests {
         let issued = issue("1000.B").await;
         assert!(matches!(issued, CodeIssue::Issued), "{issued:?}");
     }
+
+    /// Migration 0008 numbers the codes a database already holds per (client, user), in the
+    /// order they were made, so the throttle counts each user's codes and only theirs.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn codes_made_before_0008_are_counted_per_user() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("grantd.db");
+        let url = format!("sqlite://{}", path.display());
+        let options = SqliteConnectOptions::from_str(&url)
+            .unwrap()
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal);
+        let mut old = SqliteConnection::connect_with(&options).await.unwrap();
+        let before_0008 = Migrator {
+            migrations: Cow::Owned(
+                SQLITE
+                    .migrations
+                    .iter()
+                    .filter(|m| m.version < 8)
+                    .cloned()
+                    .collect(),
+            ),
+            ..Migrator::DEFAULT
+        };
+        before_0008.run(&mut old).await.unwrap();
+        let now = Timestamp(1_800_000_000);
+        sqlx::query(
+            "INSERT INTO users (id, email, name, password_hash, created_at)
+             VALUES (1, 'ada@example.com', 'Ada', 'x', 0), (2, 'bob@example.com', 'Bob', 'x', 0);
+             INSERT INTO clients (id, kind, name, redirect_uris, dialect, created_at)
+             VALUES ('1000.A', 'server', 'A', '[]', 'standard', 0)",
+        )
+        .execute(&mut old)
+        .await
+        .unwrap();
+        // Numbered per client, as before 0008: Ada's ten codes in the window (the oldest 18 s
+        // ago; one more before it) interleaved with Bob's three.
+        let codes: &[(i64, i64)] = &[
+            (1, 620),
+            (1, 18),
+            (2, 17),
+            (1, 16),
+            (1, 15),
+            (2, 14),
+            (1, 13),
+            (1, 12),
+            (1, 11),
+            (2, 10),
+            (1, 9),
+            (1, 8),
+            (1, 7),
+            (1, 6),
+        ];
+        for (seq, (user, age)) in codes.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO grant_codes (code_hash, client_id, user_id, scopes,
+                    issue_refresh, created_at, expires_at, seq)
+                 VALUES (randomblob(32), '1000.A', $1, 'x', 0, $2, $2, $3)",
+            )
+            .bind(*user)
+            .bind(now.minus(*age).0)
+            .bind(seq as i64 + 1)
+            .execute(&mut old)
+            .await
+            .unwrap();
+        }
+        old.close().await.unwrap();
+
+        let store = Store::open(&url, 1).await.unwrap();
+        let issue = |user_id: i64| {
+            let code = NewCode {
+                grant: CodeGrant {
+                    code_hash: SecretHash::of(&grantd_core::secret::random_id()),
+                    client_id: ClientId::new("1000.A".into()),
+                    user_id,
+                    redirect_uri: None,
+                    scopes: Scopes::from_stored("x"),
+                    issue_refresh_token: false,
+                    code_challenge: None,
+                    expires_at: now.plus(60),
+                    redeemed_at: None,
+                },
+                description: None,
+                record_consent: None,
+            };
+            let store = &store;
+            async move {
+                store
+                    .add_code(&code, now, &Limits::default())
+                    .await
+                    .unwrap()
+            }
+        };
+        // Ada's tenth newest was made 18 s ago; Bob has had three, the oldest 17 s ago.
+        let refused = issue(1).await;
+        assert!(
+            matches!(refused, CodeIssue::Throttled { retry_after: 582 }),
+            "{refused:?}"
+        );
+        for n in 0..7 {
+            let issued = issue(2).await;
+            assert!(
+                matches!(issued, CodeIssue::Issued),
+                "Bob's code {n}: {issued:?}"
+            );
+        }
+        let full = issue(2).await;
+        assert!(
+            matches!(full, CodeIssue::Throttled { retry_after: 583 }),
+            "{full:?}"
+        );
+    }
 }

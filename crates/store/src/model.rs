@@ -27,6 +27,8 @@ pub struct NewClient {
     pub secret_hash: Option<SecretHash>,
     pub owner_id: Option<i64>,
     pub dialect: Dialect,
+    /// A resource server, which may introspect every token (`Client::may_introspect`).
+    pub introspect_any: bool,
 }
 
 /// What the client settings form may change.
@@ -37,6 +39,8 @@ pub struct ClientUpdate {
     pub redirect_uris: Vec<RedirectUri>,
     pub js_domain: Option<String>,
     pub dialect: Dialect,
+    /// `None` leaves the flag as it is (only administrators may change it).
+    pub introspect_any: Option<bool>,
 }
 
 /// A code about to be stored.
@@ -75,6 +79,13 @@ pub enum CodeIssue {
     Throttled { retry_after: i64 },
 }
 
+/// What `client_credentials` minting did: issued, or refused by the client's mint throttle.
+#[derive(Debug)]
+pub enum AccessIssue {
+    Issued,
+    Throttled { retry_after: i64 },
+}
+
 #[derive(Debug)]
 pub enum Redemption {
     /// No such code.
@@ -88,6 +99,9 @@ pub enum Redemption {
 pub enum RefreshOutcome {
     /// No such refresh token for this client.
     Unknown,
+    /// A retired refresh token of this client's rotating family was presented again (stolen
+    /// or replayed, RFC 9700 §4.14.2): the whole family was revoked.
+    Replayed,
     Rejected(OAuthError),
     Throttled {
         retry_after: i64,

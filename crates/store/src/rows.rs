@@ -51,6 +51,7 @@ pub(crate) struct ClientRow {
     pub dialect: String,
     pub js_domain: Option<String>,
     pub created_at: i64,
+    pub introspect_any: bool,
 }
 
 impl ClientRow {
@@ -71,6 +72,7 @@ impl ClientRow {
             dialect: Dialect::from_str(&self.dialect).ok()?,
             js_domain: self.js_domain,
             created_at: Timestamp(self.created_at),
+            introspect_any: self.introspect_any,
         })
     }
 }
@@ -200,6 +202,20 @@ impl RefreshGrantRow {
             user_id: self.user_id,
             scopes: Scopes::from_stored(&self.scopes),
         })
+    }
+}
+
+/// A retired refresh token's family and the client it belongs to.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct RetiredRow {
+    pub id: i64,
+    pub client_id: String,
+}
+
+impl RetiredRow {
+    /// The family's id, if `client` is the one holding it.
+    pub fn held_by(self, client: &ClientId) -> Option<i64> {
+        (self.client_id == client.as_str()).then_some(self.id)
     }
 }
 

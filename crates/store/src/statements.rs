@@ -37,33 +37,38 @@ pub(crate) const SCOPE_BY_KEY: &str = "SELECT name, description FROM scopes WHER
 
 pub(crate) const INSERT_CLIENT: &str =
     "INSERT INTO clients (id, kind, name, homepage, redirect_uris,
-    secret_hash, owner_id, dialect, created_at, js_domain)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+    secret_hash, owner_id, dialect, created_at, js_domain, introspect_any)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
 pub(crate) const CLIENT_BY_ID: &str = "SELECT id, kind, name, homepage, redirect_uris, secret_hash,
-    owner_id, dialect, js_domain, created_at FROM clients WHERE id = $1";
+    owner_id, dialect, js_domain, created_at, introspect_any FROM clients WHERE id = $1";
 pub(crate) const CLIENTS: &str = "SELECT id, kind, name, homepage, redirect_uris, secret_hash,
-    owner_id, dialect, js_domain, created_at FROM clients ORDER BY created_at, id";
+    owner_id, dialect, js_domain, created_at, introspect_any FROM clients
+    ORDER BY created_at, id";
 pub(crate) const CLIENTS_OF: &str = "SELECT id, kind, name, homepage, redirect_uris, secret_hash,
-    owner_id, dialect, js_domain, created_at FROM clients WHERE owner_id = $1
+    owner_id, dialect, js_domain, created_at, introspect_any FROM clients WHERE owner_id = $1
     ORDER BY created_at, id";
 /// The schema's cascades remove the client's codes, tokens and consents.
 pub(crate) const DELETE_CLIENT: &str = "DELETE FROM clients WHERE id = $1";
 pub(crate) const SET_CLIENT_SECRET: &str =
     "UPDATE clients SET secret_hash = $1 WHERE id = $2 AND secret_hash IS NOT NULL";
+/// `$6` NULL keeps `introspect_any` as it is.
 pub(crate) const UPDATE_CLIENT: &str = "UPDATE clients SET name = $1, homepage = $2,
-    redirect_uris = $3, js_domain = $4, dialect = $5 WHERE id = $6 AND owner_id = $7";
+    redirect_uris = $3, js_domain = $4, dialect = $5,
+    introspect_any = coalesce($6, introspect_any) WHERE id = $7 AND owner_id = $8";
 pub(crate) const CODES_OF: &str = "SELECT created_at, expires_at, redeemed_at, scopes, description
     FROM grant_codes WHERE client_id = $1 ORDER BY created_at DESC, expires_at DESC LIMIT 100";
 
 // ---- codes and consent --------------------------------------------------------------------
 
-/// The client's newest code's number (`throttle::code_to_check`), from the index.
+/// The newest number of the codes one user got for one client (`throttle::code_to_check`),
+/// from the index: codes are numbered per (client, user), so one user's codes never count
+/// against another's.
 pub(crate) const NEWEST_CODE_SEQ: &str =
-    "SELECT coalesce(max(seq), 0) FROM grant_codes WHERE client_id = $1";
-/// When the newest code numbered at most $2 was made: the code numbered $2, or an older one
-/// where that one was deleted with its grant.
+    "SELECT coalesce(max(seq), 0) FROM grant_codes WHERE client_id = $1 AND user_id = $2";
+/// When that user's newest code for the client numbered at most $3 was made: the code
+/// numbered $3, or an older one where that one was deleted with its grant.
 pub(crate) const CODE_MADE_AT: &str = "SELECT created_at FROM grant_codes
-    WHERE client_id = $1 AND seq <= $2 ORDER BY seq DESC LIMIT 1";
+    WHERE client_id = $1 AND user_id = $2 AND seq <= $3 ORDER BY seq DESC LIMIT 1";
 pub(crate) const INSERT_CODE: &str = "INSERT INTO grant_codes (code_hash, client_id, user_id,
     redirect_uri, scopes, issue_refresh, code_challenge, description, created_at, expires_at, seq)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
@@ -105,9 +110,24 @@ pub(crate) const REFRESH_GRANT: &str =
     "SELECT id, client_id, user_id, scopes FROM refresh_tokens WHERE token_hash = $1";
 pub(crate) const REFRESH_TOKEN: &str =
     "SELECT client_id, user_id, scopes FROM refresh_tokens WHERE token_hash = $1";
-/// A refresh token's access tokens, from the index alone (`throttle::refresh_bookkeeping`).
+/// A retired refresh token of a rotating family: the family (its current row) and its client.
+pub(crate) const RETIRED_REFRESH_TOKEN: &str = "SELECT t.id, t.client_id
+    FROM retired_refresh_tokens r JOIN refresh_tokens t ON t.id = r.refresh_id
+    WHERE r.token_hash = $1";
+/// A whole family: the refresh token, its access tokens and its retired hashes by cascade.
+pub(crate) const REVOKE_REFRESH_FAMILY: &str = "DELETE FROM refresh_tokens WHERE id = $1";
+/// Rotation: the family's row takes the new hash, and the old one is remembered as retired.
+pub(crate) const ROTATE_REFRESH_TOKEN: &str =
+    "UPDATE refresh_tokens SET token_hash = $1 WHERE id = $2";
+pub(crate) const RETIRE_REFRESH_TOKEN: &str =
+    "INSERT INTO retired_refresh_tokens (token_hash, refresh_id, retired_at) VALUES ($1, $2, $3)";
+/// A refresh token's access tokens, from the index alone (`throttle::mint_bookkeeping`).
 pub(crate) const ACCESS_TOKENS_OF_REFRESH: &str =
     "SELECT id, created_at, expires_at FROM access_tokens WHERE refresh_id = $1";
+/// A client's `client_credentials` access tokens (neither refreshed nor from a code), from the
+/// partial index of migration 0008 alone (`throttle::mint_bookkeeping`).
+pub(crate) const CLIENT_CREDENTIALS_TOKENS: &str = "SELECT id, created_at, expires_at
+    FROM access_tokens WHERE client_id = $1 AND refresh_id IS NULL AND code_hash IS NULL";
 pub(crate) const INSERT_ACCESS_TOKEN: &str = "INSERT INTO access_tokens (token_hash, client_id,
     user_id, scopes, refresh_id, code_hash, created_at, expires_at)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";

@@ -15,8 +15,8 @@ use grantd_core::secret::SecretHash;
 use grantd_core::{Client, ClientId, Limits, OAuthError, Scopes, Timestamp};
 
 use crate::model::{
-    ClientUpdate, CodeIssue, CodeSummary, ConnectedApp, NewAccess, NewClient, NewCode, NewTokens,
-    Redemption, RefreshOutcome, ScopeEntry, SessionSummary, TokenInfo, User,
+    AccessIssue, ClientUpdate, CodeIssue, CodeSummary, ConnectedApp, NewAccess, NewClient, NewCode,
+    NewTokens, Redemption, RefreshOutcome, ScopeEntry, SessionSummary, TokenInfo, User,
 };
 use crate::StoreError;
 
@@ -47,18 +47,27 @@ pub trait TokenVerbs: Send + Sync {
     ) -> impl Future<Output = Answer<Redemption>> + Send;
 
     /// Mints an access token from a refresh token held by `client`, within the refresh
-    /// throttle and the cap on active access tokens (`throttle::refresh_bookkeeping`).
+    /// throttle and the cap on active access tokens (`throttle::mint_bookkeeping` with
+    /// `MintQuota::per_refresh_token`). With `rotate_to` (public clients,
+    /// `ClientType::rotates_refresh_tokens`) the refresh token is rotated in the same
+    /// transaction: the family takes that hash and the presented one is retired. A retired one
+    /// presented again revokes the whole family (`RefreshOutcome::Replayed`).
+    #[allow(clippy::too_many_arguments)] // the request, the rule, what to store, the time
     fn refresh(
         &self,
         refresh_hash: &SecretHash,
         client: &ClientId,
         decide: impl FnOnce(&RefreshGrant) -> Result<Scopes, OAuthError> + Send + 'static,
         access: &NewAccess,
+        rotate_to: Option<&SecretHash>,
         now: Timestamp,
         limits: &Limits,
     ) -> impl Future<Output = Answer<RefreshOutcome>> + Send;
 
-    /// Stores an access token that no refresh token stands behind (`client_credentials`).
+    /// Stores an access token that no refresh token stands behind (`client_credentials`),
+    /// within the client's mint throttle and its cap on active tokens (`throttle::
+    /// mint_bookkeeping` with `MintQuota::client_credentials`): the client's expired tokens and
+    /// its oldest beyond the cap go in the same transaction.
     fn add_access_token(
         &self,
         access: &NewAccess,
@@ -66,7 +75,8 @@ pub trait TokenVerbs: Send + Sync {
         user_id: i64,
         scopes: &Scopes,
         now: Timestamp,
-    ) -> impl Future<Output = Answer<()>> + Send;
+        limits: &Limits,
+    ) -> impl Future<Output = Answer<AccessIssue>> + Send;
 
     /// The grant behind a live access token; `None` if unknown, expired or revoked.
     fn access_grant(

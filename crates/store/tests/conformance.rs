@@ -24,8 +24,9 @@ use grantd_core::{
     Client, ClientId, ClientType, Dialect, Limits, OAuthError, RedirectUri, Scopes, Timestamp,
 };
 use grantd_store::{
-    AccountVerbs, ClientUpdate, CodeIssue, ConsentRecord, ConsoleVerbs, NewAccess, NewClient,
-    NewCode, NewTokens, Redemption, RefreshOutcome, SessionVerbs, Store, StoreError, TokenVerbs,
+    AccessIssue, AccountVerbs, ClientUpdate, CodeIssue, ConsentRecord, ConsoleVerbs, NewAccess,
+    NewClient, NewCode, NewTokens, Redemption, RefreshOutcome, SessionVerbs, Store, StoreError,
+    TokenVerbs,
 };
 
 // ---- the suite, run once per backend -----------------------------------------------------
@@ -61,7 +62,7 @@ conformance! {
     scopes_are_registered_once,
     clients_round_trip_and_each_user_has_one_self_client,
     removing_a_client_removes_its_tokens,
-    codes_are_throttled_per_client,
+    codes_are_throttled_per_user_and_client,
     concurrent_codes_stay_within_the_throttle,
     the_code_throttle_follows_a_changed_limit,
     codes_record_consent,
@@ -75,8 +76,12 @@ conformance! {
     concurrent_refreshes_stay_within_the_throttle,
     fifteen_active_access_tokens_per_refresh_token,
     refresh_checks_client_and_decision,
+    rotating_refresh_tokens_retire_the_presented_one,
+    a_retired_refresh_token_revokes_its_family,
     revoke_contracts,
     client_credentials_tokens_and_introspection,
+    client_credentials_are_throttled_and_capped_per_client,
+    concurrent_client_credentials_stay_within_the_throttle,
     sweep_deletes_only_what_expired,
     sweep_goes_through_many_chunks,
     sessions_live_until_expiry_or_removal,
@@ -277,6 +282,7 @@ fn new_client(kind: ClientType, owner: Option<i64>) -> NewClient {
         secret_hash: (!kind.is_public()).then(|| SecretHash::of(SECRET)),
         owner_id: owner,
         dialect: Dialect::Standard,
+        introspect_any: false,
     }
 }
 
@@ -389,6 +395,7 @@ async fn refresh(
             &client.id,
             |grant| refresh_scopes(&grant.scopes, None),
             &access,
+            None,
             now,
             limits,
         )
@@ -548,6 +555,7 @@ async fn clients_round_trip_and_each_user_has_one_self_client(store: Store) {
 
     let mut server = new_client(ClientType::Server, Some(ada));
     server.dialect = Dialect::Zoho;
+    server.introspect_any = true;
     store.add_client(&server, T0).await.unwrap();
     let read = store.client(server.id.as_str()).await.unwrap().unwrap();
     assert_eq!(read.id, server.id);
@@ -559,6 +567,7 @@ async fn clients_round_trip_and_each_user_has_one_self_client(store: Store) {
     assert!(read.secret_matches(SECRET) && !read.secret_matches("another"));
     assert_eq!((read.owner_id, read.dialect), (Some(ada), Dialect::Zoho));
     assert_eq!(read.created_at, T0);
+    assert!(read.introspect_any);
     assert!(store.client("1000.NOSUCHCLIENT").await.unwrap().is_none());
 
     let ada_self = client(&store, ClientType::SelfClient, Some(ada)).await;
@@ -630,8 +639,11 @@ async fn removing_a_client_removes_its_tokens(store: Store) {
 
 // ---- codes -------------------------------------------------------------------------------
 
-async fn codes_are_throttled_per_client(store: Store) {
+/// CONTRACT.md "Limits": codes per (user, client). One user's ten codes throttle that user for
+/// that client only: another user of the client, and the user at another client, go on.
+async fn codes_are_throttled_per_user_and_client(store: Store) {
     let ada = user(&store, "ada@example.com").await;
+    let bob = user(&store, "bob@example.com").await;
     let a = client(&store, ClientType::Server, None).await;
     let b = client(&store, ClientType::Server, None).await;
     let limits = Limits::default();
@@ -672,6 +684,25 @@ async fn codes_are_throttled_per_client(store: Store) {
         .await
         .unwrap();
     assert!(matches!(other, CodeIssue::Issued), "{other:?}");
+    // So has another user of the same client: ten codes of its own, then the throttle.
+    for n in 0..10 {
+        let issued = store
+            .add_code(&new_code(&a, bob, false, now), now, &limits)
+            .await
+            .unwrap();
+        assert!(
+            matches!(issued, CodeIssue::Issued),
+            "bob's code {n}: {issued:?}"
+        );
+    }
+    let bobs_eleventh = store
+        .add_code(&new_code(&a, bob, false, now), now, &limits)
+        .await
+        .unwrap();
+    assert!(
+        matches!(bobs_eleventh, CodeIssue::Throttled { retry_after: 600 }),
+        "{bobs_eleventh:?}"
+    );
 
     let still = T0.plus(599);
     let throttled = store
@@ -727,26 +758,38 @@ async fn the_code_throttle_follows_a_changed_limit(store: Store) {
     );
 }
 
+/// Two users racing for codes of one client: each gets exactly ten.
 async fn concurrent_codes_stay_within_the_throttle(store: Store) {
     let ada = user(&store, "ada@example.com").await;
+    let bob = user(&store, "bob@example.com").await;
     let a = client(&store, ClientType::Server, None).await;
     let limits = Limits::default();
-    let codes: Vec<NewCode> = (0..30).map(|_| new_code(&a, ada, false, T0)).collect();
+    let codes: Vec<NewCode> = (0..60)
+        .map(|n| new_code(&a, if n % 2 == 0 { ada } else { bob }, false, T0))
+        .collect();
     let outcomes = join_all(codes.iter().map(|code| {
         let store = store.clone();
         let limits = limits.clone();
         async move { store.add_code(code, T0, &limits).await.unwrap() }
     }))
     .await;
-    let issued = outcomes
-        .iter()
-        .filter(|o| matches!(o, CodeIssue::Issued))
-        .count();
-    let throttled = outcomes
-        .iter()
-        .filter(|o| matches!(o, CodeIssue::Throttled { retry_after: 600 }))
-        .count();
-    assert_eq!((issued, throttled), (10, 20), "{outcomes:?}");
+    for who in [ada, bob] {
+        let theirs: Vec<&CodeIssue> = codes
+            .iter()
+            .zip(&outcomes)
+            .filter(|(code, _)| code.grant.user_id == who)
+            .map(|(_, outcome)| outcome)
+            .collect();
+        let issued = theirs
+            .iter()
+            .filter(|o| matches!(o, CodeIssue::Issued))
+            .count();
+        let throttled = theirs
+            .iter()
+            .filter(|o| matches!(o, CodeIssue::Throttled { retry_after: 600 }))
+            .count();
+        assert_eq!((issued, throttled), (10, 20), "user {who}: {theirs:?}");
+    }
 }
 
 fn consent_record(raw: &str, redirect_uri: &str) -> Option<ConsentRecord> {
@@ -1197,6 +1240,7 @@ async fn refresh_checks_client_and_decision(store: Store) {
                 refresh_scopes(&grant.scopes, Some(scopes("Demo.x.ALL")))
             },
             &access,
+            None,
             T0,
             &limits(),
         )
@@ -1214,6 +1258,7 @@ async fn refresh_checks_client_and_decision(store: Store) {
             &a.id,
             |grant| refresh_scopes(&grant.scopes, Some(scopes("demo.x.read"))),
             &access,
+            None,
             T0,
             &limits(),
         )
@@ -1226,6 +1271,137 @@ async fn refresh_checks_client_and_decision(store: Store) {
     let info = store.access_grant(&access.hash, T0).await.unwrap().unwrap();
     assert_eq!((info.user_id, info.client_id), (ada, a.id.clone()));
     assert_eq!(info.expires_at, T0.plus(3600));
+}
+
+// ---- refresh tokens: rotation (public clients) --------------------------------------------
+
+/// Refreshes `token` for `client`, rotating it to a fresh hash: the outcome, the access token
+/// and the successor.
+async fn rotate(
+    store: &Store,
+    client: &Client,
+    token: &SecretHash,
+    now: Timestamp,
+) -> (RefreshOutcome, SecretHash, SecretHash) {
+    let access = NewAccess {
+        hash: hash(),
+        expires_at: now.plus(3600),
+    };
+    let successor = hash();
+    let outcome = store
+        .refresh(
+            token,
+            &client.id,
+            |grant| refresh_scopes(&grant.scopes, None),
+            &access,
+            Some(&successor),
+            now,
+            &limits(),
+        )
+        .await
+        .unwrap();
+    (outcome, access.hash, successor)
+}
+
+/// CONTRACT.md (token endpoint): a public client's refresh returns a new refresh token and
+/// retires the one presented; the family's access tokens, throttle and cap carry on.
+async fn rotating_refresh_tokens_retire_the_presented_one(store: Store) {
+    let ada = user(&store, "ada@example.com").await;
+    let m = client(&store, ClientType::Mobile, None).await;
+    let g = grant(&store, &m, ada, T0).await;
+
+    let (first, a1, r2) = rotate(&store, &m, &g.refresh, T0.plus(1)).await;
+    assert!(
+        matches!(first, RefreshOutcome::Issued { user_id, .. } if user_id == ada),
+        "{first:?}"
+    );
+    assert!(refresh_alive(&store, &r2).await);
+    assert!(
+        !refresh_alive(&store, &g.refresh).await,
+        "the presented one is retired"
+    );
+    let (second, a2, r3) = rotate(&store, &m, &r2, T0.plus(2)).await;
+    assert!(
+        matches!(second, RefreshOutcome::Issued { .. }),
+        "{second:?}"
+    );
+    assert!(refresh_alive(&store, &r3).await && !refresh_alive(&store, &r2).await);
+    for access in [&g.access, &a1, &a2] {
+        assert!(access_alive(&store, access, T0.plus(2)).await);
+    }
+    // Still one grant: one active refresh token, the throttle counting the family's mints.
+    assert_eq!(active_refresh_tokens(&store, ada, &m).await, 1);
+    let limits = Limits {
+        refreshes_per_window: 3,
+        ..limits()
+    };
+    let (throttled, _) = refresh(&store, &m, &r3, T0.plus(3), &limits).await;
+    assert!(
+        matches!(throttled, RefreshOutcome::Throttled { .. }),
+        "{throttled:?}"
+    );
+    // A refused refresh retires nothing.
+    assert!(refresh_alive(&store, &r3).await);
+    let (wider, _, r4) = {
+        let access = NewAccess {
+            hash: hash(),
+            expires_at: T0.plus(3600),
+        };
+        let successor = hash();
+        let outcome = store
+            .refresh(
+                &r3,
+                &m.id,
+                |grant| refresh_scopes(&grant.scopes, Some(scopes("Demo.x.ALL"))),
+                &access,
+                Some(&successor),
+                T0.plus(4),
+                &Limits::default(),
+            )
+            .await
+            .unwrap();
+        (outcome, access.hash, successor)
+    };
+    assert!(matches!(wider, RefreshOutcome::Rejected(_)), "{wider:?}");
+    assert!(refresh_alive(&store, &r3).await && !refresh_alive(&store, &r4).await);
+    // Without rotation (confidential clients) the token stays as it is.
+    let (kept, _) = refresh(&store, &m, &r3, T0.plus(5), &Limits::default()).await;
+    assert!(matches!(kept, RefreshOutcome::Issued { .. }), "{kept:?}");
+    assert!(refresh_alive(&store, &r3).await);
+}
+
+/// RFC 9700 §4.14.2: a retired refresh token presented again revokes the whole family: its
+/// current refresh token and every access token minted in it. Nothing else goes.
+async fn a_retired_refresh_token_revokes_its_family(store: Store) {
+    let ada = user(&store, "ada@example.com").await;
+    let m = client(&store, ClientType::Mobile, None).await;
+    let other = client(&store, ClientType::Mobile, None).await;
+    let g = grant(&store, &m, ada, T0).await;
+    let neighbour = grant(&store, &m, ada, T0).await;
+    let (_, a1, r2) = rotate(&store, &m, &g.refresh, T0.plus(1)).await;
+    let (_, a2, r3) = rotate(&store, &m, &r2, T0.plus(2)).await;
+
+    // Another client presenting the retired token learns nothing and changes nothing.
+    let (foreign, _, _) = rotate(&store, &other, &g.refresh, T0.plus(3)).await;
+    assert!(matches!(foreign, RefreshOutcome::Unknown), "{foreign:?}");
+    assert!(refresh_alive(&store, &r3).await);
+
+    let (replayed, minted, r4) = rotate(&store, &m, &g.refresh, T0.plus(4)).await;
+    assert!(matches!(replayed, RefreshOutcome::Replayed), "{replayed:?}");
+    let now = T0.plus(4);
+    for refresh in [&g.refresh, &r2, &r3, &r4] {
+        assert!(!refresh_alive(&store, refresh).await);
+    }
+    for access in [&g.access, &a1, &a2, &minted] {
+        assert!(!access_alive(&store, access, now).await);
+    }
+    // The current one, presented after the family went, is simply unknown.
+    let (after, _, _) = rotate(&store, &m, &r3, T0.plus(5)).await;
+    assert!(matches!(after, RefreshOutcome::Unknown), "{after:?}");
+    // Another grant of the same user and client is another family.
+    assert!(refresh_alive(&store, &neighbour.refresh).await);
+    assert!(access_alive(&store, &neighbour.access, now).await);
+    assert_eq!(active_refresh_tokens(&store, ada, &m).await, 1);
 }
 
 // ---- revocation, introspection, expiry ---------------------------------------------------
@@ -1270,7 +1446,7 @@ async fn client_credentials_tokens_and_introspection(store: Store) {
         expires_at: T0.plus(3600),
     };
     store
-        .add_access_token(&access, &own.id, ada, &scopes(SCOPE), T0)
+        .add_access_token(&access, &own.id, ada, &scopes(SCOPE), T0, &limits())
         .await
         .unwrap();
     let found = store.access_grant(&access.hash, T0).await.unwrap().unwrap();
@@ -1308,6 +1484,111 @@ async fn client_credentials_tokens_and_introspection(store: Store) {
     assert!(store.token_info(&hash(), T0).await.unwrap().is_none());
 }
 
+/// Mints a client_credentials access token for `client`'s owner at `now` (default limits).
+async fn mint_cc(store: &Store, client: &Client, now: Timestamp) -> (AccessIssue, SecretHash) {
+    let access = NewAccess {
+        hash: hash(),
+        expires_at: now.plus(3600),
+    };
+    let owner = client.owner_id.unwrap();
+    let issued = store
+        .add_access_token(&access, &client.id, owner, &scopes(SCOPE), now, &limits())
+        .await
+        .unwrap();
+    (issued, access.hash)
+}
+
+/// CONTRACT.md "Limits": client_credentials access tokens per client, 10 per 10 minutes
+/// minted, 15 active, the oldest invalidated.
+async fn client_credentials_are_throttled_and_capped_per_client(store: Store) {
+    let ada = user(&store, "ada@example.com").await;
+    let bob = user(&store, "bob@example.com").await;
+    let own = client(&store, ClientType::SelfClient, Some(ada)).await;
+    let bobs = client(&store, ClientType::SelfClient, Some(bob)).await;
+    let defaults = Limits::default();
+    assert_eq!(
+        (
+            defaults.client_credentials_per_window,
+            defaults.client_credentials_window_secs,
+            defaults.active_client_credentials_tokens
+        ),
+        (10, 600, 15)
+    );
+    let mut active = Vec::new();
+    for n in 0..10 {
+        let (issued, access) = mint_cc(&store, &own, T0.plus(n)).await;
+        assert!(matches!(issued, AccessIssue::Issued), "{n}: {issued:?}");
+        active.push(access);
+    }
+    // The oldest of the ten, made at T0, leaves the window at T0 + 600.
+    let (throttled, refused) = mint_cc(&store, &own, T0.plus(10)).await;
+    assert!(
+        matches!(throttled, AccessIssue::Throttled { retry_after: 590 }),
+        "{throttled:?}"
+    );
+    assert!(!access_alive(&store, &refused, T0.plus(10)).await);
+    // Another client has its own quota.
+    let (other, others) = mint_cc(&store, &bobs, T0.plus(10)).await;
+    assert!(matches!(other, AccessIssue::Issued), "{other:?}");
+
+    // The next window: five more make fifteen live, all alive.
+    let later = T0.plus(600);
+    for n in 0..5 {
+        let (issued, access) = mint_cc(&store, &own, later.plus(n)).await;
+        assert!(matches!(issued, AccessIssue::Issued), "{n}: {issued:?}");
+        active.push(access);
+    }
+    let now = later.plus(5);
+    for (i, access) in active.iter().enumerate() {
+        assert!(access_alive(&store, access, now).await, "token {i} is dead");
+    }
+    // The sixteenth invalidates the oldest, and only it.
+    let (issued, sixteenth) = mint_cc(&store, &own, now).await;
+    assert!(matches!(issued, AccessIssue::Issued), "{issued:?}");
+    assert!(access_alive(&store, &sixteenth, now).await);
+    assert!(
+        !access_alive(&store, &active[0], now).await,
+        "the oldest lives"
+    );
+    for access in &active[1..] {
+        assert!(access_alive(&store, access, now).await);
+    }
+    assert!(access_alive(&store, &others, now).await);
+
+    // Tokens of a code exchange or a refresh are not the client's client_credentials tokens.
+    let g = grant(&store, &own, ada, now).await;
+    assert!(access_alive(&store, &g.access, now).await);
+    let (throttled, _) = mint_cc(&store, &own, now).await;
+    assert!(
+        matches!(throttled, AccessIssue::Throttled { .. }),
+        "{throttled:?}"
+    );
+    assert!(access_alive(&store, &g.access, now).await);
+}
+
+async fn concurrent_client_credentials_stay_within_the_throttle(store: Store) {
+    let ada = user(&store, "ada@example.com").await;
+    let own = client(&store, ClientType::SelfClient, Some(ada)).await;
+    let outcomes = join_all((0..25).map(|_| {
+        let (store, own) = (store.clone(), own.clone());
+        async move { mint_cc(&store, &own, T0).await }
+    }))
+    .await;
+    let issued: Vec<&SecretHash> = outcomes
+        .iter()
+        .filter(|(o, _)| matches!(o, AccessIssue::Issued))
+        .map(|(_, access)| access)
+        .collect();
+    let throttled = outcomes
+        .iter()
+        .filter(|(o, _)| matches!(o, AccessIssue::Throttled { retry_after: 600 }))
+        .count();
+    assert_eq!((issued.len(), throttled), (10, 15));
+    for access in issued {
+        assert!(access_alive(&store, access, T0).await);
+    }
+}
+
 async fn sweep_deletes_only_what_expired(store: Store) {
     let ada = user(&store, "ada@example.com").await;
     let own = client(&store, ClientType::SelfClient, Some(ada)).await;
@@ -1322,7 +1603,7 @@ async fn sweep_deletes_only_what_expired(store: Store) {
     };
     for access in [&short, &long] {
         store
-            .add_access_token(access, &own.id, ada, &scopes(SCOPE), T0)
+            .add_access_token(access, &own.id, ada, &scopes(SCOPE), T0, &limits())
             .await
             .unwrap();
     }
@@ -1398,20 +1679,28 @@ async fn sweep_goes_through_many_chunks(store: Store) {
         .map(|n| NewAccess {
             hash: hash(),
             // Every third one lives on; the expired ones expire at different times.
+            // (None expired when minted: a mint deletes the client's expired tokens.)
             expires_at: if n % 3 == 0 {
                 T0.plus(3600)
             } else {
-                T0.plus(n % 50)
+                T0.plus(1 + n % 50)
             },
         })
         .collect();
+    // Far more client_credentials tokens than the quota lets one client mint.
+    let unthrottled = Limits {
+        client_credentials_per_window: 1_000_000,
+        active_client_credentials_tokens: 1_000_000,
+        ..limits()
+    };
     for batch in tokens.chunks(100) {
         join_all(batch.iter().map(|access| {
             let store = store.clone();
             let own = own.id.clone();
+            let unthrottled = unthrottled.clone();
             async move {
                 store
-                    .add_access_token(access, &own, ada, &scopes(SCOPE), T0)
+                    .add_access_token(access, &own, ada, &scopes(SCOPE), T0, &unthrottled)
                     .await
                     .unwrap()
             }
@@ -1536,6 +1825,7 @@ async fn console_clients_of_and_update_client(store: Store) {
         ],
         js_domain: Some("https://app.example".into()),
         dialect: Dialect::Zoho,
+        introspect_any: None,
     };
     // Only the owner may change a client.
     assert!(!store.update_client(&bobs.id, ada, &update).await.unwrap());
@@ -1564,6 +1854,17 @@ async fn console_clients_of_and_update_client(store: Store) {
         (changed.kind, changed.owner_id),
         (ClientType::Server, Some(ada))
     );
+    assert!(!changed.introspect_any, "None keeps the flag");
+    // The resource-server flag: set, kept by an update that leaves it alone, cleared.
+    for (flag, expected) in [(Some(true), true), (None, true), (Some(false), false)] {
+        let update = ClientUpdate {
+            introspect_any: flag,
+            ..update.clone()
+        };
+        assert!(store.update_client(&mine.id, ada, &update).await.unwrap());
+        let read = store.client(mine.id.as_str()).await.unwrap().unwrap();
+        assert_eq!(read.introspect_any, expected, "{flag:?}");
+    }
 }
 
 async fn console_codes_of_lists_self_client_codes(store: Store) {
@@ -2116,6 +2417,8 @@ async fn prepare(store: &Store, write: Verb, k: i64) -> Attempt {
                 expires_at: T0.plus(3600),
             };
             let (refresh, id, minted) = (g.refresh, a.id.clone(), access.hash);
+            // And the refresh token rotates, as a public client's does.
+            let successor = hash();
             let now = T0.plus(1);
             (
                 run(async move {
@@ -2124,6 +2427,7 @@ async fn prepare(store: &Store, write: Verb, k: i64) -> Attempt {
                         &id,
                         |grant| refresh_scopes(&grant.scopes, None),
                         &access,
+                        Some(&successor),
                         now,
                         &one,
                     )
@@ -2133,6 +2437,8 @@ async fn prepare(store: &Store, write: Verb, k: i64) -> Attempt {
                     vec![
                         access_alive(&store, &minted, now).await,
                         !access_alive(&store, &g.access, now).await,
+                        refresh_alive(&store, &successor).await,
+                        !refresh_alive(&store, &g.refresh).await,
                     ]
                 }),
                 false,
@@ -2148,7 +2454,7 @@ async fn prepare(store: &Store, write: Verb, k: i64) -> Attempt {
             let minted = access.hash;
             (
                 run(async move {
-                    s.add_access_token(&access, &own.id, ada, &scopes(SCOPE), T0)
+                    s.add_access_token(&access, &own.id, ada, &scopes(SCOPE), T0, &limits())
                         .await
                 }),
                 facts(move |store| async move { vec![access_alive(&store, &minted, T0).await] }),
@@ -2187,7 +2493,7 @@ async fn prepare(store: &Store, write: Verb, k: i64) -> Attempt {
                     expires_at: base.plus(10),
                 };
                 store
-                    .add_access_token(&access, &own.id, ada, &scopes(SCOPE), base)
+                    .add_access_token(&access, &own.id, ada, &scopes(SCOPE), base, &limits())
                     .await
                     .unwrap();
                 expiring.push(access.hash);
@@ -2279,6 +2585,7 @@ async fn prepare(store: &Store, write: Verb, k: i64) -> Attempt {
                 redirect_uris: vec![RedirectUri::from_stored("https://app.example/b".into())],
                 js_domain: Some("https://app.example".into()),
                 dialect: Dialect::Zoho,
+                introspect_any: Some(true),
             };
             let id = mine.id.clone();
             (
@@ -2294,6 +2601,7 @@ async fn prepare(store: &Store, write: Verb, k: i64) -> Attempt {
                                 && c.redirect_uris[0].as_str() == "https://app.example/b",
                             c.js_domain.is_some(),
                             c.dialect == Dialect::Zoho,
+                            c.introspect_any,
                         ]
                     }
                 }),

@@ -13,6 +13,6 @@ pub mod token;
 
 pub use discovery::{Metadata, ServerInfo};
 pub use error::ErrorBody;
-pub use resource::{Introspection, TokenKind, UserInfo};
+pub use resource::{Introspection, UserInfo};
 pub use status::Status;
 pub use token::TokenResponse;

@@ -32,16 +32,8 @@ impl UserInfo {
     }
 }
 
-/// Which kind of token was introspected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TokenKind {
-    AccessToken,
-    RefreshToken,
-}
-
 /// RFC 7662 §2.2: `{"active":false}` and nothing else for a token the caller may not see;
-/// otherwise its scope, client, subject and kind, and `exp` for access tokens only.
+/// otherwise its scope, client, subject and type, and `exp` for access tokens only.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Introspection {
     pub active: bool,
@@ -53,8 +45,10 @@ pub struct Introspection {
     pub scope: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sub: Option<String>,
+    /// RFC 7662 §2.2: "as defined in Section 5.1 of OAuth 2.0", so `Bearer`, the type every
+    /// token response names; not which kind of token it is (an access token has `exp`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token_type: Option<TokenKind>,
+    pub token_type: Option<String>,
 }
 
 impl Introspection {
@@ -69,7 +63,7 @@ impl Introspection {
         }
     }
 
-    /// A live token; `exp` (seconds since the epoch) makes it an access token, as refresh
+    /// A live token; `exp` (seconds since the epoch) only for access tokens, as refresh
     /// tokens do not expire.
     pub fn active(scope: String, client_id: &str, sub: String, exp: Option<i64>) -> Self {
         Self {
@@ -78,11 +72,7 @@ impl Introspection {
             exp,
             scope: Some(scope),
             sub: Some(sub),
-            token_type: Some(if exp.is_some() {
-                TokenKind::AccessToken
-            } else {
-                TokenKind::RefreshToken
-            }),
+            token_type: Some("Bearer".to_owned()),
         }
     }
 }
@@ -117,7 +107,7 @@ mod tests {
                 "7".into(),
                 Some(1_700_000_000)
             )),
-            r#"{"active":true,"client_id":"1000.X","exp":1700000000,"scope":"A.b.READ","sub":"7","token_type":"access_token"}"#
+            r#"{"active":true,"client_id":"1000.X","exp":1700000000,"scope":"A.b.READ","sub":"7","token_type":"Bearer"}"#
         );
         assert_eq!(
             json(&Introspection::active(
@@ -126,7 +116,7 @@ mod tests {
                 "7".into(),
                 None
             )),
-            r#"{"active":true,"client_id":"1000.X","scope":"A.b.READ","sub":"7","token_type":"refresh_token"}"#
+            r#"{"active":true,"client_id":"1000.X","scope":"A.b.READ","sub":"7","token_type":"Bearer"}"#
         );
     }
 

@@ -164,6 +164,7 @@ pub async fn create(
         js_domain: Some(field("js_domain")).filter(|d| !d.trim().is_empty()),
         owner_email: Some(me.user.email.clone()),
         dialect: Dialect::Standard,
+        introspect_any: false,
     };
     let rerender = |errors: FieldErrors| {
         let mut page = NewClientPage::new(&me, Some(kind)).with_errors(errors);
@@ -209,6 +210,8 @@ struct SettingsForm {
     js_domain: String,
     redirect_uris: Vec<String>,
     dialect: &'static str,
+    /// May introspect every token; shown and changed by administrators only.
+    introspect_any: bool,
     name_error: Option<String>,
     homepage_error: Option<String>,
     js_domain_error: Option<String>,
@@ -332,6 +335,7 @@ impl ClientPage {
                 js_domain: client.js_domain.clone().unwrap_or_default(),
                 redirect_uris: uris,
                 dialect: client.dialect.as_str(),
+                introspect_any: client.introspect_any,
                 name_error: None,
                 homepage_error: None,
                 js_domain_error: None,
@@ -411,6 +415,11 @@ pub async fn update_settings(
         Some("zoho") => Dialect::Zoho,
         _ => Dialect::Standard,
     };
+    // Only an administrator may make a client a resource server (it then introspects every
+    // client's tokens); anyone else's form leaves the flag as it is. Public clients cannot
+    // authenticate at the introspection endpoint, so they are never flagged.
+    let introspect_any = (me.user.is_admin && client.secret_hash.is_some())
+        .then(|| params.get("introspect_any").ok().flatten().is_some());
     let homepage = if client.kind == ClientType::SelfClient {
         String::new()
     } else {
@@ -431,6 +440,7 @@ pub async fn update_settings(
                 redirect_uris: fields.redirect_uris,
                 js_domain: fields.js_domain,
                 dialect,
+                introspect_any,
             };
             app.store
                 .update_client(&client.id, me.user.id, &update)
@@ -446,6 +456,9 @@ pub async fn update_settings(
             page.form.homepage = homepage;
             page.form.js_domain = field("js_domain");
             page.form.dialect = dialect.as_str();
+            if let Some(flag) = introspect_any {
+                page.form.introspect_any = flag;
+            }
             if !redirect_uris.is_empty() {
                 page.form.redirect_uris = redirect_uris;
             }

@@ -16,7 +16,7 @@ use grantd_core::secret::{random_id, GrantCode, SecretHash, SessionToken};
 use grantd_core::{
     Client, ClientId, CodeChallenge, OAuthError, Prompt, RedirectUri, Scopes, Timestamp,
 };
-use grantd_store::{CodeIssue, ConsentRecord, NewCode, User};
+use grantd_store::{CodeIssue, ConsentRecord, NewCode, StoreError, User};
 use grantd_store::{ConsoleVerbs, SessionVerbs, TokenVerbs};
 
 use super::registered_scopes;
@@ -352,6 +352,7 @@ async fn decision_flow(
     let request: AuthorizationRequest = serde_json::from_str::<PendingRequest>(&pending)
         .map_err(|_| ErrorPage::bad_request("This consent request cannot be read."))?
         .into();
+    let request = still_registered(app, request).await?;
     if !decision.accept {
         return Ok(Answer::Error {
             target: request.target,
@@ -367,8 +368,33 @@ async fn decision_flow(
     issue_code(app, request, user, true, refresh, now).await
 }
 
+/// The pending request, if its client still exists and still registers its redirect URI:
+/// either may have been removed while the consent page was open, and then neither a code nor
+/// the rejection may go there (RFC 6749 §4.1.2.1: never redirect to an unverified URI). The
+/// registered URI it matches now is the one consent is remembered for.
+async fn still_registered(
+    app: &App,
+    mut request: AuthorizationRequest,
+) -> Result<AuthorizationRequest, ErrorPage> {
+    let client = app.store.client(request.client_id.as_str()).await?;
+    let registered = client
+        .as_ref()
+        .filter(|client| client.kind.uses_redirects())
+        .and_then(|client| client.redirect_uri(request.target.redirect_uri.as_str()));
+    match registered {
+        Some(uri) => {
+            request.registered_uri = uri.clone();
+            Ok(request)
+        }
+        None => Err(ErrorPage::bad_request(NO_LONGER_REGISTERED)),
+    }
+}
+
+const NO_LONGER_REGISTERED: &str =
+    "This application or its redirect URI is no longer registered, so nothing was sent to it.";
+
 /// Stores a code for the request (and the consent, when the user just gave it), within the
-/// per-client code throttle.
+/// per-(user, client) code throttle.
 async fn issue_code(
     app: &App,
     request: AuthorizationRequest,
@@ -397,15 +423,20 @@ async fn issue_code(
         }),
     };
     let target = request.target;
-    Ok(
-        match app.store.add_code(&new, now, &app.settings.limits).await? {
-            CodeIssue::Issued => Answer::Code { target, code },
-            CodeIssue::Throttled { .. } => Answer::Error {
-                target,
-                error: OAuthError::AccessDenied("too many codes for this client"),
-            },
+    let issued = match app.store.add_code(&new, now, &app.settings.limits).await {
+        Ok(issued) => issued,
+        // The client went between the check and the write (SQLite reports the code's foreign
+        // key as a conflict): the same page as when the check sees it gone.
+        Err(StoreError::Conflict(_)) => return Err(ErrorPage::bad_request(NO_LONGER_REGISTERED)),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(match issued {
+        CodeIssue::Issued => Answer::Code { target, code },
+        CodeIssue::Throttled { .. } => Answer::Error {
+            target,
+            error: OAuthError::AccessDenied("too many codes for this user and client"),
         },
-    )
+    })
 }
 
 impl Step {

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use grantd_core::secret::SecretHash;
-use grantd_core::{OAuthError, Scope};
+use grantd_core::{Client, OAuthError, Scope};
 use grantd_store::TokenVerbs;
 use grantd_wire::{ErrorBody, Introspection, UserInfo};
 
@@ -69,33 +69,38 @@ fn challenge(status: StatusCode, error: Option<&'static str>) -> Response {
     response
 }
 
-/// RFC 7662: the caller authenticates as a client; any live token can be introspected.
+/// RFC 7662: the caller authenticates as a client and sees its own live tokens; a client
+/// flagged as a resource server sees every live token (`Client::may_introspect`). Anything
+/// else is `{"active":false}`, the same answer as an unknown token.
 pub async fn introspect(State(app): State<App>, headers: HeaderMap, params: Params) -> Response {
     let now = app.clock.now();
     let caller = match Caller::identify(&app, &headers, &params).await {
         Ok(caller) => caller,
         Err(e) => return e.into_response(),
     };
-    let token = match introspection_request(&caller, &params) {
-        Ok(token) => token,
+    let (client, token) = match introspection_request(&caller, &params) {
+        Ok(request) => request,
         Err(e) => return caller.error(e).into_response(),
     };
     match app.store.token_info(&token, now).await {
-        Ok(Some(info)) => Json(Introspection::active(
+        Ok(Some(info)) if client.may_introspect(&info.client_id) => Json(Introspection::active(
             info.scopes.to_stored(),
             info.client_id.as_str(),
             info.user_id.to_string(),
             info.expires_at.map(|exp| exp.0),
         ))
         .into_response(),
-        Ok(None) => Json(Introspection::inactive()).into_response(),
+        Ok(_) => Json(Introspection::inactive()).into_response(),
         Err(e) => caller.error(e).into_response(),
     }
 }
 
-/// The token to introspect, as the hash it is found by, once the caller has proved it is a
-/// confidential client.
-fn introspection_request(caller: &Caller, params: &Params) -> Result<SecretHash, OAuthError> {
+/// The caller, once it has proved it is a confidential client, and the token to introspect,
+/// as the hash it is found by.
+fn introspection_request<'c>(
+    caller: &'c Caller,
+    params: &Params,
+) -> Result<(&'c Client, SecretHash), OAuthError> {
     let client = caller.authenticated()?;
     if client.secret_hash.is_none() {
         // Public clients cannot authenticate, so they cannot introspect.
@@ -103,5 +108,5 @@ fn introspection_request(caller: &Caller, params: &Params) -> Result<SecretHash,
     }
     let token = SecretHash::of(params.require("token")?);
     params.get("token_type_hint")?;
-    Ok(token)
+    Ok((client, token))
 }

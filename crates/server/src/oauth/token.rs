@@ -12,7 +12,7 @@ use grantd_core::grant::{refresh_scopes, CodeGrant};
 use grantd_core::secret::{AccessToken, GrantCode, RefreshToken};
 use grantd_core::{Client, ClientType, OAuthError, Scopes, Timestamp};
 use grantd_store::TokenVerbs;
-use grantd_store::{NewAccess, NewTokens, Redemption, RefreshOutcome};
+use grantd_store::{AccessIssue, NewAccess, NewTokens, Redemption, RefreshOutcome};
 use grantd_wire::TokenResponse;
 
 use super::client_auth::Caller;
@@ -134,7 +134,8 @@ impl TokenRequest {
 /// What a grant issued, before it is written on the wire.
 struct Issued {
     access: AccessToken,
-    /// Only where the grant issues one (CONTRACT.md): never on refresh or client_credentials.
+    /// Only where the grant issues one (CONTRACT.md): a code exchange's, a public client's
+    /// rotated one on refresh; never on client_credentials.
     refresh: Option<RefreshToken>,
     scopes: Scopes,
 }
@@ -199,7 +200,9 @@ async fn exchange(
     }
 }
 
-/// RFC 6749 §6: a new access token for a refresh token; the refresh token is not rotated.
+/// RFC 6749 §6: a new access token for a refresh token. A confidential client's refresh token
+/// is not rotated (Zoho's model); a public client's is (RFC 9700 §2.2.2): the response carries
+/// its successor, and the one presented is retired.
 async fn refresh(
     app: &App,
     client: &Client,
@@ -209,6 +212,11 @@ async fn refresh(
 ) -> Result<Issued, Failure> {
     let limits = &app.settings.limits;
     let access = AccessToken::generate();
+    let successor = client
+        .kind
+        .rotates_refresh_tokens()
+        .then(RefreshToken::generate);
+    let rotate_to = successor.as_ref().map(RefreshToken::hash);
     let outcome = app
         .store
         .refresh(
@@ -219,6 +227,7 @@ async fn refresh(
                 hash: access.hash(),
                 expires_at: now.plus(limits.access_token_lifetime_secs),
             },
+            rotate_to.as_ref(),
             now,
             limits,
         )
@@ -227,19 +236,24 @@ async fn refresh(
         RefreshOutcome::Unknown => {
             Err(OAuthError::InvalidGrant("the refresh token is invalid or revoked").into())
         }
+        RefreshOutcome::Replayed => Err(OAuthError::InvalidGrant(
+            "the refresh token was already used; every token of its grant is revoked",
+        )
+        .into()),
         RefreshOutcome::Rejected(e) => Err(e.into()),
         RefreshOutcome::Throttled { retry_after } => {
             Err(OAuthError::Throttled { retry_after }.into())
         }
         RefreshOutcome::Issued { scopes, .. } => Ok(Issued {
             access,
-            refresh: None,
+            refresh: successor,
             scopes,
         }),
     }
 }
 
-/// RFC 6749 §4.4, for Self Clients only: the owner's own access, without a refresh token.
+/// RFC 6749 §4.4, for Self Clients only: the owner's own access, without a refresh token,
+/// within the client's mint throttle and cap on active tokens (CONTRACT.md "Limits").
 async fn client_credentials(
     app: &App,
     client: &Client,
@@ -247,17 +261,22 @@ async fn client_credentials(
     scopes: Scopes,
     now: Timestamp,
 ) -> Result<Issued, Failure> {
+    let limits = &app.settings.limits;
     let access = AccessToken::generate();
     let new = NewAccess {
         hash: access.hash(),
-        expires_at: now.plus(app.settings.limits.access_token_lifetime_secs),
+        expires_at: now.plus(limits.access_token_lifetime_secs),
     };
-    app.store
-        .add_access_token(&new, &client.id, owner, &scopes, now)
-        .await?;
-    Ok(Issued {
-        access,
-        refresh: None,
-        scopes,
-    })
+    match app
+        .store
+        .add_access_token(&new, &client.id, owner, &scopes, now, limits)
+        .await?
+    {
+        AccessIssue::Issued => Ok(Issued {
+            access,
+            refresh: None,
+            scopes,
+        }),
+        AccessIssue::Throttled { retry_after } => Err(OAuthError::Throttled { retry_after }.into()),
+    }
 }

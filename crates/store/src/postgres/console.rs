@@ -75,6 +75,7 @@ impl ConsoleVerbs for PostgresStore {
                 .bind(client.dialect.as_str())
                 .bind(now.0)
                 .bind(&client.js_domain)
+                .bind(client.introspect_any)
                 .execute(&mut *tx)
                 .await
                 .map_err(conflict("this user already has a Self Client"))?;
@@ -160,6 +161,7 @@ impl ConsoleVerbs for PostgresStore {
                 .bind(stored_uris(&update.redirect_uris))
                 .bind(&update.js_domain)
                 .bind(update.dialect.as_str())
+                .bind(update.introspect_any)
                 .bind(id.as_str())
                 .bind(owner_id)
                 .execute(&mut *tx)

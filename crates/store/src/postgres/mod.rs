@@ -38,9 +38,10 @@ type Tx = Transaction<'static, Postgres>;
 const FOR_UPDATE: &str = " FOR NO KEY UPDATE";
 const AGGREGATE_SCOPES: &str = "string_agg(scopes, ' ')";
 
-/// The rows a verb locks only to serialise on them (with `FOR_UPDATE` appended): a client's,
-/// so that code issues cannot race past the throttle nor two codes get one number; a user's,
-/// so that concurrent grants cannot overshoot the refresh-token cap.
+/// The rows a verb locks only to serialise on them (with `FOR_UPDATE` appended): a user's, so
+/// that the user's code issues cannot race past the per-(user, client) throttle nor two codes
+/// get one number, and concurrent grants cannot overshoot the refresh-token cap; a client's, so
+/// that its `client_credentials` mints cannot race past their throttle and cap.
 const CLIENT_ROW: &str = "SELECT id FROM clients WHERE id = $1";
 const USER_ROW: &str = "SELECT id FROM users WHERE id = $1";
 

@@ -7,27 +7,29 @@ use grantd_core::consent::Consent;
 use grantd_core::grant::{AccessGrant, CodeGrant, RefreshGrant, Rejection};
 use grantd_core::secret::SecretHash;
 use grantd_core::throttle::{
-    code_throttle, code_to_check, first_evicted_refresh_token, refresh_bookkeeping, Minted,
+    code_throttle, code_to_check, first_evicted_refresh_token, mint_bookkeeping, MintQuota, Minted,
     RetryAfter,
 };
 use grantd_core::{ClientId, Limits, OAuthError, Scopes, Timestamp};
 
 use super::{detached, Answer, PostgresStore, Tx, CLIENT_ROW, FOR_UPDATE, USER_ROW};
 use crate::model::{
-    CodeIssue, NewAccess, NewCode, NewTokens, Redemption, RefreshOutcome, TokenInfo, User,
+    AccessIssue, CodeIssue, NewAccess, NewCode, NewTokens, Redemption, RefreshOutcome, TokenInfo,
+    User,
 };
 use crate::rows::{
     sweep_through, AccessOwnerRow, AccessRow, CodeRow, ConsentRow, ExpiryRow, MintedRow,
-    RefreshGrantRow, RefreshRow,
+    RefreshGrantRow, RefreshRow, RetiredRow,
 };
 use crate::statements::{
-    ACCESS_TOKENS_AFTER, ACCESS_TOKENS_OF_REFRESH, CODE_BY_HASH, CODE_MADE_AT, CONSENT,
-    DELETE_ACCESS_TOKEN, DELETE_EXPIRED_ACCESS_TOKENS, EVICT_REFRESH_TOKENS, INSERT_ACCESS_TOKEN,
-    INSERT_CODE, INSERT_REFRESH_TOKEN, KEEP_LAST_USE_OF_ACCESS_TOKEN, KEEP_LAST_USE_OF_EXPIRED,
-    LIVE_ACCESS_TOKEN, LIVE_ACCESS_TOKEN_AND_OWNER, MARK_REDEEMED, MARK_REDEEMED_WITH_TOKENS,
-    NEWEST_CODE_SEQ, REFRESH_GRANT, REFRESH_TOKEN, REFRESH_TOKEN_AT, REVOKE_ACCESS_TOKEN,
-    REVOKE_CODE_ACCESS_TOKENS, REVOKE_CODE_REFRESH_TOKENS, REVOKE_REFRESH_TOKEN, SWEEP_CHUNK,
-    SWEEP_CODES, SWEEP_PENDING_CONSENTS, SWEEP_SESSIONS, UPSERT_CONSENT,
+    ACCESS_TOKENS_AFTER, ACCESS_TOKENS_OF_REFRESH, CLIENT_CREDENTIALS_TOKENS, CODE_BY_HASH,
+    CODE_MADE_AT, CONSENT, DELETE_ACCESS_TOKEN, DELETE_EXPIRED_ACCESS_TOKENS, EVICT_REFRESH_TOKENS,
+    INSERT_ACCESS_TOKEN, INSERT_CODE, INSERT_REFRESH_TOKEN, KEEP_LAST_USE_OF_ACCESS_TOKEN,
+    KEEP_LAST_USE_OF_EXPIRED, LIVE_ACCESS_TOKEN, LIVE_ACCESS_TOKEN_AND_OWNER, MARK_REDEEMED,
+    MARK_REDEEMED_WITH_TOKENS, NEWEST_CODE_SEQ, REFRESH_GRANT, REFRESH_TOKEN, REFRESH_TOKEN_AT,
+    RETIRED_REFRESH_TOKEN, RETIRE_REFRESH_TOKEN, REVOKE_ACCESS_TOKEN, REVOKE_CODE_ACCESS_TOKENS,
+    REVOKE_CODE_REFRESH_TOKENS, REVOKE_REFRESH_FAMILY, REVOKE_REFRESH_TOKEN, ROTATE_REFRESH_TOKEN,
+    SWEEP_CHUNK, SWEEP_CODES, SWEEP_PENDING_CONSENTS, SWEEP_SESSIONS, UPSERT_CONSENT,
 };
 use crate::verbs::TokenVerbs;
 
@@ -39,20 +41,23 @@ impl TokenVerbs for PostgresStore {
             let grant = &code.grant;
             let client = grant.client_id.as_str();
             let mut tx = pool.begin().await?;
-            // Serialises code issuance per client (across nodes), so the throttle cannot be
-            // raced past the limit nor two codes get one number.
-            sqlx::query(&format!("{CLIENT_ROW}{FOR_UPDATE}"))
-                .bind(client)
+            // Serialises a user's code issuance (across nodes), so the per-(user, client)
+            // throttle cannot be raced past the limit nor two codes get one number. The user's
+            // row, not the client's: one user's codes do not queue behind everyone's.
+            sqlx::query(&format!("{USER_ROW}{FOR_UPDATE}"))
+                .bind(grant.user_id)
                 .fetch_optional(&mut *tx)
                 .await?;
             let newest: i64 = sqlx::query_scalar(NEWEST_CODE_SEQ)
                 .bind(client)
+                .bind(grant.user_id)
                 .fetch_one(&mut *tx)
                 .await?;
             let made: Option<i64> = match code_to_check(newest, &limits) {
                 Some(seq) => {
                     sqlx::query_scalar(CODE_MADE_AT)
                         .bind(client)
+                        .bind(grant.user_id)
                         .bind(seq)
                         .fetch_optional(&mut *tx)
                         .await?
@@ -209,22 +214,40 @@ impl TokenVerbs for PostgresStore {
         client: &ClientId,
         decide: impl FnOnce(&RefreshGrant) -> Result<Scopes, OAuthError> + Send + 'static,
         access: &NewAccess,
+        rotate_to: Option<&SecretHash>,
         now: Timestamp,
         limits: &Limits,
     ) -> Answer<RefreshOutcome> {
         let pool = self.pool.clone();
-        let (refresh_hash, client) = (*refresh_hash, client.clone());
+        let (refresh_hash, client, rotate_to) = (*refresh_hash, client.clone(), rotate_to.copied());
         let (access, limits) = (access.clone(), limits.clone());
         detached(async move {
             let mut tx = pool.begin().await?;
             // The refresh token's row lock serialises its refreshes, so the throttle and the
-            // cap hold across nodes.
+            // cap hold across nodes. A refresh waiting here while another rotates the token
+            // then finds it retired, below: a rotating token used twice is a replay.
             let row = sqlx::query_as::<_, RefreshGrantRow>(&format!("{REFRESH_GRANT}{FOR_UPDATE}"))
                 .bind(refresh_hash.as_bytes())
                 .fetch_optional(&mut *tx)
                 .await?;
             let Some(grant) = row.and_then(|row| row.held_by(&client)) else {
-                return Ok(RefreshOutcome::Unknown);
+                // RFC 9700 §4.14.2: a retired token of a rotating family, presented again, was
+                // stolen or replayed; the family goes, whoever holds its current token.
+                let retired = sqlx::query_as::<_, RetiredRow>(&format!(
+                    "{RETIRED_REFRESH_TOKEN}{FOR_UPDATE}"
+                ))
+                .bind(refresh_hash.as_bytes())
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(family) = retired.and_then(|row| row.held_by(&client)) else {
+                    return Ok(RefreshOutcome::Unknown);
+                };
+                sqlx::query(REVOKE_REFRESH_FAMILY)
+                    .bind(family)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                return Ok(RefreshOutcome::Replayed);
             };
             let scopes = match decide(&grant) {
                 Ok(scopes) => scopes,
@@ -237,7 +260,8 @@ impl TokenVerbs for PostgresStore {
                 .into_iter()
                 .map(Minted::from)
                 .collect();
-            let doomed = match refresh_bookkeeping(&minted, now, &limits) {
+            let doomed = match mint_bookkeeping(&minted, now, MintQuota::per_refresh_token(&limits))
+            {
                 Ok(doomed) => doomed,
                 Err(RetryAfter(retry_after)) => {
                     return Ok(RefreshOutcome::Throttled { retry_after })
@@ -260,6 +284,19 @@ impl TokenVerbs for PostgresStore {
                     .execute(&mut *tx)
                     .await?;
             }
+            if let Some(rotated) = rotate_to {
+                sqlx::query(ROTATE_REFRESH_TOKEN)
+                    .bind(rotated.as_bytes())
+                    .bind(grant.id)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(RETIRE_REFRESH_TOKEN)
+                    .bind(refresh_hash.as_bytes())
+                    .bind(grant.id)
+                    .bind(now.0)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             tx.commit().await?;
             Ok(RefreshOutcome::Issued {
                 user_id: grant.user_id,
@@ -276,15 +313,43 @@ impl TokenVerbs for PostgresStore {
         user_id: i64,
         scopes: &Scopes,
         now: Timestamp,
-    ) -> Answer<()> {
+        limits: &Limits,
+    ) -> Answer<AccessIssue> {
         let pool = self.pool.clone();
         let (access, client, scopes) = (access.clone(), client.clone(), scopes.to_stored());
+        let limits = limits.clone();
         detached(async move {
             let mut tx = pool.begin().await?;
+            // The client's row lock serialises its client_credentials mints (across nodes), so
+            // the throttle and the cap hold.
+            sqlx::query(&format!("{CLIENT_ROW}{FOR_UPDATE}"))
+                .bind(client.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+            let minted: Vec<Minted> = sqlx::query_as::<_, MintedRow>(CLIENT_CREDENTIALS_TOKENS)
+                .bind(client.as_str())
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .map(Minted::from)
+                .collect();
+            let doomed =
+                match mint_bookkeeping(&minted, now, MintQuota::client_credentials(&limits)) {
+                    Ok(doomed) => doomed,
+                    Err(RetryAfter(retry_after)) => {
+                        return Ok(AccessIssue::Throttled { retry_after })
+                    }
+                };
             insert_access_token(&mut tx, &access, &client, user_id, &scopes, None, None, now)
                 .await?;
+            for id in doomed {
+                sqlx::query(DELETE_ACCESS_TOKEN)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             tx.commit().await?;
-            Ok(())
+            Ok(AccessIssue::Issued)
         })
         .await
     }

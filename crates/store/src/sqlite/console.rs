@@ -68,6 +68,7 @@ impl ConsoleVerbs for SqliteStore {
                         client.dialect.as_str(),
                         now.0,
                         &client.js_domain,
+                        client.introspect_any,
                     ),
                 )
                 .map_err(|e| e.conflict_as("this user already has a Self Client"))?;
@@ -134,6 +135,7 @@ impl ConsoleVerbs for SqliteStore {
                         stored_uris(&update.redirect_uris),
                         &update.js_domain,
                         update.dialect.as_str(),
+                        update.introspect_any,
                         id.as_str(),
                         owner_id,
                     ),

@@ -189,6 +189,7 @@ mod tests {
             secret_hash: Some(hash()),
             owner_id: Some(user),
             dialect: Dialect::Standard,
+            introspect_any: false,
         };
         store.add_client(&new_client, NOW).await.unwrap();
         let issued = code(&client, user);
@@ -272,6 +273,7 @@ mod tests {
             redirect_uris: vec![],
             js_domain: None,
             dialect: Dialect::Zoho,
+            introspect_any: Some(true),
         };
         refused(
             "update_client",
@@ -303,6 +305,7 @@ mod tests {
             &client,
             |grant| -> Result<Scopes, OAuthError> { Ok(grant.scopes.clone()) },
             &minted,
+            None,
             NOW,
             &limits,
         );
@@ -310,8 +313,16 @@ mod tests {
         refused(
             "add_access_token",
             store
-                .add_access_token(&access(), &client, user, &Scopes::from_stored("x"), NOW)
-                .await,
+                .add_access_token(
+                    &access(),
+                    &client,
+                    user,
+                    &Scopes::from_stored("x"),
+                    NOW,
+                    &limits,
+                )
+                .await
+                .map(drop),
         );
         refused("revoke", store.revoke(&refresh, None).await.map(drop));
         refused("sweep", store.sweep(NOW.plus(86_400 * 2)).await.map(drop));

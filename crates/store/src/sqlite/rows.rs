@@ -41,6 +41,7 @@ impl ReadRow for ClientRow {
             dialect: row.get(7)?,
             js_domain: row.get(8)?,
             created_at: row.get(9)?,
+            introspect_any: row.get(10)?,
         })
     }
 }
@@ -100,6 +101,15 @@ impl ReadRow for RefreshGrantRow {
             client_id: row.get(1)?,
             user_id: row.get(2)?,
             scopes: row.get(3)?,
+        })
+    }
+}
+
+impl ReadRow for RetiredRow {
+    fn read(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(RetiredRow {
+            id: row.get(0)?,
+            client_id: row.get(1)?,
         })
     }
 }

@@ -6,13 +6,14 @@ use rusqlite::Connection;
 use grantd_core::consent::Consent;
 use grantd_core::grant::{AccessGrant, CodeGrant, RefreshGrant, Rejection};
 use grantd_core::secret::SecretHash;
-use grantd_core::throttle::{self, Minted};
+use grantd_core::throttle::{self, MintQuota, Minted};
 use grantd_core::{ClientId, Limits, OAuthError, Scopes, Timestamp};
 
 use super::query::{all, execute, one, scalar};
 use super::SqliteStore;
 use crate::model::{
-    CodeIssue, NewAccess, NewCode, NewTokens, Redemption, RefreshOutcome, TokenInfo, User,
+    AccessIssue, CodeIssue, NewAccess, NewCode, NewTokens, Redemption, RefreshOutcome, TokenInfo,
+    User,
 };
 use crate::rows::*;
 use crate::statements::*;
@@ -47,13 +48,20 @@ impl TokenVerbs for SqliteStore {
         client: &ClientId,
         decide: impl FnOnce(&RefreshGrant) -> Result<Scopes, OAuthError> + Send + 'static,
         access: &NewAccess,
+        rotate_to: Option<&SecretHash>,
         now: Timestamp,
         limits: &Limits,
     ) -> Answer<RefreshOutcome> {
-        let (refresh_hash, client) = (*refresh_hash, client.clone());
+        let (refresh_hash, client, rotate_to) = (*refresh_hash, client.clone(), rotate_to.copied());
         let (access, limits) = (access.clone(), limits.clone());
         self.writer
-            .run(move |db| refresh(db, &refresh_hash, &client, decide, &access, now, &limits))
+            .run(move |db| {
+                let mint = Mint {
+                    access: &access,
+                    rotate_to: rotate_to.as_ref(),
+                };
+                refresh(db, &refresh_hash, &client, decide, &mint, now, &limits)
+            })
             .await
     }
 
@@ -64,8 +72,10 @@ impl TokenVerbs for SqliteStore {
         user_id: i64,
         scopes: &Scopes,
         now: Timestamp,
-    ) -> Answer<()> {
+        limits: &Limits,
+    ) -> Answer<AccessIssue> {
         let (access, client, scopes) = (access.clone(), client.clone(), scopes.to_stored());
+        let limits = limits.clone();
         self.writer
             .run(move |db| {
                 let token = AccessToken {
@@ -75,7 +85,7 @@ impl TokenVerbs for SqliteStore {
                     refresh_id: None,
                     code_hash: None,
                 };
-                insert_access_token(db, &access, &token, now)
+                client_credentials(db, &access, &token, now, &limits)
             })
             .await
     }
@@ -178,9 +188,10 @@ fn sweep_chunk(db: &Connection, after: i64, now: Timestamp) -> Answer<Option<(i6
 fn add_code(db: &Connection, code: &NewCode, now: Timestamp, limits: &Limits) -> Answer<CodeIssue> {
     let grant = &code.grant;
     let client = grant.client_id.as_str();
-    let newest: i64 = scalar(db, NEWEST_CODE_SEQ, (client,))?.unwrap_or(0);
+    let user = grant.user_id;
+    let newest: i64 = scalar(db, NEWEST_CODE_SEQ, (client, user))?.unwrap_or(0);
     let made: Option<i64> = match throttle::code_to_check(newest, limits) {
-        Some(seq) => scalar(db, CODE_MADE_AT, (client, seq))?,
+        Some(seq) => scalar(db, CODE_MADE_AT, (client, user, seq))?,
         None => None,
     };
     if let Err(retry) = throttle::code_throttle(made.map(Timestamp), limits, now) {
@@ -290,17 +301,31 @@ fn redeem_code(
     Ok(Redemption::Issued(grant))
 }
 
+/// What a refresh stores: the access token, and the refresh token's new hash if it rotates.
+struct Mint<'a> {
+    access: &'a NewAccess,
+    rotate_to: Option<&'a SecretHash>,
+}
+
 fn refresh(
     db: &Connection,
     refresh_hash: &SecretHash,
     client: &ClientId,
     decide: impl FnOnce(&RefreshGrant) -> Result<Scopes, OAuthError>,
-    access: &NewAccess,
+    mint: &Mint<'_>,
     now: Timestamp,
     limits: &Limits,
 ) -> Answer<RefreshOutcome> {
-    let row: Option<RefreshGrantRow> = one(db, REFRESH_GRANT, (refresh_hash.as_bytes(),))?;
+    let presented = refresh_hash.as_bytes();
+    let row: Option<RefreshGrantRow> = one(db, REFRESH_GRANT, (presented,))?;
     let Some(grant) = row.and_then(|row| row.held_by(client)) else {
+        // RFC 9700 §4.14.2: a retired token of a rotating family, presented again, was stolen
+        // or replayed; the family goes, whoever holds its current token.
+        let retired: Option<RetiredRow> = one(db, RETIRED_REFRESH_TOKEN, (presented,))?;
+        if let Some(family) = retired.and_then(|row| row.held_by(client)) {
+            execute(db, REVOKE_REFRESH_FAMILY, (family,))?;
+            return Ok(RefreshOutcome::Replayed);
+        }
         return Ok(RefreshOutcome::Unknown);
     };
     let scopes = match decide(&grant) {
@@ -309,14 +334,15 @@ fn refresh(
     };
     let minted: Vec<MintedRow> = all(db, ACCESS_TOKENS_OF_REFRESH, (grant.id,))?;
     let minted: Vec<Minted> = minted.into_iter().map(Minted::from).collect();
-    let doomed = match throttle::refresh_bookkeeping(&minted, now, limits) {
-        Ok(doomed) => doomed,
-        Err(retry) => {
-            return Ok(RefreshOutcome::Throttled {
-                retry_after: retry.0,
-            })
-        }
-    };
+    let doomed =
+        match throttle::mint_bookkeeping(&minted, now, MintQuota::per_refresh_token(limits)) {
+            Ok(doomed) => doomed,
+            Err(retry) => {
+                return Ok(RefreshOutcome::Throttled {
+                    retry_after: retry.0,
+                })
+            }
+        };
     let stored = scopes.to_stored();
     let token = AccessToken {
         client: grant.client_id.as_str(),
@@ -325,14 +351,45 @@ fn refresh(
         refresh_id: Some(grant.id),
         code_hash: None,
     };
-    insert_access_token(db, access, &token, now)?;
+    insert_access_token(db, mint.access, &token, now)?;
     for id in doomed {
         execute(db, DELETE_ACCESS_TOKEN, (id,))?;
+    }
+    if let Some(rotated) = mint.rotate_to {
+        execute(db, ROTATE_REFRESH_TOKEN, (rotated.as_bytes(), grant.id))?;
+        execute(db, RETIRE_REFRESH_TOKEN, (presented, grant.id, now.0))?;
     }
     Ok(RefreshOutcome::Issued {
         user_id: grant.user_id,
         scopes,
     })
+}
+
+/// Mints a `client_credentials` access token within the client's quota: its tokens so far
+/// decide (`throttle::mint_bookkeeping`), the new one is stored and the doomed ones go.
+fn client_credentials(
+    db: &Connection,
+    access: &NewAccess,
+    token: &AccessToken<'_>,
+    now: Timestamp,
+    limits: &Limits,
+) -> Answer<AccessIssue> {
+    let minted: Vec<MintedRow> = all(db, CLIENT_CREDENTIALS_TOKENS, (token.client,))?;
+    let minted: Vec<Minted> = minted.into_iter().map(Minted::from).collect();
+    let doomed =
+        match throttle::mint_bookkeeping(&minted, now, MintQuota::client_credentials(limits)) {
+            Ok(doomed) => doomed,
+            Err(retry) => {
+                return Ok(AccessIssue::Throttled {
+                    retry_after: retry.0,
+                })
+            }
+        };
+    insert_access_token(db, access, token, now)?;
+    for id in doomed {
+        execute(db, DELETE_ACCESS_TOKEN, (id,))?;
+    }
+    Ok(AccessIssue::Issued)
 }
 
 /// Who an access token about to be stored speaks for, and what stands behind it.
