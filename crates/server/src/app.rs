@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use grantd_core::source::TrustedProxies;
 use grantd_core::{Clock, Dialect, Limits};
 use grantd_store::Store;
 
@@ -20,6 +21,8 @@ pub struct Settings {
     /// The error dialect where the client is unknown.
     pub default_dialect: Dialect,
     pub limits: Limits,
+    /// Peers whose `X-Forwarded-For` names the client, for sign-in throttling (`source.rs`).
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl Settings {
@@ -31,6 +34,7 @@ impl Settings {
             location: "us".into(),
             default_dialect: Dialect::Standard,
             limits: Limits::default(),
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 

@@ -14,12 +14,14 @@ mod params;
 mod password;
 mod routes;
 mod session;
+mod source;
 
 pub use app::{App, Settings};
 pub use password::Passwords;
 pub use routes::router;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use grantd_store::TokenVerbs;
@@ -35,7 +37,9 @@ pub async fn serve_until(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let sweeper = tokio::spawn(sweep_forever(app.clone()));
-    let served = axum::serve(listener, router(app))
+    // Each request carries its TCP peer (`ConnectInfo`): sign-in throttling counts by it.
+    let service = router(app).into_make_service_with_connect_info::<SocketAddr>();
+    let served = axum::serve(listener, service)
         .with_graceful_shutdown(shutdown)
         .await;
     sweeper.abort();

@@ -79,6 +79,7 @@ pub fn router(app: App) -> Router {
             "/console/users",
             get(admin_pages::users).post(admin_pages::add_user),
         )
+        .route("/console/users/unlock", post(admin_pages::unlock_user))
         .route("/account", get(account::show))
         .route("/account/profile", post(account::update_profile))
         .route("/account/password", post(account::change_password))

@@ -27,7 +27,7 @@ use crate::statements::{
     LIVE_ACCESS_TOKEN, LIVE_ACCESS_TOKEN_AND_OWNER, MARK_REDEEMED, MARK_REDEEMED_WITH_TOKENS,
     NEWEST_CODE_SEQ, REFRESH_GRANT, REFRESH_TOKEN, REFRESH_TOKEN_AT, REVOKE_ACCESS_TOKEN,
     REVOKE_CODE_ACCESS_TOKENS, REVOKE_CODE_REFRESH_TOKENS, REVOKE_REFRESH_TOKEN, SWEEP_CHUNK,
-    SWEEP_CODES, SWEEP_PENDING_CONSENTS, SWEEP_SESSIONS, UPSERT_CONSENT,
+    SWEEP_CODES, SWEEP_PENDING_CONSENTS, SWEEP_SESSIONS, SWEEP_SIGNIN_TALLIES, UPSERT_CONSENT,
 };
 use crate::verbs::TokenVerbs;
 
@@ -400,6 +400,7 @@ impl TokenVerbs for PostgresStore {
                 (SWEEP_SESSIONS, now),
                 (SWEEP_PENDING_CONSENTS, now),
                 (SWEEP_CODES, CodeGrant::forgettable_before(now)),
+                (SWEEP_SIGNIN_TALLIES, now),
             ] {
                 removed += sqlx::query(sql)
                     .bind(cutoff.0)
