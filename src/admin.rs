@@ -18,12 +18,30 @@ use crate::cli::{ClientAddArgs, ClientCommand, CodeArgs, ScopeCommand, UserComma
 use crate::{emit, Failure};
 
 pub async fn user(store: &Store, command: UserCommand) -> Result<(), Failure> {
-    let UserCommand::Add {
-        email,
-        name,
-        password_stdin,
-        admin,
-    } = command;
+    match command {
+        UserCommand::Add {
+            email,
+            name,
+            password_stdin,
+            admin,
+        } => add_user(store, &email, &name, password_stdin, admin).await,
+        UserCommand::Unlock { email } => {
+            let cleared = admin::unlock_user(store, &email).await?;
+            emit(format_args!(
+                "cleared the sign-in back-off of {email} ({cleared} record{})",
+                if cleared == 1 { "" } else { "s" }
+            ))
+        }
+    }
+}
+
+async fn add_user(
+    store: &Store,
+    email: &str,
+    name: &str,
+    password_stdin: bool,
+    admin: bool,
+) -> Result<(), Failure> {
     let (password, generated) = if password_stdin {
         (read_password()?, false)
     } else {
@@ -34,8 +52,8 @@ pub async fn user(store: &Store, command: UserCommand) -> Result<(), Failure> {
     let id = admin::add_user(
         store,
         &Passwords::new(),
-        &email,
-        &name,
+        email,
+        name,
         &password,
         admin,
         SystemClock.now(),

@@ -91,6 +91,11 @@ pub struct ServeArgs {
     /// Error dialect where the client is unknown [default: standard]
     #[arg(long, env = "GRANTD_DEFAULT_DIALECT", value_name = "DIALECT")]
     pub default_dialect: Option<DialectArg>,
+
+    /// Reverse proxies whose X-Forwarded-For names the client, for sign-in throttling:
+    /// comma-separated addresses or networks (e.g. 127.0.0.1,10.0.0.0/8) [default: none]
+    #[arg(long, env = "GRANTD_TRUSTED_PROXIES", value_name = "ADDRS")]
+    pub trusted_proxies: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -114,6 +119,16 @@ pub enum UserCommand {
         /// Make this user an administrator
         #[arg(long)]
         admin: bool,
+    },
+    /// Clear a user's sign-in back-off from every address, so the owner can sign in at once
+    #[command(
+        after_help = "Failed sign-ins slow down further attempts per account and client address                       (exponential back-off), and too many per account in an hour stop all of                       them for the rest of the hour; this clears both for the account.                       Addresses that tried many accounts stay limited.
+Example:
+  grantd user                       unlock me@example.com"
+    )]
+    Unlock {
+        /// The user's sign-in email address (exactly as stored)
+        email: String,
     },
 }
 

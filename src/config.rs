@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use grantd_core::source::TrustedProxies;
 use grantd_core::{Dialect, Limits};
 use grantd_server::{HttpLimits, Settings};
 
@@ -28,6 +29,8 @@ pub struct FileConfig {
     pub location: Option<String>,
     pub api_domain: Option<String>,
     pub default_dialect: Option<DialectArg>,
+    /// Peers whose `X-Forwarded-For` names the client (addresses or CIDR networks).
+    pub trusted_proxies: Option<Vec<String>>,
     #[serde(default)]
     pub limits: LimitsFile,
     #[serde(default)]
@@ -60,6 +63,15 @@ pub struct LimitsFile {
     pub code_window_secs: Option<i64>,
     pub session_lifetime_secs: Option<i64>,
     pub pending_consent_lifetime_secs: Option<i64>,
+    pub signin_failures_before_backoff: Option<i64>,
+    pub signin_backoff_secs: Option<i64>,
+    pub signin_backoff_max_secs: Option<i64>,
+    pub signin_backoff_reset_secs: Option<i64>,
+    pub signin_failures_per_source: Option<i64>,
+    pub signin_failures_per_account: Option<i64>,
+    pub signin_failure_window_secs: Option<i64>,
+    /// The per-account lockout's settings, gone with it (issue 12: an attacker could keep any
+    /// account locked). Still accepted, so an old file does not stop the server; ignored.
     pub failed_logins_before_lockout: Option<i64>,
     pub lockout_secs: Option<i64>,
     pub client_credentials_per_window: Option<i64>,
@@ -139,11 +151,40 @@ impl FileConfig {
                 &mut limits.pending_consent_lifetime_secs,
             ),
             (
-                "failed_logins_before_lockout",
-                file.failed_logins_before_lockout,
-                &mut limits.failed_logins_before_lockout,
+                "signin_failures_before_backoff",
+                file.signin_failures_before_backoff,
+                &mut limits.signin_failures_before_backoff,
             ),
-            ("lockout_secs", file.lockout_secs, &mut limits.lockout_secs),
+            (
+                "signin_backoff_secs",
+                file.signin_backoff_secs,
+                &mut limits.signin_backoff_secs,
+            ),
+            (
+                "signin_backoff_max_secs",
+                file.signin_backoff_max_secs,
+                &mut limits.signin_backoff_max_secs,
+            ),
+            (
+                "signin_backoff_reset_secs",
+                file.signin_backoff_reset_secs,
+                &mut limits.signin_backoff_reset_secs,
+            ),
+            (
+                "signin_failures_per_source",
+                file.signin_failures_per_source,
+                &mut limits.signin_failures_per_source,
+            ),
+            (
+                "signin_failures_per_account",
+                file.signin_failures_per_account,
+                &mut limits.signin_failures_per_account,
+            ),
+            (
+                "signin_failure_window_secs",
+                file.signin_failure_window_secs,
+                &mut limits.signin_failure_window_secs,
+            ),
             (
                 "client_credentials_per_window",
                 file.client_credentials_per_window,
@@ -168,6 +209,12 @@ impl FileConfig {
                 }
                 *slot = value;
             }
+        }
+        if file.failed_logins_before_lockout.is_some() || file.lockout_secs.is_some() {
+            tracing::warn!(
+                "limits.failed_logins_before_lockout and limits.lockout_secs are ignored: sign-in \
+                 throttling (limits.signin_*) replaced the account lockout"
+            );
         }
         Ok(limits)
     }
@@ -254,6 +301,7 @@ pub struct ServeConfig {
     pub default_dialect: Dialect,
     pub limits: Limits,
     pub http: HttpLimits,
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl ServeConfig {
@@ -286,6 +334,11 @@ impl ServeConfig {
             .default_dialect
             .or(file.default_dialect)
             .map_or(Dialect::Standard, Dialect::from);
+        let trusted_proxies = match given(&args.trusted_proxies) {
+            Some(list) => TrustedProxies::parse(&list.split(',').collect::<Vec<_>>()),
+            None => TrustedProxies::parse(file.trusted_proxies.as_deref().unwrap_or_default()),
+        }
+        .map_err(|e| format!("trusted_proxies: {e}"))?;
         Ok(Self {
             listen,
             public_url,
@@ -294,6 +347,7 @@ impl ServeConfig {
             default_dialect,
             limits: file.limits()?,
             http: file.http()?,
+            trusted_proxies,
         })
     }
 
@@ -311,6 +365,7 @@ impl ServeConfig {
         settings.default_dialect = self.default_dialect;
         settings.limits = self.limits.clone();
         settings.http = self.http.clone();
+        settings.trusted_proxies = self.trusted_proxies.clone();
         settings
     }
 }
@@ -345,6 +400,7 @@ mod tests {
             location: None,
             api_domain: None,
             default_dialect: None,
+            trusted_proxies: None,
         }
     }
 
@@ -376,8 +432,10 @@ mod tests {
             location = "eu"
             api_domain = "https://api.example.com"
             default_dialect = "zoho"
+            trusted_proxies = ["192.0.2.1"]
             [limits]
             access_token_lifetime_secs = 600
+            signin_failures_per_source = 20
             [http]
             header_read_timeout_secs = 5
             password_queue = 8
@@ -396,6 +454,11 @@ mod tests {
         assert_eq!(settings.http.header_read_timeout, Duration::from_secs(5));
         assert_eq!(settings.http.password_queue, 8);
         assert_eq!(settings.http.max_connections, 1024);
+        assert_eq!(settings.limits.signin_failures_per_source, 20);
+        assert_eq!(
+            settings.trusted_proxies,
+            TrustedProxies::parse(&["192.0.2.1"]).unwrap()
+        );
 
         let flags = ServeArgs {
             listen: Some("127.0.0.1:0".into()),
@@ -403,6 +466,7 @@ mod tests {
             location: Some("in".into()),
             api_domain: None,
             default_dialect: Some(DialectArg::Standard),
+            trusted_proxies: Some("10.0.0.0/8, 127.0.0.1".into()),
         };
         let settings = ServeConfig::resolve(&flags, &file)
             .unwrap()
@@ -411,6 +475,10 @@ mod tests {
         assert_eq!(settings.api_domain, "https://api.example.com");
         assert_eq!(settings.location, "in");
         assert_eq!(settings.default_dialect, Dialect::Standard);
+        assert_eq!(
+            settings.trusted_proxies,
+            TrustedProxies::parse(&["10.0.0.0/8", "127.0.0.1"]).unwrap()
+        );
     }
 
     #[test]
@@ -435,6 +503,14 @@ mod tests {
         assert!(ServeConfig::resolve(&args(), &bad_url).is_err());
         let bad_location = FileConfig::parse("location = \"eu west\"").unwrap();
         assert!(ServeConfig::resolve(&args(), &bad_location).is_err());
+        let bad_proxy = FileConfig::parse("trusted_proxies = [\"10.0.0.0/40\"]").unwrap();
+        assert!(ServeConfig::resolve(&args(), &bad_proxy).is_err());
+        // The lockout's old keys are accepted and ignored.
+        let old = FileConfig::parse("[limits]\nlockout_secs = 900").unwrap();
+        assert_eq!(
+            format!("{:?}", old.limits().unwrap()),
+            format!("{:?}", Limits::default())
+        );
     }
 
     #[test]
@@ -450,6 +526,7 @@ mod tests {
         assert_eq!(config.public_url, None);
         assert_eq!(config.location, DEFAULT_LOCATION);
         assert_eq!(config.default_dialect, Dialect::Standard);
+        assert!(config.trusted_proxies.is_empty());
         assert_eq!(
             database_url(None, &file).unwrap(),
             grantd_store::DEFAULT_DATABASE

@@ -25,23 +25,24 @@ pub async fn run(database: &str, config: ServeConfig) -> Result<(), Failure> {
     // Handlers are installed before the address is announced, so a supervisor (or a test) that
     // sends SIGTERM right after reading it gets a graceful stop, not the default kill.
     let stop = watch_signals()?;
+    let app = App::new(store, Arc::new(SystemClock), settings);
+    app.passwords.check_dummy().map_err(Failure)?;
 
     emit(format_args!("grantd listening on http://{bound}"))?;
     if config.public_url.is_none() && bound.ip().is_unspecified() {
         tracing::warn!(
-            public_url = %settings.public_url,
+            public_url = %app.settings.public_url,
             "listening on all interfaces without --public-url; clients need a reachable issuer URL"
         );
     }
     tracing::info!(
-        public_url = %settings.public_url,
-        api_domain = %settings.api_domain,
-        location = %settings.location,
-        default_dialect = settings.default_dialect.as_str(),
+        public_url = %app.settings.public_url,
+        api_domain = %app.settings.api_domain,
+        location = %app.settings.location,
+        default_dialect = app.settings.default_dialect.as_str(),
         "serving"
     );
 
-    let app = App::new(store, Arc::new(SystemClock), settings);
     grantd_server::serve_until(listener, app, async move { stop.notified().await })
         .await
         .map_err(|e| Failure(format!("the server stopped: {e}")))?;

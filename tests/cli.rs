@@ -466,6 +466,39 @@ fn users_get_a_generated_password_unless_one_is_piped() {
     assert_eq!(output.status.code(), Some(1), "the email is taken");
 }
 
+/// `grantd user unlock` clears an account's back-off while the server runs: the owner, held
+/// back after failures from this address, signs in at once, without waiting it out.
+#[tokio::test]
+async fn user_unlock_clears_the_sign_in_back_off() {
+    let sandbox = Sandbox::new();
+    let server = sandbox.serve(&["serve", "--listen", "127.0.0.1:0"], &[]);
+    sandbox.add_user(node::EMAIL);
+    let browser = Http::browser(&server.url);
+    let home = format!("{}/", server.url);
+    let attempt = |password: &'static str| {
+        let (browser, home) = (browser.clone(), home.clone());
+        async move {
+            let page = browser.get(&home).await;
+            browser.sign_in_on(&page, node::EMAIL, password).await
+        }
+    };
+    for _ in 0..5 {
+        let reply = attempt("wrong password").await;
+        assert!(reply.is_login_page(), "{} {}", reply.status, reply.body);
+    }
+    let held = attempt(support::oauth::PASSWORD).await;
+    assert!(held.is_login_page(), "not held back: {}", held.status);
+
+    let out = sandbox.ok(&["user", "unlock", node::EMAIL]);
+    assert!(out.contains("cleared the sign-in back-off"), "{out}");
+    let signed_in = attempt(support::oauth::PASSWORD).await;
+    assert_eq!(signed_in.status, 303, "{}", server.log_text());
+
+    let (code, stderr) = sandbox.fails(&["user", "unlock", "nobody@example.com"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("no user"), "{stderr}");
+}
+
 #[test]
 fn unsupported_databases_and_bad_configuration_are_reported() {
     let sandbox = Sandbox::new();

@@ -424,7 +424,8 @@ async fn throttles_count_across_nodes() {
     }
     assert_eq!(issued, 9, "codes issued for 20 requests over two nodes");
 
-    // Five failed logins, alternating nodes, lock the account on every node.
+    // Five failed logins, alternating nodes, start this address's back-off on every node (the
+    // attempts are counted in the shared database before each check).
     cluster.add_user("eve@example.com");
     let eve = Http::browser(&cluster.node(0).url);
     let page = eve.get(cluster.node(0).at("/")).await;
@@ -441,7 +442,7 @@ async fn throttles_count_across_nodes() {
         let reply = eve.submit(&form.sent_to(&cluster.node(i).url), &[]).await;
         assert!(
             reply.is_login_page(),
-            "a locked account signed in on {}",
+            "an address in back-off signed in on {}",
             cluster.node(i).name
         );
     }

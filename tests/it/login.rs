@@ -1,7 +1,13 @@
-//! The login page and the browser session: failures that all look alike, lockout, session
-//! fixation, login CSRF, sign-out, cookie flags.
+//! The login page and the browser session: failures that all look alike, sign-in throttling
+//! (counted before the check, per account and address, issue 12), session fixation, login
+//! CSRF, sign-out, cookie flags.
 
+use futures::stream::{FuturesUnordered, StreamExt};
 use reqwest::Url;
+
+use grantd_core::signin::Attempt;
+use grantd_core::source::{Source, TrustedProxies};
+use grantd_store::AccountVerbs;
 
 use crate::{start, start_with, Decision, Http, Reply, TestServer, TestUser};
 
@@ -63,8 +69,15 @@ async fn sign_in_ok(server: &TestServer, url: &str, user: &TestUser) -> bool {
     }
 }
 
+/// The tallies of `email`'s attempts from `127.0.0.{last}`.
+async fn tallies(server: &TestServer, email: &str, last: u8) -> grantd_core::signin::Tallies {
+    let attempt = Attempt::new(email, Source::of([127, 0, 0, last].into()));
+    let read = server.store.sign_in_tallies(&attempt).await;
+    read.unwrap_or_else(|e| panic!("reading the sign-in tallies: {e}"))
+}
+
 #[tokio::test]
-async fn t071_unknown_user_wrong_password_and_locked_account_look_the_same() {
+async fn t071_unknown_user_wrong_password_and_throttled_attempt_look_the_same() {
     skip_without_postgres!();
     let server = start().await;
     let user = server.user("ada@example.com").await;
@@ -77,8 +90,9 @@ async fn t071_unknown_user_wrong_password_and_locked_account_look_the_same() {
     for _ in 0..4 {
         failed_login(&browser, &url, &user.email, "wrong password").await;
     }
-    // Five failures: locked, so even the right password gets the same answer.
-    let locked = failed_login(&browser, &url, &user.email, &user.password).await;
+    // Five failures from this address: the next attempt is not checked, so even the right
+    // password gets the same answer.
+    let throttled = failed_login(&browser, &url, &user.email, &user.password).await;
 
     assert_eq!(
         normalized(&unknown, unknown_email),
@@ -86,42 +100,294 @@ async fn t071_unknown_user_wrong_password_and_locked_account_look_the_same() {
     );
     assert_eq!(
         normalized(&wrong, &user.email),
-        normalized(&locked, &user.email)
+        normalized(&throttled, &user.email)
     );
     assert_eq!(cookie_names(&unknown), cookie_names(&wrong));
-    assert_eq!(cookie_names(&wrong), cookie_names(&locked));
+    assert_eq!(cookie_names(&wrong), cookie_names(&throttled));
     assert_eq!(unknown.status, wrong.status);
+    // The unknown email was counted like the known one: the same write on both branches.
+    let counted = tallies(&server, unknown_email, 1).await;
+    assert_eq!(counted.pair.failures, 1);
 }
 
 #[tokio::test]
-async fn t068_account_locks_after_five_failures_for_fifteen_minutes() {
+async fn t068_failures_back_off_exponentially_per_account_and_address() {
     skip_without_postgres!();
     let server = start().await;
     let user = server.user("ada@example.com").await;
     let url = auth_url(&server).await;
     let browser = server.browser();
 
-    // Four failures do not lock, and a success starts the count again.
+    // Four failures hold nothing back, and a success clears them.
     for _ in 0..4 {
         failed_login(&browser, &url, &user.email, "wrong password").await;
     }
     assert!(
         sign_in_ok(&server, &url, &user).await,
-        "locked after four failures"
+        "held back after four"
     );
 
+    // Twenty failures: five are checked, then the back-off holds even the right password.
+    for _ in 0..20 {
+        failed_login(&browser, &url, &user.email, "wrong password").await;
+    }
+    assert_eq!(tallies(&server, &user.email, 1).await.pair.failures, 5);
+    assert!(!sign_in_ok(&server, &url, &user).await, "no back-off");
+    server.clock.advance(29);
+    assert!(
+        !sign_in_ok(&server, &url, &user).await,
+        "back-off under 30 s"
+    );
+    // After 30 s one more check; a wrong one doubles the wait.
+    server.clock.advance(1);
+    failed_login(&browser, &url, &user.email, "wrong password").await;
+    server.clock.advance(59);
+    assert!(
+        !sign_in_ok(&server, &url, &user).await,
+        "back-off under 60 s"
+    );
+    server.clock.advance(1);
+    assert!(sign_in_ok(&server, &url, &user).await, "still held back");
+    assert_eq!(
+        tallies(&server, &user.email, 1).await.pair.failures,
+        0,
+        "a success clears the back-off"
+    );
+}
+
+/// Issue 12, hole 1: parallel guesses used to be checked all at once against the row each had
+/// read, so the right password among them signed in.
+#[tokio::test]
+async fn t068_a_burst_of_100_parallel_guesses_checks_five_and_the_right_one_fails() {
+    skip_without_postgres!();
+    let server = start().await;
+    let user = server.user("ada@example.com").await;
+    let url = auth_url(&server).await;
+    let attacker = server.browser_at(2);
+    let page = attacker.get(&url).await;
+    let mut form = page.form_with("password");
+    form.set("email", &user.email);
+    let guess = |password: String| {
+        let (attacker, mut form) = (attacker.clone(), form.clone());
+        async move {
+            form.set("password", &password);
+            attacker.submit(&form, &[]).await
+        }
+    };
+    let mut burst: FuturesUnordered<_> = (0..100).map(|i| guess(format!("wrong {i}"))).collect();
+    // Every answer comes after its attempt was counted, so once five have answered, five were
+    // counted and every attempt from here on is refused, wherever the rest of the burst is.
+    let mut replies = Vec::new();
+    while replies.len() < 5 {
+        replies.push(burst.next().await.unwrap());
+    }
+    let right = guess(user.password.clone());
+    let (right, rest) = tokio::join!(right, burst.collect::<Vec<Reply>>());
+    replies.extend(rest);
+
+    assert_eq!(right.status, 200, "{}", right.body);
+    assert!(right.is_login_page());
+    assert_eq!(replies.len(), 100);
+    for reply in &replies {
+        assert!(reply.is_login_page(), "{} {}", reply.status, reply.body);
+    }
+    assert!(attacker.session().is_none(), "the burst signed in");
+    let counted = tallies(&server, &user.email, 2).await;
+    assert_eq!(
+        (counted.pair.failures, counted.account.failures),
+        (5, 5),
+        "only five passwords were checked"
+    );
+    // The owner, elsewhere, is not held back.
+    assert!(sign_in_ok(&server, &url, &user).await, "owner kept out");
+}
+
+/// Issue 12, hole 2: five failures used to lock the account for everyone, and one more every
+/// 15 minutes kept it locked for good.
+#[tokio::test]
+async fn t068_fifty_failures_from_one_address_do_not_keep_the_owner_out_from_another() {
+    skip_without_postgres!();
+    let server = start().await;
+    let user = server.user("ada@example.com").await;
+    let url = auth_url(&server).await;
+    let attacker = server.browser_at(2);
+
+    for _ in 0..50 {
+        failed_login(&attacker, &url, &user.email, "wrong password").await;
+    }
+    assert!(sign_in_ok(&server, &url, &user).await, "owner kept out");
+    // A slow attacker, one guess per longest back-off, each one checked.
+    for _ in 0..8 {
+        server.clock.advance(15 * 60);
+        failed_login(&attacker, &url, &user.email, "wrong password").await;
+        assert!(sign_in_ok(&server, &url, &user).await, "owner kept out");
+    }
+    assert_eq!(tallies(&server, &user.email, 2).await.pair.failures, 13);
+}
+
+#[tokio::test]
+async fn t070_spraying_one_password_over_many_accounts_from_one_address_is_throttled() {
+    skip_without_postgres!();
+    let server = start_with(|s| s.limits.signin_failures_per_source = 10).await;
+    let user = server.user("ada@example.com").await;
+    let url = auth_url(&server).await;
+    let sprayer = server.browser_at(3);
+
+    let first = failed_login(&sprayer, &url, "user0@example.com", "Summer2026!").await;
+    for i in 1..30 {
+        let email = format!("user{i}@example.com");
+        failed_login(&sprayer, &url, &email, "Summer2026!").await;
+    }
+    assert_eq!(tallies(&server, &user.email, 3).await.source.failures, 10);
+    // The address is throttled: a real account with its right password reads as a failure,
+    // exactly like the unknown ones.
+    let known = failed_login(&sprayer, &url, &user.email, &user.password).await;
+    assert_eq!(
+        normalized(&first, "user0@example.com"),
+        normalized(&known, &user.email)
+    );
+    assert!(sign_in_ok(&server, &url, &user).await, "owner kept out");
+    // An hour later the address may try again.
+    server.clock.advance(3600);
+    let reply = sprayer
+        .sign_in_on(&sprayer.get(&url).await, &user.email, &user.password)
+        .await;
+    assert_eq!(reply.status, 303, "{}", reply.body);
+}
+
+#[tokio::test]
+async fn t068_forwarded_for_names_the_address_only_behind_a_trusted_proxy() {
+    skip_without_postgres!();
+    let server = start_with(|s| {
+        s.trusted_proxies = TrustedProxies::parse(&["127.0.0.2"]).unwrap();
+    })
+    .await;
+    let user = server.user("ada@example.com").await;
+    let url = auth_url(&server).await;
+    let via = |browser: &Http, client: &'static str, password: &str| {
+        let (browser, url, email, password) = (
+            browser.clone(),
+            url.clone(),
+            user.email.clone(),
+            password.to_owned(),
+        );
+        async move {
+            let page = browser.get(&url).await;
+            let mut form = page.form_with("password");
+            form.set("email", &email).set("password", &password);
+            browser
+                .submit_with(&form, &[], &[("x-forwarded-for", client)])
+                .await
+        }
+    };
+    // Behind the proxy (127.0.0.2), each client address has a back-off of its own.
+    let proxy = server.browser_at(2);
+    for _ in 0..6 {
+        via(&proxy, "6.6.6.6, 198.51.100.7", "wrong password").await;
+    }
+    let counted = Attempt::new(&user.email, Source::of([198, 51, 100, 7].into()));
+    let counted = server.store.sign_in_tallies(&counted).await.unwrap();
+    assert_eq!(
+        counted.pair.failures, 5,
+        "the client, not the proxy nor the forged entry"
+    );
+    let other = via(&proxy, "198.51.100.8", &user.password).await;
+    assert_eq!(
+        other.status, 303,
+        "another client behind the proxy: {}",
+        other.body
+    );
+    // A peer that is no trusted proxy cannot pick its address by header.
+    let direct = server.browser_at(4);
+    for i in 0..6 {
+        let forged: &'static str = [
+            "1.1.1.1", "2.2.2.2", "3.3.3.3", "4.4.4.4", "5.5.5.5", "7.7.7.7",
+        ][i];
+        via(&direct, forged, "wrong password").await;
+    }
+    let reply = via(&direct, "8.8.8.8", &user.password).await;
+    assert!(
+        reply.is_login_page(),
+        "rotating X-Forwarded-For escaped the back-off"
+    );
+    assert_eq!(tallies(&server, &user.email, 4).await.pair.failures, 5);
+}
+
+#[tokio::test]
+async fn change_password_guesses_are_throttled_like_sign_ins() {
+    skip_without_postgres!();
+    let server = start().await;
+    let user = server.user("ada@example.com").await;
+    let url = auth_url(&server).await;
+    let browser = server.browser();
+    browser.sign_in(&url, &user).await;
+    let form = browser
+        .get(server.at("/account"))
+        .await
+        .form_with("current_password");
+    let change = |current: &str| {
+        let mut form = form.clone();
+        form.set("current_password", current)
+            .set("new_password", "a brand new password");
+        let browser = browser.clone();
+        async move { browser.submit(&form, &[]).await }
+    };
+    for _ in 0..5 {
+        let reply = change("wrong guess").await;
+        assert_eq!(reply.status, 400);
+        assert!(
+            reply.body.contains("current password is incorrect"),
+            "{}",
+            reply.body
+        );
+    }
+    // The sixth guess is not checked: the right password reads as a wrong one.
+    let reply = change(&user.password).await;
+    assert_eq!(reply.status, 400);
+    assert!(
+        reply.body.contains("current password is incorrect"),
+        "{}",
+        reply.body
+    );
+    // The guesses count like sign-ins of this account from this address.
+    assert!(!sign_in_ok(&server, &url, &user).await);
+    server.clock.advance(30);
+    let reply = change(&user.password).await;
+    assert_eq!(reply.status, 303, "{}", reply.body);
+}
+
+#[tokio::test]
+async fn an_administrator_clears_a_back_off_on_the_users_page() {
+    skip_without_postgres!();
+    let server = start().await;
+    let root = server.user("root@example.com").await; // the first user administers
+    let user = server.user("ada@example.com").await;
+    let url = auth_url(&server).await;
+    let browser = server.browser();
     for _ in 0..5 {
         failed_login(&browser, &url, &user.email, "wrong password").await;
     }
+    assert!(!sign_in_ok(&server, &url, &user).await);
+
+    let admin = server.browser_at(5);
+    admin.sign_in(&url, &root).await;
+    let page = admin.get(server.at("/console/users")).await;
+    let mut form = page.form_with("email");
     assert!(
-        !sign_in_ok(&server, &url, &user).await,
-        "not locked after five failures"
+        form.action.path().ends_with("/console/users/unlock"),
+        "{}",
+        form.action
     );
-    server.clock.advance(15 * 60 + 1);
-    assert!(
-        sign_in_ok(&server, &url, &user).await,
-        "still locked after 15 minutes"
-    );
+    form.set("email", &user.email);
+    // Without its CSRF token the form is refused.
+    let mut forged = form.clone();
+    forged.remove("csrf_token");
+    assert_eq!(admin.submit(&forged, &[]).await.status, 403);
+    assert!(!sign_in_ok(&server, &url, &user).await);
+
+    let reply = admin.submit(&form, &[]).await;
+    assert_eq!(reply.status, 303, "{}", reply.body);
+    assert!(sign_in_ok(&server, &url, &user).await, "still held back");
 }
 
 #[tokio::test]

@@ -48,6 +48,21 @@ impl Http {
         }
     }
 
+    /// A browser whose connections come from `local` (another loopback address such as
+    /// 127.0.0.2), so the server sees another client address.
+    pub fn browser_from(base: &str, local: std::net::IpAddr) -> Http {
+        let jar = Arc::new(Jar::default());
+        Http {
+            client: builder()
+                .cookie_provider(jar.clone())
+                .local_address(local)
+                .build()
+                .unwrap(),
+            jar: Some(jar),
+            base: Some(Url::parse(base).unwrap()),
+        }
+    }
+
     /// The server this browser belongs to.
     pub fn base(&self) -> &Url {
         self.base.as_ref().expect("a browser (Http::browser)")

@@ -233,6 +233,12 @@ impl TestServer {
         Http::browser(&self.url)
     }
 
+    /// A browser connecting from the loopback address `127.0.0.{last}`: another client
+    /// address to the server, as sign-in throttling counts them.
+    pub fn browser_at(&self, last: u8) -> Http {
+        Http::browser_from(&self.url, std::net::Ipv4Addr::new(127, 0, 0, last).into())
+    }
+
     /// `/oauth/v2/auth?response_type=code&client_id&scope&redirect_uri` plus `extra`; public
     /// clients get an S256 challenge for [`VERIFIER`] unless `extra` names one.
     pub fn auth_url(&self, client: &TestClient, scope: &str, extra: &[(&str, &str)]) -> String {

@@ -11,6 +11,7 @@ mod ops;
 mod report;
 mod seed;
 mod server;
+mod timing;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -34,7 +35,8 @@ use crate::server::Server;
     about = "Load benchmark of grantd: seeds a store, starts `grantd serve`, drives it over HTTP",
     after_help = "Build the server first: cargo build --release --bin grantd\n\
                   Scenarios: ceiling userinfo introspect refresh exchange flow flow-consent \
-                  login refresh-under-login mixed refresh-open introspect-open"
+                  login refresh-under-login mixed refresh-open introspect-open; and, only when \
+                  named, login-timing (run last: it leaves user 1 throttled)"
 )]
 struct Args {
     /// Stored tokens per run (N refresh tokens and N access tokens); one run per value
@@ -52,7 +54,10 @@ struct Args {
     /// Connections of the login flood in `refresh-under-login` [default: --connections]
     #[arg(long)]
     flood_connections: Option<usize>,
-    /// Only these scenarios (comma-separated) [default: all]
+    /// Attempts of each kind in the login-timing scenario
+    #[arg(long, default_value_t = 200)]
+    timing_samples: usize,
+    /// Only these scenarios (comma-separated) [default: all but login-timing]
     #[arg(long, value_delimiter = ',')]
     scenarios: Vec<String>,
     /// The open-loop scenarios' rate, as a fraction of the same run's closed-loop throughput
@@ -103,6 +108,9 @@ struct Args {
     #[arg(long)]
     smoke: bool,
 }
+
+/// Failed sign-ins' latency by kind (`timing.rs`); run after the others, only when named.
+const LOGIN_TIMING: &str = "login-timing";
 
 /// Every scenario, in the order they run on one server.
 const SCENARIOS: [&str; 12] = [
@@ -158,7 +166,7 @@ async fn run(args: Args) -> Result<bool> {
         return plot(&args);
     }
     for name in &args.scenarios {
-        if !SCENARIOS.contains(&name.as_str()) {
+        if !SCENARIOS.contains(&name.as_str()) && name != LOGIN_TIMING {
             bail!("unknown scenario {name:?}; known: {}", SCENARIOS.join(", "));
         }
     }
@@ -539,6 +547,11 @@ impl Bench<'_> {
             }
             eprintln!("running {scenario} …");
             rows.extend(self.phase(fixture, servers, streams, postgres).await?);
+        }
+        if self.args.scenarios.iter().any(|s| s == LOGIN_TIMING) {
+            eprintln!("running {LOGIN_TIMING} …");
+            let users = fixture.plan.total_users();
+            timing::login_timing(servers[0].addr, self.args.timing_samples, users).await?;
         }
         if let Some(ceiling) = rows
             .iter()

@@ -107,7 +107,7 @@ fn expect(reply: &Reply, what: &str, wanted: u16, http: u32) -> Outcome {
 }
 
 /// The value of `name="FIELD" value="..."` in a server-rendered form.
-fn form_field(body: &[u8], field: &str) -> Option<String> {
+pub(crate) fn form_field(body: &[u8], field: &str) -> Option<String> {
     let text = std::str::from_utf8(body).ok()?;
     let marker = format!("name=\"{field}\" value=\"");
     let start = text.find(&marker)? + marker.len();

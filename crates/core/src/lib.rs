@@ -12,6 +12,8 @@ pub mod pkce;
 pub mod redirect;
 pub mod scope;
 pub mod secret;
+pub mod signin;
+pub mod source;
 pub mod throttle;
 
 pub use authorization::{CodeChallenge, Prompt};

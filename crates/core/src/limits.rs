@@ -12,13 +12,25 @@ pub struct Limits {
     pub code_window_secs: i64,
     pub session_lifetime_secs: i64,
     pub pending_consent_lifetime_secs: i64,
-    pub failed_logins_before_lockout: i64,
-    pub lockout_secs: i64,
     /// `client_credentials` access tokens minted per client in `client_credentials_window_secs`.
     pub client_credentials_per_window: i64,
     pub client_credentials_window_secs: i64,
     /// Live `client_credentials` access tokens per client; the oldest is invalidated beyond it.
     pub active_client_credentials_tokens: i64,
+    /// Sign-in throttling (`signin.rs`): failures of one account from one source before the
+    /// back-off starts ...
+    pub signin_failures_before_backoff: i64,
+    /// ... its first delay, doubling with each further failure ...
+    pub signin_backoff_secs: i64,
+    /// ... up to this ...
+    pub signin_backoff_max_secs: i64,
+    /// ... and forgotten after this long without an attempt.
+    pub signin_backoff_reset_secs: i64,
+    /// Failures from one source across all accounts per window (spraying).
+    pub signin_failures_per_source: i64,
+    /// Failures of one account across all sources per window (distributed guessing).
+    pub signin_failures_per_account: i64,
+    pub signin_failure_window_secs: i64,
 }
 
 impl Default for Limits {
@@ -34,11 +46,16 @@ impl Default for Limits {
             code_window_secs: 600,
             session_lifetime_secs: 12 * 3600,
             pending_consent_lifetime_secs: 600,
-            failed_logins_before_lockout: 5,
-            lockout_secs: 900,
             client_credentials_per_window: 10,
             client_credentials_window_secs: 600,
             active_client_credentials_tokens: 15,
+            signin_failures_before_backoff: 5,
+            signin_backoff_secs: 30,
+            signin_backoff_max_secs: 900,
+            signin_backoff_reset_secs: 86_400,
+            signin_failures_per_source: 100,
+            signin_failures_per_account: 100,
+            signin_failure_window_secs: 3600,
         }
     }
 }

@@ -1,8 +1,8 @@
 //! The quotas the store enforces inside its transactions: the code throttle, the mint
 //! throttle with its cap on active access tokens (per refresh token, and per client for
-//! `client_credentials`), the refresh-token cap per user and client, and the sign-in lockout.
-//! Each is a pure decision over what the transaction read; the store reads, calls one of
-//! these, and writes what it says.
+//! `client_credentials`), and the refresh-token cap per user and client. Each is a pure
+//! decision over what the transaction read; the store reads, calls one of these, and writes
+//! what it says. Sign-in throttling has a module of its own (`signin`).
 
 use crate::clock::Timestamp;
 use crate::limits::Limits;
@@ -121,32 +121,6 @@ pub fn mint_bookkeeping(
 /// (0) back; the one at this position, if there is one, and every older one go.
 pub fn first_evicted_refresh_token(limits: &Limits) -> i64 {
     limits.refresh_tokens_per_grant.max(0)
-}
-
-/// A user's sign-in failures, as stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LoginFailures {
-    pub count: i64,
-    pub locked_until: Timestamp,
-}
-
-/// RFC 6819 §5.1.4.2.3: one more failed sign-in; at `failed_logins_before_lockout` failures the
-/// account locks for `lockout_secs`.
-pub fn after_login_failure(
-    before: LoginFailures,
-    now: Timestamp,
-    limits: &Limits,
-) -> LoginFailures {
-    let count = before.count.saturating_add(1);
-    let locked_until = if count >= limits.failed_logins_before_lockout {
-        now.plus(limits.lockout_secs)
-    } else {
-        before.locked_until
-    };
-    LoginFailures {
-        count,
-        locked_until,
-    }
 }
 
 #[cfg(test)]
@@ -319,33 +293,6 @@ mod tests {
             first_evicted_refresh_token(&none),
             0,
             "a negative cap keeps nothing"
-        );
-    }
-
-    #[test]
-    fn the_fifth_failure_locks_the_account() {
-        let limits = limits(); // 5 failures, 900 s
-        let mut failures = LoginFailures {
-            count: 0,
-            locked_until: Timestamp(0),
-        };
-        for _ in 0..4 {
-            failures = after_login_failure(failures, NOW, &limits);
-        }
-        assert_eq!(
-            failures,
-            LoginFailures {
-                count: 4,
-                locked_until: Timestamp(0)
-            }
-        );
-        failures = after_login_failure(failures, NOW, &limits);
-        assert_eq!(
-            failures,
-            LoginFailures {
-                count: 5,
-                locked_until: NOW.plus(900)
-            }
         );
     }
 }

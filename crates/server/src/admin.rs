@@ -6,6 +6,7 @@ use std::fmt;
 use grantd_core::grant::CodeGrant;
 use grantd_core::limits::SELF_CLIENT_CODE_MINUTES;
 use grantd_core::secret::{generate_client_id, ClientSecret, GrantCode, Password};
+use grantd_core::signin;
 use grantd_core::{ClientId, ClientType, Dialect, Limits, RedirectUri, Scope, Scopes, Timestamp};
 use grantd_store::{AccountVerbs, ConsoleVerbs, TokenVerbs};
 use grantd_store::{CodeIssue, NewClient, NewCode, Store, StoreError};
@@ -78,6 +79,19 @@ pub async fn add_user(
         .ok_or_else(|| invalid("the password could not be hashed"))?;
     let admin = admin || store.user_count().await? == 0;
     Ok(store.add_user(email, name, &hash, admin, now).await?)
+}
+
+/// Clears a user's sign-in back-off from every source and their account's ceiling (`grantd
+/// user unlock`, the console's Users page); how many tallies went. The sources' own limits
+/// across accounts stay: unlocking one account must not free a sprayer.
+pub async fn unlock_user(store: &Store, email: &str) -> Result<u64, AdminError> {
+    let user = store
+        .user_by_email(email)
+        .await?
+        .ok_or_else(|| AdminError::NotFound(format!("no user with email {email:?}")))?;
+    Ok(store
+        .unlock_account(&signin::account_key(&user.email))
+        .await?)
 }
 
 /// What a client registration asks for.

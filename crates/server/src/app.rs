@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use grantd_core::source::TrustedProxies;
 use grantd_core::{Clock, Dialect, Limits};
 use grantd_store::Store;
 
@@ -23,6 +24,8 @@ pub struct Settings {
     pub limits: Limits,
     /// Header size, timeouts, the connection cap and the password queue (`[http]`).
     pub http: HttpLimits,
+    /// Peers whose `X-Forwarded-For` names the client, for sign-in throttling (`source.rs`).
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl Settings {
@@ -35,6 +38,7 @@ impl Settings {
             default_dialect: Dialect::Standard,
             limits: Limits::default(),
             http: HttpLimits::default(),
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 

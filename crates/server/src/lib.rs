@@ -15,6 +15,7 @@ mod params;
 mod password;
 mod routes;
 mod session;
+mod source;
 
 pub use app::{App, Settings};
 pub use connection::HttpLimits;

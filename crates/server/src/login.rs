@@ -1,6 +1,9 @@
 //! Browser sign-in and sign-out, and the session they create. A login form is bound to a
 //! pre-session cookie by its CSRF token (login CSRF, T-023); a successful login always starts a
-//! fresh session (fixation, T-073); every failure reads the same (T-071).
+//! fresh session (fixation, T-073); every failure reads the same and costs the same (T-071).
+//! Each attempt is counted before its password is checked (`AccountVerbs::begin_sign_in`,
+//! rules in `grantd_core::signin`), so throttling cannot be raced, and it is counted per
+//! (account, source), so an attacker elsewhere cannot keep the owner out (T-068, T-070).
 
 use axum::extract::State;
 use axum::http::header::{LOCATION, SET_COOKIE};
@@ -8,6 +11,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use grantd_core::secret::{Password, SessionToken};
+use grantd_core::signin::{Attempt, Gate};
+use grantd_core::source::Source;
 use grantd_core::Timestamp;
 use grantd_store::{AccountVerbs, SessionVerbs};
 
@@ -18,6 +23,7 @@ use crate::params::Params;
 use crate::session::{
     current_session, is_cross_site, login_page, safe_next, see_other, user_agent,
 };
+use crate::source::RequestSource;
 
 const LOGIN_FAILED: &str = "The email address or password is incorrect.";
 
@@ -31,14 +37,19 @@ pub async fn home(State(app): State<App>, headers: HeaderMap) -> Response {
     }
 }
 
-pub async fn sign_in(State(app): State<App>, headers: HeaderMap, params: Params) -> Response {
+pub async fn sign_in(
+    State(app): State<App>,
+    RequestSource(source): RequestSource,
+    headers: HeaderMap,
+    params: Params,
+) -> Response {
     let now = app.clock.now();
     let form = match SignInForm::parse(&app, &headers, &params) {
         Ok(form) => form,
         Err(page) => return page.into_response(),
     };
     let old_session = Cookie::Session.read(&headers, &app.settings);
-    match sign_in_flow(&app, &form, old_session, user_agent(&headers), now).await {
+    match sign_in_flow(&app, &form, source, old_session, user_agent(&headers), now).await {
         Ok(SignIn::Failed) => login_page(
             &app,
             &headers,
@@ -86,7 +97,7 @@ impl SignInForm {
 }
 
 enum SignIn {
-    /// Unknown email, wrong password or locked account: one answer for all three (T-071).
+    /// Unknown email, wrong password or throttled attempt: one answer for all three (T-071).
     Failed,
     /// A fresh session (never the old one: fixation, T-073).
     Started(SessionToken),
@@ -95,41 +106,37 @@ enum SignIn {
 async fn sign_in_flow(
     app: &App,
     form: &SignInForm,
+    source: Source,
     old_session: Option<SessionToken>,
     user_agent: String,
     now: Timestamp,
 ) -> Result<SignIn, ErrorPage> {
+    let limits = &app.settings.limits;
+    // Unknown email, wrong password and throttled attempt do the same work before the answer
+    // (T-071): this read, the attempt's write (keyed by the email as typed, whether or not it
+    // names an account), and an Argon2 check (against the dummy hash unless both the account
+    // exists and the attempt may be checked).
     let user = if form.email.len() <= 254 {
         app.store.user_by_email(&form.email).await?
     } else {
         None
     };
-    // The hash is checked even for unknown or locked accounts, so timing says nothing (T-071).
-    let matched = app
-        .passwords
-        .verify(
-            user.as_ref().map(|u| u.password_hash.as_str()),
-            &form.password,
-        )
-        .await;
-    let user = match user {
-        Some(user) if matched && user.locked_until <= now => user,
-        Some(user) => {
-            if user.locked_until <= now {
-                app.store
-                    .note_login_failure(user.id, now, &app.settings.limits)
-                    .await?;
-            }
-            return Ok(SignIn::Failed);
-        }
-        None => return Ok(SignIn::Failed),
+    let attempt = Attempt::new(&form.email, source);
+    let gate = app.store.begin_sign_in(&attempt, now, limits).await?;
+    let stored = match (&user, gate) {
+        (Some(user), Gate::Check) => Some(user.password_hash.as_str()),
+        _ => None,
     };
-    app.store.clear_login_failures(user.id).await?;
+    let matched = app.passwords.verify(stored, &form.password).await;
+    let Some(user) = user.filter(|_| matched) else {
+        return Ok(SignIn::Failed);
+    };
+    app.store.sign_in_succeeded(&attempt, now, limits).await?;
     if let Some(old) = old_session {
         app.store.remove_session(&old.hash()).await?;
     }
     let session = SessionToken::generate();
-    let lifetime = app.settings.limits.session_lifetime_secs;
+    let lifetime = limits.session_lifetime_secs;
     app.store
         .add_session(
             &session.hash(),

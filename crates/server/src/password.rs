@@ -102,6 +102,24 @@ impl Passwords {
             .map(|place| Admitted { _place: place })
     }
 
+    /// Whether the dummy hash exists with the parameters real hashes get; `serve` refuses to
+    /// start without it, since checking an unknown account against nothing would answer faster
+    /// than a wrong password and tell which emails have accounts (T-071).
+    pub fn check_dummy(&self) -> Result<(), String> {
+        let parsed = PasswordHash::new(&self.dummy_hash)
+            .map_err(|e| format!("cannot make the dummy password hash: {e}"))?;
+        let real = Params::default();
+        match Params::try_from(&parsed) {
+            Ok(params)
+                if (params.m_cost(), params.t_cost(), params.p_cost())
+                    == (real.m_cost(), real.t_cost(), real.p_cost()) =>
+            {
+                Ok(())
+            }
+            _ => Err("the dummy password hash does not have the real parameters".into()),
+        }
+    }
+
     pub async fn hash(&self, password: &Password) -> Option<String> {
         let password = password.clone();
         self.run(move |memory| hash_with(memory, &password))
@@ -300,6 +318,7 @@ mod tests {
         assert!(passwords.verify(Some(&stored), &password("pw")).await);
         assert!(!passwords.verify(Some(&stored), &password("px")).await);
         assert!(!passwords.verify(None, &password("pw")).await);
+        assert_eq!(passwords.check_dummy(), Ok(()));
         let (nice, reused) = passwords
             .run(move |memory| {
                 let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();

@@ -87,6 +87,7 @@ pub fn router(app: App) -> Router {
             get(admin_pages::users)
                 .merge(post(admin_pages::add_user).layer(password_queue.clone())),
         )
+        .route("/console/users/unlock", post(admin_pages::unlock_user))
         .route("/account", get(account::show))
         .route("/account/profile", post(account::update_profile))
         .route(

@@ -24,6 +24,7 @@ pub use verbs::{AccountVerbs, ConsoleVerbs, SessionVerbs, TokenVerbs};
 
 use grantd_core::grant::{AccessGrant, CodeGrant, RefreshGrant, Rejection};
 use grantd_core::secret::SecretHash;
+use grantd_core::signin::{Attempt, Gate, Tallies};
 use grantd_core::{Client, ClientId, Limits, OAuthError, Scopes, Timestamp};
 
 /// The store the server runs on: the embedded SQLite file, or a PostgreSQL database shared by
@@ -245,17 +246,30 @@ impl AccountVerbs for Store {
         on_backend!(self, s => s.users())
     }
 
-    async fn note_login_failure(
+    async fn begin_sign_in(
         &self,
-        user_id: i64,
+        attempt: &Attempt,
+        now: Timestamp,
+        limits: &Limits,
+    ) -> Answer<Gate> {
+        on_backend!(self, s => s.begin_sign_in(attempt, now, limits))
+    }
+
+    async fn sign_in_succeeded(
+        &self,
+        attempt: &Attempt,
         now: Timestamp,
         limits: &Limits,
     ) -> Answer<()> {
-        on_backend!(self, s => s.note_login_failure(user_id, now, limits))
+        on_backend!(self, s => s.sign_in_succeeded(attempt, now, limits))
     }
 
-    async fn clear_login_failures(&self, user_id: i64) -> Answer<()> {
-        on_backend!(self, s => s.clear_login_failures(user_id))
+    async fn sign_in_tallies(&self, attempt: &Attempt) -> Answer<Tallies> {
+        on_backend!(self, s => s.sign_in_tallies(attempt))
+    }
+
+    async fn unlock_account(&self, account: &SecretHash) -> Answer<u64> {
+        on_backend!(self, s => s.unlock_account(account))
     }
 
     async fn set_password(

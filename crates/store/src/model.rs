@@ -12,8 +12,6 @@ pub struct User {
     pub name: String,
     pub password_hash: String,
     pub is_admin: bool,
-    pub failed_logins: i64,
-    pub locked_until: Timestamp,
 }
 
 #[derive(Debug, Clone)]

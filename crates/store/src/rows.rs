@@ -8,6 +8,7 @@ use std::str::FromStr;
 use grantd_core::consent::Consent;
 use grantd_core::grant::{AccessGrant, CodeGrant, RefreshGrant};
 use grantd_core::secret::SecretHash;
+use grantd_core::signin::Tally;
 use grantd_core::throttle::Minted;
 use grantd_core::{Client, ClientId, ClientType, Dialect, RedirectUri, Scopes, Timestamp};
 
@@ -20,8 +21,6 @@ pub(crate) struct UserRow {
     pub name: String,
     pub password_hash: String,
     pub is_admin: bool,
-    pub failed_logins: i64,
-    pub locked_until: i64,
 }
 
 impl From<UserRow> for User {
@@ -32,8 +31,24 @@ impl From<UserRow> for User {
             name: row.name,
             password_hash: row.password_hash,
             is_admin: row.is_admin,
-            failed_logins: row.failed_logins,
-            locked_until: Timestamp(row.locked_until),
+        }
+    }
+}
+
+/// A sign-in tally (`signin::Tally`).
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct TallyRow {
+    pub failures: i64,
+    pub since: i64,
+    pub last_at: i64,
+}
+
+impl From<TallyRow> for Tally {
+    fn from(row: TallyRow) -> Tally {
+        Tally {
+            failures: row.failures,
+            since: Timestamp(row.since),
+            last: Timestamp(row.last_at),
         }
     }
 }

@@ -10,21 +10,33 @@ pub(crate) const INSERT_USER: &str =
     VALUES ($1, $2, $3, $4, $5) RETURNING id";
 pub(crate) const USER_COUNT: &str = "SELECT count(*) FROM users";
 pub(crate) const USER_BY_EMAIL: &str =
-    "SELECT id, email, name, password_hash, is_admin, failed_logins,
-    locked_until FROM users WHERE email = $1";
+    "SELECT id, email, name, password_hash, is_admin FROM users WHERE email = $1";
 pub(crate) const USER_BY_ID: &str =
-    "SELECT id, email, name, password_hash, is_admin, failed_logins,
-    locked_until FROM users WHERE id = $1";
-pub(crate) const USERS: &str = "SELECT id, email, name, password_hash, is_admin, failed_logins,
-    locked_until FROM users ORDER BY id";
-pub(crate) const SET_LOGIN_FAILURES: &str =
-    "UPDATE users SET failed_logins = $1, locked_until = $2 WHERE id = $3";
-pub(crate) const CLEAR_LOGIN_FAILURES: &str =
-    "UPDATE users SET failed_logins = 0, locked_until = 0 WHERE id = $1 AND failed_logins > 0";
+    "SELECT id, email, name, password_hash, is_admin FROM users WHERE id = $1";
+pub(crate) const USERS: &str =
+    "SELECT id, email, name, password_hash, is_admin FROM users ORDER BY id";
 pub(crate) const SET_PASSWORD: &str = "UPDATE users SET password_hash = $1 WHERE id = $2";
 pub(crate) const END_OTHER_SESSIONS: &str =
     "DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2";
 pub(crate) const SET_USER_NAME: &str = "UPDATE users SET name = $1 WHERE id = $2";
+
+// ---- sign-in tallies (grantd-core's signin.rs) ----------------------------------------------
+
+/// One tally, by its key (`signin::keys`).
+pub(crate) const SIGNIN_TALLY: &str = "SELECT failures, since, last_at FROM signin_tallies
+    WHERE account_key = $1 AND source = $2";
+pub(crate) const UPSERT_SIGNIN_TALLY: &str = "INSERT INTO signin_tallies
+    (account_key, source, failures, since, last_at, forget_at) VALUES ($1, $2, $3, $4, $5, $6)
+    ON CONFLICT (account_key, source)
+    DO UPDATE SET failures = excluded.failures, since = excluded.since,
+        last_at = excluded.last_at, forget_at = excluded.forget_at";
+/// A tally with nothing left to count has no row.
+pub(crate) const DELETE_SIGNIN_TALLY: &str =
+    "DELETE FROM signin_tallies WHERE account_key = $1 AND source = $2";
+/// An account's back-off from every source and its ceiling; the sources' own tallies across
+/// accounts stay (unlocking an account must not reset a sprayer's limit).
+pub(crate) const UNLOCK_ACCOUNT: &str = "DELETE FROM signin_tallies WHERE account_key = $1";
+pub(crate) const SWEEP_SIGNIN_TALLIES: &str = "DELETE FROM signin_tallies WHERE forget_at <= $1";
 
 // ---- scopes -------------------------------------------------------------------------------
 
@@ -135,7 +147,7 @@ pub(crate) const DELETE_ACCESS_TOKEN: &str = "DELETE FROM access_tokens WHERE id
 pub(crate) const LIVE_ACCESS_TOKEN: &str = "SELECT client_id, user_id, scopes, expires_at
     FROM access_tokens WHERE token_hash = $1 AND expires_at > $2";
 pub(crate) const LIVE_ACCESS_TOKEN_AND_OWNER: &str = "SELECT a.client_id, a.scopes, a.expires_at,
-    u.id, u.email, u.name, u.password_hash, u.is_admin, u.failed_logins, u.locked_until
+    u.id, u.email, u.name, u.password_hash, u.is_admin
     FROM access_tokens a JOIN users u ON u.id = a.user_id
     WHERE a.token_hash = $1 AND a.expires_at > $2";
 /// A refresh token was last used when its newest access token was minted, so a refresh does
@@ -190,8 +202,8 @@ pub(crate) const SWEEP_CODES: &str = "DELETE FROM grant_codes WHERE expires_at <
 
 pub(crate) const INSERT_SESSION: &str = "INSERT INTO sessions (token_hash, user_id, user_agent,
     created_at, expires_at) VALUES ($1, $2, $3, $4, $5)";
-pub(crate) const SESSION_USER: &str = "SELECT u.id, u.email, u.name, u.password_hash, u.is_admin,
-    u.failed_logins, u.locked_until FROM sessions s JOIN users u ON u.id = s.user_id
+pub(crate) const SESSION_USER: &str = "SELECT u.id, u.email, u.name, u.password_hash, u.is_admin
+    FROM sessions s JOIN users u ON u.id = s.user_id
     WHERE s.token_hash = $1 AND s.expires_at > $2";
 pub(crate) const DELETE_SESSION: &str = "DELETE FROM sessions WHERE token_hash = $1";
 pub(crate) const DELETE_USER_SESSION: &str =

@@ -12,6 +12,7 @@ use std::future::Future;
 
 use grantd_core::grant::{AccessGrant, CodeGrant, RefreshGrant, Rejection};
 use grantd_core::secret::SecretHash;
+use grantd_core::signin::{Attempt, Gate, Tallies};
 use grantd_core::{Client, ClientId, Limits, OAuthError, Scopes, Timestamp};
 
 use crate::model::{
@@ -108,7 +109,8 @@ pub trait TokenVerbs: Send + Sync {
     ) -> impl Future<Output = Answer<bool>> + Send;
 
     /// Deletes what can no longer be used: expired access tokens (a chunk at a time, each
-    /// chunk its own write), sessions and pending consents, and codes a day past expiry.
+    /// chunk its own write), sessions and pending consents, codes a day past expiry, and
+    /// sign-in tallies every rule counts as zero.
     /// Returns how many rows went.
     fn sweep(&self, now: Timestamp) -> impl Future<Output = Answer<u64>> + Send;
 }
@@ -185,14 +187,30 @@ pub trait AccountVerbs: Send + Sync {
     fn user(&self, id: i64) -> impl Future<Output = Answer<Option<User>>> + Send;
     fn users(&self) -> impl Future<Output = Answer<Vec<User>>> + Send;
 
-    /// Counts a failed sign-in; enough of them lock the account (`throttle::after_login_failure`).
-    fn note_login_failure(
+    /// Counts a sign-in attempt (or a change-password attempt) before its password is checked,
+    /// and answers whether it may be checked (`signin::admit`; RFC 6819 §5.1.4.2.3): one
+    /// transaction, so any number of parallel attempts check at most as many passwords as the
+    /// tallies allow. The same write whether or not the account exists, and whether or not
+    /// the attempt is refused.
+    fn begin_sign_in(
         &self,
-        user_id: i64,
+        attempt: &Attempt,
+        now: Timestamp,
+        limits: &Limits,
+    ) -> impl Future<Output = Answer<Gate>> + Send;
+    /// The attempt's password matched: its (account, source) back-off is cleared and its count
+    /// taken back (`signin::after_success`).
+    fn sign_in_succeeded(
+        &self,
+        attempt: &Attempt,
         now: Timestamp,
         limits: &Limits,
     ) -> impl Future<Output = Answer<()>> + Send;
-    fn clear_login_failures(&self, user_id: i64) -> impl Future<Output = Answer<()>> + Send;
+    /// The three tallies an attempt would read, as stored (a missing one is zero).
+    fn sign_in_tallies(&self, attempt: &Attempt) -> impl Future<Output = Answer<Tallies>> + Send;
+    /// Clears an account's back-off from every source and its ceiling (`grantd user unlock`,
+    /// the console's Users page); how many tallies went.
+    fn unlock_account(&self, account: &SecretHash) -> impl Future<Output = Answer<u64>> + Send;
 
     /// Sets a new password hash and ends every other session of the user.
     fn set_password(

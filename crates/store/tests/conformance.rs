@@ -20,6 +20,8 @@ use tempfile::TempDir;
 
 use grantd_core::grant::{refresh_scopes, CodeGrant, Rejection};
 use grantd_core::secret::{generate_client_id, random_id, SecretHash};
+use grantd_core::signin::{self, Attempt as SignInAttempt, Gate, Tallies, Tally};
+use grantd_core::source::Source;
 use grantd_core::{
     Client, ClientId, ClientType, Dialect, Limits, OAuthError, RedirectUri, Scopes, Timestamp,
 };
@@ -58,7 +60,10 @@ macro_rules! conformance {
 
 conformance! {
     users_are_unique_by_email,
-    failed_logins_lock_the_account,
+    sign_in_backs_off_per_account_and_source,
+    parallel_sign_in_attempts_check_at_most_the_free_failures,
+    parallel_spraying_stays_within_the_source_limit,
+    sign_in_tallies_are_swept_once_forgotten,
     scopes_are_registered_once,
     clients_round_trip_and_each_user_has_one_self_client,
     removing_a_client_removes_its_tokens,
@@ -476,7 +481,6 @@ async fn users_are_unique_by_email(store: Store) {
         (ada, "Ada Lovelace", false)
     );
     assert_eq!(found.password_hash, "$argon2id$not-a-real-hash");
-    assert_eq!((found.failed_logins, found.locked_until), (0, Timestamp(0)));
     assert!(store
         .user_by_email("eve@example.com")
         .await
@@ -491,24 +495,141 @@ async fn users_are_unique_by_email(store: Store) {
     assert_eq!(listed, [(ada, "Ada King"), (bob, "Bob")]);
 }
 
-async fn failed_logins_lock_the_account(store: Store) {
-    let ada = user(&store, "ada@example.com").await;
-    let limits = Limits::default();
-    for n in 1..limits.failed_logins_before_lockout {
-        store.note_login_failure(ada, T0, &limits).await.unwrap();
-        let u = store.user(ada).await.unwrap().unwrap();
-        assert_eq!((u.failed_logins, u.locked_until), (n, Timestamp(0)));
-    }
-    store.note_login_failure(ada, T0, &limits).await.unwrap();
-    let locked = store.user(ada).await.unwrap().unwrap();
-    assert_eq!(locked.failed_logins, limits.failed_logins_before_lockout);
-    assert_eq!(locked.locked_until, T0.plus(limits.lockout_secs));
+// ---- sign-in throttling (issue 12; grantd-core's signin.rs) ------------------------------
 
-    store.clear_login_failures(ada).await.unwrap();
-    let cleared = store.user(ada).await.unwrap().unwrap();
+fn attempt(email: &str, source: [u8; 4]) -> SignInAttempt {
+    SignInAttempt::new(email, Source::of(source.into()))
+}
+
+/// `n` sequential attempts at `now`; how many may check a password.
+async fn admitted(store: &Store, attempt: &SignInAttempt, n: usize, now: Timestamp) -> usize {
+    let mut checked = 0;
+    for _ in 0..n {
+        let gate = store.begin_sign_in(attempt, now, &limits()).await.unwrap();
+        checked += usize::from(gate == Gate::Check);
+    }
+    checked
+}
+
+async fn sign_in_backs_off_per_account_and_source(store: Store) {
+    let limits = limits(); // 5 free failures, then 30 s doubling
+    let attacker = attempt("ada@example.com", [127, 0, 0, 2]);
+    let owner = attempt("ada@example.com", [127, 0, 0, 1]);
     assert_eq!(
-        (cleared.failed_logins, cleared.locked_until),
-        (0, Timestamp(0))
+        store.sign_in_tallies(&attacker).await.unwrap(),
+        Tallies::ZERO
+    );
+
+    assert_eq!(admitted(&store, &attacker, 20, T0).await, 5);
+    let tallies = store.sign_in_tallies(&attacker).await.unwrap();
+    assert_eq!(
+        (
+            tallies.pair.failures,
+            tallies.source.failures,
+            tallies.account.failures
+        ),
+        (5, 5, 5),
+        "refused attempts are not counted"
+    );
+    assert_eq!(tallies.pair.last, T0);
+    // The owner at another source is not held back, and shares only the account's tally.
+    assert_eq!(admitted(&store, &owner, 1, T0).await, 1);
+    let owners = store.sign_in_tallies(&owner).await.unwrap();
+    assert_eq!(
+        (
+            owners.pair.failures,
+            owners.source.failures,
+            owners.account.failures
+        ),
+        (1, 1, 6)
+    );
+    store.sign_in_succeeded(&owner, T0, &limits).await.unwrap();
+    let owners = store.sign_in_tallies(&owner).await.unwrap();
+    assert_eq!(owners.pair, Tally::ZERO);
+    assert_eq!(owners.source, Tally::ZERO);
+    assert_eq!(owners.account.failures, 5);
+
+    // The attacker's back-off passes, and one more check is allowed.
+    assert_eq!(admitted(&store, &attacker, 3, T0.plus(29)).await, 0);
+    assert_eq!(admitted(&store, &attacker, 3, T0.plus(30)).await, 1);
+
+    // Unlocking clears the account's back-off from every source and its ceiling, but not the
+    // attacker's source's tally across accounts.
+    assert_eq!(store.unlock_account(&attacker.account).await.unwrap(), 2);
+    let after = store.sign_in_tallies(&attacker).await.unwrap();
+    assert_eq!(after.pair, Tally::ZERO);
+    assert_eq!(after.account, Tally::ZERO);
+    assert_eq!(after.source.failures, 6);
+    assert_eq!(admitted(&store, &attacker, 1, T0.plus(30)).await, 1);
+    assert_eq!(
+        store
+            .unlock_account(&attempt("eve@example.com", [127, 0, 0, 1]).account)
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+async fn parallel_sign_in_attempts_check_at_most_the_free_failures(store: Store) {
+    let limits = limits();
+    let burst = attempt("ada@example.com", [127, 0, 0, 2]);
+    let gates = join_all((0..100).map(|_| {
+        let (store, burst, limits) = (store.clone(), burst.clone(), limits.clone());
+        tokio::spawn(async move { store.begin_sign_in(&burst, T0, &limits).await.unwrap() })
+    }))
+    .await;
+    let checked = gates
+        .into_iter()
+        .filter(|gate| *gate.as_ref().unwrap() == Gate::Check)
+        .count() as i64;
+    assert_eq!(checked, limits.signin_failures_before_backoff);
+    let tallies = store.sign_in_tallies(&burst).await.unwrap();
+    assert_eq!(tallies.pair.failures, limits.signin_failures_before_backoff);
+}
+
+async fn parallel_spraying_stays_within_the_source_limit(store: Store) {
+    let limits = Limits {
+        signin_failures_per_source: 10,
+        ..limits()
+    };
+    // 60 accounts from one source, and a second source on the same accounts: they share the
+    // account tallies, so both sources' attempts contend for rows in both orders of arrival.
+    let gates = join_all((0..60).flat_map(|i| {
+        [[127, 0, 0, 2], [127, 0, 0, 3]].map(|source| {
+            let (store, limits) = (store.clone(), limits.clone());
+            let attempt = attempt(&format!("user{i}@example.com"), source);
+            tokio::spawn(async move { store.begin_sign_in(&attempt, T0, &limits).await.unwrap() })
+        })
+    }))
+    .await;
+    let checked = gates
+        .into_iter()
+        .filter(|gate| *gate.as_ref().unwrap() == Gate::Check)
+        .count();
+    assert_eq!(checked, 20, "ten per source");
+    for source in [[127, 0, 0, 2], [127, 0, 0, 3]] {
+        let tallies = store
+            .sign_in_tallies(&attempt("anyone@example.com", source))
+            .await
+            .unwrap();
+        assert_eq!(tallies.source.failures, 10);
+    }
+}
+
+async fn sign_in_tallies_are_swept_once_forgotten(store: Store) {
+    let limits = limits(); // forgotten a day after the last attempt
+    let early = attempt("ada@example.com", [127, 0, 0, 2]);
+    let late = attempt("bob@example.com", [127, 0, 0, 3]);
+    assert_eq!(admitted(&store, &early, 1, T0).await, 1);
+    assert_eq!(admitted(&store, &late, 1, T0.plus(100)).await, 1);
+    assert_eq!(store.sweep(T0.plus(86_399)).await.unwrap(), 0);
+    assert_eq!(store.sweep(T0.plus(86_400)).await.unwrap(), 3);
+    assert_eq!(store.sign_in_tallies(&early).await.unwrap(), Tallies::ZERO);
+    let late_tallies = store.sign_in_tallies(&late).await.unwrap();
+    assert_eq!(late_tallies.pair.failures, 1);
+    assert_eq!(
+        signin::forget_at(&late_tallies.pair, &limits),
+        T0.plus(86_500)
     );
 }
 
@@ -2135,8 +2256,9 @@ use futures::future::{poll_fn, BoxFuture, FutureExt};
 #[derive(Debug, Clone, Copy)]
 enum Verb {
     AddUser,
-    NoteLoginFailure,
-    ClearLoginFailures,
+    BeginSignIn,
+    SignInSucceeded,
+    UnlockAccount,
     AddScope,
     AddClient,
     RemoveClient,
@@ -2158,10 +2280,11 @@ enum Verb {
     SetUserName,
 }
 
-const WRITES: [Verb; 22] = [
+const WRITES: [Verb; 23] = [
     Verb::AddUser,
-    Verb::NoteLoginFailure,
-    Verb::ClearLoginFailures,
+    Verb::BeginSignIn,
+    Verb::SignInSucceeded,
+    Verb::UnlockAccount,
     Verb::AddScope,
     Verb::AddClient,
     Verb::RemoveClient,
@@ -2215,6 +2338,12 @@ async fn fresh_user(store: &Store) -> i64 {
     user(store, &format!("{}@example.com", random_id())).await
 }
 
+/// A source of its own for attempt `k` of a sign-in verb, so that attempts never share a
+/// tally.
+fn own_source(verb: u8, k: i64) -> [u8; 4] {
+    [10, verb, (k / 256) as u8, (k % 256) as u8]
+}
+
 async fn the_user(store: &Store, id: i64) -> grantd_store::User {
     store.user(id).await.unwrap().unwrap()
 }
@@ -2239,36 +2368,65 @@ async fn prepare(store: &Store, write: Verb, k: i64) -> Attempt {
                 false,
             )
         }
-        Verb::NoteLoginFailure => {
-            let ada = fresh_user(store).await;
-            let limits = Limits::default();
-            for _ in 1..limits.failed_logins_before_lockout {
-                store.note_login_failure(ada, T0, &limits).await.unwrap();
+        Verb::BeginSignIn => {
+            let attempt = attempt(&format!("{}@example.com", random_id()), own_source(2, k));
+            for _ in 1..limits().signin_failures_before_backoff {
+                store.begin_sign_in(&attempt, T0, &limits()).await.unwrap();
             }
-            let (count, until) = (
-                limits.failed_logins_before_lockout,
-                T0.plus(limits.lockout_secs),
-            );
+            let a = attempt.clone();
             (
-                run(async move { s.note_login_failure(ada, T0, &limits).await }),
-                facts(move |store| async move {
-                    let u = the_user(&store, ada).await;
-                    vec![u.failed_logins == count, u.locked_until == until]
+                run(async move { s.begin_sign_in(&a, T0, &limits()).await }),
+                facts(move |store| {
+                    let attempt = attempt.clone();
+                    async move {
+                        let t = store.sign_in_tallies(&attempt).await.unwrap();
+                        let counted = limits().signin_failures_before_backoff;
+                        vec![
+                            t.pair.failures == counted,
+                            t.source.failures == counted,
+                            t.account.failures == counted,
+                        ]
+                    }
                 }),
                 false,
             )
         }
-        Verb::ClearLoginFailures => {
-            let ada = fresh_user(store).await;
-            let limits = Limits::default();
-            for _ in 0..limits.failed_logins_before_lockout {
-                store.note_login_failure(ada, T0, &limits).await.unwrap();
+        Verb::SignInSucceeded => {
+            let attempt = attempt(&format!("{}@example.com", random_id()), own_source(3, k));
+            for _ in 0..3 {
+                store.begin_sign_in(&attempt, T0, &limits()).await.unwrap();
             }
+            let a = attempt.clone();
             (
-                run(async move { s.clear_login_failures(ada).await }),
-                facts(move |store| async move {
-                    let u = the_user(&store, ada).await;
-                    vec![u.failed_logins == 0, u.locked_until == Timestamp(0)]
+                run(async move { s.sign_in_succeeded(&a, T0, &limits()).await }),
+                facts(move |store| {
+                    let attempt = attempt.clone();
+                    async move {
+                        let t = store.sign_in_tallies(&attempt).await.unwrap();
+                        vec![
+                            t.pair == Tally::ZERO,
+                            t.source.failures == 2,
+                            t.account.failures == 2,
+                        ]
+                    }
+                }),
+                false,
+            )
+        }
+        Verb::UnlockAccount => {
+            let attempt = attempt(&format!("{}@example.com", random_id()), own_source(4, k));
+            for _ in 0..5 {
+                store.begin_sign_in(&attempt, T0, &limits()).await.unwrap();
+            }
+            let account = attempt.account;
+            (
+                run(async move { s.unlock_account(&account).await }),
+                facts(move |store| {
+                    let attempt = attempt.clone();
+                    async move {
+                        let t = store.sign_in_tallies(&attempt).await.unwrap();
+                        vec![t.pair == Tally::ZERO, t.account == Tally::ZERO]
+                    }
                 }),
                 false,
             )

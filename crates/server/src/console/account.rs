@@ -1,5 +1,6 @@
-//! The account pages: profile and password, Connected Apps (what the user authorized, and
-//! Revoke Access), and Sessions (signed-in browsers, each with sign-out).
+//! The account pages: profile and password (its guesses throttled like sign-ins), Connected
+//! Apps (what the user authorized, and Revoke Access), and Sessions (signed-in browsers, each
+//! with sign-out).
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -8,6 +9,7 @@ use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 
 use grantd_core::secret::Password;
+use grantd_core::signin::{Attempt, Gate};
 use grantd_core::ClientId;
 use grantd_store::{AccountVerbs, ConsoleVerbs};
 
@@ -17,6 +19,7 @@ use crate::error::ErrorPage;
 use crate::pages;
 use crate::params::Params;
 use crate::session::{see_other, SignedIn};
+use crate::source::RequestSource;
 
 struct AppView {
     id: String,
@@ -164,6 +167,7 @@ pub async fn update_profile(
 pub async fn change_password(
     State(app): State<App>,
     me: SignedIn,
+    RequestSource(source): RequestSource,
     headers: HeaderMap,
     params: Params,
 ) -> Result<Response, ErrorPage> {
@@ -171,11 +175,19 @@ pub async fn change_password(
     let field = |name: &'static str| params.text(name).to_owned();
     let current = Password::from_wire(field("current_password"));
     let new = Password::from_wire(field("new_password"));
-    let problem = if !app
-        .passwords
-        .verify(Some(&me.user.password_hash), &current)
-        .await
-    {
+    // A guess at the current password counts like a sign-in (issue 12): a stolen session must
+    // not become an unthrottled password oracle. Refused guesses read as wrong ones.
+    let limits = &app.settings.limits;
+    let attempt = Attempt::new(&me.user.email, source);
+    let gate = app.store.begin_sign_in(&attempt, me.now, limits).await?;
+    let stored = (gate == Gate::Check).then_some(me.user.password_hash.as_str());
+    let current_ok = app.passwords.verify(stored, &current).await;
+    if current_ok {
+        app.store
+            .sign_in_succeeded(&attempt, me.now, limits)
+            .await?;
+    }
+    let problem = if !current_ok {
         Some("The current password is incorrect.")
     } else if new.expose().chars().count() < 8 || new.expose().len() > 1024 {
         Some("The new password must have at least 8 characters.")

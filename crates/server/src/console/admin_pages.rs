@@ -1,9 +1,11 @@
-//! Administrator pages: the scope registry and the user list.
+//! Administrator pages: the scope registry and the user list (with each user's sign-in
+//! back-off to clear).
 
 use askama::Template;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
+use serde::Deserialize;
 
 use grantd_core::secret::Password;
 use grantd_store::{AccountVerbs, ConsoleVerbs};
@@ -133,9 +135,42 @@ async fn users_page(app: &App, me: &SignedIn) -> Result<UsersPage, ErrorPage> {
     })
 }
 
-pub async fn users(State(app): State<App>, me: SignedIn) -> Result<Response, ErrorPage> {
+#[derive(Deserialize)]
+pub struct UsersQuery {
+    done: Option<String>,
+}
+
+pub async fn users(
+    State(app): State<App>,
+    me: SignedIn,
+    Query(query): Query<UsersQuery>,
+) -> Result<Response, ErrorPage> {
     require_admin(&me)?;
-    Ok(Html(pages::render(&users_page(&app, &me).await?)).into_response())
+    let mut page = users_page(&app, &me).await?;
+    if query.done.as_deref() == Some("unlocked") {
+        page.notice = Some("Sign-in back-off cleared: the user can sign in again from anywhere.");
+    }
+    Ok(Html(pages::render(&page)).into_response())
+}
+
+/// Clears a user's sign-in back-off from every source (`admin::unlock_user`).
+pub async fn unlock_user(
+    State(app): State<App>,
+    me: SignedIn,
+    headers: HeaderMap,
+    params: Params,
+) -> Result<Response, ErrorPage> {
+    require_admin(&me)?;
+    me.check_form(&app, &headers, &params)?;
+    match admin::unlock_user(&app.store, params.text("email")).await {
+        Ok(_) => Ok(see_other("/console/users?done=unlocked")),
+        Err(AdminError::Store(e)) => Err(e.into()),
+        Err(error) => {
+            let mut page = users_page(&app, &me).await?;
+            page.error = Some(error.to_string());
+            Ok((StatusCode::BAD_REQUEST, Html(pages::render(&page))).into_response())
+        }
+    }
 }
 
 pub async fn add_user(

@@ -3,17 +3,23 @@
 //! which run on every request, while these run on a person's clicks.
 
 use grantd_core::secret::SecretHash;
-use grantd_core::throttle::{after_login_failure, LoginFailures};
+use grantd_core::signin::{self, Attempt, Gate, Tallies, Tally};
 use grantd_core::{ClientId, Limits, Timestamp};
 
-use super::{conflict, detached, Answer, PostgresStore, AGGREGATE_SCOPES, FOR_UPDATE};
+use super::{conflict, detached, Answer, PostgresStore, Tx, AGGREGATE_SCOPES, FOR_UPDATE};
 use crate::model::{ConnectedApp, SessionSummary, User};
-use crate::rows::{AppRow, SessionRow, UserRow};
+use crate::rows::{AppRow, SessionRow, TallyRow, UserRow};
 use crate::statements::{
-    connected_apps, CLEAR_LOGIN_FAILURES, DELETE_USER_SESSION, END_OTHER_SESSIONS, INSERT_USER,
-    REVOKE_GRANT, SESSIONS_OF, SET_LOGIN_FAILURES, SET_PASSWORD, SET_USER_NAME, USERS,
-    USER_BY_EMAIL, USER_BY_ID, USER_COUNT,
+    connected_apps, DELETE_SIGNIN_TALLY, DELETE_USER_SESSION, END_OTHER_SESSIONS, INSERT_USER,
+    REVOKE_GRANT, SESSIONS_OF, SET_PASSWORD, SET_USER_NAME, SIGNIN_TALLY, UNLOCK_ACCOUNT,
+    UPSERT_SIGNIN_TALLY, USERS, USER_BY_EMAIL, USER_BY_ID, USER_COUNT,
 };
+
+/// A tally's row as a placeholder, so that there is a row to lock before anyone has counted
+/// anything there; `write_tallies` deletes it again if it stays zero.
+const INSERT_ZERO_SIGNIN_TALLY: &str = "INSERT INTO signin_tallies
+    (account_key, source, failures, since, last_at, forget_at) VALUES ($1, $2, 0, 0, 0, 0)
+    ON CONFLICT (account_key, source) DO NOTHING";
 use crate::verbs::AccountVerbs;
 
 impl AccountVerbs for PostgresStore {
@@ -72,51 +78,68 @@ impl AccountVerbs for PostgresStore {
         Ok(rows.into_iter().map(User::from).collect())
     }
 
-    async fn note_login_failure(
+    async fn begin_sign_in(
         &self,
-        user_id: i64,
+        attempt: &Attempt,
+        now: Timestamp,
+        limits: &Limits,
+    ) -> Answer<Gate> {
+        let pool = self.pool.clone();
+        let (keys, limits) = (signin::keys(attempt), limits.clone());
+        detached(async move {
+            let mut tx = pool.begin().await?;
+            let before = lock_tallies(&mut tx, &keys).await?;
+            let (gate, after) = signin::admit(before, now, &limits);
+            write_tallies(&mut tx, &keys, after, &limits).await?;
+            tx.commit().await?;
+            Ok(gate)
+        })
+        .await
+    }
+
+    async fn sign_in_succeeded(
+        &self,
+        attempt: &Attempt,
         now: Timestamp,
         limits: &Limits,
     ) -> Answer<()> {
         let pool = self.pool.clone();
-        let limits = limits.clone();
+        let (keys, limits) = (signin::keys(attempt), limits.clone());
         detached(async move {
             let mut tx = pool.begin().await?;
-            // Locked, so that failures counted by several nodes at once are all counted.
-            let row = sqlx::query_as::<_, UserRow>(&format!("{USER_BY_ID}{FOR_UPDATE}"))
-                .bind(user_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-            let Some(row) = row else {
-                return Ok(());
-            };
-            let before = LoginFailures {
-                count: row.failed_logins,
-                locked_until: Timestamp(row.locked_until),
-            };
-            let after = after_login_failure(before, now, &limits);
-            sqlx::query(SET_LOGIN_FAILURES)
-                .bind(after.count)
-                .bind(after.locked_until.0)
-                .bind(user_id)
-                .execute(&mut *tx)
-                .await?;
+            let before = lock_tallies(&mut tx, &keys).await?;
+            let after = signin::after_success(before, now, &limits);
+            write_tallies(&mut tx, &keys, after, &limits).await?;
             tx.commit().await?;
             Ok(())
         })
         .await
     }
 
-    async fn clear_login_failures(&self, user_id: i64) -> Answer<()> {
+    async fn sign_in_tallies(&self, attempt: &Attempt) -> Answer<Tallies> {
+        let mut found = [Tally::ZERO; 3];
+        for (slot, (account, source)) in found.iter_mut().zip(signin::keys(attempt)) {
+            let row = sqlx::query_as::<_, TallyRow>(SIGNIN_TALLY)
+                .bind(account)
+                .bind(source)
+                .fetch_optional(&self.pool)
+                .await?;
+            *slot = row.map_or(Tally::ZERO, Tally::from);
+        }
+        Ok(signin::from_keyed(found))
+    }
+
+    async fn unlock_account(&self, account: &SecretHash) -> Answer<u64> {
         let pool = self.pool.clone();
+        let account = *account;
         detached(async move {
             let mut tx = pool.begin().await?;
-            sqlx::query(CLEAR_LOGIN_FAILURES)
-                .bind(user_id)
+            let done = sqlx::query(UNLOCK_ACCOUNT)
+                .bind(account.as_bytes())
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
-            Ok(())
+            Ok(done.rows_affected())
         })
         .await
     }
@@ -216,4 +239,57 @@ impl AccountVerbs for PostgresStore {
         })
         .await
     }
+}
+
+/// The tallies at `keys` (`signin::keys`), each row made if missing and then locked, row by row
+/// in the keys' order: attempts that share a tally (one source, one account) serialise on it,
+/// on every node, and since all take their rows in one order, none waits for another in a
+/// cycle.
+async fn lock_tallies(tx: &mut Tx, keys: &[(Vec<u8>, String); 3]) -> Answer<Tallies> {
+    let lock = format!("{SIGNIN_TALLY}{FOR_UPDATE}");
+    let mut found = [Tally::ZERO; 3];
+    for (slot, (account, source)) in found.iter_mut().zip(keys) {
+        sqlx::query(INSERT_ZERO_SIGNIN_TALLY)
+            .bind(account)
+            .bind(source)
+            .execute(&mut **tx)
+            .await?;
+        let row = sqlx::query_as::<_, TallyRow>(&lock)
+            .bind(account)
+            .bind(source)
+            .fetch_one(&mut **tx)
+            .await?;
+        *slot = row.into();
+    }
+    Ok(signin::from_keyed(found))
+}
+
+/// Writes every tally back, changed or not (a refused attempt costs the same write as a
+/// checked one); a zero tally's row goes.
+async fn write_tallies(
+    tx: &mut Tx,
+    keys: &[(Vec<u8>, String); 3],
+    tallies: Tallies,
+    limits: &Limits,
+) -> Answer<()> {
+    for ((account, source), tally) in keys.iter().zip(signin::to_keyed(tallies)) {
+        if tally.is_zero() {
+            sqlx::query(DELETE_SIGNIN_TALLY)
+                .bind(account)
+                .bind(source)
+                .execute(&mut **tx)
+                .await?;
+        } else {
+            sqlx::query(UPSERT_SIGNIN_TALLY)
+                .bind(account)
+                .bind(source)
+                .bind(tally.failures)
+                .bind(tally.since.0)
+                .bind(tally.last.0)
+                .bind(signin::forget_at(&tally, limits).0)
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
+    Ok(())
 }

@@ -29,7 +29,8 @@ use crate::statements::{
     MARK_REDEEMED_WITH_TOKENS, NEWEST_CODE_SEQ, REFRESH_GRANT, REFRESH_TOKEN, REFRESH_TOKEN_AT,
     RETIRED_REFRESH_TOKEN, RETIRE_REFRESH_TOKEN, REVOKE_ACCESS_TOKEN, REVOKE_CODE_ACCESS_TOKENS,
     REVOKE_CODE_REFRESH_TOKENS, REVOKE_REFRESH_FAMILY, REVOKE_REFRESH_TOKEN, ROTATE_REFRESH_TOKEN,
-    SWEEP_CHUNK, SWEEP_CODES, SWEEP_PENDING_CONSENTS, SWEEP_SESSIONS, UPSERT_CONSENT,
+    SWEEP_CHUNK, SWEEP_CODES, SWEEP_PENDING_CONSENTS, SWEEP_SESSIONS, SWEEP_SIGNIN_TALLIES,
+    UPSERT_CONSENT,
 };
 use crate::verbs::TokenVerbs;
 
@@ -465,6 +466,7 @@ impl TokenVerbs for PostgresStore {
                 (SWEEP_SESSIONS, now),
                 (SWEEP_PENDING_CONSENTS, now),
                 (SWEEP_CODES, CodeGrant::forgettable_before(now)),
+                (SWEEP_SIGNIN_TALLIES, now),
             ] {
                 removed += sqlx::query(sql)
                     .bind(cutoff.0)

@@ -1,14 +1,16 @@
 //! SQLite: users, their sign-in bookkeeping, and what they see of their own grants and
 //! sessions (`verbs::AccountVerbs`).
 
+use rusqlite::Connection;
+
 use grantd_core::secret::SecretHash;
-use grantd_core::throttle::{self, LoginFailures};
+use grantd_core::signin::{self, Attempt, Gate, Tallies, Tally};
 use grantd_core::{ClientId, Limits, Timestamp};
 
 use super::query::{all, execute, one, scalar};
 use super::SqliteStore;
 use crate::model::{ConnectedApp, SessionSummary, User};
-use crate::rows::{AppRow, SessionRow, UserRow};
+use crate::rows::{AppRow, SessionRow, TallyRow, UserRow};
 use crate::statements::*;
 use crate::verbs::AccountVerbs;
 use crate::Answer;
@@ -59,39 +61,49 @@ impl AccountVerbs for SqliteStore {
         })
     }
 
-    async fn note_login_failure(
+    async fn begin_sign_in(
         &self,
-        user_id: i64,
+        attempt: &Attempt,
         now: Timestamp,
         limits: &Limits,
-    ) -> Answer<()> {
-        let limits = limits.clone();
+    ) -> Answer<Gate> {
+        let (keys, limits) = (signin::keys(attempt), limits.clone());
+        // The writer runs one verb at a time: the read, the decision and the write are atomic.
         self.writer
             .run(move |db| {
-                let Some(user) = one::<UserRow>(db, USER_BY_ID, (user_id,))? else {
-                    return Ok(());
-                };
-                let before = LoginFailures {
-                    count: user.failed_logins,
-                    locked_until: Timestamp(user.locked_until),
-                };
-                let after = throttle::after_login_failure(before, now, &limits);
-                execute(
-                    db,
-                    SET_LOGIN_FAILURES,
-                    (after.count, after.locked_until.0, user_id),
-                )?;
-                Ok(())
+                let before = read_tallies(db, &keys)?;
+                let (gate, after) = signin::admit(before, now, &limits);
+                write_tallies(db, &keys, after, &limits)?;
+                Ok(gate)
             })
             .await
     }
 
-    async fn clear_login_failures(&self, user_id: i64) -> Answer<()> {
+    async fn sign_in_succeeded(
+        &self,
+        attempt: &Attempt,
+        now: Timestamp,
+        limits: &Limits,
+    ) -> Answer<()> {
+        let (keys, limits) = (signin::keys(attempt), limits.clone());
         self.writer
             .run(move |db| {
-                execute(db, CLEAR_LOGIN_FAILURES, (user_id,))?;
-                Ok(())
+                let before = read_tallies(db, &keys)?;
+                let after = signin::after_success(before, now, &limits);
+                write_tallies(db, &keys, after, &limits)
             })
+            .await
+    }
+
+    async fn sign_in_tallies(&self, attempt: &Attempt) -> Answer<Tallies> {
+        let keys = signin::keys(attempt);
+        self.readers.read(|db| read_tallies(db, &keys))
+    }
+
+    async fn unlock_account(&self, account: &SecretHash) -> Answer<u64> {
+        let account = *account;
+        self.writer
+            .run(move |db| Ok(execute(db, UNLOCK_ACCOUNT, (account.as_bytes(),))? as u64))
             .await
     }
 
@@ -155,4 +167,45 @@ impl AccountVerbs for SqliteStore {
             })
             .await
     }
+}
+
+/// The tallies at `keys` (`signin::keys`); a missing row is a zero tally.
+fn read_tallies(db: &Connection, keys: &[(Vec<u8>, String); 3]) -> Answer<Tallies> {
+    let mut found = [Tally::ZERO; 3];
+    for (slot, (account, source)) in found.iter_mut().zip(keys) {
+        if let Some(row) = one::<TallyRow>(db, SIGNIN_TALLY, (account, source))? {
+            *slot = row.into();
+        }
+    }
+    Ok(signin::from_keyed(found))
+}
+
+/// Writes every tally back, changed or not (so that a refused attempt costs the same write as
+/// a checked one); a zero tally's row goes.
+fn write_tallies(
+    db: &Connection,
+    keys: &[(Vec<u8>, String); 3],
+    tallies: Tallies,
+    limits: &Limits,
+) -> Answer<()> {
+    for ((account, source), tally) in keys.iter().zip(signin::to_keyed(tallies)) {
+        if tally.is_zero() {
+            execute(db, DELETE_SIGNIN_TALLY, (account, source))?;
+        } else {
+            let forget_at = signin::forget_at(&tally, limits);
+            execute(
+                db,
+                UPSERT_SIGNIN_TALLY,
+                (
+                    account,
+                    source,
+                    tally.failures,
+                    tally.since.0,
+                    tally.last.0,
+                    forget_at.0,
+                ),
+            )?;
+        }
+    }
+    Ok(())
 }

@@ -112,6 +112,8 @@ mod tests {
 
     use grantd_core::grant::{CodeGrant, Rejection};
     use grantd_core::secret::{random_id, SecretHash};
+    use grantd_core::signin::Attempt;
+    use grantd_core::source::Source;
     use grantd_core::{ClientId, ClientType, Dialect, Limits, OAuthError, Scopes, Timestamp};
 
     use super::*;
@@ -233,13 +235,18 @@ mod tests {
                 .await
                 .map(drop),
         );
+        let attempt = Attempt::new("ada@example.com", Source::of([127, 0, 0, 1].into()));
         refused(
-            "note_login_failure",
-            store.note_login_failure(user, NOW, &limits).await,
+            "begin_sign_in",
+            store.begin_sign_in(&attempt, NOW, &limits).await.map(drop),
         );
         refused(
-            "clear_login_failures",
-            store.clear_login_failures(user).await,
+            "sign_in_succeeded",
+            store.sign_in_succeeded(&attempt, NOW, &limits).await,
+        );
+        refused(
+            "unlock_account",
+            store.unlock_account(&attempt.account).await.map(drop),
         );
         refused(
             "set_password",

@@ -23,9 +23,17 @@ fn user_at(row: &Row<'_>, first: usize) -> rusqlite::Result<UserRow> {
         name: row.get(first + 2)?,
         password_hash: row.get(first + 3)?,
         is_admin: row.get(first + 4)?,
-        failed_logins: row.get(first + 5)?,
-        locked_until: row.get(first + 6)?,
     })
+}
+
+impl ReadRow for TallyRow {
+    fn read(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(TallyRow {
+            failures: row.get(0)?,
+            since: row.get(1)?,
+            last_at: row.get(2)?,
+        })
+    }
 }
 
 impl ReadRow for ClientRow {

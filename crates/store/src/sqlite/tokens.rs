@@ -161,6 +161,7 @@ impl TokenVerbs for SqliteStore {
                     (SWEEP_SESSIONS, now),
                     (SWEEP_PENDING_CONSENTS, now),
                     (SWEEP_CODES, CodeGrant::forgettable_before(now)),
+                    (SWEEP_SIGNIN_TALLIES, now),
                 ] {
                     removed += execute(db, sql, (cutoff.0,))? as u64;
                 }
