@@ -3,12 +3,14 @@
 //! first two (a flag wins over its `GRANTD_*` variable), so this module only falls back to
 //! the file and then to the defaults, and checks every value before the server starts.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use grantd_core::datacenter::{self, Peer};
 use grantd_core::source::TrustedProxies;
 use grantd_core::{Dialect, Limits};
 use grantd_server::{HttpLimits, Settings};
@@ -35,6 +37,17 @@ pub struct FileConfig {
     pub limits: LimitsFile,
     #[serde(default)]
     pub http: HttpFile,
+    /// `[datacenters.<location>]`: the other data centers (this one may be listed too).
+    #[serde(default)]
+    pub datacenters: BTreeMap<String, DataCenterFile>,
+}
+
+/// One `[datacenters.<location>]` table (CONTRACT.md "Data centers").
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataCenterFile {
+    pub accounts: String,
+    pub api_domain: String,
 }
 
 /// `[http]`: overrides of `grantd_server::HttpLimits`, field by field (README "Security").
@@ -80,6 +93,41 @@ pub struct LimitsFile {
 }
 
 impl FileConfig {
+    /// The `[datacenters]` tables as peers of this data center. Listing this one too requires
+    /// its `public_url` to be configured (a bound address cannot be known in advance), and the
+    /// entry must match it and the API domain.
+    fn datacenters(
+        &self,
+        location: &str,
+        public_url: Option<&str>,
+        api_domain: Option<&str>,
+    ) -> Result<BTreeMap<String, Peer>, String> {
+        let mut listed = BTreeMap::new();
+        for (code, table) in &self.datacenters {
+            let peer = Peer {
+                accounts: base_url(&format!("[datacenters.{code}] accounts"), &table.accounts)?,
+                api_domain: base_url(
+                    &format!("[datacenters.{code}] api_domain"),
+                    &table.api_domain,
+                )?,
+            };
+            listed.insert(code.clone(), peer);
+        }
+        let own_accounts = match (public_url, listed.contains_key(location)) {
+            (Some(url), _) => url,
+            (None, false) => "",
+            (None, true) => {
+                return Err(format!(
+                    "[datacenters.{location}] lists this data center: set public_url to its accounts URL"
+                ))
+            }
+        };
+        datacenter::peers(
+            (location, own_accounts, api_domain.unwrap_or(own_accounts)),
+            listed,
+        )
+    }
+
     /// Reads `path`, or gives the empty configuration when there is none.
     pub fn load(path: Option<&Path>) -> Result<Self, String> {
         let Some(path) = path else {
@@ -302,6 +350,8 @@ pub struct ServeConfig {
     pub limits: Limits,
     pub http: HttpLimits,
     pub trusted_proxies: TrustedProxies,
+    /// The other data centers, checked against this one's own settings.
+    pub datacenters: BTreeMap<String, Peer>,
 }
 
 impl ServeConfig {
@@ -317,11 +367,7 @@ impl ServeConfig {
             .or_else(|| given(&file.location))
             .unwrap_or_else(|| DEFAULT_LOCATION.to_owned())
             .to_ascii_lowercase();
-        let location_ok = (1..=16).contains(&location.len())
-            && location
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if !location_ok {
+        if !datacenter::is_location(&location) {
             return Err(format!(
                 "the location {location:?} is not a data center code (e.g. us, eu, in)"
             ));
@@ -339,6 +385,8 @@ impl ServeConfig {
             None => TrustedProxies::parse(file.trusted_proxies.as_deref().unwrap_or_default()),
         }
         .map_err(|e| format!("trusted_proxies: {e}"))?;
+        let datacenters =
+            file.datacenters(&location, public_url.as_deref(), api_domain.as_deref())?;
         Ok(Self {
             listen,
             public_url,
@@ -348,6 +396,7 @@ impl ServeConfig {
             limits: file.limits()?,
             http: file.http()?,
             trusted_proxies,
+            datacenters,
         })
     }
 
@@ -366,6 +415,7 @@ impl ServeConfig {
         settings.limits = self.limits.clone();
         settings.http = self.http.clone();
         settings.trusted_proxies = self.trusted_proxies.clone();
+        settings.datacenters = self.datacenters.clone();
         settings
     }
 }
@@ -551,5 +601,71 @@ mod tests {
             Ok("postgres://u@h/db")
         );
         assert!(database_url(Some("mysql://h/db"), &none).is_err());
+    }
+
+    const THREE_DCS: &str = r#"
+        location = "us"
+        public_url = "https://accounts.example.com"
+        api_domain = "https://api.example.com"
+        [datacenters.us]
+        accounts = "https://accounts.example.com"
+        api_domain = "https://api.example.com"
+        [datacenters.eu]
+        accounts = "https://accounts.example.eu/"
+        api_domain = "https://api.example.eu"
+        [datacenters.in]
+        accounts = "https://accounts.example.in"
+        api_domain = "https://api.example.in"
+    "#;
+
+    #[test]
+    fn datacenters_are_the_peers_and_the_own_entry_must_match() {
+        let file = FileConfig::parse(THREE_DCS).unwrap();
+        let settings = ServeConfig::resolve(&args(), &file)
+            .unwrap()
+            .settings(bound());
+        assert_eq!(
+            settings.datacenters.keys().collect::<Vec<_>>(),
+            ["eu", "in"]
+        );
+        assert_eq!(
+            settings.datacenters["eu"].accounts,
+            "https://accounts.example.eu"
+        );
+        assert_eq!(
+            settings.datacenters["in"].api_domain,
+            "https://api.example.in"
+        );
+
+        // The same file read by the EU data center: its own entry must match its settings.
+        let mut eu = args();
+        eu.location = Some("eu".into());
+        eu.public_url = Some("https://accounts.example.eu".into());
+        eu.api_domain = Some("https://api.example.eu".into());
+        let settings = ServeConfig::resolve(&eu, &file).unwrap().settings(bound());
+        assert_eq!(
+            settings.datacenters.keys().collect::<Vec<_>>(),
+            ["in", "us"]
+        );
+        eu.public_url = Some("https://accounts.example.de".into());
+        let refused = ServeConfig::resolve(&eu, &file).unwrap_err();
+        assert!(refused.contains("[datacenters.eu]"), "{refused}");
+    }
+
+    #[test]
+    fn bad_datacenter_tables_are_refused() {
+        let unlisted_url = "[datacenters.us]\naccounts = \"https://a.example\"\napi_domain = \"https://b.example\"";
+        let refused = ServeConfig::resolve(&args(), &FileConfig::parse(unlisted_url).unwrap());
+        assert!(refused.unwrap_err().contains("public_url"));
+        let bad_url =
+            "[datacenters.eu]\naccounts = \"ftp://a.example\"\napi_domain = \"https://b.example\"";
+        assert!(ServeConfig::resolve(&args(), &FileConfig::parse(bad_url).unwrap()).is_err());
+        let bad_code = "[datacenters.EU]\naccounts = \"https://a.example\"\napi_domain = \"https://b.example\"";
+        assert!(ServeConfig::resolve(&args(), &FileConfig::parse(bad_code).unwrap()).is_err());
+        assert!(FileConfig::parse("[datacenters.eu]\naccounts = \"https://a.example\"").is_err());
+        assert!(FileConfig::parse(
+            "[datacenters.eu]\naccounts = \"https://a\"\napi_domain = \"https://b\"\nsecret = 1"
+        )
+        .is_err());
     }
 }

@@ -297,3 +297,37 @@ async fn serverinfo_lists_this_data_center() {
     assert_eq!(info["result"], "success");
     assert_eq!(info["locations"]["in"], server.url.as_str());
 }
+
+/// CONTRACT.md "Data centers": every DC's serverinfo lists every DC configured, itself too.
+#[tokio::test]
+async fn serverinfo_lists_every_configured_data_center() {
+    skip_without_postgres!();
+    let peer = |accounts: &str, api_domain: &str| grantd_core::datacenter::Peer {
+        accounts: accounts.into(),
+        api_domain: api_domain.into(),
+    };
+    let server = start_with(|s| {
+        s.datacenters.insert(
+            "eu".into(),
+            peer("https://accounts.example.eu", "https://api.example.eu"),
+        );
+        s.datacenters.insert(
+            "in".into(),
+            peer("https://accounts.example.in", "https://api.example.in"),
+        );
+    })
+    .await;
+    let reply = server.get("/oauth/serverinfo").await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.json(),
+        json!({
+            "result": "success",
+            "locations": {
+                "eu": "https://accounts.example.eu",
+                "in": "https://accounts.example.in",
+                "us": server.url.as_str(),
+            }
+        })
+    );
+}

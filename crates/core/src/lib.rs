@@ -5,6 +5,7 @@ pub mod authorization;
 pub mod client;
 pub mod clock;
 pub mod consent;
+pub mod datacenter;
 pub mod error;
 pub mod grant;
 pub mod limits;

@@ -1,7 +1,9 @@
 //! The shared application state handed to every handler.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use grantd_core::datacenter::Peer;
 use grantd_core::source::TrustedProxies;
 use grantd_core::{Clock, Dialect, Limits};
 use grantd_store::Store;
@@ -26,6 +28,8 @@ pub struct Settings {
     pub http: HttpLimits,
     /// Peers whose `X-Forwarded-For` names the client, for sign-in throttling (`source.rs`).
     pub trusted_proxies: TrustedProxies,
+    /// The other data centers, by location (`[datacenters.<location>]`); empty for a single DC.
+    pub datacenters: BTreeMap<String, Peer>,
 }
 
 impl Settings {
@@ -39,6 +43,7 @@ impl Settings {
             limits: Limits::default(),
             http: HttpLimits::default(),
             trusted_proxies: TrustedProxies::default(),
+            datacenters: BTreeMap::new(),
         }
     }
 

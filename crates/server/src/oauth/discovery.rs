@@ -1,11 +1,10 @@
 //! Discovery: RFC 8414 metadata, Zoho's `/oauth/serverinfo`, and a health check. Every URL
 //! comes from configuration, never from the request's Host header (T-094).
 
-use std::collections::BTreeMap;
-
 use axum::extract::State;
 use axum::Json;
 
+use grantd_core::datacenter::accounts_servers;
 use grantd_wire::{Metadata, ServerInfo, Status};
 
 use crate::app::App;
@@ -42,12 +41,14 @@ pub async fn metadata(State(app): State<App>) -> Json<Metadata> {
     })
 }
 
+/// Zoho's data center list: this DC and every peer configured.
 pub async fn server_info(State(app): State<App>) -> Json<ServerInfo> {
-    let locations = BTreeMap::from([(
-        app.settings.location.clone(),
-        app.settings.public_url.clone(),
-    )]);
-    Json(ServerInfo::success(locations))
+    let settings = &app.settings;
+    let own = (settings.location.as_str(), settings.public_url.as_str());
+    Json(ServerInfo::success(accounts_servers(
+        own,
+        &settings.datacenters,
+    )))
 }
 
 pub async fn health() -> Json<Status> {
