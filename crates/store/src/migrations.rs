@@ -61,30 +61,60 @@ mod tests {
     use super::*;
     use crate::{CodeIssue, NewCode, Store, TokenVerbs};
 
-    /// Migration 0005 numbers the codes a database already holds, so the throttle counts them.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_code_throttle_counts_codes_made_before_the_upgrade() {
+    const NOW: Timestamp = Timestamp(1_800_000_000);
+
+    /// A database file migrated only up to (not including) `version`, as an older grantd left
+    /// it: its URL, the directory that holds it, and a connection to fill it through.
+    async fn migrated_before(version: i64) -> (String, tempfile::TempDir, SqliteConnection) {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("grantd.db");
-        let url = format!("sqlite://{}", path.display());
+        let url = format!("sqlite://{}", dir.path().join("grantd.db").display());
         let options = SqliteConnectOptions::from_str(&url)
             .unwrap()
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal);
         let mut old = SqliteConnection::connect_with(&options).await.unwrap();
-        let before_0005 = Migrator {
+        let older = Migrator {
             migrations: Cow::Owned(
                 SQLITE
                     .migrations
                     .iter()
-                    .filter(|m| m.version < 5)
+                    .filter(|m| m.version < version)
                     .cloned()
                     .collect(),
             ),
             ..Migrator::DEFAULT
         };
-        before_0005.run(&mut old).await.unwrap();
-        let now = Timestamp(1_800_000_000);
+        older.run(&mut old).await.unwrap();
+        (url, dir, old)
+    }
+
+    /// Asks the upgraded store for one more code of `client` for `user_id`.
+    async fn issue(store: &Store, client: &str, user_id: i64) -> CodeIssue {
+        let code = NewCode {
+            grant: CodeGrant {
+                code_hash: SecretHash::of(&grantd_core::secret::random_id()),
+                client_id: ClientId::new(client.into()),
+                user_id,
+                redirect_uri: None,
+                scopes: Scopes::from_stored("x"),
+                issue_refresh_token: false,
+                code_challenge: None,
+                expires_at: NOW.plus(60),
+                redeemed_at: None,
+            },
+            description: None,
+            record_consent: None,
+        };
+        store
+            .add_code(&code, NOW, &Limits::default())
+            .await
+            .unwrap()
+    }
+
+    /// Migration 0005 numbers the codes a database already holds, so the throttle counts them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_code_throttle_counts_codes_made_before_the_upgrade() {
+        let (url, _dir, mut old) = migrated_before(5).await;
         sqlx::query(
             "INSERT INTO users (id, email, name, password_hash, created_at)
              VALUES (1, 'ada@example.com', 'Ada', 'x', 0);
@@ -106,7 +136,7 @@ mod tests {
                      VALUES (randomblob(32), $1, 1, 'x', 0, $2, $2)",
                 )
                 .bind(client)
-                .bind(now.minus(*age).0)
+                .bind(NOW.minus(*age).0)
                 .execute(&mut old)
                 .await
                 .unwrap();
@@ -115,37 +145,13 @@ mod tests {
         old.close().await.unwrap();
 
         let store = Store::open(&url, 1).await.unwrap();
-        let issue = |client: &'static str| {
-            let code = NewCode {
-                grant: CodeGrant {
-                    code_hash: SecretHash::of(&grantd_core::secret::random_id()),
-                    client_id: ClientId::new(client.into()),
-                    user_id: 1,
-                    redirect_uri: None,
-                    scopes: Scopes::from_stored("x"),
-                    issue_refresh_token: false,
-                    code_challenge: None,
-                    expires_at: now.plus(60),
-                    redeemed_at: None,
-                },
-                description: None,
-                record_consent: None,
-            };
-            let store = &store;
-            async move {
-                store
-                    .add_code(&code, now, &Limits::default())
-                    .await
-                    .unwrap()
-            }
-        };
         // A's tenth newest code was made 18 s ago: refused for the 582 s it stays in the window.
-        let refused = issue("1000.A").await;
+        let refused = issue(&store, "1000.A", 1).await;
         assert!(
             matches!(refused, CodeIssue::Throttled { retry_after: 582 }),
             "{refused:?}"
         );
-        let issued = issue("1000.B").await;
+        let issued = issue(&store, "1000.B", 1).await;
         assert!(matches!(issued, CodeIssue::Issued), "{issued:?}");
     }
 
@@ -153,27 +159,7 @@ mod tests {
     /// order they were made, so the throttle counts each user's codes and only theirs.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn codes_made_before_0008_are_counted_per_user() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("grantd.db");
-        let url = format!("sqlite://{}", path.display());
-        let options = SqliteConnectOptions::from_str(&url)
-            .unwrap()
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal);
-        let mut old = SqliteConnection::connect_with(&options).await.unwrap();
-        let before_0008 = Migrator {
-            migrations: Cow::Owned(
-                SQLITE
-                    .migrations
-                    .iter()
-                    .filter(|m| m.version < 8)
-                    .cloned()
-                    .collect(),
-            ),
-            ..Migrator::DEFAULT
-        };
-        before_0008.run(&mut old).await.unwrap();
-        let now = Timestamp(1_800_000_000);
+        let (url, _dir, mut old) = migrated_before(8).await;
         sqlx::query(
             "INSERT INTO users (id, email, name, password_hash, created_at)
              VALUES (1, 'ada@example.com', 'Ada', 'x', 0), (2, 'bob@example.com', 'Bob', 'x', 0);
@@ -208,7 +194,7 @@ mod tests {
                  VALUES (randomblob(32), '1000.A', $1, 'x', 0, $2, $2, $3)",
             )
             .bind(*user)
-            .bind(now.minus(*age).0)
+            .bind(NOW.minus(*age).0)
             .bind(seq as i64 + 1)
             .execute(&mut old)
             .await
@@ -217,44 +203,20 @@ mod tests {
         old.close().await.unwrap();
 
         let store = Store::open(&url, 1).await.unwrap();
-        let issue = |user_id: i64| {
-            let code = NewCode {
-                grant: CodeGrant {
-                    code_hash: SecretHash::of(&grantd_core::secret::random_id()),
-                    client_id: ClientId::new("1000.A".into()),
-                    user_id,
-                    redirect_uri: None,
-                    scopes: Scopes::from_stored("x"),
-                    issue_refresh_token: false,
-                    code_challenge: None,
-                    expires_at: now.plus(60),
-                    redeemed_at: None,
-                },
-                description: None,
-                record_consent: None,
-            };
-            let store = &store;
-            async move {
-                store
-                    .add_code(&code, now, &Limits::default())
-                    .await
-                    .unwrap()
-            }
-        };
         // Ada's tenth newest was made 18 s ago; Bob has had three, the oldest 17 s ago.
-        let refused = issue(1).await;
+        let refused = issue(&store, "1000.A", 1).await;
         assert!(
             matches!(refused, CodeIssue::Throttled { retry_after: 582 }),
             "{refused:?}"
         );
         for n in 0..7 {
-            let issued = issue(2).await;
+            let issued = issue(&store, "1000.A", 2).await;
             assert!(
                 matches!(issued, CodeIssue::Issued),
                 "Bob's code {n}: {issued:?}"
             );
         }
-        let full = issue(2).await;
+        let full = issue(&store, "1000.A", 2).await;
         assert!(
             matches!(full, CodeIssue::Throttled { retry_after: 583 }),
             "{full:?}"
