@@ -6,7 +6,7 @@ use grantd_core::secret::SecretHash;
 use grantd_core::signin::{self, Attempt, Gate, Tallies, Tally};
 use grantd_core::{ClientId, Limits, Timestamp};
 
-use super::{conflict, detached, Answer, PostgresStore, Tx, AGGREGATE_SCOPES, FOR_UPDATE};
+use super::{conflict, detached, locked, Answer, PostgresStore, Tx, AGGREGATE_SCOPES};
 use crate::model::{ConnectedApp, SessionSummary, User};
 use crate::rows::{AppRow, SessionRow, TallyRow, UserRow};
 use crate::statements::{
@@ -246,7 +246,7 @@ impl AccountVerbs for PostgresStore {
 /// on every node, and since all take their rows in one order, none waits for another in a
 /// cycle.
 async fn lock_tallies(tx: &mut Tx, keys: &[(Vec<u8>, String); 3]) -> Answer<Tallies> {
-    let lock = format!("{SIGNIN_TALLY}{FOR_UPDATE}");
+    let lock = locked!(SIGNIN_TALLY);
     let mut found = [Tally::ZERO; 3];
     for (slot, (account, source)) in found.iter_mut().zip(keys) {
         sqlx::query(INSERT_ZERO_SIGNIN_TALLY)
@@ -254,7 +254,7 @@ async fn lock_tallies(tx: &mut Tx, keys: &[(Vec<u8>, String); 3]) -> Answer<Tall
             .bind(source)
             .execute(&mut **tx)
             .await?;
-        let row = sqlx::query_as::<_, TallyRow>(&lock)
+        let row = sqlx::query_as::<_, TallyRow>(lock)
             .bind(account)
             .bind(source)
             .fetch_one(&mut **tx)

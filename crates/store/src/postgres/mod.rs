@@ -14,6 +14,7 @@ mod tokens;
 
 use std::future::Future;
 use std::str::FromStr;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -36,6 +37,21 @@ type Tx = Transaction<'static, Postgres>;
 // code issue (client locked, then a user key checked) and a redemption (user locked, then a
 // client key checked) deadlocked. `NO KEY UPDATE` still serialises every verb that takes it.
 const FOR_UPDATE: &str = " FOR NO KEY UPDATE";
+
+/// `sql` with the row lock (`FOR_UPDATE`) appended, built on first use and kept in `cell`, so
+/// the token endpoint's verbs do not format a statement per request.
+fn locking(cell: &'static OnceLock<String>, sql: &str) -> &'static str {
+    cell.get_or_init(|| format!("{sql}{FOR_UPDATE}"))
+}
+
+/// A statement's row-locking form, one per call site: `locked!(REFRESH_GRANT)`.
+macro_rules! locked {
+    ($sql:expr) => {{
+        static LOCKED: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        $crate::postgres::locking(&LOCKED, $sql)
+    }};
+}
+pub(crate) use locked;
 const AGGREGATE_SCOPES: &str = "string_agg(scopes, ' ')";
 
 /// The rows a verb locks only to serialise on them (with `FOR_UPDATE` appended): a user's, so

@@ -12,7 +12,7 @@ use grantd_core::throttle::{
 };
 use grantd_core::{ClientId, Limits, OAuthError, Scopes, Timestamp};
 
-use super::{detached, Answer, PostgresStore, Tx, CLIENT_ROW, FOR_UPDATE, USER_ROW};
+use super::{detached, locked, Answer, PostgresStore, Tx, CLIENT_ROW, USER_ROW};
 use crate::model::{
     AccessIssue, CodeIssue, NewAccess, NewCode, NewTokens, Redemption, RefreshOutcome, TokenInfo,
     User,
@@ -45,7 +45,7 @@ impl TokenVerbs for PostgresStore {
             // Serialises a user's code issuance (across nodes), so the per-(user, client)
             // throttle cannot be raced past the limit nor two codes get one number. The user's
             // row, not the client's: one user's codes do not queue behind everyone's.
-            sqlx::query(&format!("{USER_ROW}{FOR_UPDATE}"))
+            sqlx::query(locked!(USER_ROW))
                 .bind(grant.user_id)
                 .fetch_optional(&mut *tx)
                 .await?;
@@ -122,7 +122,7 @@ impl TokenVerbs for PostgresStore {
         detached(async move {
             let mut tx = pool.begin().await?;
             // The code's row lock makes redemption single use across nodes.
-            let row = sqlx::query_as::<_, CodeRow>(&format!("{CODE_BY_HASH}{FOR_UPDATE}"))
+            let row = sqlx::query_as::<_, CodeRow>(locked!(CODE_BY_HASH))
                 .bind(code_hash.as_bytes())
                 .fetch_optional(&mut *tx)
                 .await?;
@@ -152,7 +152,7 @@ impl TokenVerbs for PostgresStore {
             let scopes = grant.scopes.to_stored();
             let refresh_id = if grant.issue_refresh_token {
                 // Serialises grants per user, so concurrent grants cannot overshoot the cap.
-                sqlx::query(&format!("{USER_ROW}{FOR_UPDATE}"))
+                sqlx::query(locked!(USER_ROW))
                     .bind(grant.user_id)
                     .fetch_optional(&mut *tx)
                     .await?;
@@ -227,19 +227,17 @@ impl TokenVerbs for PostgresStore {
             // The refresh token's row lock serialises its refreshes, so the throttle and the
             // cap hold across nodes. A refresh waiting here while another rotates the token
             // then finds it retired, below: a rotating token used twice is a replay.
-            let row = sqlx::query_as::<_, RefreshGrantRow>(&format!("{REFRESH_GRANT}{FOR_UPDATE}"))
+            let row = sqlx::query_as::<_, RefreshGrantRow>(locked!(REFRESH_GRANT))
                 .bind(refresh_hash.as_bytes())
                 .fetch_optional(&mut *tx)
                 .await?;
             let Some(grant) = row.and_then(|row| row.held_by(&client)) else {
                 // RFC 9700 §4.14.2: a retired token of a rotating family, presented again, was
                 // stolen or replayed; the family goes, whoever holds its current token.
-                let retired = sqlx::query_as::<_, RetiredRow>(&format!(
-                    "{RETIRED_REFRESH_TOKEN}{FOR_UPDATE}"
-                ))
-                .bind(refresh_hash.as_bytes())
-                .fetch_optional(&mut *tx)
-                .await?;
+                let retired = sqlx::query_as::<_, RetiredRow>(locked!(RETIRED_REFRESH_TOKEN))
+                    .bind(refresh_hash.as_bytes())
+                    .fetch_optional(&mut *tx)
+                    .await?;
                 let Some(family) = retired.and_then(|row| row.held_by(&client)) else {
                     return Ok(RefreshOutcome::Unknown);
                 };
@@ -323,7 +321,7 @@ impl TokenVerbs for PostgresStore {
             let mut tx = pool.begin().await?;
             // The client's row lock serialises its client_credentials mints (across nodes), so
             // the throttle and the cap hold.
-            sqlx::query(&format!("{CLIENT_ROW}{FOR_UPDATE}"))
+            sqlx::query(locked!(CLIENT_ROW))
                 .bind(client.as_str())
                 .fetch_optional(&mut *tx)
                 .await?;
