@@ -175,6 +175,7 @@ mod tests {
             js_domain: None,
             created_at: crate::Timestamp(0),
             introspect_any,
+            home: None,
         }
     }
 
