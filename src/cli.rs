@@ -172,6 +172,32 @@ pub enum ClientCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Serve a client registered here at another data center too (within seconds); again,
+    /// changes the secret it uses there
+    #[command(name = "enable-dc")]
+    EnableDc {
+        /// Client id (1000.XXXX...)
+        id: String,
+        /// The data center, as configured in [datacenters.<location>]
+        #[arg(long)]
+        location: String,
+        /// Give the client a secret of its own there (printed once); otherwise the home
+        /// secret works there
+        #[arg(long)]
+        own_secret: bool,
+        /// Print one JSON object: {"client_id","location","client_secret"}
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop serving a client at another data center (within seconds; its tokens there go)
+    #[command(name = "disable-dc")]
+    DisableDc {
+        /// Client id (1000.XXXX...)
+        id: String,
+        /// The data center
+        #[arg(long)]
+        location: String,
+    },
 }
 
 #[derive(Debug, Args)]

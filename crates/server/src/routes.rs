@@ -77,6 +77,10 @@ pub fn router(app: App) -> Router {
             post(clients::update_settings),
         )
         .route("/console/clients/{id}/delete", post(clients::delete))
+        .route(
+            "/console/clients/{id}/datacenters",
+            post(clients::datacenter),
+        )
         .route("/console/clients/{id}/codes", post(clients::generate_code))
         .route(
             "/console/scopes",
