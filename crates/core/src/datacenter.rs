@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::secret::SecretHash;
+
 /// Another data center, as this one knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peer {
@@ -49,6 +51,12 @@ pub fn peers(
         peers.insert(code, peer);
     }
     Ok(peers)
+}
+
+/// The key under which a DC remembers where it found an email (`email_homes`): SHA-256 of the
+/// lower-cased address, so the table holds no addresses and `Ada@` finds what `ada@` left.
+pub fn email_key(email: &str) -> SecretHash {
+    SecretHash::of(&email.to_lowercase())
 }
 
 /// Every data center's accounts server by location, this one's included: what
@@ -124,6 +132,12 @@ mod tests {
         assert!(peers(US, wrong_api).is_err());
         let bad_code = BTreeMap::from([("EU".to_owned(), peer("https://a.eu", "https://b.eu"))]);
         assert!(peers(US, bad_code).is_err());
+    }
+
+    #[test]
+    fn email_keys_ignore_case() {
+        assert_eq!(email_key("Ada@Example.com"), email_key("ada@example.com"));
+        assert_ne!(email_key("ada@example.com"), email_key("bob@example.com"));
     }
 
     #[test]
