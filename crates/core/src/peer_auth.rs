@@ -130,6 +130,8 @@ pub enum Refusal {
     Replayed,
     /// Not a configured peer.
     UnknownCaller,
+    /// The nonce cache is full of live nonces (`Admission::Full`).
+    TooMany,
 }
 
 impl Refusal {
@@ -143,6 +145,7 @@ impl Refusal {
             Refusal::WrongSignature => "wrong signature",
             Refusal::Replayed => "nonce already used",
             Refusal::UnknownCaller => "caller is not a configured data center",
+            Refusal::TooMany => "too many recent requests",
         }
     }
 }
