@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 
 use crate::client::{Client, ClientType};
 use crate::error::{Elsewhere, OAuthError};
+use crate::secret::SecretHash;
 
 /// Another data center, as this one knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,6 +158,12 @@ pub fn managed_here(client: &Client) -> Result<(), String> {
             client.id
         )),
     }
+}
+
+/// The key under which a DC remembers where it found an email (`email_homes`): SHA-256 of the
+/// lower-cased address, so the table holds no addresses and `Ada@` finds what `ada@` left.
+pub fn email_key(email: &str) -> SecretHash {
+    SecretHash::of(&email.to_lowercase())
 }
 
 /// Every data center's accounts server by location, this one's included: what
@@ -333,6 +340,12 @@ mod tests {
             );
         }
         assert!(managed_here(&server).is_ok());
+    }
+
+    #[test]
+    fn email_keys_ignore_case() {
+        assert_eq!(email_key("Ada@Example.com"), email_key("ada@example.com"));
+        assert_ne!(email_key("ada@example.com"), email_key("bob@example.com"));
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod oauth;
 mod pages;
 mod params;
 mod password;
+pub mod peers;
 mod routes;
 mod session;
 mod source;
