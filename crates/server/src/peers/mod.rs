@@ -9,10 +9,11 @@
 //! only read what the original already read, so it gains nothing.
 
 mod client;
+pub mod client_sync;
 mod lookup;
 mod signed;
 
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::Router;
 
 pub use client::{PeerClient, PeerError, CONNECT_TIMEOUT, TOTAL_TIMEOUT};
@@ -24,5 +25,7 @@ use crate::app::App;
 /// The `/dc/v1/...` routes; `routes.rs` mounts them only when this DC has a dc secret, so a DC
 /// without one answers 404 there.
 pub(crate) fn routes() -> Router<App> {
-    Router::new().route(LOOKUP_PATH, post(lookup::lookup))
+    Router::new()
+        .route(LOOKUP_PATH, post(lookup::lookup))
+        .route(client_sync::CLIENTS_PATH, get(client_sync::clients))
 }
