@@ -65,7 +65,7 @@ async fn press(
 }
 
 fn text_of(reply: &Reply, selector: &str) -> Option<String> {
-    let selector = scraper::Selector::parse(selector).unwrap();
+    let selector = scraper::Selector::parse(selector).ok()?;
     reply
         .html()
         .select(&selector)
@@ -74,7 +74,8 @@ fn text_of(reply: &Reply, selector: &str) -> Option<String> {
 }
 
 async fn served_at(server: &TestServer, location: &str) -> Vec<Client> {
-    server.store.clients_enabled_for(location).await.unwrap()
+    let served = server.store.clients_enabled_for(location).await;
+    served.unwrap_or_else(|e| panic!("clients enabled for {location}: {e}"))
 }
 
 #[tokio::test]
