@@ -1,4 +1,4 @@
-//! The administration commands: `user`, `client`, `scope` and `code`. Each calls one flow of
+//! The administration commands: `user`, `client`, `scope`, `code` and `keys`. Each calls one flow of
 //! `grantd_server::admin` (which validates everything before it writes) and prints the
 //! result, for people or, with `--json`, as exactly one JSON object. Secrets are printed once,
 //! when created; listings never show a secret or its hash.
@@ -11,11 +11,12 @@ use grantd_core::datacenter::DcTag;
 use grantd_core::secret::{ClientSecret, Password};
 use grantd_core::{Client, Clock, Limits, SystemClock};
 use grantd_server::admin::{self, AdminError, ClientSpec, Here, SelfCodeSpec};
-use grantd_server::Passwords;
+use grantd_server::{signing, Passwords};
 use grantd_store::Store;
 use grantd_store::{AccountVerbs, ConsoleVerbs};
 
-use crate::cli::{ClientAddArgs, ClientCommand, CodeArgs, ScopeCommand, UserCommand};
+use crate::cli::{ClientAddArgs, ClientCommand, CodeArgs, KeysCommand, ScopeCommand, UserCommand};
+use crate::config::ServeConfig;
 use crate::{emit, Failure};
 
 pub async fn user(store: &Store, command: UserCommand) -> Result<(), Failure> {
@@ -319,4 +320,72 @@ pub async fn code(
         "(single use; expires in {} minutes; exchange it at /oauth/v2/token with the client's secret)",
         spec.minutes
     ))
+}
+
+/// `grantd keys list|rotate`: the ID-token signing keys (never their material).
+pub async fn keys(
+    store: &Store,
+    command: KeysCommand,
+    config: &ServeConfig,
+    database: &str,
+) -> Result<(), Failure> {
+    let now = SystemClock.now();
+    match command {
+        KeysCommand::List { json } => {
+            let keys = signing::list(store, now).await?;
+            if json {
+                let all: Vec<Value> = keys
+                    .iter()
+                    .map(|k| {
+                        json!({
+                            "kid": k.kid,
+                            "alg": k.alg,
+                            "created_at": k.created_at.0,
+                            "retired_at": k.retired_at.map(|t| t.0),
+                            "expires_at": k.expires_at.map(|t| t.0),
+                            "active": k.retired_at.is_none(),
+                        })
+                    })
+                    .collect();
+                return emit(json!({ "keys": all }));
+            }
+            if keys.is_empty() {
+                return emit("no signing keys yet; `grantd serve` makes the first one");
+            }
+            emit(format_args!(
+                "{:<34} {:<6} {:<11} {:<11} PUBLISHED UNTIL",
+                "KID", "ALG", "CREATED", "RETIRED"
+            ))?;
+            for key in &keys {
+                let time = |t: Option<grantd_core::Timestamp>| {
+                    t.map_or_else(|| "-".to_owned(), |t| t.0.to_string())
+                };
+                emit(format_args!(
+                    "{:<34} {:<6} {:<11} {:<11} {}",
+                    key.kid,
+                    key.alg,
+                    key.created_at.0,
+                    time(key.retired_at),
+                    key.expires_at
+                        .map_or_else(|| "active".to_owned(), |t| t.0.to_string())
+                ))?;
+            }
+            Ok(())
+        }
+        KeysCommand::Rotate { json } => {
+            let kek = config.key_encryption_key(database)?;
+            let alg = config.id_token_signing_alg;
+            let lifetime = config.limits.access_token_lifetime_secs;
+            let kid = signing::rotate(store, &kek, alg, now, lifetime)
+                .await
+                .map_err(|e| Failure(format!("cannot rotate the signing key: {e}")))?;
+            if json {
+                return emit(json!({ "kid": kid, "alg": alg.as_str() }));
+            }
+            emit(format_args!(
+                "new signing key {kid} ({alg}); running servers sign with it within seconds, \
+                 and the old key stays published until the ID tokens it signed have expired"
+            ))
+        }
+    }
 }

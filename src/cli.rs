@@ -67,6 +67,26 @@ pub enum Command {
                             grant_type=authorization_code, client_id, client_secret and code."
     )]
     Code(CodeArgs),
+    /// Manage the OpenID Connect ID-token signing keys
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// List the signing keys still published at /oauth/v2/keys (never key material)
+    List {
+        /// Print one JSON object
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a new signing key; the current one signs no more, and stays published until
+    /// every ID token it signed has expired. Running servers switch within seconds.
+    Rotate {
+        /// Print one JSON object: {"kid","alg"}
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -106,6 +126,16 @@ pub struct ServeArgs {
     /// milliseconds [default: 3000]
     #[arg(long, env = "GRANTD_DC_SYNC_INTERVAL_MS", value_name = "MS")]
     pub dc_sync_interval_ms: Option<u64>,
+
+    /// File holding the key-encryption key that seals the ID-token signing keys at rest (64
+    /// hexadecimal characters, e.g. from `openssl rand -hex 32`) [default with SQLite: `kek`
+    /// beside the database file, created on first start; required with PostgreSQL]
+    #[arg(long, env = "GRANTD_KEY_ENCRYPTION_KEY_FILE", value_name = "FILE")]
+    pub key_encryption_key_file: Option<PathBuf>,
+
+    /// Algorithm of new ID-token signing keys: RS256 or EdDSA [default: RS256]
+    #[arg(long, env = "GRANTD_ID_TOKEN_SIGNING_ALG", value_name = "ALG")]
+    pub id_token_signing_alg: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -12,9 +12,11 @@ use clap::{Args, FromArgMatches};
 use serde::Deserialize;
 
 use grantd_core::datacenter::{self, Peer};
+use grantd_core::oidc::SigningAlg;
 use grantd_core::peer_auth::DcSecret;
 use grantd_core::source::TrustedProxies;
 use grantd_core::{Dialect, Limits};
+use grantd_server::signing::Kek;
 use grantd_server::{HttpLimits, Settings};
 
 use crate::cli::{DialectArg, ServeArgs};
@@ -47,6 +49,10 @@ pub struct FileConfig {
     pub dc_secret_file: Option<PathBuf>,
     /// How often peers' client records are fetched, in milliseconds.
     pub dc_sync_interval_ms: Option<u64>,
+    /// The key-encryption key sealing the ID-token signing keys at rest.
+    pub key_encryption_key_file: Option<PathBuf>,
+    /// `RS256` (default) or `EdDSA`.
+    pub id_token_signing_alg: Option<String>,
 }
 
 /// One `[datacenters.<location>]` table (CONTRACT.md "Data centers").
@@ -362,6 +368,9 @@ pub struct ServeConfig {
     /// The shared secret of the server-to-server API; `None` without peers.
     pub dc_secret: Option<DcSecret>,
     pub dc_sync_interval: Duration,
+    /// `key_encryption_key_file` as given; `key_encryption_key` reads it (or the default).
+    pub key_encryption_key_file: Option<PathBuf>,
+    pub id_token_signing_alg: SigningAlg,
 }
 
 impl ServeConfig {
@@ -410,6 +419,18 @@ impl ServeConfig {
                 "dc_sync_interval_ms must be between 100 and 3600000 (got {interval_ms})"
             ));
         }
+        let alg = given(&args.id_token_signing_alg).or_else(|| given(&file.id_token_signing_alg));
+        let id_token_signing_alg = match alg {
+            None => SigningAlg::Rs256,
+            Some(alg) => SigningAlg::parse(alg.trim()).ok_or_else(|| {
+                format!("id_token_signing_alg must be RS256 or EdDSA (got {alg:?})")
+            })?,
+        };
+        let key_encryption_key_file = args
+            .key_encryption_key_file
+            .clone()
+            .or(file.key_encryption_key_file.clone())
+            .filter(|p| !p.as_os_str().is_empty());
         Ok(Self {
             listen,
             public_url,
@@ -422,7 +443,31 @@ impl ServeConfig {
             datacenters,
             dc_secret,
             dc_sync_interval: Duration::from_millis(interval_ms),
+            key_encryption_key_file,
+            id_token_signing_alg,
         })
+    }
+
+    /// The key-encryption key: from `key_encryption_key_file`; without it, for an SQLite
+    /// database, the file `kek` beside the database, made (0600) on first use; for
+    /// PostgreSQL, whose nodes must share it, an error.
+    pub fn key_encryption_key(&self, database: &str) -> Result<Kek, String> {
+        if let Some(path) = &self.key_encryption_key_file {
+            return read_kek(path);
+        }
+        let Some(dir) = sqlite_data_dir(database) else {
+            return Err(
+                "key_encryption_key_file is required with PostgreSQL: every node needs \
+                 the same key to open the ID-token signing keys (make one with \
+                 `openssl rand -hex 32 > kek`, readable only by grantd)"
+                    .into(),
+            );
+        };
+        let path = dir.join("kek");
+        if path.exists() {
+            return read_kek(&path);
+        }
+        create_kek(&path)
     }
 
     /// The same settings for an administration command, which has no serve flags: from the
@@ -454,6 +499,7 @@ impl ServeConfig {
         settings.datacenters = self.datacenters.clone();
         settings.dc_secret = self.dc_secret.clone();
         settings.dc_sync_interval = self.dc_sync_interval;
+        settings.id_token_signing_alg = self.id_token_signing_alg;
         settings
     }
 }
@@ -482,6 +528,82 @@ fn dc_secret(
     DcSecret::from_file_contents(&contents)
         .map(Some)
         .map_err(|e| format!("dc_secret_file {}: {e}", path.display()))
+}
+
+/// The directory of an SQLite database file, where its key-encryption key lives by default;
+/// `None` for PostgreSQL.
+fn sqlite_data_dir(database: &str) -> Option<PathBuf> {
+    let lower = database.to_ascii_lowercase();
+    if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+        return None;
+    }
+    let path = database
+        .strip_prefix("sqlite://")
+        .or_else(|| database.strip_prefix("sqlite:"))
+        .unwrap_or(database);
+    let dir = Path::new(path).parent().unwrap_or(Path::new(""));
+    Some(if dir.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        dir.to_path_buf()
+    })
+}
+
+fn read_kek(path: &Path) -> Result<Kek, String> {
+    let contents = std::fs::read(path).map_err(|e| {
+        format!(
+            "cannot read key_encryption_key_file {}: {e}",
+            path.display()
+        )
+    })?;
+    warn_if_readable_by_others(path);
+    Kek::from_file_contents(&contents)
+        .map_err(|e| format!("key_encryption_key_file {}: {e}", path.display()))
+}
+
+#[cfg(unix)]
+fn warn_if_readable_by_others(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        if meta.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(
+                file = %path.display(),
+                "the key-encryption key file is readable by others; chmod 600 it"
+            );
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_readable_by_others(_: &Path) {}
+
+/// A new key file, readable only by its owner; never overwrites one (two processes starting
+/// at once: the second reads the first's).
+fn create_kek(path: &Path) -> Result<Kek, String> {
+    use std::io::Write;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let kek = Kek::generate();
+    match options.open(path) {
+        Ok(mut file) => {
+            file.write_all(kek.to_file_contents().as_bytes())
+                .and_then(|()| file.sync_all())
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            tracing::info!(file = %path.display(), "made the key-encryption key");
+            Ok(kek)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_kek(path),
+        Err(e) => Err(format!("cannot create {}: {e}", path.display())),
+    }
 }
 
 /// An empty value counts as not given, as `GRANTD_PUBLIC_URL=` in a service file means.
@@ -517,6 +639,8 @@ mod tests {
             trusted_proxies: None,
             dc_secret_file: None,
             dc_sync_interval_ms: None,
+            key_encryption_key_file: None,
+            id_token_signing_alg: None,
         }
     }
 
@@ -585,6 +709,8 @@ mod tests {
             trusted_proxies: Some("10.0.0.0/8, 127.0.0.1".into()),
             dc_secret_file: None,
             dc_sync_interval_ms: None,
+            key_encryption_key_file: None,
+            id_token_signing_alg: None,
         };
         let settings = ServeConfig::resolve(&flags, &file)
             .unwrap()
@@ -794,6 +920,56 @@ mod tests {
             flag.dc_sync_interval_ms = Some(bad);
             assert!(ServeConfig::resolve(&flag, &file).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_key_encryption_key_defaults_beside_an_sqlite_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let database = format!("sqlite://{}/grantd.db", dir.path().display());
+        let config = ServeConfig::resolve(&args(), &FileConfig::default()).unwrap();
+        assert_eq!(config.id_token_signing_alg, SigningAlg::Rs256);
+        let made = config.key_encryption_key(&database).unwrap();
+        let path = dir.path().join("kek");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let again = config.key_encryption_key(&database).unwrap();
+        assert_eq!(
+            made.to_file_contents(),
+            again.to_file_contents(),
+            "read back, not made anew"
+        );
+
+        let refused = config.key_encryption_key("postgres://u@h/db").unwrap_err();
+        assert!(
+            refused.contains("key_encryption_key_file is required"),
+            "{refused}"
+        );
+
+        let mut flags = args();
+        flags.key_encryption_key_file = Some(dir.path().join("missing"));
+        flags.id_token_signing_alg = Some("EdDSA".into());
+        let config = ServeConfig::resolve(&flags, &FileConfig::default()).unwrap();
+        assert_eq!(config.id_token_signing_alg, SigningAlg::EdDsa);
+        assert!(config.key_encryption_key("postgres://u@h/db").is_err());
+        std::fs::write(dir.path().join("short"), "abc").unwrap();
+        flags.key_encryption_key_file = Some(dir.path().join("short"));
+        let config = ServeConfig::resolve(&flags, &FileConfig::default()).unwrap();
+        let refused = config.key_encryption_key(&database).unwrap_err();
+        assert!(refused.contains("64 hexadecimal"), "{refused}");
+        assert!(!refused.contains("abc"), "{refused}");
+        let file = FileConfig::parse(&format!(
+            "key_encryption_key_file = {:?}\nid_token_signing_alg = \"RS256\"",
+            path.display().to_string()
+        ))
+        .unwrap();
+        let config = ServeConfig::resolve(&args(), &file).unwrap();
+        assert!(config.key_encryption_key("postgres://u@h/db").is_ok());
+        let bad = FileConfig::parse("id_token_signing_alg = \"HS256\"").unwrap();
+        assert!(ServeConfig::resolve(&args(), &bad).is_err());
     }
 
     #[test]

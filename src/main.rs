@@ -61,6 +61,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             admin::client(&open(&database).await?, command, &here).await
         }
         Command::Scope(command) => admin::scope(&open(&database).await?, command).await,
+        Command::Keys(command) => {
+            let dc = ServeConfig::for_admin(&file)?;
+            admin::keys(&open(&database).await?, command, &dc, &database).await
+        }
         Command::Code(args) => {
             let dc = ServeConfig::for_admin(&file)?;
             let issuer = DcTag::of(&dc.location);

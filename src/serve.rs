@@ -21,12 +21,16 @@ pub async fn run(database: &str, config: ServeConfig) -> Result<(), Failure> {
         .await
         .map_err(|e| Failure(format!("cannot listen on {}: {e}", config.listen)))?;
     let bound = listener.local_addr()?;
-    let settings = config.settings(bound);
+    let mut settings = config.settings(bound);
+    settings.kek = Some(config.key_encryption_key(database)?);
     // Handlers are installed before the address is announced, so a supervisor (or a test) that
     // sends SIGTERM right after reading it gets a graceful stop, not the default kill.
     let stop = watch_signals()?;
     let app = App::new(store, Arc::new(SystemClock), settings);
     app.passwords.check_dummy().map_err(Failure)?;
+    app.prepare_keys()
+        .await
+        .map_err(|e| Failure(format!("cannot prepare the ID-token signing keys: {e}")))?;
 
     emit(format_args!("grantd listening on http://{bound}"))?;
     if config.public_url.is_none() && bound.ip().is_unspecified() {

@@ -61,7 +61,7 @@ impl fmt::Debug for CodeChallenge {
     }
 }
 
-/// The `prompt` parameter: only `consent` changes anything.
+/// The consent half of `prompt` (the OpenID Connect half is `oidc::Interaction`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Prompt {
     /// Ask only for what the user has not granted yet.
@@ -71,9 +71,10 @@ pub enum Prompt {
 }
 
 impl Prompt {
+    /// `prompt` is a space-separated list (OIDC Core §3.1.2.1), `consent` one of its values.
     pub fn parse(raw: Option<&str>) -> Prompt {
         match raw {
-            Some("consent") => Prompt::Consent,
+            Some(list) if list.split(' ').any(|v| v == "consent") => Prompt::Consent,
             _ => Prompt::Default,
         }
     }
@@ -168,6 +169,7 @@ mod tests {
     #[test]
     fn prompt_parsing() {
         assert_eq!(Prompt::parse(Some("consent")), Prompt::Consent);
+        assert_eq!(Prompt::parse(Some("login consent")), Prompt::Consent);
         for other in [None, Some("login"), Some("none"), Some("CONSENT")] {
             assert_eq!(Prompt::parse(other), Prompt::Default, "{other:?}");
         }

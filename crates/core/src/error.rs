@@ -27,6 +27,12 @@ pub enum OAuthError {
     InvalidScope(&'static str),
     UnauthorizedClient(&'static str),
     AccessDenied(&'static str),
+    /// `prompt=none` without a (fresh enough) session (OIDC Core §3.1.2.6).
+    LoginRequired,
+    /// `prompt=none`, and the user has not consented to all of this.
+    ConsentRequired,
+    /// `prompt=none`, and something else would need a page.
+    InteractionRequired(&'static str),
     /// Too many requests; the client may retry after this many seconds.
     Throttled {
         retry_after: i64,
@@ -86,6 +92,11 @@ impl OAuthError {
                 (400, "unauthorized_client", "unauthorized_client")
             }
             OAuthError::AccessDenied(_) => (400, "access_denied", "access_denied"),
+            OAuthError::LoginRequired => (400, "login_required", "login_required"),
+            OAuthError::ConsentRequired => (400, "consent_required", "consent_required"),
+            OAuthError::InteractionRequired(_) => {
+                (400, "interaction_required", "interaction_required")
+            }
             OAuthError::Throttled { .. } => (429, "Access Denied", "Access Denied"),
         };
         match dialect {
@@ -112,7 +123,10 @@ impl OAuthError {
             | OAuthError::InvalidGrant(why)
             | OAuthError::InvalidScope(why)
             | OAuthError::UnauthorizedClient(why)
-            | OAuthError::AccessDenied(why) => why,
+            | OAuthError::AccessDenied(why)
+            | OAuthError::InteractionRequired(why) => why,
+            OAuthError::LoginRequired => "the user must sign in",
+            OAuthError::ConsentRequired => "the user must consent",
             OAuthError::InvalidClient => "client authentication failed",
             OAuthError::IssuedElsewhere(elsewhere) => return Cow::Owned(elsewhere.description()),
             OAuthError::ClientNotEnabled { location } => {

@@ -38,6 +38,18 @@ pub struct CodeGrant {
     pub code_challenge: Option<String>,
     pub expires_at: Timestamp,
     pub redeemed_at: Option<Timestamp>,
+    /// What an ID token issued for the code needs of the authorization request.
+    pub oidc: SignIn,
+}
+
+/// OpenID Connect's part of a grant (OIDC Core §2): when the user signed in, and the
+/// request's `nonce`. Empty for grants made before OpenID Connect, and for `client_credentials`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SignIn {
+    /// The browser session's sign-in time (`auth_time`); a Self Client code's creation.
+    pub auth_time: Option<Timestamp>,
+    /// Codes only: an ID token from a refresh carries no nonce (OIDC Core §12.2).
+    pub nonce: Option<String>,
 }
 
 impl CodeGrant {
@@ -136,6 +148,8 @@ pub struct RefreshGrant {
     pub client_id: ClientId,
     pub user_id: i64,
     pub scopes: Scopes,
+    /// When the user signed in for the code this refresh token was issued for.
+    pub auth_time: Option<Timestamp>,
 }
 
 /// RFC 6749 §6: a refresh may repeat or narrow the granted scopes, never widen them.
@@ -192,6 +206,7 @@ mod tests {
             code_challenge: challenge.map(str::to_owned),
             expires_at: Timestamp(160),
             redeemed_at: None,
+            oidc: SignIn::default(),
         }
     }
 

@@ -19,8 +19,16 @@ pub enum ScopeError {
 }
 
 impl Scope {
-    /// Checks the shape only; whether the scope exists is the registry's question.
+    /// Checks the shape only; whether the scope exists is the registry's question. The
+    /// built-in OpenID Connect scopes (`openid`, `email`, `profile`) are the one exception to
+    /// Zoho's shape.
     pub fn parse(raw: &str) -> Result<Scope, ScopeError> {
+        if crate::oidc::SCOPES
+            .iter()
+            .any(|oidc| oidc.eq_ignore_ascii_case(raw))
+        {
+            return Ok(Scope(raw.to_owned()));
+        }
         if raw.is_empty() || raw.len() > MAX_SCOPE_LEN {
             return Err(ScopeError::Malformed);
         }
@@ -211,6 +219,19 @@ mod tests {
         }
         let many = vec!["A.b.READ"; 65].join(",");
         assert_eq!(Scopes::parse(&many), Err(ScopeError::TooMany));
+    }
+
+    #[test]
+    fn openid_connect_scopes_are_built_in_shapes() {
+        assert_eq!(
+            scopes("openid,email profile AaaServer.profile.READ").to_stored(),
+            "AaaServer.profile.READ email openid profile"
+        );
+        for bad in ["openidx", "open.id", "emails"] {
+            assert!(Scopes::parse(bad).is_err(), "{bad}");
+        }
+        assert!(scopes("openid").covers(&Scope("OpenID".into())));
+        assert!(!scopes("openid").covers(&Scope("profile".into())));
     }
 
     #[test]

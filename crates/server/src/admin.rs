@@ -440,6 +440,11 @@ pub async fn self_client_code(
             code_challenge: None,
             expires_at: now.plus(spec.minutes * 60),
             redeemed_at: None,
+            // The user signed in to the console to make it.
+            oidc: grantd_core::grant::SignIn {
+                auth_time: Some(now),
+                nonce: None,
+            },
         },
         description: spec.description.clone(),
         record_consent: None,

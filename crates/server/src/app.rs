@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use grantd_core::datacenter::{DcTag, Peer};
+use grantd_core::oidc::SigningAlg;
 use grantd_core::peer_auth::DcSecret;
 use grantd_core::source::TrustedProxies;
 use grantd_core::{Clock, Dialect, Limits};
@@ -13,6 +14,7 @@ use grantd_store::Store;
 use crate::connection::HttpLimits;
 use crate::password::Passwords;
 use crate::peers::{NonceGuard, PeerClient};
+use crate::signing::{Kek, KeyRing};
 
 /// What this deployment is: its public URL, data center and defaults.
 #[derive(Debug, Clone)]
@@ -38,6 +40,13 @@ pub struct Settings {
     pub dc_secret: Option<DcSecret>,
     /// How often peers' client records are fetched (`dc_sync_interval_ms`).
     pub dc_sync_interval: Duration,
+    /// Seals the signing keys at rest (`key_encryption_key_file`). `None` (tests, embedding):
+    /// a key made for this process, so keys it seals cannot be opened after a restart.
+    pub kek: Option<Kek>,
+    /// What new ID-token signing keys are (`id_token_signing_alg`).
+    pub id_token_signing_alg: SigningAlg,
+    /// How often each node rereads the signing keys, so `grantd keys rotate` reaches it.
+    pub key_reload_interval: Duration,
 }
 
 impl Settings {
@@ -54,6 +63,9 @@ impl Settings {
             datacenters: BTreeMap::new(),
             dc_secret: None,
             dc_sync_interval: Duration::from_millis(3000),
+            kek: None,
+            id_token_signing_alg: SigningAlg::Rs256,
+            key_reload_interval: Duration::from_secs(5),
         }
     }
 
@@ -77,12 +89,16 @@ pub struct Inner {
     pub peers: Option<PeerClient>,
     /// Nonces of the server-to-server requests this node accepted (`peers::Signed`).
     pub nonces: NonceGuard,
+    /// The ID-token signing keys, in memory (`signing.rs`).
+    pub keys: KeyRing,
 }
 
 impl App {
     pub fn new(store: Store, clock: Arc<dyn Clock>, settings: Settings) -> Self {
         let passwords = Passwords::with_queue(settings.http.password_queue);
         let peers = peer_client(&settings, &clock);
+        let kek = settings.kek.clone().unwrap_or_else(Kek::generate);
+        let keys = KeyRing::new(kek, settings.id_token_signing_alg);
         Self(Arc::new(Inner {
             tag: DcTag::of(&settings.location),
             store,
@@ -91,7 +107,16 @@ impl App {
             passwords,
             peers,
             nonces: NonceGuard::new(),
+            keys,
         }))
+    }
+
+    /// Makes or opens the signing keys before serving (`signing::KeyRing::prepare`).
+    pub async fn prepare_keys(&self) -> Result<(), crate::signing::KeyError> {
+        let lifetime = self.settings.limits.access_token_lifetime_secs;
+        self.keys
+            .prepare(&self.store, self.clock.now(), lifetime)
+            .await
     }
 }
 

@@ -17,6 +17,9 @@ use crate::pages;
 pub enum Failure {
     OAuth(OAuthError),
     Store(StoreError),
+    /// A fault of this server that is neither the client's nor the store's (signing an ID
+    /// token failed); logged, answered with a bare `server_error`.
+    Internal(String),
 }
 
 impl From<OAuthError> for Failure {
@@ -72,6 +75,14 @@ impl IntoResponse for ApiError {
                 response
             }
             Failure::Store(e) => store_failure(e),
+            Failure::Internal(why) => {
+                tracing::error!(error = %why, "internal failure");
+                let body = ErrorBody::described(
+                    "server_error",
+                    "the server could not complete the request",
+                );
+                (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response()
+            }
         }
     }
 }

@@ -16,6 +16,7 @@ mod password;
 pub mod peers;
 mod routes;
 mod session;
+pub mod signing;
 mod source;
 
 pub use app::{App, Settings};
@@ -39,11 +40,20 @@ pub async fn serve_until(
     app: App,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    if !app.keys.is_ready() {
+        // Embedding and tests; `grantd serve` prepares them itself, and refuses to start on
+        // failure.
+        if let Err(e) = app.prepare_keys().await {
+            tracing::error!(error = %e, "no ID-token signing key: OpenID Connect is unavailable");
+        }
+    }
     let sweeper = tokio::spawn(sweep_forever(app.clone()));
+    let key_reloader = tokio::spawn(reload_keys_forever(app.clone()));
     let pullers = peers::client_sync::spawn(&app);
     let limits = app.settings.http.clone();
     let served = connection::serve(listener, router(app), limits, shutdown).await;
     sweeper.abort();
+    key_reloader.abort();
     pullers.iter().for_each(JoinHandle::abort);
     served
 }
@@ -55,6 +65,20 @@ async fn sweep_forever(app: App) {
         interval.tick().await;
         if let Err(e) = app.store.sweep(app.clock.now()).await {
             tracing::warn!(error = %e, "sweeping expired rows failed");
+        }
+    }
+}
+
+/// Rereads the signing keys now and then, so a rotation by `grantd keys rotate` (or another
+/// node) is seen within `key_reload_interval`, without a read per request.
+async fn reload_keys_forever(app: App) {
+    let mut interval = tokio::time::interval(app.settings.key_reload_interval);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    interval.tick().await;
+    loop {
+        interval.tick().await;
+        if let Err(e) = app.keys.reload(&app.store, app.clock.now()).await {
+            tracing::warn!(error = %e, "reloading the signing keys failed; keeping the ones held");
         }
     }
 }

@@ -60,7 +60,16 @@ pub fn router(app: App) -> Router {
         )
         .route("/oauth/user/info", get(resource::user_info))
         .route(
+            "/oauth/v2/userinfo",
+            get(resource::openid_user_info).post(resource::openid_user_info),
+        )
+        .route("/oauth/v2/keys", get(discovery::jwks))
+        .route(
             "/.well-known/oauth-authorization-server",
+            get(discovery::metadata),
+        )
+        .route(
+            "/.well-known/openid-configuration",
             get(discovery::metadata),
         )
         .route("/oauth/serverinfo", get(discovery::server_info))

@@ -20,7 +20,7 @@ pub use error::StoreError;
 pub use model::*;
 pub use postgres::{PostgresStore, DEFAULT_POOL_SIZE};
 pub use sqlite::{SqliteStore, DEFAULT_DATABASE};
-pub use verbs::{AccountVerbs, ConsoleVerbs, SessionVerbs, TokenVerbs};
+pub use verbs::{AccountVerbs, ConsoleVerbs, KeyVerbs, SessionVerbs, TokenVerbs};
 
 use grantd_core::grant::{AccessGrant, CodeGrant, RefreshGrant, Rejection};
 use grantd_core::secret::SecretHash;
@@ -183,6 +183,14 @@ impl SessionVerbs for Store {
 
     async fn remove_session(&self, hash: &SecretHash) -> Answer<()> {
         on_backend!(self, s => s.remove_session(hash))
+    }
+
+    async fn session_started(
+        &self,
+        hash: &SecretHash,
+        now: Timestamp,
+    ) -> Answer<Option<Timestamp>> {
+        on_backend!(self, s => s.session_started(hash, now))
     }
 
     async fn add_pending_consent(
@@ -389,5 +397,23 @@ impl ConsoleVerbs for Store {
 
     async fn mirror_clients(&self, home: &str, clients: &[Client], now: Timestamp) -> Answer<()> {
         on_backend!(self, s => s.mirror_clients(home, clients, now))
+    }
+}
+
+impl KeyVerbs for Store {
+    async fn signing_keys(&self, now: Timestamp) -> Answer<Vec<SigningKeyRecord>> {
+        on_backend!(self, s => s.signing_keys(now))
+    }
+
+    async fn add_first_signing_key(&self, key: &SigningKeyRecord) -> Answer<bool> {
+        on_backend!(self, s => s.add_first_signing_key(key))
+    }
+
+    async fn rotate_signing_key(
+        &self,
+        key: &SigningKeyRecord,
+        retired_expires_at: Timestamp,
+    ) -> Answer<()> {
+        on_backend!(self, s => s.rotate_signing_key(key, retired_expires_at))
     }
 }

@@ -101,6 +101,7 @@ mod tests {
                 code_challenge: None,
                 expires_at: NOW.plus(60),
                 redeemed_at: None,
+                oidc: Default::default(),
             },
             description: None,
             record_consent: None,

@@ -115,6 +115,8 @@ pub enum RefreshOutcome {
     Issued {
         user_id: i64,
         scopes: Scopes,
+        /// When the user signed in for the grant (OIDC `auth_time`), if known.
+        auth_time: Option<Timestamp>,
     },
 }
 
@@ -161,3 +163,34 @@ pub struct SessionSummary {
 
 /// A registered scope: the registry's spelling and its description.
 pub type ScopeEntry = (String, String);
+
+/// An ID-token signing key (OpenID Connect), as stored: the private half only encrypted under
+/// the key-encryption key, which the store never sees.
+#[derive(Clone)]
+pub struct SigningKeyRecord {
+    pub kid: String,
+    /// The JWS algorithm (`RS256`, `EdDSA`).
+    pub alg: String,
+    /// The public JWK, as JSON.
+    pub public_jwk: String,
+    /// The server's encryption of the private key (`grantd_server::signing`).
+    pub encrypted_private_key: Vec<u8>,
+    pub created_at: Timestamp,
+    /// `None` for the active key.
+    pub retired_at: Option<Timestamp>,
+    /// When it leaves the JWKS; `None` for the active key.
+    pub expires_at: Option<Timestamp>,
+}
+
+/// Even encrypted, key material stays out of logs.
+impl std::fmt::Debug for SigningKeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKeyRecord")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .field("created_at", &self.created_at)
+            .field("retired_at", &self.retired_at)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}

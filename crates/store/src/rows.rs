@@ -7,13 +7,15 @@ use std::collections::HashSet;
 use std::str::FromStr;
 
 use grantd_core::consent::Consent;
-use grantd_core::grant::{AccessGrant, CodeGrant, RefreshGrant};
+use grantd_core::grant::{AccessGrant, CodeGrant, RefreshGrant, SignIn};
 use grantd_core::secret::SecretHash;
 use grantd_core::signin::Tally;
 use grantd_core::throttle::Minted;
 use grantd_core::{Client, ClientId, ClientType, Dialect, RedirectUri, Scopes, Timestamp};
 
-use crate::model::{CodeSummary, ConnectedApp, EnabledDc, SessionSummary, TokenInfo, User};
+use crate::model::{
+    CodeSummary, ConnectedApp, EnabledDc, SessionSummary, SigningKeyRecord, TokenInfo, User,
+};
 
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct UserRow {
@@ -142,6 +144,8 @@ pub(crate) struct CodeRow {
     pub code_challenge: Option<String>,
     pub expires_at: i64,
     pub redeemed_at: Option<i64>,
+    pub nonce: Option<String>,
+    pub auth_time: Option<i64>,
 }
 
 impl CodeRow {
@@ -156,6 +160,10 @@ impl CodeRow {
             code_challenge: self.code_challenge,
             expires_at: Timestamp(self.expires_at),
             redeemed_at: self.redeemed_at.map(Timestamp),
+            oidc: SignIn {
+                auth_time: self.auth_time.map(Timestamp),
+                nonce: self.nonce,
+            },
         })
     }
 }
@@ -239,6 +247,7 @@ pub(crate) struct RefreshGrantRow {
     pub client_id: String,
     pub user_id: i64,
     pub scopes: String,
+    pub auth_time: Option<i64>,
 }
 
 impl RefreshGrantRow {
@@ -249,6 +258,7 @@ impl RefreshGrantRow {
             client_id: ClientId::new(self.client_id),
             user_id: self.user_id,
             scopes: Scopes::from_stored(&self.scopes),
+            auth_time: self.auth_time.map(Timestamp),
         })
     }
 }
@@ -422,4 +432,30 @@ pub(crate) fn sweep_through(chunk: &[ExpiryRow], now: Timestamp) -> Option<i64> 
         .iter()
         .any(|row| row.expires_at <= now.0)
         .then_some(last)
+}
+
+/// A signing key as stored: public JWK, encrypted private key, and its life.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct SigningKeyRow {
+    pub kid: String,
+    pub alg: String,
+    pub public_jwk: String,
+    pub private_key: Vec<u8>,
+    pub created_at: i64,
+    pub retired_at: Option<i64>,
+    pub expires_at: Option<i64>,
+}
+
+impl From<SigningKeyRow> for SigningKeyRecord {
+    fn from(row: SigningKeyRow) -> Self {
+        SigningKeyRecord {
+            kid: row.kid,
+            alg: row.alg,
+            public_jwk: row.public_jwk,
+            encrypted_private_key: row.private_key,
+            created_at: Timestamp(row.created_at),
+            retired_at: row.retired_at.map(Timestamp),
+            expires_at: row.expires_at.map(Timestamp),
+        }
+    }
 }

@@ -115,8 +115,8 @@ pub(crate) const NEWEST_CODE_SEQ: &str =
 pub(crate) const CODE_MADE_AT: &str = "SELECT created_at FROM grant_codes
     WHERE client_id = $1 AND user_id = $2 AND seq <= $3 ORDER BY seq DESC LIMIT 1";
 pub(crate) const INSERT_CODE: &str = "INSERT INTO grant_codes (code_hash, client_id, user_id,
-    redirect_uri, scopes, issue_refresh, code_challenge, description, created_at, expires_at, seq)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+    redirect_uri, scopes, issue_refresh, code_challenge, description, created_at, expires_at, seq,
+    nonce, auth_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
 pub(crate) const CONSENT: &str =
     "SELECT scopes, redirect_uris FROM consents WHERE user_id = $1 AND client_id = $2";
 pub(crate) const UPSERT_CONSENT: &str = "INSERT INTO consents (user_id, client_id, scopes,
@@ -124,7 +124,8 @@ pub(crate) const UPSERT_CONSENT: &str = "INSERT INTO consents (user_id, client_i
     ON CONFLICT (user_id, client_id)
     DO UPDATE SET scopes = excluded.scopes, redirect_uris = excluded.redirect_uris";
 pub(crate) const CODE_BY_HASH: &str = "SELECT code_hash, client_id, user_id, redirect_uri, scopes,
-    issue_refresh, code_challenge, expires_at, redeemed_at FROM grant_codes WHERE code_hash = $1";
+    issue_refresh, code_challenge, expires_at, redeemed_at, nonce, auth_time FROM grant_codes
+    WHERE code_hash = $1";
 pub(crate) const MARK_REDEEMED: &str =
     "UPDATE grant_codes SET redeemed_at = $1 WHERE code_hash = $2 AND redeemed_at IS NULL";
 /// Marks a code used and records the tokens it issued, so that a replay revokes exactly those.
@@ -142,8 +143,8 @@ pub(crate) const REVOKE_CODE_ACCESS_TOKENS: &str = "DELETE FROM access_tokens
 // ---- tokens -------------------------------------------------------------------------------
 
 pub(crate) const INSERT_REFRESH_TOKEN: &str = "INSERT INTO refresh_tokens (token_hash, client_id,
-    user_id, scopes, code_hash, created_at, last_used_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id";
+    user_id, scopes, code_hash, created_at, last_used_at, auth_time)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id";
 /// The id of a user's refresh token for one client at position $3 counted from the newest (0),
 /// from the index (`throttle::first_evicted_refresh_token`).
 pub(crate) const REFRESH_TOKEN_AT: &str = "SELECT id FROM refresh_tokens
@@ -151,8 +152,8 @@ pub(crate) const REFRESH_TOKEN_AT: &str = "SELECT id FROM refresh_tokens
 /// That token and every older one of the user and client; their access tokens go by cascade.
 pub(crate) const EVICT_REFRESH_TOKENS: &str =
     "DELETE FROM refresh_tokens WHERE user_id = $1 AND client_id = $2 AND id <= $3";
-pub(crate) const REFRESH_GRANT: &str =
-    "SELECT id, client_id, user_id, scopes FROM refresh_tokens WHERE token_hash = $1";
+pub(crate) const REFRESH_GRANT: &str = "SELECT id, client_id, user_id, scopes, auth_time
+    FROM refresh_tokens WHERE token_hash = $1";
 pub(crate) const REFRESH_TOKEN: &str =
     "SELECT client_id, user_id, scopes FROM refresh_tokens WHERE token_hash = $1";
 /// A retired refresh token of a rotating family: the family (its current row) and its client.
@@ -238,6 +239,9 @@ pub(crate) const INSERT_SESSION: &str = "INSERT INTO sessions (token_hash, user_
 pub(crate) const SESSION_USER: &str = "SELECT u.id, u.email, u.name, u.password_hash, u.is_admin
     FROM sessions s JOIN users u ON u.id = s.user_id
     WHERE s.token_hash = $1 AND s.expires_at > $2";
+/// When a live session's user signed in (OIDC `auth_time`): a session is made by a sign-in.
+pub(crate) const SESSION_STARTED: &str =
+    "SELECT created_at FROM sessions WHERE token_hash = $1 AND expires_at > $2";
 pub(crate) const DELETE_SESSION: &str = "DELETE FROM sessions WHERE token_hash = $1";
 pub(crate) const DELETE_USER_SESSION: &str =
     "DELETE FROM sessions WHERE token_hash = $1 AND user_id = $2";
@@ -247,6 +251,23 @@ pub(crate) const INSERT_PENDING_CONSENT: &str = "INSERT INTO pending_consents (i
     session_hash, request, expires_at) VALUES ($1, $2, $3, $4)";
 pub(crate) const TAKE_PENDING_CONSENT: &str = "DELETE FROM pending_consents
     WHERE id_hash = $1 AND session_hash = $2 RETURNING request, expires_at";
+
+// ---- signing keys (OpenID Connect) -----------------------------------------------------------
+
+/// The keys still published: the active one and retired ones until they expire, newest first.
+pub(crate) const SIGNING_KEYS: &str = "SELECT kid, alg, public_jwk, private_key, created_at,
+    retired_at, expires_at FROM signing_keys WHERE expires_at IS NULL OR expires_at > $1
+    ORDER BY created_at DESC, kid";
+/// A key, only while there is no active one (the unique index settles a race between nodes).
+pub(crate) const INSERT_FIRST_SIGNING_KEY: &str = "INSERT INTO signing_keys
+    (kid, alg, public_jwk, private_key, created_at)
+    SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS
+    (SELECT 1 FROM signing_keys WHERE retired_at IS NULL)";
+pub(crate) const RETIRE_SIGNING_KEY: &str = "UPDATE signing_keys SET retired_at = $1,
+    expires_at = $2 WHERE retired_at IS NULL";
+pub(crate) const INSERT_SIGNING_KEY: &str = "INSERT INTO signing_keys
+    (kid, alg, public_jwk, private_key, created_at) VALUES ($1, $2, $3, $4, $5)";
+pub(crate) const SWEEP_SIGNING_KEYS: &str = "DELETE FROM signing_keys WHERE expires_at <= $1";
 
 // ---- connected apps -----------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ use grantd_core::{Client, ClientId, Limits, OAuthError, Scopes, Timestamp};
 use crate::model::{
     AccessIssue, ClientUpdate, CodeIssue, CodeSummary, ConnectedApp, EnabledDc, NewAccess,
     NewClient, NewCode, NewTokens, Redemption, RefreshOutcome, ScopeEntry, SessionSummary,
-    TokenInfo, User,
+    SigningKeyRecord, TokenInfo, User,
 };
 use crate::StoreError;
 
@@ -136,6 +136,13 @@ pub trait SessionVerbs: Send + Sync {
     ) -> impl Future<Output = Answer<Option<User>>> + Send;
 
     fn remove_session(&self, hash: &SecretHash) -> impl Future<Output = Answer<()>> + Send;
+
+    /// When a live session's user signed in (OpenID Connect's `auth_time`, `max_age`).
+    fn session_started(
+        &self,
+        hash: &SecretHash,
+        now: Timestamp,
+    ) -> impl Future<Output = Answer<Option<Timestamp>>> + Send;
 
     fn add_pending_consent(
         &self,
@@ -334,5 +341,32 @@ pub trait ConsoleVerbs: Send + Sync {
         home: &str,
         clients: &[Client],
         now: Timestamp,
+    ) -> impl Future<Output = Answer<()>> + Send;
+}
+
+/// OpenID Connect's signing keys: made at first start and by `grantd keys rotate`, read by every
+/// node into memory (the token endpoint never reads them from here), and published until the
+/// last ID token each signed has expired.
+pub trait KeyVerbs: Send + Sync {
+    /// Every key still published (`oidc::is_published`): the active one first, then retired
+    /// ones, newest first.
+    fn signing_keys(
+        &self,
+        now: Timestamp,
+    ) -> impl Future<Output = Answer<Vec<SigningKeyRecord>>> + Send;
+
+    /// Stores `key` as the active key only if there is none; `false` if there was one (made
+    /// by another node meanwhile, say).
+    fn add_first_signing_key(
+        &self,
+        key: &SigningKeyRecord,
+    ) -> impl Future<Output = Answer<bool>> + Send;
+
+    /// Retires the active key (published until `retired_expires_at`) and makes `key` the
+    /// active one, in one transaction. `Conflict` if another rotation won a race.
+    fn rotate_signing_key(
+        &self,
+        key: &SigningKeyRecord,
+        retired_expires_at: Timestamp,
     ) -> impl Future<Output = Answer<()>> + Send;
 }

@@ -19,7 +19,7 @@ use sqlx::{Connection, Executor, PgConnection};
 use tempfile::TempDir;
 
 use grantd_core::datacenter::email_key;
-use grantd_core::grant::{refresh_scopes, CodeGrant, Rejection};
+use grantd_core::grant::{refresh_scopes, CodeGrant, Rejection, SignIn};
 use grantd_core::secret::{generate_client_id, random_id, SecretHash};
 use grantd_core::signin::{self, Attempt as SignInAttempt, Gate, Tallies, Tally};
 use grantd_core::source::Source;
@@ -28,8 +28,8 @@ use grantd_core::{
 };
 use grantd_store::{
     AccessIssue, AccountVerbs, ClientUpdate, CodeIssue, ConsentRecord, ConsoleVerbs, EnabledDc,
-    NewAccess, NewClient, NewCode, NewTokens, Redemption, RefreshOutcome, SessionVerbs, Store,
-    StoreError, TokenVerbs,
+    KeyVerbs, NewAccess, NewClient, NewCode, NewTokens, Redemption, RefreshOutcome, SessionVerbs,
+    SigningKeyRecord, Store, StoreError, TokenVerbs,
 };
 
 // ---- the suite, run once per backend -----------------------------------------------------
@@ -102,6 +102,10 @@ conformance! {
     sessions_of_and_remove_user_session,
     set_password_ends_other_sessions,
     a_dropped_write_is_whole_or_absent,
+    codes_and_refresh_tokens_keep_what_an_id_token_needs,
+    sessions_know_when_their_user_signed_in,
+    the_first_signing_key_is_made_once,
+    rotation_retires_the_active_key_until_it_expires,
 }
 
 // ---- backends ----------------------------------------------------------------------------
@@ -314,6 +318,7 @@ fn new_code(client: &Client, user_id: i64, offline: bool, now: Timestamp) -> New
             code_challenge: None,
             expires_at: now.plus(60),
             redeemed_at: None,
+            oidc: Default::default(),
         },
         description: None,
         record_consent: None,
@@ -2192,6 +2197,7 @@ async fn console_codes_of_lists_self_client_codes(store: Store) {
                 code_challenge: None,
                 expires_at: now.plus(600),
                 redeemed_at: None,
+                oidc: Default::default(),
             },
             description: description.map(str::to_owned),
             record_consent: None,
@@ -3302,4 +3308,192 @@ async fn a_dropped_write_is_whole_or_absent(store: Store) {
             whole(&facts(store.clone()).await, &format!("{what}, at the end"));
         }
     }
+}
+
+// ---- OpenID Connect ----------------------------------------------------------------------
+
+async fn codes_and_refresh_tokens_keep_what_an_id_token_needs(store: Store) {
+    let ada = user(&store, "ada@example.com").await;
+    let a = client(&store, ClientType::Server, None).await;
+    let mut code = new_code(&a, ada, true, T0);
+    code.grant.oidc = SignIn {
+        auth_time: Some(T0.minus(30)),
+        nonce: Some("n-0S6_WzA2Mj".into()),
+    };
+    add_code(&store, &code, T0).await;
+    let tokens = new_tokens(T0);
+    let redeemed = redeem_as(
+        &store,
+        &a,
+        &code.grant.code_hash,
+        Some(REDIRECT),
+        &tokens,
+        T0,
+    )
+    .await;
+    let Redemption::Issued(grant) = redeemed else {
+        panic!("{redeemed:?}");
+    };
+    assert_eq!(grant.oidc, code.grant.oidc);
+
+    // The refresh token remembers the sign-in; a refresh tells it, never the nonce.
+    let outcome = store
+        .refresh(
+            &tokens.refresh_hash,
+            &a.id,
+            |grant| refresh_scopes(&grant.scopes, None),
+            &new_tokens(T0.plus(1)).access,
+            None,
+            T0.plus(1),
+            &limits(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, RefreshOutcome::Issued { auth_time, .. } if auth_time == Some(T0.minus(30))),
+        "{outcome:?}"
+    );
+
+    // A grant from before OpenID Connect has no sign-in time.
+    let old = grant_without_oidc(&store, &a, ada).await;
+    let outcome = store
+        .refresh(
+            &old,
+            &a.id,
+            |grant| refresh_scopes(&grant.scopes, None),
+            &new_tokens(T0.plus(2)).access,
+            None,
+            T0.plus(2),
+            &limits(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            outcome,
+            RefreshOutcome::Issued {
+                auth_time: None,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+}
+
+async fn grant_without_oidc(store: &Store, client: &Client, user_id: i64) -> SecretHash {
+    grant(store, client, user_id, T0.plus(2)).await.refresh
+}
+
+async fn sessions_know_when_their_user_signed_in(store: Store) {
+    let ada = user(&store, "ada@example.com").await;
+    let session = add_session(&store, ada, T0, 3600).await;
+    assert_eq!(
+        store.session_started(&session, T0.plus(10)).await.unwrap(),
+        Some(T0)
+    );
+    assert_eq!(
+        store
+            .session_started(&session, T0.plus(3600))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(store.session_started(&hash(), T0).await.unwrap(), None);
+}
+
+fn signing_key(kid: &str, alg: &str, at: Timestamp) -> SigningKeyRecord {
+    SigningKeyRecord {
+        kid: kid.into(),
+        alg: alg.into(),
+        public_jwk: format!("{{\"kid\":\"{kid}\"}}"),
+        encrypted_private_key: vec![1, 2, 3],
+        created_at: at,
+        retired_at: None,
+        expires_at: None,
+    }
+}
+
+async fn the_first_signing_key_is_made_once(store: Store) {
+    assert!(store.signing_keys(T0).await.unwrap().is_empty());
+    // Nodes starting together each try; exactly one key becomes the active one.
+    let tries = join_all((0..6).map(|i| {
+        let store = store.clone();
+        async move {
+            store
+                .add_first_signing_key(&signing_key(&format!("k{i}"), "RS256", T0))
+                .await
+                .unwrap()
+        }
+    }))
+    .await;
+    assert_eq!(tries.iter().filter(|made| **made).count(), 1, "{tries:?}");
+    let keys = store.signing_keys(T0).await.unwrap();
+    assert_eq!(keys.len(), 1);
+    let key = &keys[0];
+    assert_eq!(
+        (key.alg.as_str(), key.retired_at, key.expires_at),
+        ("RS256", None, None)
+    );
+    assert_eq!(key.encrypted_private_key, vec![1, 2, 3]);
+    assert_eq!(key.public_jwk, format!("{{\"kid\":\"{}\"}}", key.kid));
+    assert!(!store
+        .add_first_signing_key(&signing_key("later", "RS256", T0.plus(1)))
+        .await
+        .unwrap());
+}
+
+async fn rotation_retires_the_active_key_until_it_expires(store: Store) {
+    assert!(store
+        .add_first_signing_key(&signing_key("one", "RS256", T0))
+        .await
+        .unwrap());
+    let retired_until = T0.plus(100 + 3600);
+    store
+        .rotate_signing_key(&signing_key("two", "EdDSA", T0.plus(100)), retired_until)
+        .await
+        .unwrap();
+    let keys = store.signing_keys(T0.plus(100)).await.unwrap();
+    let summary: Vec<_> = keys
+        .iter()
+        .map(|k| (k.kid.as_str(), k.alg.as_str(), k.retired_at, k.expires_at))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("two", "EdDSA", None, None),
+            ("one", "RS256", Some(T0.plus(100)), Some(retired_until)),
+        ]
+    );
+    // Once the last token it signed has expired, the old key is no longer published, and the
+    // sweep forgets it.
+    let later = store.signing_keys(retired_until).await.unwrap();
+    assert_eq!(
+        later.iter().map(|k| k.kid.as_str()).collect::<Vec<_>>(),
+        ["two"]
+    );
+    store.sweep(retired_until).await.unwrap();
+    let all = store.signing_keys(T0).await.unwrap();
+    assert_eq!(
+        all.iter().map(|k| k.kid.as_str()).collect::<Vec<_>>(),
+        ["two"]
+    );
+    // Rotating twice keeps one active key.
+    store
+        .rotate_signing_key(&signing_key("three", "RS256", T0.plus(200)), T0.plus(9000))
+        .await
+        .unwrap();
+    let active: Vec<_> = store
+        .signing_keys(T0.plus(200))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|k| k.retired_at.is_none())
+        .map(|k| k.kid)
+        .collect();
+    assert_eq!(active, ["three"]);
+    // A key id is unique.
+    let again = store
+        .rotate_signing_key(&signing_key("three", "RS256", T0.plus(300)), T0.plus(9000))
+        .await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
 }

@@ -8,12 +8,14 @@
 pub mod datacenter;
 pub mod discovery;
 pub mod error;
+pub mod oidc;
 pub mod resource;
 pub mod status;
 pub mod token;
 
 pub use discovery::{Metadata, ServerInfo};
 pub use error::ErrorBody;
+pub use oidc::{Jwk, JwkSet};
 pub use resource::{Introspection, UserInfo};
 pub use status::Status;
 pub use token::TokenResponse;

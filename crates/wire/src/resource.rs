@@ -21,7 +21,7 @@ pub struct UserInfo {
 impl UserInfo {
     /// First and last name are the display name split at its first space, as Zoho shows them.
     pub fn new(zuid: i64, email: &str, display_name: &str) -> Self {
-        let (first, last) = display_name.split_once(' ').unwrap_or((display_name, ""));
+        let (first, last) = grantd_core::oidc::split_name(display_name);
         Self {
             display_name: display_name.to_owned(),
             email: email.to_owned(),

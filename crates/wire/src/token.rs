@@ -18,6 +18,9 @@ pub struct TokenResponse {
     pub token_type: String,
     /// Seconds; Zoho's old `expires_in_sec` is not sent.
     pub expires_in: i64,
+    /// OpenID Connect (OIDC Core §3.1.3.3): a signed JWT, only when `openid` was granted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
 }
 
 impl TokenResponse {
@@ -36,7 +39,14 @@ impl TokenResponse {
             api_domain: api_domain.to_owned(),
             token_type: "Bearer".to_owned(),
             expires_in,
+            id_token: None,
         }
+    }
+
+    /// The same answer with an ID token.
+    pub fn with_id_token(mut self, id_token: Option<String>) -> Self {
+        self.id_token = id_token;
+        self
     }
 }
 
@@ -50,6 +60,7 @@ impl fmt::Debug for TokenResponse {
             .field("api_domain", &self.api_domain)
             .field("token_type", &self.token_type)
             .field("expires_in", &self.expires_in)
+            .field("id_token", &self.id_token.as_ref().map(|_| ".."))
             .finish()
     }
 }

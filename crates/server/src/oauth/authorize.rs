@@ -11,7 +11,8 @@ use axum::response::{Html, IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use grantd_core::authorization::{issues_refresh_token, must_ask_consent};
-use grantd_core::grant::{AccessType, CodeGrant};
+use grantd_core::grant::{AccessType, CodeGrant, SignIn};
+use grantd_core::oidc::{self, Interaction};
 use grantd_core::secret::{random_id, GrantCode, SecretHash, SessionToken};
 use grantd_core::{
     Client, ClientId, CodeChallenge, OAuthError, Prompt, RedirectUri, Scopes, Timestamp,
@@ -95,6 +96,18 @@ struct AuthorizationRequest {
     access_type: AccessType,
     prompt: Prompt,
     code_challenge: Option<CodeChallenge>,
+    /// OpenID Connect's parameters (`nonce`, `prompt=none|login`, `max_age`).
+    oidc: OidcParams,
+    /// When the user signed in, once a session is found (the ID token's `auth_time`).
+    auth_time: Option<Timestamp>,
+}
+
+/// OpenID Connect's part of an authorization request (OIDC Core §3.1.2.1).
+#[derive(Debug, Clone, Default)]
+struct OidcParams {
+    nonce: Option<String>,
+    interaction: Interaction,
+    max_age: Option<i64>,
 }
 
 /// Where errors and codes go once the redirect URI is verified.
@@ -137,6 +150,10 @@ impl AuthorizationRequest {
             Ok(request) => Ok((client, request)),
             Err(Failure::OAuth(error)) => Err(Refused::Answer(Answer::Error { target, error })),
             Err(Failure::Store(e)) => Err(Refused::Page(ErrorPage::from(e))),
+            Err(Failure::Internal(why)) => {
+                tracing::error!(error = %why, "internal failure");
+                Err(Refused::Page(ErrorPage::from(StoreError::Unavailable)))
+            }
         }
     }
 
@@ -162,6 +179,11 @@ impl AuthorizationRequest {
         let challenge = params.get("code_challenge")?;
         let method = params.get("code_challenge_method")?;
         let code_challenge = CodeChallenge::from_request(client.kind, challenge, method)?;
+        let oidc = OidcParams {
+            nonce: oidc::parse_nonce(params.get("nonce")?)?,
+            interaction: Interaction::parse(params.get("prompt")?)?,
+            max_age: oidc::parse_max_age(params.get("max_age")?)?,
+        };
         Ok(Self {
             client_id: client.id.clone(),
             target,
@@ -170,7 +192,14 @@ impl AuthorizationRequest {
             access_type,
             prompt,
             code_challenge,
+            oidc,
+            auth_time: None,
         })
+    }
+
+    /// Whether the session's sign-in time matters: for the ID token, or for `max_age`.
+    fn needs_sign_in_time(&self) -> bool {
+        oidc::is_openid(&self.scopes) || self.oidc.max_age.is_some()
     }
 
     /// The same request as a same-origin URL, to continue after login.
@@ -198,6 +227,13 @@ impl AuthorizationRequest {
             query
                 .append_pair("code_challenge", challenge.as_str())
                 .append_pair("code_challenge_method", "S256");
+        }
+        // Not `prompt=login`: the sign-in it asked for is the one about to happen.
+        if let Some(nonce) = &self.oidc.nonce {
+            query.append_pair("nonce", nonce);
+        }
+        if let Some(max_age) = self.oidc.max_age {
+            query.append_pair("max_age", &max_age.to_string());
         }
         format!("/oauth/v2/auth?{}", query.finish())
     }
@@ -271,17 +307,29 @@ enum Answer {
 
 /// Steps 2–4 for a verified request: sign in, consent unless already given for all of these
 /// scopes and this redirect URI (T-028: silent approval only for what the user has seen), then
-/// a code.
+/// a code. `prompt=none` turns every page into an error at the redirect URI (OIDC Core
+/// §3.1.2.6); `prompt=login` and `max_age` turn an existing session into a sign-in page.
 async fn authorization(
     app: &App,
     client: &Client,
-    request: AuthorizationRequest,
+    mut request: AuthorizationRequest,
     signed_in: Option<(SessionToken, User)>,
     now: Timestamp,
 ) -> Result<Step, ErrorPage> {
+    let silent = request.oidc.interaction.none;
     let Some((session, user)) = signed_in else {
-        return Ok(Step::SignIn(request));
+        return Ok(sign_in_or(request, silent, OAuthError::LoginRequired));
     };
+    if request.needs_sign_in_time() || request.oidc.interaction.login {
+        let started = app.store.session_started(&session.hash(), now).await?;
+        let fresh = started.is_some_and(|at| {
+            oidc::session_is_fresh_enough(request.oidc.interaction, request.oidc.max_age, at, now)
+        });
+        if !fresh {
+            return Ok(sign_in_or(request, silent, OAuthError::LoginRequired));
+        }
+        request.auth_time = started;
+    }
     let prior = app
         .store
         .consent_for(user.id, &client.id, request.registered_uri.as_str())
@@ -290,6 +338,12 @@ async fn authorization(
         .as_ref()
         .is_some_and(|p| p.covers_all(&request.scopes));
     if must_ask_consent(request.prompt, covered) {
+        if silent {
+            return Ok(Step::Answer(Answer::Error {
+                target: request.target,
+                error: OAuthError::ConsentRequired,
+            }));
+        }
         let prompt = ask_consent(app, &session, &user, &request, now).await?;
         return Ok(Step::AskConsent(prompt));
     }
@@ -297,6 +351,18 @@ async fn authorization(
     let refresh = issues_refresh_token(request.access_type, request.prompt, false);
     let answer = issue_code(app, request, &user, false, refresh, now).await?;
     Ok(Step::Answer(answer))
+}
+
+/// The sign-in page, or with `prompt=none` the error that stands for it.
+fn sign_in_or(request: AuthorizationRequest, silent: bool, error: OAuthError) -> Step {
+    if silent {
+        Step::Answer(Answer::Error {
+            target: request.target,
+            error,
+        })
+    } else {
+        Step::SignIn(request)
+    }
 }
 
 /// Keeps the request as a pending consent bound to this session, for the consent page.
@@ -415,6 +481,10 @@ async fn issue_code(
             code_challenge: request.code_challenge.map(|c| c.as_str().to_owned()),
             expires_at: now.plus(app.settings.limits.code_lifetime_secs),
             redeemed_at: None,
+            oidc: SignIn {
+                auth_time: request.auth_time,
+                nonce: request.oidc.nonce,
+            },
         },
         description: None,
         record_consent: record_consent.then(|| ConsentRecord {
@@ -511,6 +581,11 @@ struct PendingRequest {
     offline: bool,
     prompt_consent: bool,
     code_challenge: Option<String>,
+    /// OpenID Connect: left out when absent, so older pending consents read the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nonce: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    auth_time: Option<i64>,
 }
 
 impl From<&AuthorizationRequest> for PendingRequest {
@@ -527,6 +602,8 @@ impl From<&AuthorizationRequest> for PendingRequest {
                 .code_challenge
                 .as_ref()
                 .map(|c| c.as_str().to_owned()),
+            nonce: request.oidc.nonce.clone(),
+            auth_time: request.auth_time.map(|t| t.0),
         }
     }
 }
@@ -553,6 +630,12 @@ impl From<PendingRequest> for AuthorizationRequest {
                 Prompt::Default
             },
             code_challenge: pending.code_challenge.map(CodeChallenge::from_stored),
+            // Only what a code needs: the page has been shown, so prompt and max_age are spent.
+            oidc: OidcParams {
+                nonce: pending.nonce,
+                ..OidcParams::default()
+            },
+            auth_time: pending.auth_time.map(Timestamp),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Using an access token: `/oauth/user/info` (RFC 6750 bearer usage, with Zoho's
-//! `Zoho-oauthtoken` scheme) and `/oauth/v2/introspect` (RFC 7662). Validation is one indexed
+//! `Zoho-oauthtoken` scheme), OpenID Connect's `/oauth/v2/userinfo`, and
+//! `/oauth/v2/introspect` (RFC 7662). Validation is one indexed
 //! read by hash on the reader pool; no cache, so a revocation is seen at once.
 
 use axum::extract::State;
@@ -9,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use grantd_core::datacenter::issued_elsewhere;
+use grantd_core::oidc::{self, Subject, UserClaims};
 use grantd_core::secret::SecretHash;
 use grantd_core::{Client, OAuthError, Scope};
 use grantd_store::TokenVerbs;
@@ -35,9 +37,32 @@ pub async fn user_info(State(app): State<App>, headers: HeaderMap) -> Response {
         .scopes
         .covers(&Scope::from_stored(PROFILE_SCOPE.into()))
     {
-        return challenge(StatusCode::FORBIDDEN, Some("insufficient_scope"));
+        return insufficient_scope(PROFILE_SCOPE);
     }
     Json(UserInfo::new(user.id, &user.email, &user.name)).into_response()
+}
+
+/// `GET|POST /oauth/v2/userinfo` (OIDC Core §5.3): the claims the token's scopes allow; needs
+/// `openid`. The token comes from the `Authorization` header only.
+pub async fn openid_user_info(State(app): State<App>, headers: HeaderMap) -> Response {
+    let now = app.clock.now();
+    let Some(token) = bearer(&headers) else {
+        return challenge(StatusCode::UNAUTHORIZED, None);
+    };
+    let (grant, user) = match app.store.access_owner(&SecretHash::of(token), now).await {
+        Ok(Some(found)) => found,
+        Ok(None) => return unknown_token(&app, token),
+        Err(e) => return store_failure(e),
+    };
+    if !oidc::is_openid(&grant.scopes) {
+        return insufficient_scope(oidc::OPENID);
+    }
+    let subject = Subject {
+        id: user.id,
+        email: &user.email,
+        name: &user.name,
+    };
+    Json(UserClaims::of(subject, &grant.scopes)).into_response()
 }
 
 /// The token of `Authorization: Bearer <t>` or `Zoho-oauthtoken <t>`; never from the URL.
@@ -71,21 +96,33 @@ fn unknown_token(app: &App, token: &str) -> Response {
     response
 }
 
-/// RFC 6750 §3: the challenge names the error, and for a missing scope, the scope needed.
+/// RFC 6750 §3.1: 403, naming the scope needed.
+fn insufficient_scope(needed: &str) -> Response {
+    let header =
+        format!("Bearer realm=\"grantd\", error=\"insufficient_scope\", scope=\"{needed}\"");
+    with_challenge(
+        StatusCode::FORBIDDEN,
+        ErrorBody::bare("insufficient_scope"),
+        &header,
+    )
+}
+
+/// RFC 6750 §3: the challenge names the error.
 fn challenge(status: StatusCode, error: Option<&'static str>) -> Response {
     let header = match error {
         None => "Bearer realm=\"grantd\"".to_owned(),
-        Some("insufficient_scope") => format!(
-            "Bearer realm=\"grantd\", error=\"insufficient_scope\", scope=\"{PROFILE_SCOPE}\""
-        ),
         Some(error) => format!("Bearer realm=\"grantd\", error=\"{error}\""),
     };
     let body = match error {
         Some(error) => ErrorBody::bare(error),
         None => ErrorBody::described("invalid_request", "an access token is required"),
     };
+    with_challenge(status, body, &header)
+}
+
+fn with_challenge(status: StatusCode, body: ErrorBody, header: &str) -> Response {
     let mut response = (status, Json(body)).into_response();
-    if let Ok(value) = HeaderValue::from_str(&header) {
+    if let Ok(value) = HeaderValue::from_str(header) {
         response.headers_mut().insert(WWW_AUTHENTICATE, value);
     }
     response

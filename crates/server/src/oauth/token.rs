@@ -9,11 +9,12 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use grantd_core::datacenter::unknown_here;
-use grantd_core::grant::{refresh_scopes, CodeGrant};
+use grantd_core::grant::{refresh_scopes, CodeGrant, SignIn};
+use grantd_core::oidc::{self, IdTokenFor, Subject};
 use grantd_core::secret::{AccessToken, GrantCode, RefreshToken};
 use grantd_core::{Client, ClientType, OAuthError, Scopes, Timestamp};
-use grantd_store::TokenVerbs;
 use grantd_store::{AccessIssue, NewAccess, NewTokens, Redemption, RefreshOutcome};
+use grantd_store::{AccountVerbs, TokenVerbs};
 use grantd_wire::TokenResponse;
 
 use super::client_auth::Caller;
@@ -46,6 +47,59 @@ async fn authenticated_request<'c>(
 ) -> Result<(&'c Client, TokenRequest), Failure> {
     let client = caller.authenticated()?;
     Ok((client, TokenRequest::parse(app, params, client).await?))
+}
+
+/// OIDC Core §3.1.3.3 and §12.2: with `openid` granted, an ID token for the access token just
+/// issued, signed with the key in memory. The user is read only then.
+async fn id_token(
+    app: &App,
+    client: &Client,
+    user_id: i64,
+    scopes: &Scopes,
+    sign_in: &SignIn,
+    access: &AccessToken,
+    now: Timestamp,
+) -> Result<Option<String>, Failure> {
+    if !oidc::is_openid(scopes) {
+        return Ok(None);
+    }
+    let keys = app.keys.current();
+    let Some(alg) = keys.alg() else {
+        return Err(Failure::Internal(
+            "no ID-token signing key is loaded".into(),
+        ));
+    };
+    // Deleted between the grant and now: its cascade took the tokens too, so this grant is
+    // as good as unknown.
+    let user = app
+        .store
+        .user(user_id)
+        .await?
+        .ok_or(OAuthError::InvalidGrant(
+            "the user of this grant no longer exists",
+        ))?;
+    let claims = oidc::id_token_claims(
+        IdTokenFor {
+            issuer: &app.settings.public_url,
+            client_id: client.id.as_str(),
+            user: Subject {
+                id: user.id,
+                email: &user.email,
+                name: &user.name,
+            },
+            scopes,
+            // Grants from before OpenID Connect: the best known bound is now.
+            auth_time: sign_in.auth_time.unwrap_or(now),
+            nonce: sign_in.nonce.as_deref(),
+            access_token: access.expose(),
+            alg,
+            lifetime_secs: app.settings.limits.access_token_lifetime_secs,
+        },
+        now,
+    );
+    keys.sign(&claims)
+        .map(Some)
+        .map_err(|e| Failure::Internal(e.to_string()))
 }
 
 /// Runs the grant's flow.
@@ -139,6 +193,8 @@ struct Issued {
     /// rotated one on refresh; never on client_credentials.
     refresh: Option<RefreshToken>,
     scopes: Scopes,
+    /// With `openid`: the ID token (a JWS, not a secret of ours: it proves, it opens nothing).
+    id_token: Option<String>,
 }
 
 impl Issued {
@@ -152,6 +208,7 @@ impl Issued {
             &app.settings.api_domain,
             app.settings.limits.access_token_lifetime_secs,
         )
+        .with_id_token(self.id_token.clone())
     }
 }
 
@@ -197,11 +254,24 @@ async fn exchange(
         )
         .into()),
         Redemption::Rejected(rejection) => Err(rejection.error().into()),
-        Redemption::Issued(grant) => Ok(Issued {
-            access,
-            refresh: grant.issue_refresh_token.then_some(refresh),
-            scopes: grant.scopes,
-        }),
+        Redemption::Issued(grant) => {
+            let id_token = id_token(
+                app,
+                client,
+                grant.user_id,
+                &grant.scopes,
+                &grant.oidc,
+                &access,
+                now,
+            )
+            .await?;
+            Ok(Issued {
+                access,
+                refresh: grant.issue_refresh_token.then_some(refresh),
+                scopes: grant.scopes,
+                id_token,
+            })
+        }
     }
 }
 
@@ -253,11 +323,24 @@ async fn refresh(
         RefreshOutcome::Throttled { retry_after } => {
             Err(OAuthError::Throttled { retry_after }.into())
         }
-        RefreshOutcome::Issued { scopes, .. } => Ok(Issued {
-            access,
-            refresh: successor,
+        RefreshOutcome::Issued {
+            user_id,
             scopes,
-        }),
+            auth_time,
+        } => {
+            // OIDC Core §12.2: the same auth_time as the first ID token, and no nonce.
+            let sign_in = SignIn {
+                auth_time,
+                nonce: None,
+            };
+            let id_token = id_token(app, client, user_id, &scopes, &sign_in, &access, now).await?;
+            Ok(Issued {
+                access,
+                refresh: successor,
+                scopes,
+                id_token,
+            })
+        }
     }
 }
 
@@ -281,10 +364,12 @@ async fn client_credentials(
         .add_access_token(&new, &client.id, owner, &scopes, now, limits)
         .await?
     {
+        // No one signed in, so no ID token, whatever the scopes.
         AccessIssue::Issued => Ok(Issued {
             access,
             refresh: None,
             scopes,
+            id_token: None,
         }),
         AccessIssue::Throttled { retry_after } => Err(OAuthError::Throttled { retry_after }.into()),
     }

@@ -9,6 +9,7 @@
 
 mod accounts;
 mod console;
+mod keys;
 mod sessions;
 mod tokens;
 

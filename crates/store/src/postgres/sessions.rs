@@ -10,7 +10,7 @@ use super::{detached, Answer, PostgresStore};
 use crate::model::User;
 use crate::rows::{ConsentRow, PendingConsentRow, UserRow};
 use crate::statements::{
-    CONSENT, DELETE_SESSION, INSERT_PENDING_CONSENT, INSERT_SESSION, SESSION_USER,
+    CONSENT, DELETE_SESSION, INSERT_PENDING_CONSENT, INSERT_SESSION, SESSION_STARTED, SESSION_USER,
     TAKE_PENDING_CONSENT,
 };
 use crate::verbs::SessionVerbs;
@@ -49,6 +49,19 @@ impl SessionVerbs for PostgresStore {
             .fetch_optional(&self.pool)
             .await?;
         Ok(row.map(User::from))
+    }
+
+    async fn session_started(
+        &self,
+        hash: &SecretHash,
+        now: Timestamp,
+    ) -> Answer<Option<Timestamp>> {
+        let started: Option<i64> = sqlx::query_scalar(SESSION_STARTED)
+            .bind(hash.as_bytes())
+            .bind(now.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(started.map(Timestamp))
     }
 
     async fn remove_session(&self, hash: &SecretHash) -> Answer<()> {

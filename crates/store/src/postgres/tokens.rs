@@ -29,8 +29,8 @@ use crate::statements::{
     MARK_REDEEMED_WITH_TOKENS, NEWEST_CODE_SEQ, REFRESH_GRANT, REFRESH_TOKEN, REFRESH_TOKEN_AT,
     RETIRED_REFRESH_TOKEN, RETIRE_REFRESH_TOKEN, REVOKE_ACCESS_TOKEN, REVOKE_CODE_ACCESS_TOKENS,
     REVOKE_CODE_REFRESH_TOKENS, REVOKE_REFRESH_FAMILY, REVOKE_REFRESH_TOKEN, ROTATE_REFRESH_TOKEN,
-    SWEEP_CHUNK, SWEEP_CODES, SWEEP_PENDING_CONSENTS, SWEEP_SESSIONS, SWEEP_SIGNIN_TALLIES,
-    UPSERT_CONSENT,
+    SWEEP_CHUNK, SWEEP_CODES, SWEEP_PENDING_CONSENTS, SWEEP_SESSIONS, SWEEP_SIGNING_KEYS,
+    SWEEP_SIGNIN_TALLIES, UPSERT_CONSENT,
 };
 use crate::verbs::TokenVerbs;
 
@@ -80,6 +80,8 @@ impl TokenVerbs for PostgresStore {
                 .bind(now.0)
                 .bind(grant.expires_at.0)
                 .bind(newest + 1)
+                .bind(&grant.oidc.nonce)
+                .bind(grant.oidc.auth_time.map(|t| t.0))
                 .execute(&mut *tx)
                 .await?;
             if let Some(record) = &code.record_consent {
@@ -164,6 +166,7 @@ impl TokenVerbs for PostgresStore {
                     .bind(code_hash.as_bytes())
                     .bind(now.0)
                     .bind(now.0)
+                    .bind(grant.oidc.auth_time.map(|t| t.0))
                     .fetch_one(&mut *tx)
                     .await?;
                 // Beyond the cap the oldest go, and their access tokens with them (cascade).
@@ -300,6 +303,7 @@ impl TokenVerbs for PostgresStore {
             Ok(RefreshOutcome::Issued {
                 user_id: grant.user_id,
                 scopes,
+                auth_time: grant.auth_time,
             })
         })
         .await
@@ -465,6 +469,7 @@ impl TokenVerbs for PostgresStore {
                 (SWEEP_PENDING_CONSENTS, now),
                 (SWEEP_CODES, CodeGrant::forgettable_before(now)),
                 (SWEEP_SIGNIN_TALLIES, now),
+                (SWEEP_SIGNING_KEYS, now),
             ] {
                 removed += sqlx::query(sql)
                     .bind(cutoff.0)

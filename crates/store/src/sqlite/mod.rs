@@ -8,6 +8,7 @@
 mod accounts;
 mod checkpoint;
 mod console;
+mod keys;
 mod query;
 mod readers;
 mod rows;
@@ -145,6 +146,7 @@ mod tests {
                 code_challenge: None,
                 expires_at: NOW.plus(60),
                 redeemed_at: None,
+                oidc: Default::default(),
             },
             description: None,
             record_consent: Some(ConsentRecord {

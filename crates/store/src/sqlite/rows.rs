@@ -76,6 +76,8 @@ impl ReadRow for CodeRow {
             code_challenge: row.get(6)?,
             expires_at: row.get(7)?,
             redeemed_at: row.get(8)?,
+            nonce: row.get(9)?,
+            auth_time: row.get(10)?,
         })
     }
 }
@@ -119,6 +121,7 @@ impl ReadRow for RefreshGrantRow {
             client_id: row.get(1)?,
             user_id: row.get(2)?,
             scopes: row.get(3)?,
+            auth_time: row.get(4)?,
         })
     }
 }
@@ -217,6 +220,20 @@ impl ReadRow for PendingConsentRow {
         Ok(PendingConsentRow {
             request: row.get(0)?,
             expires_at: row.get(1)?,
+        })
+    }
+}
+
+impl ReadRow for SigningKeyRow {
+    fn read(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(SigningKeyRow {
+            kid: row.get(0)?,
+            alg: row.get(1)?,
+            public_jwk: row.get(2)?,
+            private_key: row.get(3)?,
+            created_at: row.get(4)?,
+            retired_at: row.get(5)?,
+            expires_at: row.get(6)?,
         })
     }
 }

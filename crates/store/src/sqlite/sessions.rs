@@ -4,7 +4,7 @@ use grantd_core::consent::Consent;
 use grantd_core::secret::SecretHash;
 use grantd_core::{ClientId, Scopes, Timestamp};
 
-use super::query::{execute, one};
+use super::query::{execute, one, scalar};
 use super::SqliteStore;
 use crate::model::User;
 use crate::rows::{ConsentRow, PendingConsentRow, UserRow};
@@ -49,6 +49,17 @@ impl SessionVerbs for SqliteStore {
                 Ok(())
             })
             .await
+    }
+
+    async fn session_started(
+        &self,
+        hash: &SecretHash,
+        now: Timestamp,
+    ) -> Answer<Option<Timestamp>> {
+        self.readers.read(|db| {
+            let started: Option<i64> = scalar(db, SESSION_STARTED, (hash.as_bytes(), now.0))?;
+            Ok(started.map(Timestamp))
+        })
     }
 
     async fn add_pending_consent(

@@ -162,6 +162,7 @@ impl TokenVerbs for SqliteStore {
                     (SWEEP_PENDING_CONSENTS, now),
                     (SWEEP_CODES, CodeGrant::forgettable_before(now)),
                     (SWEEP_SIGNIN_TALLIES, now),
+                    (SWEEP_SIGNING_KEYS, now),
                 ] {
                     removed += execute(db, sql, (cutoff.0,))? as u64;
                 }
@@ -215,6 +216,8 @@ fn add_code(db: &Connection, code: &NewCode, now: Timestamp, limits: &Limits) ->
             now.0,
             grant.expires_at.0,
             newest + 1,
+            &grant.oidc.nonce,
+            grant.oidc.auth_time.map(|t| t.0),
         ),
     )?;
     if let Some(approved) = &code.record_consent {
@@ -274,6 +277,7 @@ fn redeem_code(
                 code,
                 now.0,
                 now.0,
+                grant.oidc.auth_time.map(|t| t.0),
             ),
         )?;
         // Beyond the cap the oldest go, and their access tokens with them (cascade).
@@ -363,6 +367,7 @@ fn refresh(
     Ok(RefreshOutcome::Issued {
         user_id: grant.user_id,
         scopes,
+        auth_time: grant.auth_time,
     })
 }
 
