@@ -34,6 +34,7 @@ mod hygiene;
 mod issued_elsewhere;
 mod limits;
 mod login;
+mod oidc;
 mod pkce;
 mod redirect_flow;
 mod redirect_uri;
