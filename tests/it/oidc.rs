@@ -3,6 +3,9 @@
 //! discovery; userinfo by scope; `nonce`, `prompt=none|login` and `max_age` at
 //! `/oauth/v2/auth`; key rotation. Time moves with the server's `ManualClock`.
 
+// The helpers below fail the test the way a test does, by panicking (as `tests/support` does).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
