@@ -14,6 +14,8 @@ use crate::config::ServeConfig;
 use crate::{emit, Failure};
 
 pub async fn run(database: &str, config: ServeConfig) -> Result<(), Failure> {
+    // Before the database: without a key-encryption key nothing can be signed, so say so first.
+    let kek = config.key_encryption_key(database)?;
     let store = Store::open(database, crate::pool_size())
         .await
         .map_err(|e| Failure(format!("cannot open the database: {e}")))?;
@@ -22,7 +24,7 @@ pub async fn run(database: &str, config: ServeConfig) -> Result<(), Failure> {
         .map_err(|e| Failure(format!("cannot listen on {}: {e}", config.listen)))?;
     let bound = listener.local_addr()?;
     let mut settings = config.settings(bound);
-    settings.kek = Some(config.key_encryption_key(database)?);
+    settings.kek = Some(kek);
     // Handlers are installed before the address is announced, so a supervisor (or a test) that
     // sends SIGTERM right after reading it gets a graceful stop, not the default kill.
     let stop = watch_signals()?;

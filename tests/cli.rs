@@ -757,3 +757,105 @@ async fn flags_beat_environment_beats_the_config_file() {
     let status = server.stop();
     assert!(status.success(), "exit status after SIGTERM: {status}");
 }
+
+/// The key ids `/oauth/v2/keys` publishes, in order.
+async fn published(http: &Http, url: String) -> Vec<String> {
+    let reply = http.get(format!("{url}/oauth/v2/keys")).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.json()["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// `grantd serve` on SQLite makes its key-encryption key beside the database (0600) and its
+/// first signing key; `grantd keys rotate` beside it is served within seconds; a restart opens
+/// the same keys; another key-encryption key refuses to start; PostgreSQL needs the setting.
+#[tokio::test]
+async fn signing_keys_are_sealed_listed_and_rotated_while_serving() {
+    let sandbox = Sandbox::new();
+    // The default key file, not the tests' shared one.
+    let own = |args: &[&str]| {
+        let mut command = sandbox.command(args);
+        command.env_remove("GRANTD_KEY_ENCRYPTION_KEY_FILE");
+        command
+    };
+    let serve = |log: &str| {
+        let mut command = own(&["serve", "--listen", "127.0.0.1:0"]);
+        command.env("RUST_LOG", "info");
+        Node::spawn("serve", command, sandbox.path(log))
+    };
+    let keys_json = |args: &[&str]| -> Value {
+        let stdout = succeeded(args, &node::run(own(args), args, None));
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+    };
+    let server = serve("serve-1.log");
+    let kek = sandbox.path("kek");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&kek).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the key file is the owner's only");
+    }
+    let http = Http::new();
+
+    let first = published(&http, server.url.clone()).await;
+    assert_eq!(first.len(), 1);
+    let listed = keys_json(&["keys", "list", "--json"]);
+    assert_eq!(listed["keys"][0]["kid"], first[0].as_str());
+    assert_eq!(listed["keys"][0]["alg"], "RS256");
+    assert_eq!(listed["keys"][0]["active"], true);
+
+    let rotated = keys_json(&["keys", "rotate", "--json"]);
+    let new_kid = rotated["kid"].as_str().unwrap().to_owned();
+    assert_ne!(new_kid, first[0]);
+    support::http::until(
+        std::time::Duration::from_secs(15),
+        "the running server to publish the new key",
+        || {
+            let (http, url, new_kid) = (&http, server.url.clone(), new_kid.clone());
+            async move {
+                let kids = published(http, url).await;
+                (kids.first() == Some(&new_kid)).then_some(kids)
+            }
+        },
+    )
+    .await;
+    let listed = keys_json(&["keys", "list", "--json"]);
+    assert_eq!(listed["keys"].as_array().unwrap().len(), 2, "{listed}");
+    assert_eq!(listed["keys"][1]["active"], false);
+    assert!(listed["keys"][1]["expires_at"].is_i64(), "{listed}");
+    assert!(server.stop().success());
+
+    // A restart opens the same keys with the same key file.
+    let again = serve("serve-2.log");
+    let kids = published(&http, again.url.clone()).await;
+    assert_eq!(kids, [new_kid.clone(), first[0].clone()]);
+    assert!(again.stop().success());
+
+    // Another key-encryption key cannot open them: refused, with a message that says why.
+    std::fs::write(&kek, format!("{}\n", "ab".repeat(32))).unwrap();
+    let args = ["serve", "--listen", "127.0.0.1:0"];
+    let output = node::run(own(&args), &args, None);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("key-encryption key"), "{stderr}");
+
+    // PostgreSQL has no default: its nodes must share one key.
+    let args = [
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--database",
+        "postgres://nobody@127.0.0.1:9/none",
+    ];
+    let output = node::run(own(&args), &args, None);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("key_encryption_key_file is required"),
+        "{stderr}"
+    );
+}

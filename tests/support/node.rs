@@ -29,7 +29,9 @@ pub const EMAIL: &str = "ada@example.com";
 pub const NODE_POOL: &str = "6";
 
 /// Settings a `grantd` child must not inherit from whoever runs the tests.
-pub const SETTINGS: [&str; 9] = [
+pub const SETTINGS: [&str; 11] = [
+    "GRANTD_KEY_ENCRYPTION_KEY_FILE",
+    "GRANTD_ID_TOKEN_SIGNING_ALG",
     "GRANTD_LISTEN",
     "GRANTD_PUBLIC_URL",
     "GRANTD_DATABASE_URL",
@@ -43,13 +45,45 @@ pub const SETTINGS: [&str; 9] = [
 
 // ---- commands --------------------------------------------------------------------------------
 
-/// `grantd`, with none of [`SETTINGS`] inherited.
+/// `grantd`, with none of [`SETTINGS`] inherited, and the tests' key-encryption key (which
+/// PostgreSQL nodes need, and must share).
 pub fn bare_command() -> Command {
     let mut command = Command::new(BIN);
     for name in SETTINGS {
         command.env_remove(name);
     }
+    command.env("GRANTD_KEY_ENCRYPTION_KEY_FILE", test_kek_file());
     command
+}
+
+/// One key-encryption key file for every test process: made once, atomically (a complete file
+/// is linked into place, never overwritten), so nodes on one database always share it.
+pub fn test_kek_file() -> PathBuf {
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("grantd-test-kek");
+    if !path.exists() {
+        static DRAFTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = DRAFTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let draft = path.with_extension(format!("{}-{n}", std::process::id()));
+        let key: String = (0..32).map(|_| format!("{:02x}", rand_byte())).collect();
+        std::fs::write(&draft, format!("{key}\n")).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&draft, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        // Another test process may have linked its own first: then that one is the key.
+        let _ = std::fs::hard_link(&draft, &path);
+        let _ = std::fs::remove_file(&draft);
+    }
+    path
+}
+
+fn rand_byte() -> u8 {
+    use std::hash::{BuildHasher, Hasher};
+    // A test key, not a secret: RandomState's per-process seed is random enough.
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    hasher.finish() as u8
 }
 
 /// `grantd` on `database`, given by environment (`serve` gets it as `--database` in

@@ -174,7 +174,22 @@ async fn run(args: Args) -> Result<bool> {
     std::fs::create_dir_all(&args.work_dir)
         .with_context(|| format!("creating {}", args.work_dir.display()))?;
     let config = args.work_dir.join("grantd-bench.toml");
-    std::fs::write(&config, server::CONFIG)?;
+    // PostgreSQL has no default key-encryption key (its nodes must share one): give one.
+    let kek = args.work_dir.join("grantd-bench.kek");
+    if !kek.exists() {
+        let mut bytes = [0u8; 32];
+        std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut bytes)?;
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        std::fs::write(&kek, format!("{hex}\n"))?;
+    }
+    std::fs::write(
+        &config,
+        format!(
+            "key_encryption_key_file = {:?}\n{}",
+            kek.display().to_string(),
+            server::CONFIG
+        ),
+    )?;
     let machine = report::Machine {
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
