@@ -489,3 +489,46 @@ async fn public_clients_get_id_tokens_with_pkce() {
     assert_eq!(claims["aud"], app.id.as_str());
     assert_eq!(claims["nonce"], "mobile");
 }
+
+#[tokio::test]
+async fn the_console_shows_openid_connect_settings_and_the_keys_to_administrators() {
+    skip_without_postgres!();
+    let server = start_with(|_| {}).await;
+    let admin = server.user("root@example.com").await;
+    let ada = server.user("ada@example.com").await;
+    let app = server
+        .client(
+            grantd_core::ClientType::Server,
+            &["https://app.example/cb"],
+            grantd_core::Dialect::Standard,
+            Some(&ada),
+        )
+        .await;
+    let settings = server.at(&format!("/console/clients/{}?tab=settings", app.id));
+    let browser = server.browser();
+    browser.sign_in(&settings, &ada).await;
+    let page = browser.get(settings.as_str()).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("OpenID Connect"), "{}", page.body);
+    assert!(page.body.contains("<strong>RS256</strong>"));
+    assert!(page
+        .body
+        .contains(&format!("{}/.well-known/openid-configuration", server.url)));
+    for scope in [
+        "<code>openid</code>",
+        "<code>email</code>",
+        "<code>profile</code>",
+    ] {
+        assert!(page.body.contains(scope), "{scope}");
+    }
+    // Keys are the administrators' page only.
+    assert_eq!(browser.get(server.at("/console/keys")).await.status, 404);
+
+    let root = server.browser();
+    root.sign_in(&server.at("/console/keys"), &admin).await;
+    let keys = root.get(server.at("/console/keys")).await;
+    assert_eq!(keys.status, 200);
+    let kid = jwks(&server).await.keys[0].common.key_id.clone().unwrap();
+    assert!(keys.body.contains(&kid), "{}", keys.body);
+    assert!(keys.body.contains("RS256") && keys.body.contains("active"));
+}

@@ -102,6 +102,7 @@ pub fn router(app: App) -> Router {
                 .merge(post(admin_pages::add_user).layer(password_queue.clone())),
         )
         .route("/console/users/unlock", post(admin_pages::unlock_user))
+        .route("/console/keys", get(admin_pages::keys))
         .route("/account", get(account::show))
         .route("/account/profile", post(account::update_profile))
         .route(

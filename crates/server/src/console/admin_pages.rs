@@ -1,5 +1,5 @@
-//! Administrator pages: the scope registry and the user list (with each user's sign-in
-//! back-off to clear).
+//! Administrator pages: the scope registry, the user list (with each user's sign-in back-off
+//! to clear), and the ID-token signing keys.
 
 use askama::Template;
 use axum::extract::{Query, State};
@@ -10,6 +10,7 @@ use serde::Deserialize;
 use grantd_core::secret::Password;
 use grantd_store::{AccountVerbs, ConsoleVerbs};
 
+use super::datetime;
 use crate::admin::{self, AdminError};
 use crate::app::App;
 use crate::error::ErrorPage;
@@ -94,6 +95,46 @@ pub async fn add_scope(
             Ok((StatusCode::BAD_REQUEST, Html(pages::render(&page))).into_response())
         }
     }
+}
+
+#[derive(Template)]
+#[template(path = "console/keys.html")]
+struct KeysPage {
+    nav: &'static str,
+    is_admin: bool,
+    /// The header's sign-out form needs it.
+    csrf_token: String,
+    keys: Vec<KeyRow>,
+}
+
+struct KeyRow {
+    kid: String,
+    alg: String,
+    created: String,
+    retired: String,
+    until: String,
+}
+
+/// `GET /console/keys`: what `grantd keys list` shows.
+pub async fn keys(State(app): State<App>, me: SignedIn) -> Result<Response, ErrorPage> {
+    require_admin(&me)?;
+    let keys = crate::signing::list(&app.store, me.now).await?;
+    let page = KeysPage {
+        nav: "keys",
+        is_admin: true,
+        csrf_token: me.csrf_token(),
+        keys: keys
+            .into_iter()
+            .map(|k| KeyRow {
+                kid: k.kid,
+                alg: k.alg,
+                created: datetime(k.created_at),
+                retired: k.retired_at.map_or_else(|| "active".into(), datetime),
+                until: k.expires_at.map_or_else(|| "-".into(), datetime),
+            })
+            .collect(),
+    };
+    Ok(Html(pages::render(&page)).into_response())
 }
 
 #[derive(Template)]

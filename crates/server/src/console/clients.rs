@@ -8,7 +8,7 @@ use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 
 use grantd_core::limits::SELF_CLIENT_CODE_MINUTES;
-use grantd_core::{Client, ClientType, Dialect};
+use grantd_core::{Client, ClientType, Dialect, Scopes};
 use grantd_store::ClientUpdate;
 use grantd_store::ConsoleVerbs;
 
@@ -278,6 +278,17 @@ struct ClientPage {
     datacenters: Vec<DcRow>,
     /// A secret of its own just given to the client at a data center, shown once.
     dc_secret: Option<(String, String)>,
+    /// What OpenID Connect looks like to this client; `None` for device-flow clients.
+    oidc: Option<OidcView>,
+}
+
+/// The Settings tab's OpenID Connect panel: read-only, as these are the server's settings.
+struct OidcView {
+    discovery: String,
+    /// The built-in scopes the client may request, with what the consent page says.
+    scopes: Vec<(String, String)>,
+    /// `id_token_signing_alg`: every ID token of this server is signed so.
+    alg: &'static str,
 }
 
 impl ClientPage {
@@ -372,8 +383,25 @@ impl ClientPage {
             durations: SELF_CLIENT_CODE_MINUTES,
             datacenters,
             dc_secret: None,
+            oidc: oidc_view(app, client).await?,
         })
     }
+}
+
+async fn oidc_view(app: &App, client: &Client) -> Result<Option<OidcView>, ErrorPage> {
+    if client.kind == ClientType::NonBrowser {
+        return Ok(None);
+    }
+    let builtin = Scopes::from_stored(&grantd_core::oidc::SCOPES.join(" "));
+    let scopes = app.store.registered(&builtin).await?.unwrap_or_default();
+    Ok(Some(OidcView {
+        discovery: format!(
+            "{}/.well-known/openid-configuration",
+            app.settings.public_url
+        ),
+        scopes,
+        alg: app.settings.id_token_signing_alg.as_str(),
+    }))
 }
 
 async fn dc_rows(app: &App, client: &Client) -> Result<Vec<DcRow>, ErrorPage> {
