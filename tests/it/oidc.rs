@@ -532,3 +532,32 @@ async fn the_console_shows_openid_connect_settings_and_the_keys_to_administrator
     assert!(keys.body.contains(&kid), "{}", keys.body);
     assert!(keys.body.contains("RS256") && keys.body.contains("active"));
 }
+
+#[tokio::test]
+async fn a_changed_signing_algorithm_makes_a_new_key_and_keeps_the_old_one_published() {
+    skip_without_postgres!();
+    let kek = Kek::generate();
+    let sealed = kek.clone();
+    let server = start_with(move |s| s.kek = Some(sealed)).await;
+    let before = jwks(&server).await;
+    assert_eq!(before.keys.len(), 1);
+    // Another node (or the next start) configured for EdDSA, on the same database and key.
+    let mut settings = server.app.settings.clone();
+    settings.kek = Some(kek);
+    settings.id_token_signing_alg = SigningAlg::EdDsa;
+    let node = grantd_server::App::new(server.store.clone(), server.clock.clone(), settings);
+    node.prepare_keys().await.unwrap();
+    let keys = signing::list(&server.store, server.now()).await.unwrap();
+    let summary: Vec<_> = keys
+        .iter()
+        .map(|k| (k.alg.as_str(), k.retired_at.is_some()))
+        .collect();
+    assert_eq!(summary, [("EdDSA", false), ("RS256", true)]);
+    // Opening the keys with another key-encryption key fails, and says why.
+    let mut wrong = server.app.settings.clone();
+    wrong.kek = Some(Kek::generate());
+    wrong.id_token_signing_alg = SigningAlg::EdDsa;
+    let stranger = grantd_server::App::new(server.store.clone(), server.clock.clone(), wrong);
+    let refused = stranger.prepare_keys().await.unwrap_err().to_string();
+    assert!(refused.contains("key-encryption key"), "{refused}");
+}
