@@ -80,6 +80,7 @@ async fn fixture() -> Fixture {
         },
         now,
         &Limits::default(),
+        app.tag,
     )
     .await
     .unwrap();

@@ -7,6 +7,7 @@ use std::io::BufRead;
 
 use serde_json::{json, Value};
 
+use grantd_core::datacenter::DcTag;
 use grantd_core::secret::{ClientSecret, Password};
 use grantd_core::{Client, Clock, Limits, SystemClock};
 use grantd_server::admin::{self, AdminError, ClientSpec, SelfCodeSpec};
@@ -247,7 +248,12 @@ pub async fn scope(store: &Store, command: ScopeCommand) -> Result<(), Failure> 
     }
 }
 
-pub async fn code(store: &Store, args: CodeArgs, limits: &Limits) -> Result<(), Failure> {
+pub async fn code(
+    store: &Store,
+    args: CodeArgs,
+    limits: &Limits,
+    issuer: DcTag,
+) -> Result<(), Failure> {
     let spec = SelfCodeSpec {
         client_id: args.client_id,
         user_email: args.user,
@@ -255,7 +261,7 @@ pub async fn code(store: &Store, args: CodeArgs, limits: &Limits) -> Result<(), 
         minutes: args.duration,
         description: args.description,
     };
-    let code = admin::self_client_code(store, &spec, SystemClock.now(), limits).await?;
+    let code = admin::self_client_code(store, &spec, SystemClock.now(), limits, issuer).await?;
     if args.json {
         return emit(json!({ "code": code.expose(), "expires_in": spec.minutes * 60 }));
     }

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use clap::{Args, FromArgMatches};
 use serde::Deserialize;
 
 use grantd_core::datacenter::{self, Peer};
@@ -398,6 +399,17 @@ impl ServeConfig {
             trusted_proxies,
             datacenters,
         })
+    }
+
+    /// The same settings for an administration command, which has no serve flags: from the
+    /// `GRANTD_*` environment and the file, so it sees the data center `serve` runs as.
+    pub fn for_admin(file: &FileConfig) -> Result<Self, String> {
+        let command = ServeArgs::augment_args(clap::Command::new("grantd"));
+        let args = command
+            .try_get_matches_from(["grantd"])
+            .and_then(|matches| ServeArgs::from_arg_matches(&matches))
+            .map_err(|e| format!("invalid GRANTD_* setting: {e}"))?;
+        Self::resolve(&args, file)
     }
 
     /// The server's settings, once the listener is bound to `bound`.

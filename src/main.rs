@@ -15,6 +15,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+use grantd_core::datacenter::DcTag;
 use grantd_server::admin::AdminError;
 use grantd_store::{Store, StoreError, DEFAULT_POOL_SIZE};
 
@@ -54,8 +55,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Client(command) => admin::client(&open(&database).await?, command).await,
         Command::Scope(command) => admin::scope(&open(&database).await?, command).await,
         Command::Code(args) => {
-            let limits = file.limits()?;
-            admin::code(&open(&database).await?, args, &limits).await
+            let dc = ServeConfig::for_admin(&file)?;
+            let issuer = DcTag::of(&dc.location);
+            admin::code(&open(&database).await?, args, &dc.limits, issuer).await
         }
     }
 }

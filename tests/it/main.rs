@@ -30,6 +30,7 @@ mod dialects;
 mod encodings;
 mod http_limits;
 mod hygiene;
+mod issued_elsewhere;
 mod limits;
 mod login;
 mod pkce;

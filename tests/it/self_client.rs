@@ -194,6 +194,7 @@ async fn self_client_codes_are_refused_for_the_wrong_client_user_or_scope() {
             &spec,
             server.now(),
             &server.app.settings.limits,
+            server.app.tag,
         )
         .await;
         assert!(
@@ -213,6 +214,7 @@ async fn self_client_codes_are_refused_for_the_wrong_client_user_or_scope() {
         &unknown,
         server.now(),
         &server.app.settings.limits,
+        server.app.tag,
     )
     .await;
     assert!(matches!(result, Err(AdminError::NotFound(_))), "{result:?}");

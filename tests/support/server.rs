@@ -223,9 +223,15 @@ impl TestServer {
             minutes,
             description: Some("integration test".into()),
         };
-        admin::self_client_code(&self.store, &spec, self.now(), &self.app.settings.limits)
-            .await
-            .map(|code| code.expose().to_owned())
+        admin::self_client_code(
+            &self.store,
+            &spec,
+            self.now(),
+            &self.app.settings.limits,
+            self.app.tag,
+        )
+        .await
+        .map(|code| code.expose().to_owned())
     }
 
     /// A browser of this server: it keeps cookies.

@@ -4,6 +4,10 @@
 
 use std::collections::BTreeMap;
 
+use sha2::{Digest, Sha256};
+
+use crate::error::{Elsewhere, OAuthError};
+
 /// Another data center, as this one knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peer {
@@ -49,6 +53,69 @@ pub fn peers(
         peers.insert(code, peer);
     }
     Ok(peers)
+}
+
+/// The mark every code and token a data center mints carries in its first 8 hex digits, so any
+/// DC can tell from a token alone which DC issued it, with no network call and no lookup. It
+/// is public (derived from the location code), which costs the token 32 of its 256 random bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DcTag([u8; 4]);
+
+impl DcTag {
+    pub fn of(location: &str) -> Self {
+        let digest = Sha256::new()
+            .chain_update(b"grantd data center ")
+            .chain_update(location.as_bytes())
+            .finalize();
+        Self([digest[0], digest[1], digest[2], digest[3]])
+    }
+
+    pub fn bytes(self) -> [u8; 4] {
+        self.0
+    }
+
+    /// The tag a presented token carries, if it has the contract's `1000.` + hex shape.
+    pub fn of_token(token: &str) -> Option<Self> {
+        let hex_part = token.strip_prefix("1000.")?.get(..8)?;
+        let mut tag = [0u8; 4];
+        hex::decode_to_slice(hex_part, &mut tag).ok()?;
+        Some(Self(tag))
+    }
+}
+
+/// The peer that issued `token`, when the token is not this DC's own: where to send whoever
+/// presented it here. Only consulted after the token was not found locally, so a token of ours
+/// can never be misattributed, and a garbage token names a peer only by a 1-in-2³² chance.
+pub fn issuer<'p>(token: &str, peers: &'p BTreeMap<String, Peer>) -> Option<(&'p str, &'p Peer)> {
+    let tag = DcTag::of_token(token)?;
+    peers
+        .iter()
+        .find(|(code, _)| DcTag::of(code) == tag)
+        .map(|(code, peer)| (code.as_str(), peer))
+}
+
+/// The error for a code or token not found here: the bad-grant error naming its issuer when
+/// its tag says a peer minted it, `otherwise` when it is just unknown.
+pub fn unknown_here(
+    token: &str,
+    what: &'static str,
+    peers: &BTreeMap<String, Peer>,
+    otherwise: OAuthError,
+) -> OAuthError {
+    issued_elsewhere(token, what, peers).map_or(otherwise, OAuthError::IssuedElsewhere)
+}
+
+/// Where a token not found here was issued, when its tag names a peer.
+pub fn issued_elsewhere(
+    token: &str,
+    what: &'static str,
+    peers: &BTreeMap<String, Peer>,
+) -> Option<Elsewhere> {
+    issuer(token, peers).map(|(location, peer)| Elsewhere {
+        what,
+        location: location.to_owned(),
+        accounts: peer.accounts.clone(),
+    })
 }
 
 /// Every data center's accounts server by location, this one's included: what
@@ -124,6 +191,46 @@ mod tests {
         assert!(peers(US, wrong_api).is_err());
         let bad_code = BTreeMap::from([("EU".to_owned(), peer("https://a.eu", "https://b.eu"))]);
         assert!(peers(US, bad_code).is_err());
+    }
+
+    #[test]
+    fn a_token_names_the_peer_that_minted_it() {
+        let peers = BTreeMap::from([
+            (
+                "eu".to_owned(),
+                peer("https://accounts.example.eu", "https://api.example.eu"),
+            ),
+            (
+                "in".to_owned(),
+                peer("https://accounts.example.in", "https://api.example.in"),
+            ),
+        ]);
+        let eu = hex::encode(DcTag::of("eu").bytes());
+        let token = format!("1000.{eu}{}.{}", "a".repeat(24), "b".repeat(32));
+        let (code, found) = issuer(&token, &peers).unwrap();
+        assert_eq!(code, "eu");
+        assert_eq!(found.accounts, "https://accounts.example.eu");
+        let ours = format!(
+            "1000.{}{}.{}",
+            hex::encode(DcTag::of("us").bytes()),
+            "a".repeat(24),
+            "b".repeat(32)
+        );
+        assert!(issuer(&ours, &peers).is_none());
+        for garbage in ["", "1000.", "1000.zz", "1000.abc", "2000.abcdef12.x"] {
+            assert!(issuer(garbage, &peers).is_none(), "{garbage}");
+        }
+        assert_ne!(DcTag::of("eu"), DcTag::of("us"));
+        let error = unknown_here(&token, "refresh token", &peers, OAuthError::InvalidClient);
+        assert_eq!(
+            error.description(),
+            "this refresh token was issued by data center eu; use https://accounts.example.eu"
+        );
+        let fallback = OAuthError::InvalidGrant("unknown");
+        assert_eq!(
+            unknown_here(&ours, "grant code", &peers, fallback.clone()),
+            fallback
+        );
     }
 
     #[test]

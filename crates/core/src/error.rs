@@ -1,6 +1,8 @@
 //! OAuth errors and the one table that maps each to both wire dialects (CONTRACT.md "Error
 //! dialects"). The server renders; this module decides names and status codes.
 
+use std::borrow::Cow;
+
 use crate::client::Dialect;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -11,6 +13,13 @@ pub enum OAuthError {
     InvalidClient,
     /// Bad, used or expired code; revoked or unknown refresh token; failed PKCE.
     InvalidGrant(&'static str),
+    /// A code or token minted by another data center (its tag says which): the bad-grant
+    /// error, with a description that sends the caller to the right accounts server.
+    IssuedElsewhere(Elsewhere),
+    /// A client this data center does not serve: registered elsewhere and not enabled here.
+    ClientNotEnabled {
+        location: String,
+    },
     /// The token request's `redirect_uri` differs from the one the code was issued for.
     RedirectUriMismatch,
     UnsupportedGrantType,
@@ -22,6 +31,24 @@ pub enum OAuthError {
     Throttled {
         retry_after: i64,
     },
+}
+
+/// Where a code or token presented here was issued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Elsewhere {
+    /// "grant code", "refresh token", "access token".
+    pub what: &'static str,
+    pub location: String,
+    pub accounts: String,
+}
+
+impl Elsewhere {
+    pub fn description(&self) -> String {
+        format!(
+            "this {} was issued by data center {}; use {}",
+            self.what, self.location, self.accounts
+        )
+    }
 }
 
 /// How an error travels: the HTTP status and the `error` name.
@@ -38,8 +65,12 @@ impl OAuthError {
     /// The dialect table. Zoho answers every token-endpoint error with 200 and its own names.
     pub fn wire(&self, dialect: Dialect) -> Wire {
         let (status, standard, zoho) = match self {
-            OAuthError::InvalidClient => (401, "invalid_client", "invalid_client"),
-            OAuthError::InvalidGrant(_) => (400, "invalid_grant", "invalid_code"),
+            OAuthError::InvalidClient | OAuthError::ClientNotEnabled { .. } => {
+                (401, "invalid_client", "invalid_client")
+            }
+            OAuthError::InvalidGrant(_) | OAuthError::IssuedElsewhere(_) => {
+                (400, "invalid_grant", "invalid_code")
+            }
             OAuthError::RedirectUriMismatch => (400, "invalid_grant", "invalid_redirect_uri"),
             OAuthError::InvalidRequest(_) => (400, "invalid_request", "invalid_request"),
             OAuthError::UnsupportedGrantType => {
@@ -75,21 +106,27 @@ impl OAuthError {
         self.wire(Dialect::Standard).error
     }
 
-    pub fn description(&self) -> &'static str {
-        match self {
+    pub fn description(&self) -> Cow<'static, str> {
+        Cow::Borrowed(match self {
             OAuthError::InvalidRequest(why)
             | OAuthError::InvalidGrant(why)
             | OAuthError::InvalidScope(why)
             | OAuthError::UnauthorizedClient(why)
             | OAuthError::AccessDenied(why) => why,
             OAuthError::InvalidClient => "client authentication failed",
+            OAuthError::IssuedElsewhere(elsewhere) => return Cow::Owned(elsewhere.description()),
+            OAuthError::ClientNotEnabled { location } => {
+                return Cow::Owned(format!(
+                    "this client is not registered at, or not enabled for data center {location}"
+                ))
+            }
             OAuthError::RedirectUriMismatch => {
                 "redirect_uri does not match the one used in the authorization request"
             }
             OAuthError::UnsupportedGrantType => "the grant_type is not supported",
             OAuthError::UnsupportedResponseType => "only response_type=code is supported",
             OAuthError::Throttled { .. } => THROTTLE_DESCRIPTION,
-        }
+        })
     }
 }
 

@@ -8,6 +8,8 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::datacenter::DcTag;
+
 /// SHA-256 of a secret. One hash suffices: every secret hashed this way carries at least 168
 /// random bits, so there is nothing to brute-force and the token endpoint stays fast.
 #[derive(Clone, Copy, Eq)]
@@ -78,7 +80,7 @@ macro_rules! secret_type {
 }
 
 secret_type!(
-    /// `1000.` + 32 hex + `.` + 32 hex: 256 random bits.
+    /// `1000.` + 32 hex + `.` + 32 hex: the issuing DC's tag, then 224 random bits.
     GrantCode
 );
 secret_type!(AccessToken);
@@ -96,9 +98,11 @@ secret_type!(
     Password
 );
 
-/// The Zoho-shaped opaque token: `1000.` + 32 hex + `.` + 32 hex.
-fn opaque_token() -> String {
-    let bytes = random_bytes::<32>();
+/// The Zoho-shaped opaque token: `1000.` + 32 hex + `.` + 32 hex, the first 8 hex digits
+/// naming the data center that minted it (`DcTag`), the other 224 bits random.
+fn opaque_token(issuer: DcTag) -> String {
+    let mut bytes = random_bytes::<32>();
+    bytes[..4].copy_from_slice(&issuer.bytes());
     format!(
         "1000.{}.{}",
         hex::encode(&bytes[..16]),
@@ -107,18 +111,18 @@ fn opaque_token() -> String {
 }
 
 impl GrantCode {
-    pub fn generate() -> Self {
-        Self(opaque_token())
+    pub fn generate(issuer: DcTag) -> Self {
+        Self(opaque_token(issuer))
     }
 }
 impl AccessToken {
-    pub fn generate() -> Self {
-        Self(opaque_token())
+    pub fn generate(issuer: DcTag) -> Self {
+        Self(opaque_token(issuer))
     }
 }
 impl RefreshToken {
-    pub fn generate() -> Self {
-        Self(opaque_token())
+    pub fn generate(issuer: DcTag) -> Self {
+        Self(opaque_token(issuer))
     }
 }
 impl ClientSecret {
@@ -173,13 +177,18 @@ mod tests {
 
     #[test]
     fn token_shape_matches_the_contract() {
-        let token = RefreshToken::generate();
+        let token = RefreshToken::generate(DcTag::of("us"));
         let parts: Vec<&str> = token.expose().split('.').collect();
         assert_eq!(parts.len(), 3);
         assert_eq!(parts[0], "1000");
         assert!(parts[1..]
             .iter()
             .all(|p| p.len() == 32 && p.chars().all(|c| c.is_ascii_hexdigit())));
+        assert_eq!(DcTag::of_token(token.expose()), Some(DcTag::of("us")));
+        assert_ne!(
+            token.expose(),
+            RefreshToken::generate(DcTag::of("us")).expose()
+        );
         assert_eq!(ClientSecret::generate().expose().len(), 42);
         let id = generate_client_id();
         assert_eq!(id.len(), 35);
@@ -190,7 +199,7 @@ mod tests {
 
     #[test]
     fn debug_never_shows_the_secret() {
-        let code = GrantCode::generate();
+        let code = GrantCode::generate(DcTag::of("us"));
         assert_eq!(format!("{code:?}"), "GrantCode(..)");
     }
 

@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use grantd_core::datacenter::DcTag;
 use grantd_core::grant::CodeGrant;
 use grantd_core::limits::SELF_CLIENT_CODE_MINUTES;
 use grantd_core::secret::{generate_client_id, ClientSecret, GrantCode, Password};
@@ -330,6 +331,7 @@ pub async fn self_client_code(
     spec: &SelfCodeSpec,
     now: Timestamp,
     limits: &Limits,
+    issuer: DcTag,
 ) -> Result<GrantCode, AdminError> {
     if !SELF_CLIENT_CODE_MINUTES.contains(&spec.minutes) {
         return Err(invalid("the duration must be 3, 5, 7 or 10 minutes"));
@@ -354,7 +356,7 @@ pub async fn self_client_code(
             return Err(invalid("the description must have at most 200 characters"));
         }
     }
-    let code = GrantCode::generate();
+    let code = GrantCode::generate(issuer);
     let new = NewCode {
         grant: CodeGrant {
             code_hash: code.hash(),

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use grantd_core::datacenter::Peer;
+use grantd_core::datacenter::{DcTag, Peer};
 use grantd_core::source::TrustedProxies;
 use grantd_core::{Clock, Dialect, Limits};
 use grantd_store::Store;
@@ -58,6 +58,8 @@ pub struct App(Arc<Inner>);
 
 pub struct Inner {
     pub store: Store,
+    /// What every code and token minted here starts with (`DcTag`), derived once.
+    pub tag: DcTag,
     pub clock: Arc<dyn Clock>,
     pub settings: Settings,
     pub passwords: Passwords,
@@ -67,6 +69,7 @@ impl App {
     pub fn new(store: Store, clock: Arc<dyn Clock>, settings: Settings) -> Self {
         let passwords = Passwords::with_queue(settings.http.password_queue);
         Self(Arc::new(Inner {
+            tag: DcTag::of(&settings.location),
             store,
             clock,
             settings,

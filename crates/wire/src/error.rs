@@ -25,7 +25,7 @@ impl ErrorBody {
         let status = matches!(error, OAuthError::Throttled { .. }).then_some("failure");
         Self {
             error: Cow::Borrowed(error.wire(dialect).error),
-            error_description: Some(Cow::Borrowed(error.description())),
+            error_description: Some(error.description()),
             status: status.map(Cow::Borrowed),
         }
     }
@@ -37,6 +37,12 @@ impl ErrorBody {
             error_description: Some(Cow::Borrowed(description)),
             status: None,
         }
+    }
+
+    /// The same error with a description of its own (e.g. which data center issued a token).
+    pub fn with_description(mut self, description: String) -> Self {
+        self.error_description = Some(Cow::Owned(description));
+        self
     }
 
     /// RFC 6750 §3.1: a resource endpoint names the error and nothing else.

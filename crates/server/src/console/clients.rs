@@ -513,7 +513,8 @@ pub async fn generate_code(
         minutes,
         description: Some(field("description")).filter(|d| !d.trim().is_empty()),
     };
-    let result = admin::self_client_code(&app.store, &spec, me.now, &app.settings.limits).await;
+    let result =
+        admin::self_client_code(&app.store, &spec, me.now, &app.settings.limits, app.tag).await;
     let mut page = ClientPage::new(&app, &me, &client, "code").await?;
     match result {
         Ok(code) => {

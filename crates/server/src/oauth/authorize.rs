@@ -403,7 +403,7 @@ async fn issue_code(
     issue_refresh_token: bool,
     now: Timestamp,
 ) -> Result<Answer, ErrorPage> {
-    let code = GrantCode::generate();
+    let code = GrantCode::generate(app.tag);
     let new = NewCode {
         grant: CodeGrant {
             code_hash: code.hash(),

@@ -8,6 +8,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
+use grantd_core::datacenter::issued_elsewhere;
 use grantd_core::secret::SecretHash;
 use grantd_core::{Client, OAuthError, Scope};
 use grantd_store::TokenVerbs;
@@ -27,7 +28,7 @@ pub async fn user_info(State(app): State<App>, headers: HeaderMap) -> Response {
     };
     let (grant, user) = match app.store.access_owner(&SecretHash::of(token), now).await {
         Ok(Some(found)) => found,
-        Ok(None) => return challenge(StatusCode::UNAUTHORIZED, Some("invalid_token")),
+        Ok(None) => return unknown_token(&app, token),
         Err(e) => return store_failure(e),
     };
     if !grant
@@ -47,6 +48,27 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("zoho-oauthtoken");
     let token = token.trim();
     (known && !token.is_empty() && token.len() <= 256).then_some(token)
+}
+
+/// 401 `invalid_token`; for a token another data center minted, with a description naming it
+/// (the challenge's `error_description`, RFC 6750 §3, and the body's).
+fn unknown_token(app: &App, token: &str) -> Response {
+    let Some(elsewhere) = issued_elsewhere(token, "access token", &app.settings.datacenters) else {
+        return challenge(StatusCode::UNAUTHORIZED, Some("invalid_token"));
+    };
+    let description = elsewhere.description();
+    let mut response = (
+        StatusCode::UNAUTHORIZED,
+        Json(ErrorBody::bare("invalid_token").with_description(description.clone())),
+    )
+        .into_response();
+    let header = format!(
+        "Bearer realm=\"grantd\", error=\"invalid_token\", error_description=\"{description}\""
+    );
+    if let Ok(value) = HeaderValue::from_str(&header) {
+        response.headers_mut().insert(WWW_AUTHENTICATE, value);
+    }
+    response
 }
 
 /// RFC 6750 §3: the challenge names the error, and for a missing scope, the scope needed.

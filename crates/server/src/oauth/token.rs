@@ -8,6 +8,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
+use grantd_core::datacenter::unknown_here;
 use grantd_core::grant::{refresh_scopes, CodeGrant};
 use grantd_core::secret::{AccessToken, GrantCode, RefreshToken};
 use grantd_core::{Client, ClientType, OAuthError, Scopes, Timestamp};
@@ -164,8 +165,8 @@ async fn exchange(
     now: Timestamp,
 ) -> Result<Issued, Failure> {
     let limits = &app.settings.limits;
-    let access = AccessToken::generate();
-    let refresh = RefreshToken::generate();
+    let access = AccessToken::generate(app.tag);
+    let refresh = RefreshToken::generate(app.tag);
     let tokens = NewTokens {
         access: NewAccess {
             hash: access.hash(),
@@ -188,9 +189,13 @@ async fn exchange(
         .redeem_code(&code.hash(), decide, &tokens, now, limits)
         .await?
     {
-        Redemption::Unknown => {
-            Err(OAuthError::InvalidGrant("the code is invalid or expired").into())
-        }
+        Redemption::Unknown => Err(unknown_here(
+            code.expose(),
+            "grant code",
+            &app.settings.datacenters,
+            OAuthError::InvalidGrant("the code is invalid or expired"),
+        )
+        .into()),
         Redemption::Rejected(rejection) => Err(rejection.error().into()),
         Redemption::Issued(grant) => Ok(Issued {
             access,
@@ -211,11 +216,11 @@ async fn refresh(
     now: Timestamp,
 ) -> Result<Issued, Failure> {
     let limits = &app.settings.limits;
-    let access = AccessToken::generate();
+    let access = AccessToken::generate(app.tag);
     let successor = client
         .kind
         .rotates_refresh_tokens()
-        .then(RefreshToken::generate);
+        .then(|| RefreshToken::generate(app.tag));
     let rotate_to = successor.as_ref().map(RefreshToken::hash);
     let outcome = app
         .store
@@ -233,9 +238,13 @@ async fn refresh(
         )
         .await?;
     match outcome {
-        RefreshOutcome::Unknown => {
-            Err(OAuthError::InvalidGrant("the refresh token is invalid or revoked").into())
-        }
+        RefreshOutcome::Unknown => Err(unknown_here(
+            token.expose(),
+            "refresh token",
+            &app.settings.datacenters,
+            OAuthError::InvalidGrant("the refresh token is invalid or revoked"),
+        )
+        .into()),
         RefreshOutcome::Replayed => Err(OAuthError::InvalidGrant(
             "the refresh token was already used; every token of its grant is revoked",
         )
@@ -262,7 +271,7 @@ async fn client_credentials(
     now: Timestamp,
 ) -> Result<Issued, Failure> {
     let limits = &app.settings.limits;
-    let access = AccessToken::generate();
+    let access = AccessToken::generate(app.tag);
     let new = NewAccess {
         hash: access.hash(),
         expires_at: now.plus(limits.access_token_lifetime_secs),
