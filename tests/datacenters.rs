@@ -79,7 +79,7 @@ on_both_backends! {
     serverinfo_lists_every_data_center,
     #[ignore = "waits for email-first sign-in with routing, and client enable-dc"]
     an_eu_user_starting_at_us_signs_in_once_at_eu,
-    #[ignore = "waits for DC-tagged codes and tokens, routing, and client enable-dc"]
+    #[ignore = "waits for email-first sign-in with routing, and client enable-dc"]
     codes_and_tokens_work_only_where_they_were_issued,
     #[ignore = "waits for client enable-dc / disable-dc and the client sync"]
     a_client_enabled_with_its_own_secret_works_there_only_until_disabled,
@@ -157,7 +157,7 @@ async fn codes_and_tokens_work_only_where_they_were_issued(backend: Backend, tes
     // At us the client is at home and authenticates; the code is eu's. Refused, unspent.
     let wrong = send(exchange(&http, &us.url, &client, &code)).await;
     wrong.assert_error(Dialect::Standard, Wire::InvalidGrant);
-    assert_names(&wrong, eu, "eu's code at us");
+    assert_issued_by(&wrong, "grant code", eu);
 
     let tokens = send(exchange(&http, &eu.url, &at_eu, &code)).await;
     let body = token_response(&tokens, eu);
@@ -168,11 +168,11 @@ async fn codes_and_tokens_work_only_where_they_were_issued(backend: Backend, tes
     let info = send(user_info(&http, &us.url, &access)).await;
     assert_eq!(info.status, 401, "eu's access token at us: {}", info.body);
     assert_eq!(info.json()["error"], "invalid_token", "{}", info.body);
-    assert_names(&info, eu, "eu's access token at us");
+    assert_issued_by(&info, "access token", eu);
 
     let refused = send(refresh(&http, &us.url, &client, &refresh_token)).await;
     refused.assert_error(Dialect::Standard, Wire::InvalidGrant);
-    assert_names(&refused, eu, "eu's refresh token at us");
+    assert_issued_by(&refused, "refresh token", eu);
 
     // Nothing at us touched them: they still work at eu.
     let refreshed = send(refresh(&http, &eu.url, &at_eu, &refresh_token)).await;
@@ -578,25 +578,24 @@ async fn assert_profile(http: &Http, dc: &Dc, access: &str, email: &str) {
     assert_eq!(info.json()["Email"], email, "{}", info.body);
 }
 
-/// The answer names `dc` and its accounts server (in `error_description`, or in the
-/// `WWW-Authenticate` challenge of a resource endpoint).
-fn assert_names(reply: &Reply, dc: &Dc, what: &str) {
-    let description = reply
-        .try_json()
-        .and_then(|body| body["error_description"].as_str().map(str::to_owned))
-        .unwrap_or_default();
-    let said = format!(
-        "{description} {}",
-        reply.header("www-authenticate").unwrap_or_default()
+/// The answer's `error_description` (and, at a resource endpoint, its `WWW-Authenticate`
+/// challenge) names the DC that issued the `kind` (`grant code`, `access token`, ...) and its
+/// accounts server.
+fn assert_issued_by(reply: &Reply, kind: &str, dc: &Dc) {
+    let named = format!(
+        "this {kind} was issued by data center {}; use {}",
+        dc.location, dc.url
     );
-    assert!(
-        said.contains(&format!("data center {}", dc.location)) && said.contains(&dc.url),
-        "{what}: the answer does not name {} ({}): {} {:?}",
-        dc.location,
-        dc.url,
-        reply.body,
-        reply.header("www-authenticate")
+    assert_eq!(
+        reply.json()["error_description"],
+        named.as_str(),
+        "{kind} at the wrong DC: {}",
+        reply.body
     );
+    if reply.status == 401 {
+        let challenge = reply.header("www-authenticate").unwrap_or_default();
+        assert!(challenge.contains(&named), "{challenge}");
+    }
 }
 
 /// `invalid_client`, saying the client is not enabled for data center `location`.
