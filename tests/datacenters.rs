@@ -10,7 +10,8 @@
 //! - eu's code and tokens work at eu (with eu's `api_domain`) and are refused at us with a
 //!   description naming eu and its accounts server;
 //! - a client registered at us and enabled for eu with a secret of its own works at eu with
-//!   that secret only, is refused at in, and is refused at eu soon after `disable-dc`;
+//!   that secret only, is refused at in, and is refused at eu soon after `disable-dc`; a
+//!   rotated home secret is in force at eu within seconds;
 //! - with eu killed, us still serves its own users, and names eu to an eu user;
 //! - the server-to-server API refuses unsigned, wrongly signed, stale and replayed requests;
 //! - `grantd user add` refuses an email another DC has;
@@ -83,6 +84,8 @@ on_both_backends! {
     codes_and_tokens_work_only_where_they_were_issued,
     #[ignore = "waits for client enable-dc / disable-dc and the client sync"]
     a_client_enabled_with_its_own_secret_works_there_only_until_disabled,
+    #[ignore = "waits for client enable-dc and the client sync"]
+    a_rotated_home_secret_reaches_eu_within_seconds,
     #[ignore = "waits for routing and the remembered homes (email_homes)"]
     with_eu_down_us_serves_its_users_and_names_eu_to_eu_users,
     #[ignore = "waits for the signed /dc/v1 API"]
@@ -234,6 +237,36 @@ async fn a_client_enabled_with_its_own_secret_works_there_only_until_disabled(
     );
 }
 
+async fn a_rotated_home_secret_reaches_eu_within_seconds(backend: Backend, test: &str) {
+    let Some(trio) = Trio::start(backend, test).await else {
+        return;
+    };
+    let (client, _) = enabled_at_eu(&trio, false).await;
+    let args = ["client", "rotate-secret", &client.id, "--json"];
+    let rotated: Value = serde_json::from_str(trio.us().admin(&args).trim()).unwrap();
+    let mut new = client.clone();
+    new.secret = Some(rotated["client_secret"].as_str().unwrap().to_owned());
+    let http = Http::new();
+    let eu = trio.eu();
+    let rotated_at = Instant::now();
+    until(PROPAGATION, "eu to take the new secret only", || {
+        let old_secret = exchange(&http, &eu.url, &client, &unknown_token());
+        let new_secret = exchange(&http, &eu.url, &new, &unknown_token());
+        async move {
+            let (old_secret, new_secret) = (send(old_secret).await, send(new_secret).await);
+            let refused =
+                old_secret.status == 401 && old_secret.json()["error"] == "invalid_client";
+            let taken = new_secret.status == 400 && new_secret.json()["error"] == "invalid_grant";
+            (refused && taken).then_some(())
+        }
+    })
+    .await;
+    eprintln!(
+        "the rotated secret was in force at eu after {:?}",
+        rotated_at.elapsed()
+    );
+}
+
 async fn with_eu_down_us_serves_its_users_and_names_eu_to_eu_users(backend: Backend, test: &str) {
     let Some(mut trio) = Trio::start(backend, test).await else {
         return;
@@ -317,6 +350,10 @@ async fn the_server_to_server_api_refuses_what_is_not_signed_now_once(
     tampered.body = serde_json::to_vec(&json!({"email": "someone@else.example"})).unwrap();
     let reply = send(tampered.request(&http, us, Some(&signature))).await;
     assert_unauthorized(&reply, "a body changed after signing");
+
+    let stranger = S2s::lookup("xx", US_USER);
+    let reply = send(stranger.request(&http, us, Some(&stranger.signature(secret)))).await;
+    assert_unauthorized(&reply, "signed, from a DC that is not configured");
 
     for (skew, what) in [(-120, "120 s old"), (120, "120 s ahead")] {
         let mut stale = S2s::lookup("in", US_USER);
