@@ -131,6 +131,9 @@ pub struct Client {
     /// A resource server: it may introspect every client's tokens (`grantd client add
     /// --introspect-any`, or the console's Settings tab for administrators).
     pub introspect_any: bool,
+    /// `None`: registered here. `Some(location)`: registered at that data center, enabled
+    /// here, and mirrored from its registry; changed only there.
+    pub home: Option<String>,
 }
 
 impl Client {
@@ -172,6 +175,7 @@ mod tests {
             js_domain: None,
             created_at: crate::Timestamp(0),
             introspect_any,
+            home: None,
         }
     }
 

@@ -177,6 +177,7 @@ mod tests {
             js_domain: None,
             created_at: Timestamp(0),
             introspect_any: false,
+            home: None,
         }
     }
 

@@ -351,4 +351,30 @@ impl ConsoleVerbs for Store {
     async fn codes_of(&self, client: &ClientId) -> Answer<Vec<CodeSummary>> {
         on_backend!(self, s => s.codes_of(client))
     }
+
+    async fn enable_client_dc(
+        &self,
+        id: &ClientId,
+        location: &str,
+        secret: Option<&SecretHash>,
+        now: Timestamp,
+    ) -> Answer<bool> {
+        on_backend!(self, s => s.enable_client_dc(id, location, secret, now))
+    }
+
+    async fn disable_client_dc(&self, id: &ClientId, location: &str) -> Answer<bool> {
+        on_backend!(self, s => s.disable_client_dc(id, location))
+    }
+
+    async fn client_dcs(&self, id: &ClientId) -> Answer<Vec<EnabledDc>> {
+        on_backend!(self, s => s.client_dcs(id))
+    }
+
+    async fn clients_enabled_for(&self, location: &str) -> Answer<Vec<Client>> {
+        on_backend!(self, s => s.clients_enabled_for(location))
+    }
+
+    async fn mirror_clients(&self, home: &str, clients: &[Client], now: Timestamp) -> Answer<()> {
+        on_backend!(self, s => s.mirror_clients(home, clients, now))
+    }
 }

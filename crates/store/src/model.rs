@@ -29,6 +29,14 @@ pub struct NewClient {
     pub introspect_any: bool,
 }
 
+/// A data center a client of this one is enabled at (`grantd client enable-dc`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnabledDc {
+    pub location: String,
+    /// It has a secret of its own there; otherwise the home secret works there.
+    pub own_secret: bool,
+}
+
 /// What the client settings form may change.
 #[derive(Debug, Clone)]
 pub struct ClientUpdate {

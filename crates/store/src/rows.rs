@@ -3,6 +3,7 @@
 //! through `sqlite::rows::ReadRow`), so a column's meaning is decoded in one place. Each
 //! struct's fields are in the order of the `SELECT` that reads it (`statements.rs`).
 
+use std::collections::HashSet;
 use std::str::FromStr;
 
 use grantd_core::consent::Consent;
@@ -12,7 +13,7 @@ use grantd_core::signin::Tally;
 use grantd_core::throttle::Minted;
 use grantd_core::{Client, ClientId, ClientType, Dialect, RedirectUri, Scopes, Timestamp};
 
-use crate::model::{CodeSummary, ConnectedApp, SessionSummary, TokenInfo, User};
+use crate::model::{CodeSummary, ConnectedApp, EnabledDc, SessionSummary, TokenInfo, User};
 
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct UserRow {
@@ -67,6 +68,37 @@ pub(crate) struct ClientRow {
     pub js_domain: Option<String>,
     pub created_at: i64,
     pub introspect_any: bool,
+    pub home: Option<String>,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct EnabledDcRow {
+    pub location: String,
+    pub own_secret: bool,
+}
+
+impl From<EnabledDcRow> for EnabledDc {
+    fn from(row: EnabledDcRow) -> Self {
+        EnabledDc {
+            location: row.location,
+            own_secret: row.own_secret,
+        }
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct IdRow {
+    pub id: String,
+}
+
+/// The mirrored clients (`present`) that a home no longer enables here.
+pub(crate) fn mirrored_away(present: Vec<IdRow>, enabled: &[Client]) -> Vec<String> {
+    let enabled: HashSet<&str> = enabled.iter().map(|c| c.id.as_str()).collect();
+    present
+        .into_iter()
+        .map(|row| row.id)
+        .filter(|id| !enabled.contains(id.as_str()))
+        .collect()
 }
 
 impl ClientRow {
@@ -88,6 +120,7 @@ impl ClientRow {
             js_domain: self.js_domain,
             created_at: Timestamp(self.created_at),
             introspect_any: self.introspect_any,
+            home: self.home,
         })
     }
 }

@@ -52,13 +52,39 @@ pub(crate) const INSERT_CLIENT: &str =
     secret_hash, owner_id, dialect, created_at, js_domain, introspect_any)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
 pub(crate) const CLIENT_BY_ID: &str = "SELECT id, kind, name, homepage, redirect_uris, secret_hash,
-    owner_id, dialect, js_domain, created_at, introspect_any FROM clients WHERE id = $1";
+    owner_id, dialect, js_domain, created_at, introspect_any, home FROM clients WHERE id = $1";
 pub(crate) const CLIENTS: &str = "SELECT id, kind, name, homepage, redirect_uris, secret_hash,
-    owner_id, dialect, js_domain, created_at, introspect_any FROM clients
-    ORDER BY created_at, id";
+    owner_id, dialect, js_domain, created_at, introspect_any, home FROM clients
+    WHERE home IS NULL ORDER BY created_at, id";
 pub(crate) const CLIENTS_OF: &str = "SELECT id, kind, name, homepage, redirect_uris, secret_hash,
-    owner_id, dialect, js_domain, created_at, introspect_any FROM clients WHERE owner_id = $1
+    owner_id, dialect, js_domain, created_at, introspect_any, home FROM clients WHERE owner_id = $1
     ORDER BY created_at, id";
+/// Enables a client at another data center, or changes the secret it has there.
+pub(crate) const UPSERT_CLIENT_DATACENTER: &str =
+    "INSERT INTO client_datacenters (client_id, location, secret_hash, enabled_at)
+    SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM clients WHERE id = $1 AND home IS NULL)
+    ON CONFLICT (client_id, location) DO UPDATE SET secret_hash = excluded.secret_hash";
+pub(crate) const DELETE_CLIENT_DATACENTER: &str =
+    "DELETE FROM client_datacenters WHERE client_id = $1 AND location = $2";
+pub(crate) const CLIENT_DATACENTERS: &str = "SELECT location, secret_hash IS NOT NULL AS own_secret
+    FROM client_datacenters WHERE client_id = $1 ORDER BY location";
+/// What the data center `$1` serves of this one's clients: each with the secret that works
+/// there (its own, or the home secret). Self Clients never leave home.
+pub(crate) const CLIENTS_ENABLED_FOR: &str = "SELECT c.id, c.kind, c.name, c.homepage,
+    c.redirect_uris, coalesce(d.secret_hash, c.secret_hash) AS secret_hash, c.owner_id,
+    c.dialect, c.js_domain, c.created_at, c.introspect_any, c.home
+    FROM client_datacenters d JOIN clients c ON c.id = d.client_id
+    WHERE d.location = $1 AND c.home IS NULL AND c.kind <> 'self' ORDER BY c.id";
+pub(crate) const MIRRORED_CLIENT_IDS: &str = "SELECT id FROM clients WHERE home = $1";
+/// A client mirrored from its home: never overwrites one registered here.
+pub(crate) const UPSERT_MIRRORED_CLIENT: &str = "INSERT INTO clients (id, kind, name, homepage,
+    redirect_uris, secret_hash, dialect, js_domain, created_at, home, introspect_any)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, FALSE)
+    ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, name = excluded.name,
+    homepage = excluded.homepage, redirect_uris = excluded.redirect_uris,
+    secret_hash = excluded.secret_hash, dialect = excluded.dialect,
+    js_domain = excluded.js_domain, home = excluded.home
+    WHERE clients.home IS NOT NULL";
 /// The schema's cascades remove the client's codes, tokens and consents.
 pub(crate) const DELETE_CLIENT: &str = "DELETE FROM clients WHERE id = $1";
 pub(crate) const SET_CLIENT_SECRET: &str =

@@ -16,8 +16,9 @@ use grantd_core::signin::{Attempt, Gate, Tallies};
 use grantd_core::{Client, ClientId, Limits, OAuthError, Scopes, Timestamp};
 
 use crate::model::{
-    AccessIssue, ClientUpdate, CodeIssue, CodeSummary, ConnectedApp, NewAccess, NewClient, NewCode,
-    NewTokens, Redemption, RefreshOutcome, ScopeEntry, SessionSummary, TokenInfo, User,
+    AccessIssue, ClientUpdate, CodeIssue, CodeSummary, ConnectedApp, EnabledDc, NewAccess,
+    NewClient, NewCode, NewTokens, Redemption, RefreshOutcome, ScopeEntry, SessionSummary,
+    TokenInfo, User,
 };
 use crate::StoreError;
 
@@ -286,4 +287,38 @@ pub trait ConsoleVerbs: Send + Sync {
     ) -> impl Future<Output = Answer<bool>> + Send;
     /// The Self Client's codes, newest first.
     fn codes_of(&self, client: &ClientId) -> impl Future<Output = Answer<Vec<CodeSummary>>> + Send;
+
+    /// Enables a client registered here at data center `location`, with `secret` as its own
+    /// secret there (`None`: the home secret); again, replaces that secret. `false` if there
+    /// is no such client registered here.
+    fn enable_client_dc(
+        &self,
+        id: &ClientId,
+        location: &str,
+        secret: Option<&SecretHash>,
+        now: Timestamp,
+    ) -> impl Future<Output = Answer<bool>> + Send;
+    /// `false` if it was not enabled there.
+    fn disable_client_dc(
+        &self,
+        id: &ClientId,
+        location: &str,
+    ) -> impl Future<Output = Answer<bool>> + Send;
+    /// Where a client registered here is enabled, by location.
+    fn client_dcs(&self, id: &ClientId) -> impl Future<Output = Answer<Vec<EnabledDc>>> + Send;
+    /// The clients registered here and enabled at `location`, each with the secret hash that
+    /// works there, by id: what that data center mirrors.
+    fn clients_enabled_for(
+        &self,
+        location: &str,
+    ) -> impl Future<Output = Answer<Vec<Client>>> + Send;
+    /// Makes the clients mirrored from `home` exactly `clients`, in one transaction: new ones
+    /// added, changed ones updated, the rest removed with their tokens. A client registered
+    /// here is never touched.
+    fn mirror_clients(
+        &self,
+        home: &str,
+        clients: &[Client],
+        now: Timestamp,
+    ) -> impl Future<Output = Answer<()>> + Send;
 }

@@ -26,9 +26,9 @@ use grantd_core::{
     Client, ClientId, ClientType, Dialect, Limits, OAuthError, RedirectUri, Scopes, Timestamp,
 };
 use grantd_store::{
-    AccessIssue, AccountVerbs, ClientUpdate, CodeIssue, ConsentRecord, ConsoleVerbs, NewAccess,
-    NewClient, NewCode, NewTokens, Redemption, RefreshOutcome, SessionVerbs, Store, StoreError,
-    TokenVerbs,
+    AccessIssue, AccountVerbs, ClientUpdate, CodeIssue, ConsentRecord, ConsoleVerbs, EnabledDc,
+    NewAccess, NewClient, NewCode, NewTokens, Redemption, RefreshOutcome, SessionVerbs, Store,
+    StoreError, TokenVerbs,
 };
 
 // ---- the suite, run once per backend -----------------------------------------------------
@@ -67,6 +67,8 @@ conformance! {
     scopes_are_registered_once,
     clients_round_trip_and_each_user_has_one_self_client,
     removing_a_client_removes_its_tokens,
+    clients_are_enabled_at_other_data_centers,
+    mirrored_clients_follow_their_home,
     codes_are_throttled_per_user_and_client,
     concurrent_codes_stay_within_the_throttle,
     the_code_throttle_follows_a_changed_limit,
@@ -756,6 +758,160 @@ async fn removing_a_client_removes_its_tokens(store: Store) {
     assert!(matches!(late, Redemption::Unknown), "{late:?}");
     assert!(refresh_alive(&store, &of_b.refresh).await);
     assert!(access_alive(&store, &of_b.access, T0).await);
+}
+
+// ---- clients across data centers ---------------------------------------------------------
+
+fn enabled(location: &str, own_secret: bool) -> EnabledDc {
+    EnabledDc {
+        location: location.into(),
+        own_secret,
+    }
+}
+
+/// CONTRACT.md "Data centers": a client registered here and enabled at other DCs, with the home
+/// secret or one of its own, is what those DCs read; a Self Client never leaves home.
+async fn clients_are_enabled_at_other_data_centers(store: Store) {
+    let ada = user(&store, "ada@example.com").await;
+    let server = client(&store, ClientType::Server, None).await;
+    let mobile = client(&store, ClientType::Mobile, None).await;
+    let own = client(&store, ClientType::SelfClient, Some(ada)).await;
+    let india_secret = SecretHash::of("india's own secret");
+    assert!(store
+        .enable_client_dc(&server.id, "eu", None, T0)
+        .await
+        .unwrap());
+    let enable_in = store.enable_client_dc(&server.id, "in", Some(&india_secret), T0);
+    assert!(enable_in.await.unwrap());
+    assert!(store
+        .enable_client_dc(&mobile.id, "eu", None, T0)
+        .await
+        .unwrap());
+    assert!(store
+        .enable_client_dc(&own.id, "eu", None, T0)
+        .await
+        .unwrap());
+    let nobody = ClientId::new("1000.NOPE".into());
+    assert!(!store
+        .enable_client_dc(&nobody, "eu", None, T0)
+        .await
+        .unwrap());
+
+    assert_eq!(
+        store.client_dcs(&server.id).await.unwrap(),
+        [enabled("eu", false), enabled("in", true)]
+    );
+    let mut expected = vec![
+        (server.id.clone(), Some(SecretHash::of(SECRET))),
+        (mobile.id.clone(), None),
+    ];
+    expected.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+    let at_eu: Vec<_> = store
+        .clients_enabled_for("eu")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.id, c.secret_hash))
+        .collect();
+    assert_eq!(at_eu, expected, "the Self Client stays home");
+    let at_in = store.clients_enabled_for("in").await.unwrap();
+    assert_eq!(at_in.len(), 1);
+    assert_eq!(at_in[0].secret_hash, Some(india_secret));
+    assert_eq!(at_in[0].redirect_uris.len(), 1);
+
+    // Enabling again replaces the secret there: back to the home secret.
+    assert!(store
+        .enable_client_dc(&server.id, "in", None, T0)
+        .await
+        .unwrap());
+    let at_in = store.clients_enabled_for("in").await.unwrap();
+    assert_eq!(at_in[0].secret_hash, Some(SecretHash::of(SECRET)));
+    assert!(store.disable_client_dc(&server.id, "in").await.unwrap());
+    assert!(!store.disable_client_dc(&server.id, "in").await.unwrap());
+    assert!(store.clients_enabled_for("in").await.unwrap().is_empty());
+    assert_eq!(
+        store.client_dcs(&server.id).await.unwrap(),
+        [enabled("eu", false)]
+    );
+
+    // Removing the client at home removes where it is enabled.
+    assert!(store.remove_client(server.id.as_str()).await.unwrap());
+    assert!(store.client_dcs(&server.id).await.unwrap().is_empty());
+    assert_eq!(store.clients_enabled_for("eu").await.unwrap().len(), 1);
+}
+
+/// A data center mirrors the clients another one enables here: added, changed and removed (with
+/// their tokens) as the home's list says, never touching a client registered here or one of
+/// another home.
+async fn mirrored_clients_follow_their_home(store: Store) {
+    let ada = user(&store, "ada@example.com").await;
+    let local = client(&store, ClientType::Server, None).await;
+    let remote = |name: &str| Client {
+        id: ClientId::new(generate_client_id()),
+        name: name.into(),
+        ..local.clone()
+    };
+    let (a, b) = (remote("A"), remote("B"));
+    store
+        .mirror_clients("us", &[a.clone(), b.clone()], T0)
+        .await
+        .unwrap();
+    let read = store.client(a.id.as_str()).await.unwrap().unwrap();
+    assert_eq!(
+        (read.home.as_deref(), read.name.as_str(), read.owner_id),
+        (Some("us"), "A", None)
+    );
+    assert_eq!(read.secret_hash, a.secret_hash);
+    assert_eq!(read.redirect_uris.len(), 1);
+    let listed: Vec<ClientId> = store
+        .clients()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(listed.len(), 1, "mirrored clients are not this DC's own");
+    assert_eq!(listed[0], local.id);
+    let of_a = grant(&store, &read, ada, T0).await;
+
+    // Home rotated A's secret and removed its redirect URI, and stopped enabling B here.
+    let changed = Client {
+        secret_hash: Some(SecretHash::of("rotated")),
+        redirect_uris: vec![],
+        ..a.clone()
+    };
+    store.mirror_clients("us", &[changed], T0).await.unwrap();
+    let read = store.client(a.id.as_str()).await.unwrap().unwrap();
+    assert_eq!(read.secret_hash, Some(SecretHash::of("rotated")));
+    assert!(read.redirect_uris.is_empty());
+    assert!(store.client(b.id.as_str()).await.unwrap().is_none());
+    assert!(refresh_alive(&store, &of_a.refresh).await);
+
+    // Disabled here: gone, with its tokens.
+    store.mirror_clients("us", &[], T0).await.unwrap();
+    assert!(store.client(a.id.as_str()).await.unwrap().is_none());
+    assert!(!refresh_alive(&store, &of_a.refresh).await);
+
+    // Another home's clients, and a client registered here, are not the list's to change.
+    let c = remote("C");
+    let hijack = Client {
+        name: "Hijacked".into(),
+        ..local.clone()
+    };
+    store
+        .mirror_clients("eu", &[c.clone(), hijack], T0)
+        .await
+        .unwrap();
+    store.mirror_clients("us", &[], T0).await.unwrap();
+    let only_c = std::slice::from_ref(&c);
+    store.mirror_clients("eu", only_c, T0).await.unwrap();
+    let mine = store.client(local.id.as_str()).await.unwrap().unwrap();
+    assert_eq!(
+        (mine.name.as_str(), mine.home.as_deref()),
+        (local.name.as_str(), None)
+    );
+    let theirs = store.client(c.id.as_str()).await.unwrap().unwrap();
+    assert_eq!(theirs.home.as_deref(), Some("eu"));
 }
 
 // ---- codes -------------------------------------------------------------------------------
@@ -1814,7 +1970,9 @@ async fn sweep_goes_through_many_chunks(store: Store) {
         active_client_credentials_tokens: 1_000_000,
         ..limits()
     };
-    for batch in tokens.chunks(100) {
+    // Mints of one client serialise on it; a few at a time keep each within the verb timeout
+    // on a loaded machine.
+    for batch in tokens.chunks(10) {
         join_all(batch.iter().map(|access| {
             let store = store.clone();
             let own = own.id.clone();
@@ -2278,9 +2436,12 @@ enum Verb {
     RemoveUserSession,
     SetPassword,
     SetUserName,
+    EnableClientDc,
+    DisableClientDc,
+    MirrorClients,
 }
 
-const WRITES: [Verb; 23] = [
+const WRITES: [Verb; 26] = [
     Verb::AddUser,
     Verb::BeginSignIn,
     Verb::SignInSucceeded,
@@ -2304,6 +2465,9 @@ const WRITES: [Verb; 23] = [
     Verb::RemoveUserSession,
     Verb::SetPassword,
     Verb::SetUserName,
+    Verb::EnableClientDc,
+    Verb::DisableClientDc,
+    Verb::MirrorClients,
 ];
 
 /// What a write does, as facts read through the verbs, each true once the write happened. (The
@@ -2486,6 +2650,80 @@ async fn prepare(store: &Store, write: Verb, k: i64) -> Attempt {
                             !refresh_alive(&store, &tokens.refresh_hash).await,
                             !access_alive(&store, &tokens.access.hash, T0).await,
                             store.consent(ada, &id).await.unwrap().is_none(),
+                        ]
+                    }
+                }),
+                false,
+            )
+        }
+        Verb::EnableClientDc => {
+            let a = client(store, ClientType::Server, None).await;
+            let id = a.id.clone();
+            let own = SecretHash::of("eu secret");
+            (
+                run(async move { s.enable_client_dc(&id, "eu", Some(&own), T0).await }),
+                facts(move |store| {
+                    let id = a.id.clone();
+                    async move {
+                        let at_eu = store.clients_enabled_for("eu").await.unwrap();
+                        vec![
+                            store.client_dcs(&id).await.unwrap() == [enabled("eu", true)],
+                            at_eu
+                                .iter()
+                                .any(|c| c.id == id && c.secret_matches("eu secret")),
+                        ]
+                    }
+                }),
+                false,
+            )
+        }
+        Verb::DisableClientDc => {
+            let a = client(store, ClientType::Server, None).await;
+            let enable = store.enable_client_dc(&a.id, "eu", None, T0);
+            assert!(enable.await.unwrap());
+            let id = a.id.clone();
+            (
+                run(async move { s.disable_client_dc(&id, "eu").await }),
+                facts(move |store| {
+                    let id = a.id.clone();
+                    async move {
+                        let at_eu = store.clients_enabled_for("eu").await.unwrap();
+                        vec![
+                            store.client_dcs(&id).await.unwrap().is_empty(),
+                            !at_eu.iter().any(|c| c.id == id),
+                        ]
+                    }
+                }),
+                false,
+            )
+        }
+        Verb::MirrorClients => {
+            // One home's list replaces another: one client added, one removed with its tokens.
+            let ada = fresh_user(store).await;
+            let template = client(store, ClientType::Server, None).await;
+            let mirrored = |name: &str| Client {
+                id: ClientId::new(generate_client_id()),
+                name: name.into(),
+                ..template.clone()
+            };
+            let (old, new) = (mirrored("old"), mirrored("new"));
+            let home = format!("h{}", random_id());
+            store
+                .mirror_clients(&home, std::slice::from_ref(&old), T0)
+                .await
+                .unwrap();
+            let old = store.client(old.id.as_str()).await.unwrap().unwrap();
+            let of_old = grant(store, &old, ada, T0).await;
+            let list = vec![new.clone()];
+            (
+                run(async move { s.mirror_clients(&home, &list, T0).await }),
+                facts(move |store| {
+                    let (old, new) = (old.id.clone(), new.id.clone());
+                    async move {
+                        vec![
+                            store.client(new.as_str()).await.unwrap().is_some(),
+                            store.client(old.as_str()).await.unwrap().is_none(),
+                            !refresh_alive(&store, &of_old.refresh).await,
                         ]
                     }
                 }),

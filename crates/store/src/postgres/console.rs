@@ -6,11 +6,15 @@ use grantd_core::secret::SecretHash;
 use grantd_core::{Client, ClientId, Scopes, Timestamp};
 
 use super::{conflict, detached, Answer, PostgresStore};
-use crate::model::{ClientUpdate, CodeSummary, NewClient, ScopeEntry};
-use crate::rows::{stored_uris, ClientRow, CodeSummaryRow, ScopeRow};
+use crate::model::{ClientUpdate, CodeSummary, EnabledDc, NewClient, ScopeEntry};
+use crate::rows::{
+    mirrored_away, stored_uris, ClientRow, CodeSummaryRow, EnabledDcRow, IdRow, ScopeRow,
+};
 use crate::statements::{
-    CLIENTS, CLIENTS_OF, CLIENT_BY_ID, CODES_OF, DELETE_CLIENT, INSERT_CLIENT, INSERT_SCOPE,
-    SCOPES, SCOPE_BY_KEY, SET_CLIENT_SECRET, UPDATE_CLIENT,
+    CLIENTS, CLIENTS_ENABLED_FOR, CLIENTS_OF, CLIENT_BY_ID, CLIENT_DATACENTERS, CODES_OF,
+    DELETE_CLIENT, DELETE_CLIENT_DATACENTER, INSERT_CLIENT, INSERT_SCOPE, MIRRORED_CLIENT_IDS,
+    SCOPES, SCOPE_BY_KEY, SET_CLIENT_SECRET, UPDATE_CLIENT, UPSERT_CLIENT_DATACENTER,
+    UPSERT_MIRRORED_CLIENT,
 };
 use crate::verbs::ConsoleVerbs;
 
@@ -179,4 +183,107 @@ impl ConsoleVerbs for PostgresStore {
             .await?;
         Ok(rows.into_iter().map(CodeSummary::from).collect())
     }
+
+    async fn enable_client_dc(
+        &self,
+        id: &ClientId,
+        location: &str,
+        secret: Option<&SecretHash>,
+        now: Timestamp,
+    ) -> Answer<bool> {
+        let pool = self.pool.clone();
+        let (id, location, secret) = (id.clone(), location.to_owned(), secret.copied());
+        detached(async move {
+            let mut tx = pool.begin().await?;
+            let done = sqlx::query(UPSERT_CLIENT_DATACENTER)
+                .bind(id.as_str())
+                .bind(location)
+                .bind(secret.as_ref().map(SecretHash::as_bytes))
+                .bind(now.0)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(done.rows_affected() == 1)
+        })
+        .await
+    }
+
+    async fn disable_client_dc(&self, id: &ClientId, location: &str) -> Answer<bool> {
+        let pool = self.pool.clone();
+        let (id, location) = (id.clone(), location.to_owned());
+        detached(async move {
+            let mut tx = pool.begin().await?;
+            let done = sqlx::query(DELETE_CLIENT_DATACENTER)
+                .bind(id.as_str())
+                .bind(location)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(done.rows_affected() == 1)
+        })
+        .await
+    }
+
+    async fn client_dcs(&self, id: &ClientId) -> Answer<Vec<EnabledDc>> {
+        let rows = sqlx::query_as::<_, EnabledDcRow>(CLIENT_DATACENTERS)
+            .bind(id.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(EnabledDc::from).collect())
+    }
+
+    async fn clients_enabled_for(&self, location: &str) -> Answer<Vec<Client>> {
+        let rows = sqlx::query_as::<_, ClientRow>(CLIENTS_ENABLED_FOR)
+            .bind(location)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(ClientRow::into_client)
+            .collect())
+    }
+
+    async fn mirror_clients(&self, home: &str, clients: &[Client], now: Timestamp) -> Answer<()> {
+        let pool = self.pool.clone();
+        let (home, clients) = (home.to_owned(), clients.to_vec());
+        detached(async move {
+            let mut tx = pool.begin().await?;
+            // Every node of this data center syncs; one at a time per home.
+            sqlx::query(MIRROR_LOCK)
+                .bind(&home)
+                .execute(&mut *tx)
+                .await?;
+            let present = sqlx::query_as::<_, IdRow>(MIRRORED_CLIENT_IDS)
+                .bind(&home)
+                .fetch_all(&mut *tx)
+                .await?;
+            for gone in mirrored_away(present, &clients) {
+                sqlx::query(DELETE_CLIENT)
+                    .bind(gone)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for client in &clients {
+                sqlx::query(UPSERT_MIRRORED_CLIENT)
+                    .bind(client.id.as_str())
+                    .bind(client.kind.as_str())
+                    .bind(&client.name)
+                    .bind(&client.homepage)
+                    .bind(stored_uris(&client.redirect_uris))
+                    .bind(client.secret_hash.as_ref().map(SecretHash::as_bytes))
+                    .bind(client.dialect.as_str())
+                    .bind(&client.js_domain)
+                    .bind(now.0)
+                    .bind(&home)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
 }
+
+/// Serialises the mirror of one home's clients across this data center's nodes.
+const MIRROR_LOCK: &str = "SELECT pg_advisory_xact_lock(hashtext('grantd mirror ' || $1))";

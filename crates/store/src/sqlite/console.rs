@@ -5,8 +5,10 @@ use grantd_core::{Client, ClientId, Scopes, Timestamp};
 
 use super::query::{all, execute, one};
 use super::SqliteStore;
-use crate::model::{ClientUpdate, CodeSummary, NewClient, ScopeEntry};
-use crate::rows::{stored_uris, ClientRow, CodeSummaryRow, ScopeRow};
+use crate::model::{ClientUpdate, CodeSummary, EnabledDc, NewClient, ScopeEntry};
+use crate::rows::{
+    mirrored_away, stored_uris, ClientRow, CodeSummaryRow, EnabledDcRow, IdRow, ScopeRow,
+};
 use crate::statements::*;
 use crate::verbs::ConsoleVerbs;
 use crate::Answer;
@@ -150,5 +152,81 @@ impl ConsoleVerbs for SqliteStore {
             let rows: Vec<CodeSummaryRow> = all(db, CODES_OF, (client.as_str(),))?;
             Ok(rows.into_iter().map(CodeSummary::from).collect())
         })
+    }
+
+    async fn enable_client_dc(
+        &self,
+        id: &ClientId,
+        location: &str,
+        secret: Option<&SecretHash>,
+        now: Timestamp,
+    ) -> Answer<bool> {
+        let (id, location, secret) = (id.clone(), location.to_owned(), secret.copied());
+        self.writer
+            .run(move |db| {
+                let secret = secret.as_ref().map(SecretHash::as_bytes);
+                let done = execute(
+                    db,
+                    UPSERT_CLIENT_DATACENTER,
+                    (id.as_str(), location, secret, now.0),
+                )?;
+                Ok(done == 1)
+            })
+            .await
+    }
+
+    async fn disable_client_dc(&self, id: &ClientId, location: &str) -> Answer<bool> {
+        let (id, location) = (id.clone(), location.to_owned());
+        self.writer
+            .run(move |db| Ok(execute(db, DELETE_CLIENT_DATACENTER, (id.as_str(), location))? == 1))
+            .await
+    }
+
+    async fn client_dcs(&self, id: &ClientId) -> Answer<Vec<EnabledDc>> {
+        self.readers.read(|db| {
+            let rows: Vec<EnabledDcRow> = all(db, CLIENT_DATACENTERS, (id.as_str(),))?;
+            Ok(rows.into_iter().map(EnabledDc::from).collect())
+        })
+    }
+
+    async fn clients_enabled_for(&self, location: &str) -> Answer<Vec<Client>> {
+        self.readers.read(|db| {
+            let rows: Vec<ClientRow> = all(db, CLIENTS_ENABLED_FOR, (location,))?;
+            Ok(rows
+                .into_iter()
+                .filter_map(ClientRow::into_client)
+                .collect())
+        })
+    }
+
+    async fn mirror_clients(&self, home: &str, clients: &[Client], now: Timestamp) -> Answer<()> {
+        let (home, clients) = (home.to_owned(), clients.to_vec());
+        self.writer
+            .run(move |db| {
+                let present: Vec<IdRow> = all(db, MIRRORED_CLIENT_IDS, (&home,))?;
+                for gone in mirrored_away(present, &clients) {
+                    execute(db, DELETE_CLIENT, (gone,))?;
+                }
+                for client in &clients {
+                    execute(
+                        db,
+                        UPSERT_MIRRORED_CLIENT,
+                        (
+                            client.id.as_str(),
+                            client.kind.as_str(),
+                            &client.name,
+                            &client.homepage,
+                            stored_uris(&client.redirect_uris),
+                            client.secret_hash.as_ref().map(SecretHash::as_bytes),
+                            client.dialect.as_str(),
+                            &client.js_domain,
+                            now.0,
+                            &home,
+                        ),
+                    )?;
+                }
+                Ok(())
+            })
+            .await
     }
 }

@@ -274,6 +274,18 @@ mod tests {
                 .await
                 .map(drop),
         );
+        refused(
+            "enable_client_dc",
+            store
+                .enable_client_dc(&client, "eu", None, NOW)
+                .await
+                .map(drop),
+        );
+        refused(
+            "disable_client_dc",
+            store.disable_client_dc(&client, "eu").await.map(drop),
+        );
+        refused("mirror_clients", store.mirror_clients("eu", &[], NOW).await);
         let update = ClientUpdate {
             name: "A2".into(),
             homepage: None,

@@ -50,6 +50,16 @@ impl ReadRow for ClientRow {
             js_domain: row.get(8)?,
             created_at: row.get(9)?,
             introspect_any: row.get(10)?,
+            home: row.get(11)?,
+        })
+    }
+}
+
+impl ReadRow for EnabledDcRow {
+    fn read(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(EnabledDcRow {
+            location: row.get(0)?,
+            own_secret: row.get(1)?,
         })
     }
 }
@@ -138,6 +148,12 @@ impl ReadRow for ConsentRow {
             scopes: row.get(0)?,
             redirect_uris: row.get(1)?,
         })
+    }
+}
+
+impl ReadRow for IdRow {
+    fn read(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(IdRow { id: row.get(0)? })
     }
 }
 
