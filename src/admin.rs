@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use grantd_core::datacenter::DcTag;
 use grantd_core::secret::{ClientSecret, Password};
 use grantd_core::{Client, Clock, Limits, SystemClock};
-use grantd_server::admin::{self, AdminError, ClientSpec, SelfCodeSpec};
+use grantd_server::admin::{self, AdminError, ClientSpec, Here, SelfCodeSpec};
 use grantd_server::Passwords;
 use grantd_store::Store;
 use grantd_store::{AccountVerbs, ConsoleVerbs};
@@ -91,7 +91,7 @@ fn read_password() -> Result<Password, Failure> {
     Ok(Password::from_wire(password.to_owned()))
 }
 
-pub async fn client(store: &Store, command: ClientCommand) -> Result<(), Failure> {
+pub async fn client(store: &Store, command: ClientCommand, here: &Here<'_>) -> Result<(), Failure> {
     match command {
         ClientCommand::Add(args) => add_client(store, args).await,
         ClientCommand::List { json } => {
@@ -126,11 +126,21 @@ pub async fn client(store: &Store, command: ClientCommand) -> Result<(), Failure
             show(&described)
         }
         ClientCommand::Remove { id } => {
-            if !store.remove_client(&id).await? {
-                return Err(no_client(&id));
-            }
+            admin::remove_client(store, &id).await?;
             emit(format_args!(
                 "removed client {id} with its codes, tokens and consents"
+            ))
+        }
+        ClientCommand::EnableDc {
+            id,
+            location,
+            own_secret,
+            json,
+        } => enable_dc(store, here, &id, &location, own_secret, json).await,
+        ClientCommand::DisableDc { id, location } => {
+            admin::disable_dc(store, &id, &location).await?;
+            emit(format_args!(
+                "disabled client {id} at data center {location} (within seconds; its tokens there go)"
             ))
         }
         ClientCommand::RotateSecret { id, json } => {
@@ -143,6 +153,34 @@ pub async fn client(store: &Store, command: ClientCommand) -> Result<(), Failure
                 secret.expose()
             ))
         }
+    }
+}
+
+async fn enable_dc(
+    store: &Store,
+    here: &Here<'_>,
+    id: &str,
+    location: &str,
+    own_secret: bool,
+    json: bool,
+) -> Result<(), Failure> {
+    let secret = admin::enable_dc(store, here, id, location, own_secret, SystemClock.now()).await?;
+    if json {
+        return emit(json!({
+            "client_id": id,
+            "location": location,
+            "client_secret": secret.as_ref().map(ClientSecret::expose),
+        }));
+    }
+    emit(format_args!(
+        "enabled client {id} at data center {location} (it serves the client within seconds)"
+    ))?;
+    match &secret {
+        Some(secret) => emit(format_args!(
+            "client_secret at {location}: {}\n(shown once; only this secret works there)",
+            secret.expose()
+        )),
+        None => emit(format_args!("the home secret works at {location}")),
     }
 }
 
@@ -186,6 +224,15 @@ async fn describe(store: &Store, client: &Client) -> Result<Value, Failure> {
         None => None,
     };
     let redirect_uris: Vec<&str> = client.redirect_uris.iter().map(|u| u.as_str()).collect();
+    let datacenters: Vec<String> = store
+        .client_dcs(&client.id)
+        .await?
+        .into_iter()
+        .map(|dc| match dc.own_secret {
+            true => format!("{} (own secret)", dc.location),
+            false => dc.location,
+        })
+        .collect();
     Ok(json!({
         "client_id": client.id.as_str(),
         "type": client.kind.as_str(),
@@ -196,6 +243,8 @@ async fn describe(store: &Store, client: &Client) -> Result<Value, Failure> {
         "dialect": client.dialect.as_str(),
         "confidential": client.secret_hash.is_some(),
         "introspect_any": client.introspect_any,
+        "home": client.home,
+        "datacenters": datacenters,
     }))
 }
 

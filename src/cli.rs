@@ -96,6 +96,16 @@ pub struct ServeArgs {
     /// comma-separated addresses or networks (e.g. 127.0.0.1,10.0.0.0/8) [default: none]
     #[arg(long, env = "GRANTD_TRUSTED_PROXIES", value_name = "ADDRS")]
     pub trusted_proxies: Option<String>,
+
+    /// File holding the secret all data centers share (at least 32 bytes; surrounding
+    /// whitespace is trimmed); required when [datacenters] lists other data centers
+    #[arg(long, env = "GRANTD_DC_SECRET_FILE", value_name = "FILE")]
+    pub dc_secret_file: Option<PathBuf>,
+
+    /// How often to fetch the client records other data centers enabled for this one, in
+    /// milliseconds [default: 3000]
+    #[arg(long, env = "GRANTD_DC_SYNC_INTERVAL_MS", value_name = "MS")]
+    pub dc_sync_interval_ms: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -171,6 +181,32 @@ pub enum ClientCommand {
         /// Print one JSON object: {"client_id","client_secret"}
         #[arg(long)]
         json: bool,
+    },
+    /// Serve a client registered here at another data center too (within seconds); again,
+    /// changes the secret it uses there
+    #[command(name = "enable-dc")]
+    EnableDc {
+        /// Client id (1000.XXXX...)
+        id: String,
+        /// The data center, as configured in [datacenters.<location>]
+        #[arg(long)]
+        location: String,
+        /// Give the client a secret of its own there (printed once); otherwise the home
+        /// secret works there
+        #[arg(long)]
+        own_secret: bool,
+        /// Print one JSON object: {"client_id","location","client_secret"}
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop serving a client at another data center (within seconds; its tokens there go)
+    #[command(name = "disable-dc")]
+    DisableDc {
+        /// Client id (1000.XXXX...)
+        id: String,
+        /// The data center
+        #[arg(long)]
+        location: String,
     },
 }
 

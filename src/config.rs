@@ -5,13 +5,14 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, FromArgMatches};
 use serde::Deserialize;
 
 use grantd_core::datacenter::{self, Peer};
+use grantd_core::peer_auth::DcSecret;
 use grantd_core::source::TrustedProxies;
 use grantd_core::{Dialect, Limits};
 use grantd_server::{HttpLimits, Settings};
@@ -20,6 +21,7 @@ use crate::cli::{DialectArg, ServeArgs};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_LOCATION: &str = "us";
+pub const DEFAULT_DC_SYNC_INTERVAL_MS: u64 = 3000;
 
 /// The `--config` file. Every key is optional; an unknown key is an error, so a typo is not
 /// silently ignored.
@@ -41,6 +43,10 @@ pub struct FileConfig {
     /// `[datacenters.<location>]`: the other data centers (this one may be listed too).
     #[serde(default)]
     pub datacenters: BTreeMap<String, DataCenterFile>,
+    /// The secret every data center shares, for the server-to-server API.
+    pub dc_secret_file: Option<PathBuf>,
+    /// How often peers' client records are fetched, in milliseconds.
+    pub dc_sync_interval_ms: Option<u64>,
 }
 
 /// One `[datacenters.<location>]` table (CONTRACT.md "Data centers").
@@ -353,6 +359,9 @@ pub struct ServeConfig {
     pub trusted_proxies: TrustedProxies,
     /// The other data centers, checked against this one's own settings.
     pub datacenters: BTreeMap<String, Peer>,
+    /// The shared secret of the server-to-server API; `None` without peers.
+    pub dc_secret: Option<DcSecret>,
+    pub dc_sync_interval: Duration,
 }
 
 impl ServeConfig {
@@ -388,6 +397,19 @@ impl ServeConfig {
         .map_err(|e| format!("trusted_proxies: {e}"))?;
         let datacenters =
             file.datacenters(&location, public_url.as_deref(), api_domain.as_deref())?;
+        let secret_file = args.dc_secret_file.clone().or(file.dc_secret_file.clone());
+        let dc_secret = dc_secret(secret_file.as_deref(), &datacenters)?;
+        let interval_ms = args
+            .dc_sync_interval_ms
+            .or(file.dc_sync_interval_ms)
+            .unwrap_or(DEFAULT_DC_SYNC_INTERVAL_MS);
+        // Below 100 ms peers would spend their time answering each other; above an hour a
+        // disabled client would linger at other data centers for too long.
+        if !(100..=3_600_000).contains(&interval_ms) {
+            return Err(format!(
+                "dc_sync_interval_ms must be between 100 and 3600000 (got {interval_ms})"
+            ));
+        }
         Ok(Self {
             listen,
             public_url,
@@ -398,6 +420,8 @@ impl ServeConfig {
             http: file.http()?,
             trusted_proxies,
             datacenters,
+            dc_secret,
+            dc_sync_interval: Duration::from_millis(interval_ms),
         })
     }
 
@@ -428,8 +452,36 @@ impl ServeConfig {
         settings.http = self.http.clone();
         settings.trusted_proxies = self.trusted_proxies.clone();
         settings.datacenters = self.datacenters.clone();
+        settings.dc_secret = self.dc_secret.clone();
+        settings.dc_sync_interval = self.dc_sync_interval;
         settings
     }
+}
+
+/// The shared secret, read from its file: required as soon as there are peers (they cannot
+/// talk without it), and not read at all without them.
+fn dc_secret(
+    file: Option<&Path>,
+    peers: &BTreeMap<String, Peer>,
+) -> Result<Option<DcSecret>, String> {
+    if peers.is_empty() {
+        if file.is_some() {
+            tracing::warn!("dc_secret_file is ignored: no other data center is configured");
+        }
+        return Ok(None);
+    }
+    let Some(path) = file.filter(|p| !p.as_os_str().is_empty()) else {
+        return Err(format!(
+            "dc_secret_file is required: [datacenters] lists {} (every data center needs the \
+             same secret file, e.g. made with `openssl rand -hex 32`)",
+            peers.keys().cloned().collect::<Vec<_>>().join(", ")
+        ));
+    };
+    let contents = std::fs::read(path)
+        .map_err(|e| format!("cannot read dc_secret_file {}: {e}", path.display()))?;
+    DcSecret::from_file_contents(&contents)
+        .map(Some)
+        .map_err(|e| format!("dc_secret_file {}: {e}", path.display()))
 }
 
 /// An empty value counts as not given, as `GRANTD_PUBLIC_URL=` in a service file means.
@@ -463,6 +515,8 @@ mod tests {
             api_domain: None,
             default_dialect: None,
             trusted_proxies: None,
+            dc_secret_file: None,
+            dc_sync_interval_ms: None,
         }
     }
 
@@ -529,6 +583,8 @@ mod tests {
             api_domain: None,
             default_dialect: Some(DialectArg::Standard),
             trusted_proxies: Some("10.0.0.0/8, 127.0.0.1".into()),
+            dc_secret_file: None,
+            dc_sync_interval_ms: None,
         };
         let settings = ServeConfig::resolve(&flags, &file)
             .unwrap()
@@ -633,9 +689,10 @@ mod tests {
     #[test]
     fn datacenters_are_the_peers_and_the_own_entry_must_match() {
         let file = FileConfig::parse(THREE_DCS).unwrap();
-        let settings = ServeConfig::resolve(&args(), &file)
-            .unwrap()
-            .settings(bound());
+        let (_dir, secret) = secret_file(SECRET);
+        let mut us = args();
+        us.dc_secret_file = Some(secret.clone());
+        let settings = ServeConfig::resolve(&us, &file).unwrap().settings(bound());
         assert_eq!(
             settings.datacenters.keys().collect::<Vec<_>>(),
             ["eu", "in"]
@@ -651,6 +708,7 @@ mod tests {
 
         // The same file read by the EU data center: its own entry must match its settings.
         let mut eu = args();
+        eu.dc_secret_file = Some(secret);
         eu.location = Some("eu".into());
         eu.public_url = Some("https://accounts.example.eu".into());
         eu.api_domain = Some("https://api.example.eu".into());
@@ -662,6 +720,80 @@ mod tests {
         eu.public_url = Some("https://accounts.example.de".into());
         let refused = ServeConfig::resolve(&eu, &file).unwrap_err();
         assert!(refused.contains("[datacenters.eu]"), "{refused}");
+    }
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    /// A file holding `contents`, kept while the returned directory lives.
+    fn secret_file(contents: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dc-secret");
+        std::fs::write(&path, contents).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn peers_need_the_shared_secret_and_a_single_dc_ignores_it() {
+        let file = FileConfig::parse(THREE_DCS).unwrap();
+        let refused = ServeConfig::resolve(&args(), &file).unwrap_err();
+        assert!(refused.contains("dc_secret_file is required"), "{refused}");
+
+        let (_dir, short) = secret_file("too short\n");
+        let mut us = args();
+        us.dc_secret_file = Some(short.clone());
+        let refused = ServeConfig::resolve(&us, &file).unwrap_err();
+        assert!(refused.contains("at least 32 bytes"), "{refused}");
+        assert!(
+            !refused.contains("too short"),
+            "the secret is never shown: {refused}"
+        );
+
+        let (_dir, missing) = (
+            tempfile::tempdir().unwrap(),
+            PathBuf::from("/nonexistent/s"),
+        );
+        us.dc_secret_file = Some(missing);
+        assert!(ServeConfig::resolve(&us, &file).is_err());
+
+        // From the file's own key, trimmed, and shown redacted.
+        let (_dir, good) = secret_file(&format!("{SECRET}\n"));
+        let text = format!(
+            "dc_secret_file = {:?}\n{THREE_DCS}",
+            good.display().to_string()
+        );
+        let settings = ServeConfig::resolve(&args(), &FileConfig::parse(&text).unwrap())
+            .unwrap()
+            .settings(bound());
+        assert_eq!(format!("{:?}", settings.dc_secret), "Some(DcSecret(..))");
+        assert_eq!(settings.dc_sync_interval, Duration::from_millis(3000));
+
+        // Without peers the secret is not even read.
+        let single = ServeConfig::resolve(&us, &FileConfig::default()).unwrap();
+        assert!(single.dc_secret.is_none());
+        let mut unreadable = args();
+        unreadable.dc_secret_file = Some(short);
+        assert!(ServeConfig::resolve(&unreadable, &FileConfig::default())
+            .unwrap()
+            .dc_secret
+            .is_none());
+    }
+
+    #[test]
+    fn the_sync_interval_is_configurable_within_bounds() {
+        let file = FileConfig::parse("dc_sync_interval_ms = 500").unwrap();
+        let config = ServeConfig::resolve(&args(), &file).unwrap();
+        assert_eq!(config.dc_sync_interval, Duration::from_millis(500));
+        let mut flag = args();
+        flag.dc_sync_interval_ms = Some(1000);
+        let config = ServeConfig::resolve(&flag, &file).unwrap();
+        assert_eq!(
+            config.settings(bound()).dc_sync_interval,
+            Duration::from_secs(1)
+        );
+        for bad in [0, 99, 3_600_001] {
+            flag.dc_sync_interval_ms = Some(bad);
+            assert!(ServeConfig::resolve(&flag, &file).is_err(), "{bad}");
+        }
     }
 
     #[test]

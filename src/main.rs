@@ -16,7 +16,7 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use grantd_core::datacenter::DcTag;
-use grantd_server::admin::AdminError;
+use grantd_server::admin::{AdminError, Here};
 use grantd_store::{Store, StoreError, DEFAULT_POOL_SIZE};
 
 use crate::cli::{Cli, Command};
@@ -52,7 +52,14 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             emit("the database schema is up to date")
         }
         Command::User(command) => admin::user(&open(&database).await?, command).await,
-        Command::Client(command) => admin::client(&open(&database).await?, command).await,
+        Command::Client(command) => {
+            let dc = ServeConfig::for_admin(&file)?;
+            let here = Here {
+                location: &dc.location,
+                peers: &dc.datacenters,
+            };
+            admin::client(&open(&database).await?, command, &here).await
+        }
         Command::Scope(command) => admin::scope(&open(&database).await?, command).await,
         Command::Code(args) => {
             let dc = ServeConfig::for_admin(&file)?;

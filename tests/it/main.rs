@@ -26,6 +26,7 @@ macro_rules! skip_without_postgres {
 pub const POSTGRES: bool = false;
 
 mod cancellation;
+mod client_dcs;
 mod dialects;
 mod encodings;
 mod http_limits;

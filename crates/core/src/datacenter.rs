@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 
+use crate::client::{Client, ClientType};
 use crate::error::{Elsewhere, OAuthError};
+use crate::secret::SecretHash;
 
 /// Another data center, as this one knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,6 +118,52 @@ pub fn issued_elsewhere(
         location: location.to_owned(),
         accounts: peer.accounts.clone(),
     })
+}
+
+/// Whether `client` may be enabled at data center `location` (`grantd client enable-dc`), as
+/// seen from its home `own` with these peers; the reason if not.
+pub fn may_enable(
+    client: &Client,
+    location: &str,
+    own: &str,
+    peers: &BTreeMap<String, Peer>,
+    own_secret: bool,
+) -> Result<(), String> {
+    managed_here(client)?;
+    if location == own {
+        return Err(format!(
+            "data center {location} is this client's home: it is enabled here already"
+        ));
+    }
+    if !peers.contains_key(location) {
+        return Err(format!(
+            "no data center {location:?} is configured here (see [datacenters.<location>])"
+        ));
+    }
+    if client.kind == ClientType::SelfClient {
+        return Err("a Self Client stays in its home data center".into());
+    }
+    if own_secret && client.secret_hash.is_none() {
+        return Err("a public client has no secret to have its own of".into());
+    }
+    Ok(())
+}
+
+/// A client mirrored from its home data center is changed only there.
+pub fn managed_here(client: &Client) -> Result<(), String> {
+    match &client.home {
+        None => Ok(()),
+        Some(home) => Err(format!(
+            "client {} is registered at data center {home}: change it there",
+            client.id
+        )),
+    }
+}
+
+/// The key under which a DC remembers where it found an email (`email_homes`): SHA-256 of the
+/// lower-cased address, so the table holds no addresses and `Ada@` finds what `ada@` left.
+pub fn email_key(email: &str) -> SecretHash {
+    SecretHash::of(&email.to_lowercase())
 }
 
 /// Every data center's accounts server by location, this one's included: what
@@ -231,6 +279,73 @@ mod tests {
             unknown_here(&ours, "grant code", &peers, fallback.clone()),
             fallback
         );
+    }
+
+    fn a_client(kind: ClientType, home: Option<&str>) -> Client {
+        Client {
+            id: crate::ClientId::new("1000.A".into()),
+            kind,
+            name: "A".into(),
+            homepage: None,
+            redirect_uris: vec![],
+            secret_hash: (!kind.is_public()).then(|| crate::secret::SecretHash::of("s")),
+            owner_id: None,
+            dialect: crate::Dialect::Standard,
+            js_domain: None,
+            created_at: crate::Timestamp(0),
+            introspect_any: false,
+            home: home.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn which_clients_may_be_enabled_where() {
+        let peers = BTreeMap::from([(
+            "eu".to_owned(),
+            peer("https://accounts.example.eu", "https://api.example.eu"),
+        )]);
+        let server = a_client(ClientType::Server, None);
+        let mobile = a_client(ClientType::Mobile, None);
+        assert_eq!(may_enable(&server, "eu", "us", &peers, true), Ok(()));
+        assert_eq!(may_enable(&mobile, "eu", "us", &peers, false), Ok(()));
+        let refused = [
+            (may_enable(&mobile, "eu", "us", &peers, true), "public"),
+            (may_enable(&server, "us", "us", &peers, false), "home"),
+            (may_enable(&server, "in", "us", &peers, false), "configured"),
+            (
+                may_enable(
+                    &a_client(ClientType::SelfClient, None),
+                    "eu",
+                    "us",
+                    &peers,
+                    false,
+                ),
+                "Self Client",
+            ),
+            (
+                may_enable(
+                    &a_client(ClientType::Server, Some("in")),
+                    "eu",
+                    "us",
+                    &peers,
+                    false,
+                ),
+                "registered at data center in",
+            ),
+        ];
+        for (answer, why) in refused {
+            assert!(
+                answer.as_ref().is_err_and(|e| e.contains(why)),
+                "{why}: {answer:?}"
+            );
+        }
+        assert!(managed_here(&server).is_ok());
+    }
+
+    #[test]
+    fn email_keys_ignore_case() {
+        assert_eq!(email_key("Ada@Example.com"), email_key("ada@example.com"));
+        assert_ne!(email_key("ada@example.com"), email_key("bob@example.com"));
     }
 
     #[test]

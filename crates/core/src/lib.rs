@@ -9,6 +9,7 @@ pub mod datacenter;
 pub mod error;
 pub mod grant;
 pub mod limits;
+pub mod peer_auth;
 pub mod pkce;
 pub mod redirect;
 pub mod scope;

@@ -1,14 +1,17 @@
 //! Administration flows shared by the CLI and the tests: users, clients, scopes and Self
 //! Client codes. Each validates its input fully before it writes anything.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
-use grantd_core::datacenter::DcTag;
+use grantd_core::datacenter::{self, DcTag, Peer};
 use grantd_core::grant::CodeGrant;
 use grantd_core::limits::SELF_CLIENT_CODE_MINUTES;
 use grantd_core::secret::{generate_client_id, ClientSecret, GrantCode, Password};
 use grantd_core::signin;
-use grantd_core::{ClientId, ClientType, Dialect, Limits, RedirectUri, Scope, Scopes, Timestamp};
+use grantd_core::{
+    Client, ClientId, ClientType, Dialect, Limits, RedirectUri, Scope, Scopes, Timestamp,
+};
 use grantd_store::{AccountVerbs, ConsoleVerbs, TokenVerbs};
 use grantd_store::{CodeIssue, NewClient, NewCode, Store, StoreError};
 
@@ -267,8 +270,77 @@ pub async fn add_client(
     Ok((id, secret))
 }
 
+/// A client registered here, to be changed; one mirrored from its home is refused.
+async fn own_client(store: &Store, client_id: &str) -> Result<Client, AdminError> {
+    let client = store
+        .client(client_id)
+        .await?
+        .ok_or_else(|| AdminError::NotFound(format!("no client with id {client_id:?}")))?;
+    datacenter::managed_here(&client).map_err(AdminError::Invalid)?;
+    Ok(client)
+}
+
+/// Deletes a client registered here with its codes, tokens and consents, here and (by the
+/// next sync) at every data center it is enabled at.
+pub async fn remove_client(store: &Store, client_id: &str) -> Result<(), AdminError> {
+    own_client(store, client_id).await?;
+    if store.remove_client(client_id).await? {
+        Ok(())
+    } else {
+        Err(AdminError::NotFound(format!(
+            "no client with id {client_id:?}"
+        )))
+    }
+}
+
+/// Where this data center is, for the flows that span data centers.
+pub struct Here<'a> {
+    pub location: &'a str,
+    pub peers: &'a BTreeMap<String, Peer>,
+}
+
+/// `grantd client enable-dc`: the client is served at `location` from its next sync, with the
+/// home secret, or with a new secret of its own there (returned, to be shown once).
+pub async fn enable_dc(
+    store: &Store,
+    here: &Here<'_>,
+    client_id: &str,
+    location: &str,
+    own_secret: bool,
+    now: Timestamp,
+) -> Result<Option<ClientSecret>, AdminError> {
+    let client = own_client(store, client_id).await?;
+    datacenter::may_enable(&client, location, here.location, here.peers, own_secret)
+        .map_err(AdminError::Invalid)?;
+    let secret = own_secret.then(ClientSecret::generate);
+    let hash = secret.as_ref().map(ClientSecret::hash);
+    if !store
+        .enable_client_dc(&client.id, location, hash.as_ref(), now)
+        .await?
+    {
+        return Err(AdminError::NotFound(format!(
+            "no client with id {client_id:?}"
+        )));
+    }
+    Ok(secret)
+}
+
+/// `grantd client disable-dc`: `location` stops serving the client from its next sync, and
+/// drops the tokens it issued for it.
+pub async fn disable_dc(store: &Store, client_id: &str, location: &str) -> Result<(), AdminError> {
+    let client = own_client(store, client_id).await?;
+    if store.disable_client_dc(&client.id, location).await? {
+        Ok(())
+    } else {
+        Err(AdminError::NotFound(format!(
+            "client {client_id} is not enabled at data center {location:?}"
+        )))
+    }
+}
+
 /// Issues a new secret; the old one stops working at once.
 pub async fn rotate_secret(store: &Store, client_id: &str) -> Result<ClientSecret, AdminError> {
+    own_client(store, client_id).await?;
     let secret = ClientSecret::generate();
     if store.set_client_secret(client_id, &secret.hash()).await? {
         Ok(secret)

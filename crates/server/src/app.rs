@@ -2,14 +2,17 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use grantd_core::datacenter::{DcTag, Peer};
+use grantd_core::peer_auth::DcSecret;
 use grantd_core::source::TrustedProxies;
 use grantd_core::{Clock, Dialect, Limits};
 use grantd_store::Store;
 
 use crate::connection::HttpLimits;
 use crate::password::Passwords;
+use crate::peers::{NonceGuard, PeerClient};
 
 /// What this deployment is: its public URL, data center and defaults.
 #[derive(Debug, Clone)]
@@ -30,6 +33,11 @@ pub struct Settings {
     pub trusted_proxies: TrustedProxies,
     /// The other data centers, by location (`[datacenters.<location>]`); empty for a single DC.
     pub datacenters: BTreeMap<String, Peer>,
+    /// The secret shared with the peers (`dc_secret_file`); without it `/dc/v1/*` is 404 and
+    /// no peer is asked anything.
+    pub dc_secret: Option<DcSecret>,
+    /// How often peers' client records are fetched (`dc_sync_interval_ms`).
+    pub dc_sync_interval: Duration,
 }
 
 impl Settings {
@@ -44,6 +52,8 @@ impl Settings {
             http: HttpLimits::default(),
             trusted_proxies: TrustedProxies::default(),
             datacenters: BTreeMap::new(),
+            dc_secret: None,
+            dc_sync_interval: Duration::from_millis(3000),
         }
     }
 
@@ -63,18 +73,47 @@ pub struct Inner {
     pub clock: Arc<dyn Clock>,
     pub settings: Settings,
     pub passwords: Passwords,
+    /// Signed calls to the other data centers; `None` for a single DC (no peers or no secret).
+    pub peers: Option<PeerClient>,
+    /// Nonces of the server-to-server requests this node accepted (`peers::Signed`).
+    pub nonces: NonceGuard,
 }
 
 impl App {
     pub fn new(store: Store, clock: Arc<dyn Clock>, settings: Settings) -> Self {
         let passwords = Passwords::with_queue(settings.http.password_queue);
+        let peers = peer_client(&settings, &clock);
         Self(Arc::new(Inner {
             tag: DcTag::of(&settings.location),
             store,
             clock,
             settings,
             passwords,
+            peers,
+            nonces: NonceGuard::new(),
         }))
+    }
+}
+
+/// The client for calls to peers, when there are peers and a secret to sign with.
+fn peer_client(settings: &Settings, clock: &Arc<dyn Clock>) -> Option<PeerClient> {
+    let secret = settings.dc_secret.clone()?;
+    if settings.datacenters.is_empty() {
+        return None;
+    }
+    let made = PeerClient::new(
+        &settings.location,
+        secret,
+        settings.datacenters.clone(),
+        clock.clone(),
+    );
+    match made {
+        Ok(client) => Some(client),
+        Err(e) => {
+            // Then every peer counts as unreachable: this DC still serves its own users.
+            tracing::error!(error = %e, "cannot call other data centers");
+            None
+        }
     }
 }
 

@@ -13,6 +13,7 @@ mod oauth;
 mod pages;
 mod params;
 mod password;
+pub mod peers;
 mod routes;
 mod session;
 mod source;
@@ -27,6 +28,7 @@ use std::time::Duration;
 
 use grantd_store::TokenVerbs;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 
 /// How often expired rows are swept away.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(600);
@@ -38,9 +40,11 @@ pub async fn serve_until(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let sweeper = tokio::spawn(sweep_forever(app.clone()));
+    let pullers = peers::client_sync::spawn(&app);
     let limits = app.settings.http.clone();
     let served = connection::serve(listener, router(app), limits, shutdown).await;
     sweeper.abort();
+    pullers.iter().for_each(JoinHandle::abort);
     served
 }
 

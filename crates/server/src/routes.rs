@@ -19,6 +19,7 @@ use crate::login;
 use crate::oauth::{authorize, discovery, resource, revoke, token};
 use crate::pages::{SCRIPT, STYLESHEET};
 use crate::password;
+use crate::peers;
 
 /// Far above any OAuth request, far below anything that costs memory (T-082).
 pub(crate) const BODY_LIMIT: usize = 64 * 1024;
@@ -36,7 +37,7 @@ async fn post_only() -> impl IntoResponse {
 pub fn router(app: App) -> Router {
     // Routes that check or set a password take a place in the bounded password queue first.
     let password_queue = from_fn_with_state(app.clone(), password::admission);
-    let mut router = Router::new()
+    let mut routes = Router::new()
         .route("/", get(login::home))
         .route(
             "/signin",
@@ -77,6 +78,10 @@ pub fn router(app: App) -> Router {
             post(clients::update_settings),
         )
         .route("/console/clients/{id}/delete", post(clients::delete))
+        .route(
+            "/console/clients/{id}/datacenters",
+            post(clients::datacenter),
+        )
         .route("/console/clients/{id}/codes", post(clients::generate_code))
         .route(
             "/console/scopes",
@@ -103,7 +108,12 @@ pub fn router(app: App) -> Router {
         .route(
             "/static/grantd.css",
             get(|| async { ([(CONTENT_TYPE, "text/css; charset=utf-8")], STYLESHEET) }),
-        )
+        );
+    // Without a dc secret there is no server-to-server API: `/dc/v1/*` is 404 like any path.
+    if app.settings.dc_secret.is_some() {
+        routes = routes.merge(peers::routes());
+    }
+    let mut router = routes
         .with_state(app)
         // Enforced where bodies are read (`Params`), so an oversized body is answered in the
         // endpoint's own format: JSON on the API, the error page on the browser routes.

@@ -300,6 +300,19 @@ impl AccountVerbs for Store {
     async fn revoke_grant(&self, user_id: i64, client: &ClientId) -> Answer<()> {
         on_backend!(self, s => s.revoke_grant(user_id, client))
     }
+
+    async fn remember_email_home(
+        &self,
+        email_key: &SecretHash,
+        location: &str,
+        now: Timestamp,
+    ) -> Answer<()> {
+        on_backend!(self, s => s.remember_email_home(email_key, location, now))
+    }
+
+    async fn email_home(&self, email_key: &SecretHash) -> Answer<Option<String>> {
+        on_backend!(self, s => s.email_home(email_key))
+    }
 }
 
 impl ConsoleVerbs for Store {

@@ -20,6 +20,13 @@ pub(crate) const END_OTHER_SESSIONS: &str =
     "DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2";
 pub(crate) const SET_USER_NAME: &str = "UPDATE users SET name = $1 WHERE id = $2";
 
+// ---- data centers ---------------------------------------------------------------------------
+
+pub(crate) const REMEMBER_EMAIL_HOME: &str =
+    "INSERT INTO email_homes (email_key, location, seen_at) VALUES ($1, $2, $3)
+    ON CONFLICT (email_key) DO UPDATE SET location = excluded.location, seen_at = excluded.seen_at";
+pub(crate) const EMAIL_HOME: &str = "SELECT location FROM email_homes WHERE email_key = $1";
+
 // ---- sign-in tallies (grantd-core's signin.rs) ----------------------------------------------
 
 /// One tally, by its key (`signin::keys`).

@@ -247,6 +247,20 @@ pub trait AccountVerbs: Send + Sync {
         user_id: i64,
         client: &ClientId,
     ) -> impl Future<Output = Answer<()>> + Send;
+
+    /// Remembers that the data center `location` knew the email keyed `email_key`
+    /// (`datacenter::email_key`), replacing what was remembered before.
+    fn remember_email_home(
+        &self,
+        email_key: &SecretHash,
+        location: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = Answer<()>> + Send;
+    /// Where the email keyed `email_key` was last found, if anywhere.
+    fn email_home(
+        &self,
+        email_key: &SecretHash,
+    ) -> impl Future<Output = Answer<Option<String>>> + Send;
 }
 
 /// The registry the console manages: clients and scopes.

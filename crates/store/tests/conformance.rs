@@ -18,6 +18,7 @@ use futures::future::join_all;
 use sqlx::{Connection, Executor, PgConnection};
 use tempfile::TempDir;
 
+use grantd_core::datacenter::email_key;
 use grantd_core::grant::{refresh_scopes, CodeGrant, Rejection};
 use grantd_core::secret::{generate_client_id, random_id, SecretHash};
 use grantd_core::signin::{self, Attempt as SignInAttempt, Gate, Tallies, Tally};
@@ -60,6 +61,7 @@ macro_rules! conformance {
 
 conformance! {
     users_are_unique_by_email,
+    email_homes_are_remembered_by_key,
     sign_in_backs_off_per_account_and_source,
     parallel_sign_in_attempts_check_at_most_the_free_failures,
     parallel_spraying_stays_within_the_source_limit,
@@ -495,6 +497,33 @@ async fn users_are_unique_by_email(store: Store) {
     let all = store.users().await.unwrap();
     let listed: Vec<(i64, &str)> = all.iter().map(|u| (u.id, u.name.as_str())).collect();
     assert_eq!(listed, [(ada, "Ada King"), (bob, "Bob")]);
+}
+
+// ---- data centers (issue 13) ------------------------------------------------------------
+
+async fn email_homes_are_remembered_by_key(store: Store) {
+    let ada = email_key("Ada@Example.com");
+    assert_eq!(store.email_home(&ada).await.unwrap(), None);
+    store.remember_email_home(&ada, "eu", T0).await.unwrap();
+    // The key is the lower-cased address's: either spelling finds it.
+    let lower = email_key("ada@example.com");
+    assert_eq!(
+        store.email_home(&lower).await.unwrap().as_deref(),
+        Some("eu")
+    );
+    assert_eq!(
+        store
+            .email_home(&email_key("bob@example.com"))
+            .await
+            .unwrap(),
+        None
+    );
+    // Found elsewhere later: the newer answer replaces the older.
+    store
+        .remember_email_home(&lower, "in", T0.plus(60))
+        .await
+        .unwrap();
+    assert_eq!(store.email_home(&ada).await.unwrap().as_deref(), Some("in"));
 }
 
 // ---- sign-in throttling (issue 12; grantd-core's signin.rs) ------------------------------

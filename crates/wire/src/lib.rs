@@ -5,6 +5,7 @@
 //! Field order is part of the contract: each struct declares its fields in the order the server
 //! has always sent them (for bodies once built with `serde_json::json!`, that is alphabetical).
 
+pub mod datacenter;
 pub mod discovery;
 pub mod error;
 pub mod resource;

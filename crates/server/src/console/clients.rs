@@ -245,6 +245,15 @@ struct ClientView {
     kind: &'static str,
 }
 
+/// A peer data center in the Multi-DC panel, and whether the client is served there.
+struct DcRow {
+    location: String,
+    accounts: String,
+    status: &'static str,
+    enabled: bool,
+    own_secret: bool,
+}
+
 #[derive(Template)]
 #[template(path = "console/client.html")]
 struct ClientPage {
@@ -265,6 +274,10 @@ struct ClientPage {
     codes: Vec<CodeRow>,
     scope_names: Vec<String>,
     durations: [i64; 4],
+    /// Empty for a Self Client or a single data center: no Multi-DC panel.
+    datacenters: Vec<DcRow>,
+    /// A secret of its own just given to the client at a data center, shown once.
+    dc_secret: Option<(String, String)>,
 }
 
 impl ClientPage {
@@ -304,6 +317,11 @@ impl ClientPage {
             )
         } else {
             (Vec::new(), Vec::new())
+        };
+        let datacenters = if is_self {
+            Vec::new()
+        } else {
+            dc_rows(app, client).await?
         };
         let mut uris: Vec<String> = client
             .redirect_uris
@@ -352,7 +370,96 @@ impl ClientPage {
             codes,
             scope_names,
             durations: SELF_CLIENT_CODE_MINUTES,
+            datacenters,
+            dc_secret: None,
         })
+    }
+}
+
+async fn dc_rows(app: &App, client: &Client) -> Result<Vec<DcRow>, ErrorPage> {
+    if app.settings.datacenters.is_empty() {
+        return Ok(Vec::new());
+    }
+    let enabled = app.store.client_dcs(&client.id).await?;
+    Ok(app
+        .settings
+        .datacenters
+        .iter()
+        .map(|(location, peer)| {
+            let at = enabled.iter().find(|dc| &dc.location == location);
+            DcRow {
+                location: location.clone(),
+                accounts: peer.accounts.clone(),
+                status: match at {
+                    None => "Not enabled",
+                    Some(dc) if dc.own_secret => "Enabled, own secret",
+                    Some(_) => "Enabled, home secret",
+                },
+                enabled: at.is_some(),
+                own_secret: at.is_some_and(|dc| dc.own_secret),
+            }
+        })
+        .collect())
+}
+
+/// The Multi-DC panel's buttons: enable (home secret), own secret (a new one, shown once), or
+/// disable, at one configured data center.
+pub async fn datacenter(
+    State(app): State<App>,
+    me: SignedIn,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    params: Params,
+) -> Result<Response, ErrorPage> {
+    me.check_form(&app, &headers, &params)?;
+    let client = me.own_client(&app, &id).await?;
+    let location = params.text("location").to_owned();
+    let here = admin::Here {
+        location: &app.settings.location,
+        peers: &app.settings.datacenters,
+    };
+    let outcome = match params.text("action") {
+        "enable" | "own_secret" => {
+            let own = params.text("action") == "own_secret";
+            admin::enable_dc(
+                &app.store,
+                &here,
+                client.id.as_str(),
+                &location,
+                own,
+                me.now,
+            )
+            .await
+            .map(|secret| match secret {
+                Some(secret) => (
+                    format!("Enabled at {location} with a secret of its own."),
+                    Some(secret.expose().to_owned()),
+                ),
+                None => (format!("Enabled at {location} with the home secret."), None),
+            })
+        }
+        "disable" => admin::disable_dc(&app.store, client.id.as_str(), &location)
+            .await
+            .map(|()| {
+                (
+                    format!("Disabled at {location}; its tokens there go with it."),
+                    None,
+                )
+            }),
+        _ => return Err(ErrorPage::bad_request("Unknown Multi-DC action.")),
+    };
+    let mut page = ClientPage::new(&app, &me, &client, "settings").await?;
+    match outcome {
+        Ok((notice, secret)) => {
+            page.notice = Some(notice);
+            page.dc_secret = secret.map(|secret| (location, secret));
+            Ok(Html(pages::render(&page)).into_response())
+        }
+        Err(AdminError::Store(e)) => Err(e.into()),
+        Err(e) => {
+            page.form_error = Some(e.to_string());
+            Ok((StatusCode::BAD_REQUEST, Html(pages::render(&page))).into_response())
+        }
     }
 }
 

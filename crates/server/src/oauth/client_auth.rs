@@ -78,6 +78,9 @@ pub struct Caller {
     pub credentials: Credentials,
     pub client: Option<Client>,
     pub dialect: Dialect,
+    /// What a claimed but unknown client is told: with peers, that it is not enabled at this
+    /// data center, since it may well be registered at another.
+    unknown: OAuthError,
 }
 
 impl Caller {
@@ -97,17 +100,24 @@ impl Caller {
             .await
             .map_err(|e| ApiError::new(e, default))?;
         let dialect = client.as_ref().map_or(default, |c| c.dialect);
+        let unknown = match (&credentials.client_id, app.settings.datacenters.is_empty()) {
+            (Some(_), false) => OAuthError::ClientNotEnabled {
+                location: app.settings.location.clone(),
+            },
+            _ => OAuthError::InvalidClient,
+        };
         Ok(Caller {
             credentials,
             client,
             dialect,
+            unknown,
         })
     }
 
     /// The client, if the credentials prove it: a confidential client must present its
     /// secret, a public client must not pretend to have one.
     pub fn authenticated(&self) -> Result<&Client, OAuthError> {
-        let client = self.client.as_ref().ok_or(OAuthError::InvalidClient)?;
+        let client = self.client.as_ref().ok_or_else(|| self.unknown.clone())?;
         let ok = match (&client.secret_hash, &self.credentials.secret) {
             (Some(_), Some(secret)) => client.secret_matches(secret.expose()),
             (None, None) => true,

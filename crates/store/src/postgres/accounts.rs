@@ -10,9 +10,10 @@ use super::{conflict, detached, locked, Answer, PostgresStore, Tx, AGGREGATE_SCO
 use crate::model::{ConnectedApp, SessionSummary, User};
 use crate::rows::{AppRow, SessionRow, TallyRow, UserRow};
 use crate::statements::{
-    connected_apps, DELETE_SIGNIN_TALLY, DELETE_USER_SESSION, END_OTHER_SESSIONS, INSERT_USER,
-    REVOKE_GRANT, SESSIONS_OF, SET_PASSWORD, SET_USER_NAME, SIGNIN_TALLY, UNLOCK_ACCOUNT,
-    UPSERT_SIGNIN_TALLY, USERS, USER_BY_EMAIL, USER_BY_ID, USER_COUNT,
+    connected_apps, DELETE_SIGNIN_TALLY, DELETE_USER_SESSION, EMAIL_HOME, END_OTHER_SESSIONS,
+    INSERT_USER, REMEMBER_EMAIL_HOME, REVOKE_GRANT, SESSIONS_OF, SET_PASSWORD, SET_USER_NAME,
+    SIGNIN_TALLY, UNLOCK_ACCOUNT, UPSERT_SIGNIN_TALLY, USERS, USER_BY_EMAIL, USER_BY_ID,
+    USER_COUNT,
 };
 
 /// A tally's row as a placeholder, so that there is a row to lock before anyone has counted
@@ -238,6 +239,33 @@ impl AccountVerbs for PostgresStore {
             Ok(())
         })
         .await
+    }
+
+    async fn remember_email_home(
+        &self,
+        email_key: &SecretHash,
+        location: &str,
+        now: Timestamp,
+    ) -> Answer<()> {
+        let pool = self.pool.clone();
+        let (key, location) = (*email_key, location.to_owned());
+        detached(async move {
+            sqlx::query(REMEMBER_EMAIL_HOME)
+                .bind(key.as_bytes())
+                .bind(location)
+                .bind(now.0)
+                .execute(&pool)
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn email_home(&self, email_key: &SecretHash) -> Answer<Option<String>> {
+        Ok(sqlx::query_scalar(EMAIL_HOME)
+            .bind(email_key.as_bytes())
+            .fetch_optional(&self.pool)
+            .await?)
     }
 }
 

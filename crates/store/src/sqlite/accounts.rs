@@ -167,6 +167,26 @@ impl AccountVerbs for SqliteStore {
             })
             .await
     }
+
+    async fn remember_email_home(
+        &self,
+        email_key: &SecretHash,
+        location: &str,
+        now: Timestamp,
+    ) -> Answer<()> {
+        let (key, location) = (*email_key, location.to_owned());
+        self.writer
+            .run(move |db| {
+                execute(db, REMEMBER_EMAIL_HOME, (key.as_bytes(), location, now.0))?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn email_home(&self, email_key: &SecretHash) -> Answer<Option<String>> {
+        self.readers
+            .read(|db| scalar(db, EMAIL_HOME, (email_key.as_bytes(),)))
+    }
 }
 
 /// The tallies at `keys` (`signin::keys`); a missing row is a zero tally.

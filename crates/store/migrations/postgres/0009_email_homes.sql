@@ -1,0 +1,9 @@
+-- Data centers (issue 13; in step with sqlite/0009_email_homes.sql): where this DC last found
+-- each email that is not its own user, so that when that DC cannot be reached the user is told
+-- so (by name) instead of being shown a password page that cannot work. Keyed by SHA-256 of
+-- the lower-cased email (grantd_core::datacenter::email_key): the table holds no addresses.
+CREATE TABLE email_homes (
+    email_key       BYTEA PRIMARY KEY,
+    location        TEXT NOT NULL,
+    seen_at         BIGINT NOT NULL
+);

@@ -1,0 +1,159 @@
+//! Bodies of the server-to-server API between data centers (`/dc/v1/...`, CONTRACT.md "Data
+//! centers"). Only peers read these; the signature that authenticates them is
+//! `grantd_core::peer_auth`'s.
+
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use grantd_core::secret::SecretHash;
+use grantd_core::{Client, ClientId, ClientType, Dialect, RedirectUri, Timestamp};
+
+/// `POST /dc/v1/users/lookup`: is this email a user of yours?
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LookupRequest {
+    pub email: String,
+}
+
+/// The answer to a [`LookupRequest`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LookupResponse {
+    pub known: bool,
+}
+
+/// `GET /dc/v1/clients`: the clients registered at the answering DC and enabled at the caller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedClients {
+    pub clients: Vec<SharedClient>,
+}
+
+/// One client as its home serves it to a DC it is enabled at: what that DC needs to
+/// authenticate it and run its flows, with the secret only as the hash that works there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedClient {
+    pub client_id: String,
+    pub client_type: String,
+    pub name: String,
+    pub homepage: Option<String>,
+    pub redirect_uris: Vec<String>,
+    pub dialect: String,
+    pub js_domain: Option<String>,
+    /// Hex SHA-256; `null` for a public client.
+    pub secret_hash: Option<String>,
+}
+
+impl From<&Client> for SharedClient {
+    fn from(client: &Client) -> Self {
+        Self {
+            client_id: client.id.to_string(),
+            client_type: client.kind.as_str().to_owned(),
+            name: client.name.clone(),
+            homepage: client.homepage.clone(),
+            redirect_uris: client
+                .redirect_uris
+                .iter()
+                .map(|uri| uri.as_str().to_owned())
+                .collect(),
+            dialect: client.dialect.as_str().to_owned(),
+            js_domain: client.js_domain.clone(),
+            secret_hash: client.secret_hash.as_ref().map(SecretHash::to_hex),
+        }
+    }
+}
+
+impl SharedClient {
+    /// The client as mirrored from `home`; `None` for a record this version cannot read (an
+    /// unknown type, a malformed hash), or a Self Client, which never leaves home.
+    pub fn to_client(&self, home: &str, now: Timestamp) -> Option<Client> {
+        let kind = ClientType::from_str(&self.client_type).ok()?;
+        if kind == ClientType::SelfClient {
+            return None;
+        }
+        let secret_hash = match &self.secret_hash {
+            Some(hex) => Some(SecretHash::from_hex(hex)?),
+            None => None,
+        };
+        Some(Client {
+            id: ClientId::new(self.client_id.clone()),
+            kind,
+            name: self.name.clone(),
+            homepage: self.homepage.clone(),
+            redirect_uris: self
+                .redirect_uris
+                .iter()
+                .map(|uri| RedirectUri::from_stored(uri.clone()))
+                .collect(),
+            secret_hash,
+            owner_id: None,
+            dialect: Dialect::from_str(&self.dialect).ok()?,
+            js_domain: self.js_domain.clone(),
+            created_at: now,
+            introspect_any: false,
+            home: Some(home.to_owned()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_bodies() {
+        let request = LookupRequest {
+            email: "ada@example.com".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&request).unwrap_or_default(),
+            r#"{"email":"ada@example.com"}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&LookupResponse { known: true }).unwrap_or_default(),
+            r#"{"known":true}"#
+        );
+        let read: Result<LookupResponse, _> = serde_json::from_str(r#"{"known":false}"#);
+        assert_eq!(read.ok(), Some(LookupResponse { known: false }));
+    }
+
+    #[test]
+    fn a_shared_client_round_trips_and_never_carries_a_secret() {
+        let shared = SharedClient {
+            client_id: "1000.ABC".into(),
+            client_type: "server".into(),
+            name: "A".into(),
+            homepage: Some("https://a.example".into()),
+            redirect_uris: vec!["https://a.example/cb".into()],
+            dialect: "zoho".into(),
+            js_domain: None,
+            secret_hash: Some(SecretHash::of("s").to_hex()),
+        };
+        let client = shared.to_client("us", Timestamp(7));
+        let client = client.as_ref();
+        assert_eq!(client.map(|c| c.home.as_deref()), Some(Some("us")));
+        assert!(client.is_some_and(|c| c.secret_matches("s") && c.owner_id.is_none()));
+        assert_eq!(client.map(SharedClient::from), Some(shared.clone()));
+        let json = serde_json::to_string(&shared).unwrap_or_default();
+        assert!(!json.contains("\"s\""), "{json}");
+
+        for broken in [
+            SharedClient {
+                client_type: "self".into(),
+                ..shared.clone()
+            },
+            SharedClient {
+                client_type: "robot".into(),
+                ..shared.clone()
+            },
+            SharedClient {
+                secret_hash: Some("zz".into()),
+                ..shared.clone()
+            },
+            SharedClient {
+                dialect: "klingon".into(),
+                ..shared.clone()
+            },
+        ] {
+            assert!(broken.to_client("us", Timestamp(7)).is_none(), "{broken:?}");
+        }
+    }
+}
