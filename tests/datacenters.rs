@@ -201,10 +201,10 @@ async fn a_client_enabled_with_its_own_secret_works_there_only_until_disabled(
     let home_secret = send(exchange(&http, &eu.url, &client, &code)).await;
     home_secret.assert_error(Dialect::Standard, Wire::InvalidClient);
     let tokens = send(exchange(&http, &eu.url, &at_eu, &code)).await;
-    let refresh_token = token_response(&tokens, eu)["refresh_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let body = token_response(&tokens, eu);
+    let access = body["access_token"].as_str().unwrap().to_owned();
+    let refresh_token = body["refresh_token"].as_str().unwrap().to_owned();
+    assert_profile(&http, eu, &access, EU_USER).await;
     // eu's secret is not the home secret either.
     let at_us = send(exchange(&http, &us.url, &at_eu, &unknown_token())).await;
     at_us.assert_error(Dialect::Standard, Wire::InvalidClient);
@@ -230,6 +230,16 @@ async fn a_client_enabled_with_its_own_secret_works_there_only_until_disabled(
         "disable-dc took effect at eu after {:?}",
         disabled.elapsed()
     );
+    // Its tokens at eu went with it.
+    until(
+        PROPAGATION,
+        "eu to refuse the disabled client's access token",
+        || {
+            let request = user_info(&http, &eu.url, &access);
+            async move { (send(request).await.status == 401).then_some(()) }
+        },
+    )
+    .await;
 }
 
 async fn a_rotated_home_secret_reaches_eu_within_seconds(backend: Backend, test: &str) {
