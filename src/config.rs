@@ -731,22 +731,28 @@ mod tests {
         us.dc_secret_file = Some(short.clone());
         let refused = ServeConfig::resolve(&us, &file).unwrap_err();
         assert!(refused.contains("at least 32 bytes"), "{refused}");
-        assert!(!refused.contains("too short"), "the secret is never shown: {refused}");
+        assert!(
+            !refused.contains("too short"),
+            "the secret is never shown: {refused}"
+        );
 
-        let (_dir, missing) = (tempfile::tempdir().unwrap(), PathBuf::from("/nonexistent/s"));
+        let (_dir, missing) = (
+            tempfile::tempdir().unwrap(),
+            PathBuf::from("/nonexistent/s"),
+        );
         us.dc_secret_file = Some(missing);
         assert!(ServeConfig::resolve(&us, &file).is_err());
 
         // From the file's own key, trimmed, and shown redacted.
         let (_dir, good) = secret_file(&format!("{SECRET}\n"));
-        let text = format!("dc_secret_file = {:?}\n{THREE_DCS}", good.display().to_string());
+        let text = format!(
+            "dc_secret_file = {:?}\n{THREE_DCS}",
+            good.display().to_string()
+        );
         let settings = ServeConfig::resolve(&args(), &FileConfig::parse(&text).unwrap())
             .unwrap()
             .settings(bound());
-        assert_eq!(
-            format!("{:?}", settings.dc_secret),
-            "Some(DcSecret(..))"
-        );
+        assert_eq!(format!("{:?}", settings.dc_secret), "Some(DcSecret(..))");
         assert_eq!(settings.dc_sync_interval, Duration::from_millis(3000));
 
         // Without peers the secret is not even read.
@@ -768,7 +774,10 @@ mod tests {
         let mut flag = args();
         flag.dc_sync_interval_ms = Some(1000);
         let config = ServeConfig::resolve(&flag, &file).unwrap();
-        assert_eq!(config.settings(bound()).dc_sync_interval, Duration::from_secs(1));
+        assert_eq!(
+            config.settings(bound()).dc_sync_interval,
+            Duration::from_secs(1)
+        );
         for bad in [0, 99, 3_600_001] {
             flag.dc_sync_interval_ms = Some(bad);
             assert!(ServeConfig::resolve(&flag, &file).is_err(), "{bad}");

@@ -167,8 +167,8 @@ pub fn verify(
     let signature = request
         .signature
         .ok_or(Refusal::Missing("missing X-Grantd-Signature"))?;
-    let timestamp = parse_timestamp(timestamp)
-        .ok_or(Refusal::Malformed("malformed X-Grantd-Timestamp"))?;
+    let timestamp =
+        parse_timestamp(timestamp).ok_or(Refusal::Malformed("malformed X-Grantd-Timestamp"))?;
     if !is_lower_hex(nonce, 32) {
         return Err(Refusal::Malformed("malformed X-Grantd-Nonce"));
     }
@@ -205,7 +205,10 @@ fn parse_timestamp(raw: &str) -> Option<Timestamp> {
 }
 
 fn is_lower_hex(value: &str, len: usize) -> bool {
-    value.len() == len && value.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    value.len() == len
+        && value
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// Nonces seen in the last [`NONCE_LIFETIME_SECS`], at most `capacity` of them. A replay
@@ -297,7 +300,12 @@ mod tests {
         }
     }
 
-    fn presented<'a>(s: &'a Signed, method: &'a str, path: &'a str, body: &'a [u8]) -> Presented<'a> {
+    fn presented<'a>(
+        s: &'a Signed,
+        method: &'a str,
+        path: &'a str,
+        body: &'a [u8],
+    ) -> Presented<'a> {
         Presented {
             method,
             path,
@@ -342,7 +350,11 @@ mod tests {
             Err(Refusal::WrongSignature)
         );
         let mut flipped = signed(NOW);
-        let last = if flipped.signature.ends_with('0') { "1" } else { "0" };
+        let last = if flipped.signature.ends_with('0') {
+            "1"
+        } else {
+            "0"
+        };
         flipped.signature.replace_range(63.., last);
         assert_eq!(
             verify(&secret(), &presented(&flipped, "POST", PATH, BODY), NOW),
@@ -355,16 +367,30 @@ mod tests {
         let s = signed(NOW);
         let wrong = Err(Refusal::WrongSignature);
         let body = br#"{"email":"bob@example.com"}"#;
-        assert_eq!(verify(&secret(), &presented(&s, "POST", PATH, body), NOW), wrong);
         assert_eq!(
-            verify(&secret(), &presented(&s, "POST", "/dc/v1/clients", BODY), NOW),
+            verify(&secret(), &presented(&s, "POST", PATH, body), NOW),
             wrong
         );
         assert_eq!(
-            verify(&secret(), &presented(&s, "POST", "/dc/v1/users/lookup?x=1", BODY), NOW),
+            verify(
+                &secret(),
+                &presented(&s, "POST", "/dc/v1/clients", BODY),
+                NOW
+            ),
             wrong
         );
-        assert_eq!(verify(&secret(), &presented(&s, "GET", PATH, BODY), NOW), wrong);
+        assert_eq!(
+            verify(
+                &secret(),
+                &presented(&s, "POST", "/dc/v1/users/lookup?x=1", BODY),
+                NOW
+            ),
+            wrong
+        );
+        assert_eq!(
+            verify(&secret(), &presented(&s, "GET", PATH, BODY), NOW),
+            wrong
+        );
         let mut other_nonce = signed(NOW);
         other_nonce.nonce = new_nonce();
         assert_eq!(
@@ -389,7 +415,10 @@ mod tests {
                 timestamp: None,
                 ..full
             },
-            Presented { nonce: None, ..full },
+            Presented {
+                nonce: None,
+                ..full
+            },
             Presented {
                 signature: None,
                 ..full

@@ -505,8 +505,17 @@ async fn email_homes_are_remembered_by_key(store: Store) {
     store.remember_email_home(&ada, "eu", T0).await.unwrap();
     // The key is the lower-cased address's: either spelling finds it.
     let lower = email_key("ada@example.com");
-    assert_eq!(store.email_home(&lower).await.unwrap().as_deref(), Some("eu"));
-    assert_eq!(store.email_home(&email_key("bob@example.com")).await.unwrap(), None);
+    assert_eq!(
+        store.email_home(&lower).await.unwrap().as_deref(),
+        Some("eu")
+    );
+    assert_eq!(
+        store
+            .email_home(&email_key("bob@example.com"))
+            .await
+            .unwrap(),
+        None
+    );
     // Found elsewhere later: the newer answer replaces the older.
     store
         .remember_email_home(&lower, "in", T0.plus(60))

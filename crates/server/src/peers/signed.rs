@@ -137,7 +137,8 @@ impl<T: DeserializeOwned> FromRequest<App> for SignedJson<T> {
         match serde_json::from_slice(&body) {
             Ok(body) => Ok(SignedJson { caller, body }),
             Err(_) => {
-                let body = ErrorBody::described("invalid_request", "the body is not the expected JSON");
+                let body =
+                    ErrorBody::described("invalid_request", "the body is not the expected JSON");
                 Err((StatusCode::BAD_REQUEST, Json(body)).into_response())
             }
         }

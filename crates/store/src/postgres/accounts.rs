@@ -10,9 +10,10 @@ use super::{conflict, detached, locked, Answer, PostgresStore, Tx, AGGREGATE_SCO
 use crate::model::{ConnectedApp, SessionSummary, User};
 use crate::rows::{AppRow, SessionRow, TallyRow, UserRow};
 use crate::statements::{
-    connected_apps, DELETE_SIGNIN_TALLY, EMAIL_HOME, REMEMBER_EMAIL_HOME, DELETE_USER_SESSION, END_OTHER_SESSIONS, INSERT_USER,
-    REVOKE_GRANT, SESSIONS_OF, SET_PASSWORD, SET_USER_NAME, SIGNIN_TALLY, UNLOCK_ACCOUNT,
-    UPSERT_SIGNIN_TALLY, USERS, USER_BY_EMAIL, USER_BY_ID, USER_COUNT,
+    connected_apps, DELETE_SIGNIN_TALLY, DELETE_USER_SESSION, EMAIL_HOME, END_OTHER_SESSIONS,
+    INSERT_USER, REMEMBER_EMAIL_HOME, REVOKE_GRANT, SESSIONS_OF, SET_PASSWORD, SET_USER_NAME,
+    SIGNIN_TALLY, UNLOCK_ACCOUNT, UPSERT_SIGNIN_TALLY, USERS, USER_BY_EMAIL, USER_BY_ID,
+    USER_COUNT,
 };
 
 /// A tally's row as a placeholder, so that there is a row to lock before anyone has counted
