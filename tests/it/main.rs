@@ -26,6 +26,7 @@ macro_rules! skip_without_postgres {
 pub const POSTGRES: bool = false;
 
 mod cancellation;
+mod datacenters;
 mod dialects;
 mod encodings;
 mod http_limits;
@@ -48,7 +49,7 @@ mod support;
 
 use grantd_server::Settings;
 
-pub use support::database::{Db, Param};
+pub use support::database::{Database, Db, Param};
 pub use support::http::*;
 pub use support::oauth::*;
 pub use support::server::*;
