@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -13,7 +14,8 @@ use serde::Deserialize;
 use grantd_core::datacenter::{self, Peer};
 use grantd_core::peer_auth::DcSecret;
 use grantd_core::source::TrustedProxies;
-use grantd_core::{Dialect, Limits};
+use grantd_core::{Dialect, Limits, SystemClock};
+use grantd_server::peers::PeerClient;
 use grantd_server::{HttpLimits, Settings};
 
 use crate::cli::{DialectArg, ServeArgs};
@@ -470,6 +472,23 @@ fn dc_secret(
     DcSecret::from_file_contents(&contents)
         .map(Some)
         .map_err(|e| format!("dc_secret_file {}: {e}", path.display()))
+}
+
+/// Calls to the other data centers for an admin command, when this DC has peers: the settings
+/// `serve` would have from the environment and the file.
+pub fn peer_client(file: &FileConfig) -> Result<Option<PeerClient>, String> {
+    let config = ServeConfig::resolve(&ServeArgs::from_environment()?, file)?;
+    let Some(secret) = config.dc_secret else {
+        return Ok(None);
+    };
+    PeerClient::new(
+        &config.location,
+        secret,
+        config.datacenters,
+        Arc::new(SystemClock),
+    )
+    .map(Some)
+    .map_err(|e| e.to_string())
 }
 
 /// An empty value counts as not given, as `GRANTD_PUBLIC_URL=` in a service file means.

@@ -50,7 +50,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             open(&database).await?;
             emit("the database schema is up to date")
         }
-        Command::User(command) => admin::user(&open(&database).await?, command).await,
+        Command::User(command) => admin::user(&open(&database).await?, command, &file).await,
         Command::Client(command) => admin::client(&open(&database).await?, command).await,
         Command::Scope(command) => admin::scope(&open(&database).await?, command).await,
         Command::Code(args) => {

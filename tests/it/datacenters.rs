@@ -35,6 +35,10 @@ struct DataCenters {
 
 impl DataCenters {
     async fn start(up: &[&str], down: &[&str]) -> DataCenters {
+        DataCenters::start_at(up, down, Arc::new(ManualClock::default())).await
+    }
+
+    async fn start_at(up: &[&str], down: &[&str], clock: Arc<ManualClock>) -> DataCenters {
         let mut listeners = BTreeMap::new();
         let mut peers = BTreeMap::new();
         for location in up.iter().chain(down) {
@@ -49,7 +53,6 @@ impl DataCenters {
                 listeners.insert(location.to_string(), listener);
             }
         }
-        let clock = Arc::new(ManualClock::default());
         let mut servers = BTreeMap::new();
         for (location, listener) in listeners {
             let database = Database::create(crate::POSTGRES).await;
@@ -370,6 +373,78 @@ async fn a_user_whose_home_dc_is_down_is_told_so_and_local_users_still_sign_in()
     let signed_in = password_with(&browser, &local, PASSWORD).await;
     assert_eq!(signed_in.header("location"), Some("/console"));
     assert!(browser.session_in("us").is_some());
+}
+
+// ---- grantd user add ------------------------------------------------------------------------
+
+#[tokio::test]
+async fn user_add_refuses_an_email_a_peer_has_and_warns_about_peers_that_do_not_answer() {
+    skip_without_postgres!();
+    // `grantd` signs with the wall clock, so the peers' clock starts there too.
+    let now = grantd_core::Clock::now(&grantd_core::SystemClock);
+    // `us` is listed (eu answers only configured DCs) but runs only as the command below.
+    let dcs = DataCenters::start_at(&["eu"], &["in", "us"], Arc::new(ManualClock::at(now))).await;
+    let eu = dcs.at("eu");
+    eu.user("bob@example.com").await;
+    // The DC `us` whose database the command writes; the peers as its configuration names them.
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("dc-secret");
+    std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
+    let us = eu.app.settings.datacenters["us"].clone();
+    let mut config = format!(
+        "location = \"us\"\npublic_url = {:?}\napi_domain = {:?}\ndc_secret_file = {:?}\n",
+        us.accounts,
+        us.api_domain,
+        secret_file.display().to_string()
+    );
+    // Every DC (one shared list, `us` itself included), eu with its address.
+    let mut peers = eu.app.settings.datacenters.clone();
+    peers.insert(
+        "eu".into(),
+        Peer {
+            accounts: eu.url.clone(),
+            api_domain: eu.app.settings.api_domain.clone(),
+        },
+    );
+    for (location, peer) in &peers {
+        config.push_str(&format!(
+            "[datacenters.{location}]\naccounts = {:?}\napi_domain = {:?}\n",
+            peer.accounts, peer.api_domain
+        ));
+    }
+    let config_path = dir.path().join("us.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let database = format!("sqlite://{}", dir.path().join("us.db").display());
+    // The command waits for its answer while this test's runtime serves eu: off the runtime.
+    let add = |email: &str| {
+        let (database, config_path) = (database.clone(), config_path.clone());
+        let email = email.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let args = ["user", "add", "--email", &email, "--name", "Someone"];
+            crate::node::grantd(&database, Some(&config_path), &args, None)
+        })
+    };
+
+    let refused = add("bob@example.com").await.unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success(),
+        "bob was added at us too: {stderr}"
+    );
+    assert!(
+        stderr.contains("already a user of data center eu") && stderr.contains(&eu.url),
+        "{stderr}"
+    );
+
+    // `in` does not answer: a warning, and the user is added.
+    let added = add("carol@example.com").await.unwrap();
+    let stderr = String::from_utf8_lossy(&added.stderr);
+    assert!(added.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("warning: data center in did not answer"),
+        "{stderr}"
+    );
+    assert!(String::from_utf8_lossy(&added.stdout).contains("added user carol@example.com"));
 }
 
 // ---- the server-to-server API ------------------------------------------------------------

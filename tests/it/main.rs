@@ -51,6 +51,7 @@ use grantd_server::Settings;
 
 pub use support::database::{Database, Db, Param};
 pub use support::http::*;
+pub use support::node;
 pub use support::oauth::*;
 pub use support::server::*;
 

@@ -29,7 +29,7 @@ pub const EMAIL: &str = "ada@example.com";
 pub const NODE_POOL: &str = "6";
 
 /// Settings a `grantd` child must not inherit from whoever runs the tests.
-pub const SETTINGS: [&str; 9] = [
+pub const SETTINGS: [&str; 11] = [
     "GRANTD_LISTEN",
     "GRANTD_PUBLIC_URL",
     "GRANTD_DATABASE_URL",
@@ -38,6 +38,8 @@ pub const SETTINGS: [&str; 9] = [
     "GRANTD_DEFAULT_DIALECT",
     "GRANTD_CONFIG",
     "GRANTD_DB_POOL_SIZE",
+    "GRANTD_DC_SECRET_FILE",
+    "GRANTD_DC_SYNC_INTERVAL_MS",
     "RUST_LOG",
 ];
 
