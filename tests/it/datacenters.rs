@@ -4,6 +4,10 @@
 //! refuses every call that is not signed, fresh and new. (`tests/datacenters.rs` runs the same
 //! with real `grantd serve` processes.)
 
+// The helpers below (starting DCs, stepping through pages) fail the test the way a test does,
+// by panicking; `allow-unwrap-in-tests` (clippy.toml) reaches `#[test]` functions only.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

@@ -70,3 +70,20 @@ impl Cookie {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_carry_the_location_and_the_host_prefix_over_https() {
+        let mut settings = Settings::new("http://127.0.0.1:8081");
+        settings.location = "eu".into();
+        assert_eq!(Cookie::Session.name(&settings), "grantd_session_eu");
+        assert_eq!(Cookie::PreSession.name(&settings), "grantd_pre_eu");
+        let mut secure = Settings::new("https://accounts.example.in");
+        secure.location = "in".into();
+        assert_eq!(Cookie::Session.name(&secure), "__Host-grantd_session_in");
+        assert_eq!(Cookie::PreSession.name(&secure), "__Host-grantd_pre_in");
+    }
+}
