@@ -23,7 +23,7 @@ fn require_admin(me: &SignedIn) -> Result<(), ErrorPage> {
     } else {
         Err(ErrorPage {
             status: StatusCode::NOT_FOUND,
-            message: "There is no such page.",
+            message: "There is no such page.".into(),
         })
     }
 }

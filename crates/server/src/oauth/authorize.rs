@@ -229,7 +229,14 @@ async fn verify_client(app: &App, params: &Params) -> Result<Client, ErrorPage> 
         Some(_) => Err(ErrorPage::bad_request(
             "This application cannot use browser sign-in.",
         )),
-        None => Err(ErrorPage::bad_request("The application is not known here.")),
+        None if app.settings.datacenters.is_empty() => {
+            Err(ErrorPage::bad_request("The application is not known here."))
+        }
+        // It may well be registered at another data center, and not enabled here.
+        None => Err(ErrorPage::bad_request(format!(
+            "The application is not registered at, or not enabled for data center {}.",
+            app.settings.location
+        ))),
     }
 }
 
