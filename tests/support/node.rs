@@ -358,7 +358,7 @@ pub async fn silent_code(browser: &Http, auth_url: &str) -> String {
 pub async fn sign_in_at(browser: &Http, auth_url: &str, post_base: &str, email: &str) -> String {
     let page = browser.get(auth_url).await;
     assert!(page.is_login_page(), "not the login page: {}", page.body);
-    let mut form = page.form_with("password").sent_to(post_base);
+    let mut form = page.form_with("email").sent_to(post_base);
     form.set("email", email).set("password", PASSWORD);
     let reply = browser.submit(&form, &[]).await;
     assert_eq!(reply.status, 303, "login failed: {}", reply.body);
