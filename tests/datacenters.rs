@@ -46,7 +46,7 @@ const US_USER: &str = "ada@us.example";
 const EU_USER: &str = "emmy@eu.example";
 
 /// Runs each scenario `name(backend, test)` as `sqlite::name` and `postgres::name`; attributes
-/// (an `#[ignore]`) apply to both.
+/// given before a name apply to both.
 macro_rules! on_both_backends {
     ($($(#[$attr:meta])* $name:ident,)*) => {
         mod sqlite {
@@ -77,16 +77,12 @@ macro_rules! on_both_backends {
 
 on_both_backends! {
     serverinfo_lists_every_data_center,
-    #[ignore = "waits for email-first sign-in with routing to the home DC"]
     an_eu_user_starting_at_us_signs_in_once_at_eu,
-    #[ignore = "waits for email-first sign-in with routing to the home DC"]
     codes_and_tokens_work_only_where_they_were_issued,
     a_client_enabled_with_its_own_secret_works_there_only_until_disabled,
     a_rotated_home_secret_reaches_eu_within_seconds,
-    #[ignore = "waits for email-first sign-in with routing and the remembered homes"]
     with_eu_down_us_serves_its_users_and_names_eu_to_eu_users,
     the_server_to_server_api_refuses_what_is_not_signed_now_once,
-    #[ignore = "waits for user add's lookup at the peers"]
     user_add_refuses_an_email_another_data_center_has,
     zoho_python_sdk_exchanges_and_refreshes_at_eu,
 }
@@ -536,20 +532,12 @@ async fn enter_password(browser: &Http, page: &Reply, email: &str) -> Reply {
     browser.submit(&form, &[]).await
 }
 
-/// Signs in as `email` at its home `dc` from `auth_url`, and consents; the redirect with the
-/// code. Two steps (email, then password) from the email page; one combined post where the
-/// login page asks for both at once.
+/// Signs in as `email` at its home `dc` from `auth_url` (the email, then the password), and
+/// consents; the redirect with the code.
 async fn sign_in_at_home(browser: &Http, dc: &Dc, auth_url: &str, email: &str) -> Redirect {
     let page = browser.get(auth_url).await;
-    let signed_in = if page.has_field("password") {
-        let mut form = page.form_with("password");
-        form.csrf_token();
-        form.set("email", email).set("password", PASSWORD);
-        browser.submit(&form, &[]).await
-    } else {
-        let password_page = enter_email(browser, &page, email).await;
-        enter_password(browser, &password_page, email).await
-    };
+    let password_page = enter_email(browser, &page, email).await;
+    let signed_in = enter_password(browser, &password_page, email).await;
     assert_eq!(signed_in.status, 303, "sign-in failed: {}", signed_in.body);
     let next = signed_in.location().unwrap();
     assert_origin(&next, dc);
