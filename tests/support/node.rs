@@ -29,7 +29,7 @@ pub const EMAIL: &str = "ada@example.com";
 pub const NODE_POOL: &str = "6";
 
 /// Settings a `grantd` child must not inherit from whoever runs the tests.
-pub const SETTINGS: [&str; 11] = [
+pub const SETTINGS: [&str; 13] = [
     "GRANTD_KEY_ENCRYPTION_KEY_FILE",
     "GRANTD_ID_TOKEN_SIGNING_ALG",
     "GRANTD_LISTEN",
@@ -40,6 +40,8 @@ pub const SETTINGS: [&str; 11] = [
     "GRANTD_DEFAULT_DIALECT",
     "GRANTD_CONFIG",
     "GRANTD_DB_POOL_SIZE",
+    "GRANTD_DC_SECRET_FILE",
+    "GRANTD_DC_SYNC_INTERVAL_MS",
     "RUST_LOG",
 ];
 
@@ -390,7 +392,7 @@ pub async fn silent_code(browser: &Http, auth_url: &str) -> String {
 pub async fn sign_in_at(browser: &Http, auth_url: &str, post_base: &str, email: &str) -> String {
     let page = browser.get(auth_url).await;
     assert!(page.is_login_page(), "not the login page: {}", page.body);
-    let mut form = page.form_with("password").sent_to(post_base);
+    let mut form = page.form_with("email").sent_to(post_base);
     form.set("email", email).set("password", PASSWORD);
     let reply = browser.submit(&form, &[]).await;
     assert_eq!(reply.status, 303, "login failed: {}", reply.body);

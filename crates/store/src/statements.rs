@@ -254,10 +254,11 @@ pub(crate) const TAKE_PENDING_CONSENT: &str = "DELETE FROM pending_consents
 
 // ---- signing keys (OpenID Connect) -----------------------------------------------------------
 
-/// The keys still published: the active one and retired ones until they expire, newest first.
+/// The keys still published: the active one first, then retired ones until they expire, the
+/// latest retired first (a rotation within one second must not reorder them).
 pub(crate) const SIGNING_KEYS: &str = "SELECT kid, alg, public_jwk, private_key, created_at,
     retired_at, expires_at FROM signing_keys WHERE expires_at IS NULL OR expires_at > $1
-    ORDER BY created_at DESC, kid";
+    ORDER BY retired_at IS NOT NULL, retired_at DESC, created_at DESC, kid";
 /// A key, only while there is no active one (the unique index settles a race between nodes).
 pub(crate) const INSERT_FIRST_SIGNING_KEY: &str = "INSERT INTO signing_keys
     (kid, alg, public_jwk, private_key, created_at)

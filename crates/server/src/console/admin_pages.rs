@@ -24,7 +24,7 @@ fn require_admin(me: &SignedIn) -> Result<(), ErrorPage> {
     } else {
         Err(ErrorPage {
             status: StatusCode::NOT_FOUND,
-            message: "There is no such page.",
+            message: "There is no such page.".into(),
         })
     }
 }
@@ -33,6 +33,8 @@ fn require_admin(me: &SignedIn) -> Result<(), ErrorPage> {
 #[template(path = "console/scopes.html")]
 struct ScopesPage {
     nav: &'static str,
+    /// This data center, in the header.
+    location: String,
     is_admin: bool,
     csrf_token: String,
     scopes: Vec<(String, String)>,
@@ -46,6 +48,7 @@ pub async fn scopes(State(app): State<App>, me: SignedIn) -> Result<Response, Er
     require_admin(&me)?;
     let page = ScopesPage {
         nav: "scopes",
+        location: me.location.clone(),
         is_admin: true,
         csrf_token: me.csrf_token(),
         scopes: app.store.scopes().await?,
@@ -84,6 +87,7 @@ pub async fn add_scope(
         Err(error) => {
             let page = ScopesPage {
                 nav: "scopes",
+                location: me.location.clone(),
                 is_admin: true,
                 csrf_token: me.csrf_token(),
                 scopes: app.store.scopes().await?,
@@ -104,6 +108,7 @@ struct KeysPage {
     is_admin: bool,
     /// The header's sign-out form needs it.
     csrf_token: String,
+    location: String,
     keys: Vec<KeyRow>,
 }
 
@@ -123,6 +128,7 @@ pub async fn keys(State(app): State<App>, me: SignedIn) -> Result<Response, Erro
         nav: "keys",
         is_admin: true,
         csrf_token: me.csrf_token(),
+        location: me.location.clone(),
         keys: keys
             .into_iter()
             .map(|k| KeyRow {
@@ -141,6 +147,8 @@ pub async fn keys(State(app): State<App>, me: SignedIn) -> Result<Response, Erro
 #[template(path = "console/users.html")]
 struct UsersPage {
     nav: &'static str,
+    /// This data center, in the header.
+    location: String,
     is_admin: bool,
     csrf_token: String,
     /// (email, name, role)
@@ -154,6 +162,7 @@ struct UsersPage {
 async fn users_page(app: &App, me: &SignedIn) -> Result<UsersPage, ErrorPage> {
     Ok(UsersPage {
         nav: "users",
+        location: me.location.clone(),
         is_admin: true,
         csrf_token: me.csrf_token(),
         users: app
