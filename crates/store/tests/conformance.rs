@@ -683,10 +683,18 @@ async fn scopes_are_registered_once(store: Store) {
         .into_iter()
         .map(|(name, _)| name)
         .collect();
-    // The built-in scope comes with the schema; the list is ordered by key.
+    // The built-in scopes come with the schema (Zoho's profile scope and OpenID Connect's);
+    // the list is ordered by key.
     assert_eq!(
         names,
-        ["AaaServer.profile.READ", "Demo.x.ALL", "Demo.x.READ"]
+        [
+            "AaaServer.profile.READ",
+            "Demo.x.ALL",
+            "Demo.x.READ",
+            "email",
+            "openid",
+            "profile"
+        ]
     );
 
     let found = store
