@@ -27,6 +27,7 @@ pub const POSTGRES: bool = false;
 
 mod cancellation;
 mod client_dcs;
+mod device;
 mod dialects;
 mod encodings;
 mod http_limits;
@@ -40,6 +41,7 @@ mod redirect_uri;
 mod refresh;
 mod resource;
 mod revoke;
+mod revoke_token;
 mod security;
 mod self_client;
 mod storage;
