@@ -3,7 +3,7 @@
 //! result, for people or, with `--json`, as exactly one JSON object. Secrets are printed once,
 //! when created; listings never show a secret or its hash.
 
-use std::io::BufRead;
+use std::io::{BufRead, Write};
 
 use serde_json::{json, Value};
 
@@ -11,21 +11,29 @@ use grantd_core::datacenter::DcTag;
 use grantd_core::secret::{ClientSecret, Password};
 use grantd_core::{Client, Clock, Limits, SystemClock};
 use grantd_server::admin::{self, AdminError, ClientSpec, Here, SelfCodeSpec};
+use grantd_server::peers::PeerClient;
 use grantd_server::Passwords;
 use grantd_store::Store;
 use grantd_store::{AccountVerbs, ConsoleVerbs};
 
 use crate::cli::{ClientAddArgs, ClientCommand, CodeArgs, ScopeCommand, UserCommand};
+use crate::config::{self, FileConfig};
 use crate::{emit, Failure};
 
-pub async fn user(store: &Store, command: UserCommand) -> Result<(), Failure> {
+pub async fn user(store: &Store, command: UserCommand, file: &FileConfig) -> Result<(), Failure> {
     match command {
         UserCommand::Add {
             email,
             name,
             password_stdin,
             admin,
-        } => add_user(store, &email, &name, password_stdin, admin).await,
+        } => {
+            // A user has one home: an email another data center has is refused here.
+            if let Some(peers) = config::peer_client(file)? {
+                not_at_a_peer(&peers, &email).await?;
+            }
+            add_user(store, &email, &name, password_stdin, admin).await
+        }
         UserCommand::Unlock { email } => {
             let cleared = admin::unlock_user(store, &email).await?;
             emit(format_args!(
@@ -70,6 +78,28 @@ async fn add_user(
             "password: {}\n(shown once; grantd keeps only an Argon2id hash)",
             password.expose()
         ))?;
+    }
+    Ok(())
+}
+
+/// Asks every peer about `email` (CONTRACT.md: `user add` refuses an email that a reachable
+/// peer already has); a peer that does not answer is a warning on stderr, not a refusal, so a
+/// DC can add users while another is down.
+async fn not_at_a_peer(peers: &PeerClient, email: &str) -> Result<(), Failure> {
+    let survey = peers.survey(email).await;
+    if let Some(home) = survey.home {
+        let accounts = peers.peer(&home).map_or("", |p| p.accounts.as_str());
+        return Err(Failure(format!(
+            "{email:?} is already a user of data center {home} ({accounts}); a user has one home \
+             data center, so add it there or choose another email"
+        )));
+    }
+    for (location, e) in &survey.unreachable {
+        let _ = writeln!(
+            std::io::stderr(),
+            "warning: data center {location} did not answer ({e}); it may already have a user \
+             {email:?}"
+        );
     }
     Ok(())
 }

@@ -108,6 +108,23 @@ pub struct ServeArgs {
     pub dc_sync_interval_ms: Option<u64>,
 }
 
+/// `serve`'s settings as the environment gives them, for the admin commands that need to know
+/// the data centers (`user add`): they take no `serve` flags, only `GRANTD_*` and the file.
+#[derive(Debug, Parser)]
+#[command(name = "grantd")]
+struct EnvironmentOnly {
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+impl ServeArgs {
+    pub fn from_environment() -> Result<ServeArgs, String> {
+        EnvironmentOnly::try_parse_from(["grantd"])
+            .map(|only| only.serve)
+            .map_err(|e| format!("the GRANTD_* environment: {e}"))
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
     /// Add a user account (the first user becomes the administrator)

@@ -6,15 +6,16 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Args, FromArgMatches};
 use serde::Deserialize;
 
 use grantd_core::datacenter::{self, Peer};
 use grantd_core::peer_auth::DcSecret;
 use grantd_core::source::TrustedProxies;
-use grantd_core::{Dialect, Limits};
+use grantd_core::{Dialect, Limits, SystemClock};
+use grantd_server::peers::PeerClient;
 use grantd_server::{HttpLimits, Settings};
 
 use crate::cli::{DialectArg, ServeArgs};
@@ -458,12 +459,7 @@ impl ServeConfig {
     /// The same settings for an administration command, which has no serve flags: from the
     /// `GRANTD_*` environment and the file, so it sees the data center `serve` runs as.
     pub fn for_admin(file: &FileConfig) -> Result<Self, String> {
-        let command = ServeArgs::augment_args(clap::Command::new("grantd"));
-        let args = command
-            .try_get_matches_from(["grantd"])
-            .and_then(|matches| ServeArgs::from_arg_matches(&matches))
-            .map_err(|e| format!("invalid GRANTD_* setting: {e}"))?;
-        Self::resolve(&args, file)
+        Self::resolve(&ServeArgs::from_environment()?, file)
     }
 
     /// The server's settings, once the listener is bound to `bound`.
@@ -512,6 +508,23 @@ fn dc_secret(
     DcSecret::from_file_contents(&contents)
         .map(Some)
         .map_err(|e| format!("dc_secret_file {}: {e}", path.display()))
+}
+
+/// Calls to the other data centers for an admin command, when this DC has peers: the settings
+/// `serve` would have from the environment and the file.
+pub fn peer_client(file: &FileConfig) -> Result<Option<PeerClient>, String> {
+    let config = ServeConfig::for_admin(file)?;
+    let Some(secret) = config.dc_secret else {
+        return Ok(None);
+    };
+    PeerClient::new(
+        &config.location,
+        secret,
+        config.datacenters,
+        Arc::new(SystemClock),
+    )
+    .map(Some)
+    .map_err(|e| e.to_string())
 }
 
 /// An empty value counts as not given, as `GRANTD_PUBLIC_URL=` in a service file means.

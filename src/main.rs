@@ -51,7 +51,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             open(&database).await?;
             emit("the database schema is up to date")
         }
-        Command::User(command) => admin::user(&open(&database).await?, command).await,
+        Command::User(command) => admin::user(&open(&database).await?, command, &file).await,
         Command::Client(command) => {
             let dc = ServeConfig::for_admin(&file)?;
             let here = Here {

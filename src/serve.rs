@@ -39,6 +39,7 @@ pub async fn run(database: &str, config: ServeConfig) -> Result<(), Failure> {
         public_url = %app.settings.public_url,
         api_domain = %app.settings.api_domain,
         location = %app.settings.location,
+        peers = ?app.settings.datacenters.keys().collect::<Vec<_>>(),
         default_dialect = app.settings.default_dialect.as_str(),
         "serving"
     );

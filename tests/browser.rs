@@ -347,11 +347,16 @@ impl Browser {
         .await;
     }
 
-    /// Signs in on the login page the browser shows now.
+    /// Signs in on the login page the browser shows now, as a person does: the email, Next,
+    /// then the password on the page that asks for it.
     pub async fn sign_in(&self, user: &TestUser) {
-        self.wait_for("form[action='/signin'] input[name=password]")
+        self.wait_for("form[action='/signin'] input[name=email]")
             .await;
         self.fill("input[name=email]", &user.email).await;
+        self.click("form[action='/signin'] button[type=submit]")
+            .await;
+        self.wait_for("form[action='/signin'] input[name=password]")
+            .await;
         self.fill("input[name=password]", PASSWORD).await;
         self.click("form[action='/signin'] button[type=submit]")
             .await;
@@ -384,10 +389,10 @@ impl Browser {
     pub async fn session_cookie(&self) -> String {
         let cookie = self
             .client
-            .get_named_cookie("grantd_session")
+            .get_named_cookie("grantd_session_us")
             .await
-            .expect("a grantd_session cookie");
-        format!("grantd_session={}", cookie.value())
+            .expect("a grantd_session_us cookie");
+        format!("grantd_session_us={}", cookie.value())
     }
 
     /// Resizes the viewport to `width` and the page's full height (capped), so the screenshot

@@ -430,7 +430,7 @@ async fn throttles_count_across_nodes() {
     let eve = Http::browser(&cluster.node(0).url);
     let page = eve.get(cluster.node(0).at("/")).await;
     assert!(page.is_login_page(), "{}", page.body);
-    let mut form = page.form_with("password");
+    let mut form = page.form_with("email");
     form.set("email", "eve@example.com");
     for i in 0..5 {
         form.set("password", "wrong password");

@@ -246,6 +246,17 @@ async fn an_unknown_client_is_told_it_is_not_enabled_at_this_data_center() {
         "{description}"
     );
 
+    // The authorization endpoint says the same on its error page.
+    let page = server
+        .get("/oauth/v2/auth?response_type=code&client_id=1000.REGISTEREDELSEWHERE&scope=openid")
+        .await;
+    page.assert_error_page();
+    assert!(
+        page.body.contains("not enabled for data center us"),
+        "{}",
+        page.body
+    );
+
     // A single data center keeps the plain answer.
     let single = start().await;
     let reply = single

@@ -14,7 +14,7 @@ use crate::{start, start_with, Decision, Http, Reply, TestServer, TestUser};
 /// The login page with everything that may legitimately differ between two answers (the
 /// echoed email, the per-browser CSRF token) replaced by placeholders.
 fn normalized(page: &Reply, email: &str) -> String {
-    let csrf = page.form_with("password").csrf_token().to_owned();
+    let csrf = page.form_with("email").csrf_token().to_owned();
     page.body.replace(&csrf, "CSRF").replace(email, "EMAIL")
 }
 
@@ -167,7 +167,7 @@ async fn t068_a_burst_of_100_parallel_guesses_checks_five_and_the_right_one_fail
     let url = auth_url(&server).await;
     let attacker = server.browser_at(2);
     let page = attacker.get(&url).await;
-    let mut form = page.form_with("password");
+    let mut form = page.form_with("email");
     form.set("email", &user.email);
     let guess = |password: String| {
         let (attacker, mut form) = (attacker.clone(), form.clone());
@@ -275,7 +275,7 @@ async fn t068_forwarded_for_names_the_address_only_behind_a_trusted_proxy() {
         );
         async move {
             let page = browser.get(&url).await;
-            let mut form = page.form_with("password");
+            let mut form = page.form_with("email");
             form.set("email", &email).set("password", &password);
             browser
                 .submit_with(&form, &[], &[("x-forwarded-for", client)])
@@ -400,7 +400,7 @@ async fn t073_session_id_changes_at_login_and_a_planted_one_is_not_authenticated
     let client = server.server_client("https://a.example/cb").await;
     let planted = "ab".repeat(32);
     let browser = server.browser();
-    browser.plant("grantd_session", &planted);
+    browser.plant("grantd_session_us", &planted);
     let url = server.auth_url(&client, "ZohoCRM.modules.ALL", &[]);
 
     let page = browser.get(&url).await;
@@ -412,14 +412,14 @@ async fn t073_session_id_changes_at_login_and_a_planted_one_is_not_authenticated
 
     let session = browser.session().unwrap();
     assert_ne!(session, planted);
-    assert_ne!(Some(session.clone()), browser.cookie("grantd_pre"));
+    assert_ne!(Some(session.clone()), browser.cookie("grantd_pre_us"));
     // The planted value, in the attacker's own browser, is still not signed in.
     let attacker = server.browser();
-    attacker.plant("grantd_session", &planted);
+    attacker.plant("grantd_session_us", &planted);
     assert!(attacker.get(&url).await.is_login_page());
     // The new value is.
     let victim_copy = server.browser();
-    victim_copy.plant("grantd_session", &session);
+    victim_copy.plant("grantd_session_us", &session);
     assert!(victim_copy.get(&url).await.is_consent_page());
 }
 
@@ -434,7 +434,7 @@ async fn t023_login_without_a_valid_csrf_token_is_refused() {
     let attacker = server.browser();
     let victim_page = victim.get(&url).await;
     let attacker_page = attacker.get(&url).await;
-    let mut form = victim_page.form_with("password");
+    let mut form = victim_page.form_with("email");
     form.set("email", &attacker_user.email)
         .set("password", &attacker_user.password);
 
@@ -447,10 +447,7 @@ async fn t023_login_without_a_valid_csrf_token_is_refused() {
 
     // The attacker's own token, with the victim's cookies.
     let mut foreign = form.clone();
-    foreign.set(
-        "csrf_token",
-        attacker_page.form_with("password").csrf_token(),
-    );
+    foreign.set("csrf_token", attacker_page.form_with("email").csrf_token());
     let reply = victim.submit(&foreign, &[]).await;
     assert_eq!(reply.status, 403, "{}", reply.body);
     assert!(victim.session().is_none());
@@ -508,7 +505,7 @@ async fn t075_signout_ends_the_session_on_the_server() {
 
     // The old cookie, replayed, is not signed in.
     let replay = server.browser();
-    replay.plant("grantd_session", &session);
+    replay.plant("grantd_session_us", &session);
     assert!(replay.get(&url).await.is_login_page());
     assert!(browser.get(&url).await.is_login_page());
 }
@@ -552,15 +549,10 @@ async fn t074_cookies_are_secure_and_host_prefixed_with_an_https_public_url() {
         .expect("a __Host- cookie for the login form");
     assert!(pre.contains("; Secure") && pre.contains("Path=/"), "{pre}");
     let pair = pre.split(';').next().unwrap().to_owned();
-    let form = page.form_with("password");
-    let mut fields = form.fields.clone();
-    for field in fields.iter_mut() {
-        match field.0.as_str() {
-            "email" => field.1 = user.email.clone(),
-            "password" => field.1 = user.password.clone(),
-            _ => {}
-        }
-    }
+    let mut form = page.form_with("email");
+    form.set("email", &user.email)
+        .set("password", &user.password);
+    let fields = form.fields.clone();
     let action = Url::parse(&url).unwrap().join(form.action.path()).unwrap();
     let reply = server
         .http
@@ -577,8 +569,8 @@ async fn t074_cookies_are_secure_and_host_prefixed_with_an_https_public_url() {
     let session = reply
         .header_all("set-cookie")
         .into_iter()
-        .find(|c| c.starts_with("__Host-grantd_session="))
-        .expect("the session cookie is __Host-grantd_session");
+        .find(|c| c.starts_with("__Host-grantd_session_us="))
+        .expect("the session cookie is __Host-grantd_session_us");
     for flag in ["Secure", "HttpOnly", "Path=/"] {
         assert!(session.contains(flag), "{flag} missing: {session}");
     }

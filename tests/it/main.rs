@@ -27,6 +27,7 @@ pub const POSTGRES: bool = false;
 
 mod cancellation;
 mod client_dcs;
+mod datacenters;
 mod device;
 mod dialects;
 mod encodings;
@@ -52,8 +53,9 @@ mod support;
 
 use grantd_server::Settings;
 
-pub use support::database::{Db, Param};
+pub use support::database::{Database, Db, Param};
 pub use support::http::*;
+pub use support::node;
 pub use support::oauth::*;
 pub use support::server::*;
 

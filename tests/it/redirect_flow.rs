@@ -139,10 +139,10 @@ async fn login_page_has_the_fixed_form_and_the_request_continues_after_login() {
         !page
             .header_all("set-cookie")
             .iter()
-            .any(|c| c.starts_with("grantd_session=")),
+            .any(|c| c.starts_with("grantd_session_us=")),
         "a session before login"
     );
-    let form = page.form_with("password");
+    let form = page.form_with("email");
     assert!(form.get("csrf_token").is_some() && form.get("email").is_some());
     let next = form.get("next").unwrap().to_owned();
     assert!(next.starts_with("/oauth/v2/auth?"), "next = {next:?}");
@@ -153,7 +153,7 @@ async fn login_page_has_the_fixed_form_and_the_request_continues_after_login() {
     let session = after
         .header_all("set-cookie")
         .into_iter()
-        .find(|c| c.starts_with("grantd_session="))
+        .find(|c| c.starts_with("grantd_session_us="))
         .expect("a session cookie");
     assert!(session.contains("HttpOnly"), "{session}");
     assert!(session.contains("Path=/"), "{session}");

@@ -318,7 +318,7 @@ async fn t079_reflected_input_is_escaped_and_injects_no_header() {
     ] {
         let fresh = server.browser();
         let page = fresh.get(&url).await;
-        let mut form = page.form_with("password");
+        let mut form = page.form_with("email");
         form.set("email", &user.email)
             .set("password", &user.password)
             .set("next", next);

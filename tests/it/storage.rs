@@ -66,9 +66,9 @@ async fn no_secret_is_stored_in_any_column_or_file() {
     let login = browser.get(&url).await;
     secrets.push((
         "login csrf token",
-        login.form_with("password").csrf_token().to_owned(),
+        login.form_with("email").csrf_token().to_owned(),
     ));
-    if let Some(pre) = browser.cookie("grantd_pre") {
+    if let Some(pre) = browser.cookie("grantd_pre_us") {
         secrets.push(("pre-session cookie", pre));
     }
     browser

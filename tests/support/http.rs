@@ -140,7 +140,8 @@ impl Http {
         send(request).await
     }
 
-    /// Fills and submits the login form on `page`; the answer is returned as is.
+    /// Fills and submits the login form on `page` (the email page or the password page) with
+    /// the email and the password at once, as a script does; the answer is returned as is.
     pub async fn sign_in_on(&self, page: &Reply, email: &str, password: &str) -> Reply {
         assert!(
             page.is_login_page(),
@@ -148,7 +149,7 @@ impl Http {
             page.status,
             page.body
         );
-        let mut form = page.form_with("password");
+        let mut form = page.form_with("email");
         form.csrf_token();
         assert!(
             form.get("next").is_some(),
@@ -172,8 +173,14 @@ impl Http {
             .filter(|v| !v.is_empty())
     }
 
+    /// The session cookie of the data center `us` (every test server's unless told otherwise).
     pub fn session(&self) -> Option<String> {
-        self.cookie("grantd_session")
+        self.session_in("us")
+    }
+
+    /// The session cookie of the data center `location` (cookie names carry it).
+    pub fn session_in(&self, location: &str) -> Option<String> {
+        self.cookie(&format!("grantd_session_{location}"))
     }
 
     /// Plants a cookie, as an attacker or an old tab would.
@@ -342,8 +349,21 @@ impl Reply {
         self.html().select(&field(name)).next().is_some()
     }
 
+    /// A sign-in page: either step (the email page with its Next button, or the password page
+    /// for an email), each a form posting to `/signin` with an `email` field.
     pub fn is_login_page(&self) -> bool {
-        self.status == 200 && self.has_field("password") && self.has_field("email")
+        let form = Selector::parse("form[action=\"/signin\"] input[name=\"email\"]").unwrap();
+        self.status == 200 && self.html().select(&form).next().is_some()
+    }
+
+    /// The email step of sign-in: an email field, no password field yet.
+    pub fn is_email_page(&self) -> bool {
+        self.is_login_page() && !self.has_field("password")
+    }
+
+    /// The password step of sign-in, for the email it names.
+    pub fn is_password_page(&self) -> bool {
+        self.is_login_page() && self.has_field("password")
     }
 
     pub fn is_consent_page(&self) -> bool {

@@ -29,7 +29,7 @@ pub const EMAIL: &str = "ada@example.com";
 pub const NODE_POOL: &str = "6";
 
 /// Settings a `grantd` child must not inherit from whoever runs the tests.
-pub const SETTINGS: [&str; 9] = [
+pub const SETTINGS: [&str; 11] = [
     "GRANTD_LISTEN",
     "GRANTD_PUBLIC_URL",
     "GRANTD_DATABASE_URL",
@@ -38,6 +38,8 @@ pub const SETTINGS: [&str; 9] = [
     "GRANTD_DEFAULT_DIALECT",
     "GRANTD_CONFIG",
     "GRANTD_DB_POOL_SIZE",
+    "GRANTD_DC_SECRET_FILE",
+    "GRANTD_DC_SYNC_INTERVAL_MS",
     "RUST_LOG",
 ];
 
@@ -356,7 +358,7 @@ pub async fn silent_code(browser: &Http, auth_url: &str) -> String {
 pub async fn sign_in_at(browser: &Http, auth_url: &str, post_base: &str, email: &str) -> String {
     let page = browser.get(auth_url).await;
     assert!(page.is_login_page(), "not the login page: {}", page.body);
-    let mut form = page.form_with("password").sent_to(post_base);
+    let mut form = page.form_with("email").sent_to(post_base);
     form.set("email", email).set("password", PASSWORD);
     let reply = browser.submit(&form, &[]).await;
     assert_eq!(reply.status, 303, "login failed: {}", reply.body);

@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex};
 
 use reqwest::Url;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 
 use grantd_core::secret::Password;
 use grantd_core::{ClientType, Dialect, ManualClock, Timestamp};
@@ -41,6 +43,9 @@ pub struct TestServer {
     pub app: App,
     /// One signed-in browser per user email, so helpers pay for Argon2 once per user.
     browsers: Mutex<HashMap<String, Arc<Http>>>,
+    /// Notified to stop serving ([`TestServer::stop`]), and the serving task.
+    stop: Arc<Notify>,
+    served: Mutex<Option<JoinHandle<std::io::Result<()>>>>,
     /// The SQLite file's temp dir, or the PostgreSQL database, removed on drop; last, so that
     /// the handles above go first.
     database: Database,
@@ -50,12 +55,23 @@ impl TestServer {
     /// A server on `database`, location `us`, `api_domain` [`API_DOMAIN`], [`SCOPES`]
     /// registered; `adjust` changes any setting before it starts.
     pub async fn start(database: Database, adjust: impl FnOnce(&mut Settings)) -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let clock = Arc::new(ManualClock::default());
+        TestServer::start_on(database, listener, clock, adjust).await
+    }
+
+    /// The same on a listener bound beforehand (so that other servers can be told its URL
+    /// before it starts, as data centers are) and with a clock it may share with them.
+    pub async fn start_on(
+        database: Database,
+        listener: TcpListener,
+        clock: Arc<ManualClock>,
+        adjust: impl FnOnce(&mut Settings),
+    ) -> TestServer {
         let store = grantd_store::Store::open(&database.url(), POOL_SIZE)
             .await
             .unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let clock = Arc::new(ManualClock::default());
         let mut settings = Settings::new(&url);
         settings.location = "us".into();
         settings.api_domain = API_DOMAIN.into();
@@ -64,7 +80,13 @@ impl TestServer {
         for (scope, description) in SCOPES {
             admin::add_scope(&store, scope, description).await.unwrap();
         }
-        tokio::spawn(grantd_server::serve(listener, app.clone()));
+        let stop = Arc::new(Notify::new());
+        let stopped = stop.clone();
+        let served = tokio::spawn(grantd_server::serve_until(
+            listener,
+            app.clone(),
+            async move { stopped.notified().await },
+        ));
         TestServer {
             url,
             clock,
@@ -72,7 +94,19 @@ impl TestServer {
             store,
             app,
             browsers: Mutex::default(),
+            stop,
+            served: Mutex::new(Some(served)),
             database,
+        }
+    }
+
+    /// Stops serving: idle connections close, the listener goes; returns once it has. The
+    /// database stays, for the test to look at.
+    pub async fn stop(&self) {
+        self.stop.notify_one();
+        let served = self.served.lock().unwrap().take();
+        if let Some(served) = served {
+            served.await.unwrap().unwrap();
         }
     }
 }

@@ -242,7 +242,8 @@ async fn flow(plan: &Plan, i: u64, conn: &mut Conn, prompt: bool) -> Result<Outc
     let s = i % plan.sessions;
     let k = (i / plan.sessions) % plan.flow_clients;
     let client = seed::client_id(k);
-    let cookie = format!("grantd_session={}", seed::secret(Kind::Session, s));
+    // The benchmarked server runs at the default location, `us`; cookie names carry it.
+    let cookie = format!("grantd_session_us={}", seed::secret(Kind::Session, s));
     let state = i.to_string();
     let mut query = vec![
         ("response_type", "code"),
@@ -313,7 +314,11 @@ async fn login(plan: &Plan, i: u64, conn: &mut Conn, state: &mut WorkerState) ->
             .get_all("set-cookie")
             .iter()
             .filter_map(|v| v.to_str().ok())
-            .find_map(|v| v.split(';').next().filter(|c| c.starts_with("grantd_pre=")))
+            .find_map(|v| {
+                v.split(';')
+                    .next()
+                    .filter(|c| c.starts_with("grantd_pre_us="))
+            })
             .map(str::to_owned);
         match (cookie, form_field(&page.body, "csrf_token")) {
             (Some(cookie), Some(csrf)) => state.pre_session = Some((cookie, csrf)),

@@ -28,7 +28,11 @@ pub async fn login_timing(addr: SocketAddr, samples: usize, users: u64) -> Resul
         .get_all("set-cookie")
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .find_map(|v| v.split(';').next().filter(|c| c.starts_with("grantd_pre=")))
+        .find_map(|v| {
+            v.split(';')
+                .next()
+                .filter(|c| c.starts_with("grantd_pre_us="))
+        })
         .map(str::to_owned);
     let (Some(cookie), Some(csrf)) = (cookie, crate::ops::form_field(&page.body, "csrf_token"))
     else {

@@ -166,6 +166,32 @@ pub fn email_key(email: &str) -> SecretHash {
     SecretHash::of(&email.to_lowercase())
 }
 
+/// Where a browser continues sign-in at an email's home DC (`accounts` is that DC's base URL,
+/// from configuration): the same authorization request there, with `login_hint` set to the
+/// email, when `next` is one (`/oauth/v2/auth?...`); its sign-in page otherwise (the console).
+/// `next` must already be a same-origin path (T-080): only its path and query are kept, so
+/// the result is always under `accounts`.
+pub fn home_sign_in_url(accounts: &str, next: &str, email: &str) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    match next.strip_prefix("/oauth/v2/auth?") {
+        Some(request) => {
+            // A hint already in the request is replaced, never repeated (repeated parameters
+            // are refused, RFC 6749 §3.1).
+            for (name, value) in form_urlencoded::parse(request.as_bytes()) {
+                if name != "login_hint" {
+                    query.append_pair(&name, &value);
+                }
+            }
+            query.append_pair("login_hint", email);
+            format!("{accounts}/oauth/v2/auth?{}", query.finish())
+        }
+        None => {
+            query.append_pair("login_hint", email);
+            format!("{accounts}/?{}", query.finish())
+        }
+    }
+}
+
 /// Every data center's accounts server by location, this one's included: what
 /// `/oauth/serverinfo` lists.
 pub fn accounts_servers(
@@ -340,6 +366,28 @@ mod tests {
             );
         }
         assert!(managed_here(&server).is_ok());
+    }
+
+    #[test]
+    fn the_home_dc_gets_the_same_request_with_a_login_hint() {
+        let eu = "https://accounts.example.eu";
+        assert_eq!(
+            home_sign_in_url(
+                eu,
+                "/oauth/v2/auth?response_type=code&client_id=1000.A&state=a+b%26c&login_hint=x",
+                "ada+1@example.com"
+            ),
+            "https://accounts.example.eu/oauth/v2/auth?response_type=code&client_id=1000.A\
+             &state=a+b%26c&login_hint=ada%2B1%40example.com"
+        );
+        // The console, or anything else: the home DC's sign-in page.
+        for next in ["/console", "/account?tab=apps", "/", "/oauth/v2/auth"] {
+            assert_eq!(
+                home_sign_in_url(eu, next, "ada@example.com"),
+                "https://accounts.example.eu/?login_hint=ada%40example.com",
+                "{next}"
+            );
+        }
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! The two browser cookies: the session (after login) and the pre-session that binds the login
 //! form's CSRF token. Both are random 256-bit values; the server stores only their hashes.
+//! Their names carry the data center's location: cookies belong to a host, not a port, so
+//! DCs on one host name (on different ports) would otherwise overwrite each other's.
 
 use axum::http::header::COOKIE;
 use axum::http::HeaderMap;
@@ -16,13 +18,19 @@ pub enum Cookie {
 
 impl Cookie {
     /// `__Host-` pins the cookie to this origin when it can be Secure (T-074).
-    pub fn name(self, settings: &Settings) -> &'static str {
-        match (self, settings.secure_cookies()) {
-            (Cookie::Session, true) => "__Host-grantd_session",
-            (Cookie::Session, false) => "grantd_session",
-            (Cookie::PreSession, true) => "__Host-grantd_pre",
-            (Cookie::PreSession, false) => "grantd_pre",
-        }
+    pub fn name(self, settings: &Settings) -> String {
+        let prefix = if settings.secure_cookies() {
+            "__Host-"
+        } else {
+            ""
+        };
+        let kind = match self {
+            Cookie::Session => "session",
+            Cookie::PreSession => "pre",
+        };
+        // A location is lower-case letters, digits and dashes (`datacenter::is_location`),
+        // all of them allowed in a cookie name.
+        format!("{prefix}grantd_{kind}_{}", settings.location)
     }
 
     pub fn read(self, headers: &HeaderMap, settings: &Settings) -> Option<SessionToken> {
@@ -60,5 +68,22 @@ impl Cookie {
                 ""
             }
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_carry_the_location_and_the_host_prefix_over_https() {
+        let mut settings = Settings::new("http://127.0.0.1:8081");
+        settings.location = "eu".into();
+        assert_eq!(Cookie::Session.name(&settings), "grantd_session_eu");
+        assert_eq!(Cookie::PreSession.name(&settings), "grantd_pre_eu");
+        let mut secure = Settings::new("https://accounts.example.in");
+        secure.location = "in".into();
+        assert_eq!(Cookie::Session.name(&secure), "__Host-grantd_session_in");
+        assert_eq!(Cookie::PreSession.name(&secure), "__Host-grantd_pre_in");
     }
 }

@@ -2,6 +2,8 @@
 //! (CONTRACT.md "Error dialects"), store failures as a generic 500/503 that reveals nothing,
 //! and the HTML error page used where redirecting would be unsafe.
 
+use std::borrow::Cow;
+
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
@@ -93,27 +95,27 @@ pub fn store_failure(e: StoreError) -> Response {
 #[derive(Debug)]
 pub struct ErrorPage {
     pub status: StatusCode,
-    pub message: &'static str,
+    pub message: Cow<'static, str>,
 }
 
 impl ErrorPage {
-    pub fn bad_request(message: &'static str) -> Self {
+    pub fn bad_request(message: impl Into<Cow<'static, str>>) -> Self {
         Self {
             status: StatusCode::BAD_REQUEST,
-            message,
+            message: message.into(),
         }
     }
     pub fn forbidden(message: &'static str) -> Self {
         Self {
             status: StatusCode::FORBIDDEN,
-            message,
+            message: message.into(),
         }
     }
 }
 
 impl IntoResponse for ErrorPage {
     fn into_response(self) -> Response {
-        (self.status, Html(pages::error(self.message))).into_response()
+        (self.status, Html(pages::error(&self.message))).into_response()
     }
 }
 
@@ -126,7 +128,7 @@ impl From<StoreError> for ErrorPage {
         };
         Self {
             status,
-            message: "The server could not complete the request. Please try again later.",
+            message: "The server could not complete the request. Please try again later.".into(),
         }
     }
 }

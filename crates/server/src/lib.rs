@@ -6,6 +6,7 @@ mod app;
 mod connection;
 mod console;
 mod cookies;
+mod email_step;
 mod error;
 mod headers;
 mod login;

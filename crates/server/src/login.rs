@@ -1,11 +1,13 @@
-//! Browser sign-in and sign-out, and the session they create. A login form is bound to a
+//! Browser sign-in and sign-out, and the session they create. Sign-in asks for the email first
+//! (`email_step`: which DC, which page) and then the password; a form with both (the page of
+//! old, scripts, tests) goes straight to the password check. A login form is bound to a
 //! pre-session cookie by its CSRF token (login CSRF, T-023); a successful login always starts a
 //! fresh session (fixation, T-073); every failure reads the same and costs the same (T-071).
 //! Each attempt is counted before its password is checked (`AccountVerbs::begin_sign_in`,
 //! rules in `grantd_core::signin`), so throttling cannot be raced, and it is counted per
 //! (account, source), so an attacker elsewhere cannot keep the owner out (T-068, T-070).
 
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::header::{LOCATION, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -18,21 +20,25 @@ use grantd_store::{AccountVerbs, SessionVerbs};
 
 use crate::app::App;
 use crate::cookies::Cookie;
+use crate::email_step::{route_email, sign_in_page};
 use crate::error::ErrorPage;
 use crate::params::Params;
 use crate::session::{
-    current_session, is_cross_site, login_page, safe_next, see_other, user_agent,
+    current_session, is_cross_site, password_page, safe_next, see_other, user_agent,
 };
 use crate::source::RequestSource;
 
 const LOGIN_FAILED: &str = "The email address or password is incorrect.";
 
-/// `/`: the console for a signed-in browser, the login page otherwise.
-pub async fn home(State(app): State<App>, headers: HeaderMap) -> Response {
+/// `/`: the console for a signed-in browser, the login page otherwise (for `login_hint`, the
+/// page that email gets, as if it had been typed).
+pub async fn home(State(app): State<App>, headers: HeaderMap, query: RawQuery) -> Response {
     let now = app.clock.now();
+    let params = Params::from_query(query.0.as_deref()).unwrap_or_default();
+    let hint = params.get("login_hint").ok().flatten();
     match current_session(&app, &headers, now).await {
         Ok(Some(_)) => see_other("/console"),
-        Ok(None) => login_page(&app, &headers, "/console", "", None, None),
+        Ok(None) => sign_in_page(&app, &headers, "/console", hint, None).await,
         Err(e) => ErrorPage::from(e).into_response(),
     }
 }
@@ -48,9 +54,13 @@ pub async fn sign_in(
         Ok(form) => form,
         Err(page) => return page.into_response(),
     };
+    let Some(password) = &form.password else {
+        return route_email(&app, &headers, &form.next, &form.email, None).await;
+    };
     let old_session = Cookie::Session.read(&headers, &app.settings);
-    match sign_in_flow(&app, &form, source, old_session, user_agent(&headers), now).await {
-        Ok(SignIn::Failed) => login_page(
+    let agent = user_agent(&headers);
+    match sign_in_flow(&app, &form.email, password, source, old_session, agent, now).await {
+        Ok(SignIn::Failed) => password_page(
             &app,
             &headers,
             &form.next,
@@ -68,7 +78,9 @@ struct SignInForm {
     /// A same-origin path to continue at (T-080).
     next: String,
     email: String,
-    password: Password,
+    /// `None` on the email step: the form had no password field at all. An empty one is a
+    /// password (a wrong one), as it always was.
+    password: Option<Password>,
 }
 
 impl SignInForm {
@@ -84,14 +96,16 @@ impl SignInForm {
         Ok(Self {
             next: safe_next(params.get("next").ok().flatten()).to_owned(),
             email: params.text("email").to_owned(),
-            password: Password::from_wire(
-                params
-                    .get("password")
-                    .ok()
-                    .flatten()
-                    .unwrap_or("")
-                    .to_owned(),
-            ),
+            password: params.all("password").next().map(|_| {
+                Password::from_wire(
+                    params
+                        .get("password")
+                        .ok()
+                        .flatten()
+                        .unwrap_or("")
+                        .to_owned(),
+                )
+            }),
         })
     }
 }
@@ -105,7 +119,8 @@ enum SignIn {
 
 async fn sign_in_flow(
     app: &App,
-    form: &SignInForm,
+    email: &str,
+    password: &Password,
     source: Source,
     old_session: Option<SessionToken>,
     user_agent: String,
@@ -116,18 +131,18 @@ async fn sign_in_flow(
     // (T-071): this read, the attempt's write (keyed by the email as typed, whether or not it
     // names an account), and an Argon2 check (against the dummy hash unless both the account
     // exists and the attempt may be checked).
-    let user = if form.email.len() <= 254 {
-        app.store.user_by_email(&form.email).await?
+    let user = if email.len() <= 254 {
+        app.store.user_by_email(email).await?
     } else {
         None
     };
-    let attempt = Attempt::new(&form.email, source);
+    let attempt = Attempt::new(email, source);
     let gate = app.store.begin_sign_in(&attempt, now, limits).await?;
     let stored = match (&user, gate) {
         (Some(user), Gate::Check) => Some(user.password_hash.as_str()),
         _ => None,
     };
-    let matched = app.passwords.verify(stored, &form.password).await;
+    let matched = app.passwords.verify(stored, password).await;
     let Some(user) = user.filter(|_| matched) else {
         return Ok(SignIn::Failed);
     };

@@ -17,6 +17,10 @@ pub struct LoginPage<'a> {
     pub email: &'a str,
     pub error: Option<&'a str>,
     pub client_name: Option<&'a str>,
+    /// The second step: the password for `email` (else the first: the email).
+    pub ask_password: bool,
+    /// This data center, in the header.
+    pub location: &'a str,
 }
 
 #[derive(Template)]
@@ -30,6 +34,8 @@ pub struct ConsentPage<'a> {
     pub offline: bool,
     pub csrf_token: &'a str,
     pub consent_id: &'a str,
+    /// This data center, in the header.
+    pub location: &'a str,
 }
 
 /// The device flow's verification page: the user code (or, with data centers, the email that

@@ -69,10 +69,44 @@ pub fn safe_next(next: Option<&str>) -> &str {
     }
 }
 
-/// Renders the login page, creating the pre-session that binds its CSRF token if needed.
+/// Which step of sign-in a login page is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ask {
+    /// The email, and a Next button.
+    Email,
+    /// The password, for the email shown.
+    Password,
+}
+
+/// Renders the login page's first step (the email), creating the pre-session that binds its
+/// CSRF token if needed.
 pub fn login_page(
     app: &App,
     headers: &HeaderMap,
+    next: &str,
+    email: &str,
+    error: Option<&str>,
+    client_name: Option<&str>,
+) -> Response {
+    render_login(app, headers, Ask::Email, next, email, error, client_name)
+}
+
+/// Renders the login page's second step: the password for `email`.
+pub fn password_page(
+    app: &App,
+    headers: &HeaderMap,
+    next: &str,
+    email: &str,
+    error: Option<&str>,
+    client_name: Option<&str>,
+) -> Response {
+    render_login(app, headers, Ask::Password, next, email, error, client_name)
+}
+
+fn render_login(
+    app: &App,
+    headers: &HeaderMap,
+    ask: Ask,
     next: &str,
     email: &str,
     error: Option<&str>,
@@ -87,6 +121,8 @@ pub fn login_page(
         email,
         error,
         client_name,
+        ask_password: ask == Ask::Password,
+        location: &app.settings.location,
     };
     let mut response = Html(pages::render(&page)).into_response();
     if existing.is_none() {
@@ -107,6 +143,8 @@ pub struct SignedIn {
     pub session: SessionToken,
     pub user: User,
     pub now: Timestamp,
+    /// This data center's location, for the pages' header.
+    pub location: String,
 }
 
 impl FromRequestParts<App> for SignedIn {
@@ -115,7 +153,12 @@ impl FromRequestParts<App> for SignedIn {
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
         let now = app.clock.now();
         match current_session(app, &parts.headers, now).await {
-            Ok(Some((session, user))) => Ok(SignedIn { session, user, now }),
+            Ok(Some((session, user))) => Ok(SignedIn {
+                session,
+                user,
+                now,
+                location: app.settings.location.clone(),
+            }),
             Ok(None) => {
                 let next = parts
                     .uri

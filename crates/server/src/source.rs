@@ -28,7 +28,8 @@ impl FromRequestParts<App> for RequestSource {
             tracing::error!("a request without its peer address (ConnectInfo); see serve_until");
             return Err(ErrorPage {
                 status: StatusCode::INTERNAL_SERVER_ERROR,
-                message: "The server could not complete the request. Please try again later.",
+                message: "The server could not complete the request. Please try again later."
+                    .into(),
             }
             .into_response());
         };

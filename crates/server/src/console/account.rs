@@ -43,6 +43,8 @@ struct SessionView {
 #[template(path = "account.html")]
 struct AccountPage {
     nav: &'static str,
+    /// This data center, in the header.
+    location: String,
     is_admin: bool,
     csrf_token: String,
     tab: &'static str,
@@ -105,6 +107,7 @@ async fn page(app: &App, me: &SignedIn, tab: &'static str) -> Result<AccountPage
     }
     Ok(AccountPage {
         nav: "account",
+        location: me.location.clone(),
         is_admin: me.user.is_admin,
         csrf_token: me.csrf_token(),
         tab,

@@ -23,7 +23,7 @@ fn require_admin(me: &SignedIn) -> Result<(), ErrorPage> {
     } else {
         Err(ErrorPage {
             status: StatusCode::NOT_FOUND,
-            message: "There is no such page.",
+            message: "There is no such page.".into(),
         })
     }
 }
@@ -32,6 +32,8 @@ fn require_admin(me: &SignedIn) -> Result<(), ErrorPage> {
 #[template(path = "console/scopes.html")]
 struct ScopesPage {
     nav: &'static str,
+    /// This data center, in the header.
+    location: String,
     is_admin: bool,
     csrf_token: String,
     scopes: Vec<(String, String)>,
@@ -45,6 +47,7 @@ pub async fn scopes(State(app): State<App>, me: SignedIn) -> Result<Response, Er
     require_admin(&me)?;
     let page = ScopesPage {
         nav: "scopes",
+        location: me.location.clone(),
         is_admin: true,
         csrf_token: me.csrf_token(),
         scopes: app.store.scopes().await?,
@@ -83,6 +86,7 @@ pub async fn add_scope(
         Err(error) => {
             let page = ScopesPage {
                 nav: "scopes",
+                location: me.location.clone(),
                 is_admin: true,
                 csrf_token: me.csrf_token(),
                 scopes: app.store.scopes().await?,
@@ -100,6 +104,8 @@ pub async fn add_scope(
 #[template(path = "console/users.html")]
 struct UsersPage {
     nav: &'static str,
+    /// This data center, in the header.
+    location: String,
     is_admin: bool,
     csrf_token: String,
     /// (email, name, role)
@@ -113,6 +119,7 @@ struct UsersPage {
 async fn users_page(app: &App, me: &SignedIn) -> Result<UsersPage, ErrorPage> {
     Ok(UsersPage {
         nav: "users",
+        location: me.location.clone(),
         is_admin: true,
         csrf_token: me.csrf_token(),
         users: app

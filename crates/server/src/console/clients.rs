@@ -31,6 +31,8 @@ struct ClientRow {
 #[template(path = "console/clients.html")]
 struct ClientsPage {
     nav: &'static str,
+    /// This data center, in the header.
+    location: String,
     is_admin: bool,
     csrf_token: String,
     clients: Vec<ClientRow>,
@@ -40,6 +42,7 @@ pub async fn list(State(app): State<App>, me: SignedIn) -> Result<Response, Erro
     let clients = app.store.clients_of(me.user.id).await?;
     let page = ClientsPage {
         nav: "console",
+        location: me.location.clone(),
         is_admin: me.user.is_admin,
         csrf_token: me.csrf_token(),
         clients: clients
@@ -65,6 +68,8 @@ struct TypeChoice {
 #[template(path = "console/new_client.html")]
 struct NewClientPage {
     nav: &'static str,
+    /// This data center, in the header.
+    location: String,
     is_admin: bool,
     csrf_token: String,
     types: Vec<TypeChoice>,
@@ -85,6 +90,7 @@ impl NewClientPage {
     fn new(me: &SignedIn, kind: Option<ClientType>) -> Self {
         Self {
             nav: "console",
+            location: me.location.clone(),
             is_admin: me.user.is_admin,
             csrf_token: me.csrf_token(),
             types: ClientType::ALL
@@ -258,6 +264,8 @@ struct DcRow {
 #[template(path = "console/client.html")]
 struct ClientPage {
     nav: &'static str,
+    /// This data center, in the header.
+    location: String,
     is_admin: bool,
     csrf_token: String,
     client: ClientView,
@@ -333,6 +341,7 @@ impl ClientPage {
         }
         Ok(Self {
             nav: "console",
+            location: me.location.clone(),
             is_admin: me.user.is_admin,
             csrf_token: me.csrf_token(),
             client: ClientView {

@@ -28,7 +28,7 @@ impl SignedIn {
             .filter(|c| c.owner_id == Some(self.user.id))
             .ok_or(ErrorPage {
                 status: StatusCode::NOT_FOUND,
-                message: "There is no such client in your console.",
+                message: "There is no such client in your console.".into(),
             })
     }
 }

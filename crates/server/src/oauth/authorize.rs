@@ -21,6 +21,7 @@ use grantd_store::{ConsoleVerbs, SessionVerbs, TokenVerbs};
 
 use super::registered_scopes;
 use crate::app::App;
+use crate::email_step::sign_in_page;
 use crate::error::{ErrorPage, Failure};
 use crate::pages::{self, ConsentPage};
 use crate::params::{Params, ParamsRejection};
@@ -50,6 +51,13 @@ pub async fn authorize(
         Err(e) => return ErrorPage::from(e).into_response(),
     };
     match authorization(&app, &client, request, signed_in, now).await {
+        // A `login_hint` (sent by the client, or by the DC that routed the user here) is
+        // routed as if typed on the email page: asked for once, at the user's home DC.
+        Ok(Step::SignIn(request)) => {
+            let hint = params.get("login_hint").ok().flatten();
+            let next = request.login_next();
+            sign_in_page(&app, &headers, &next, hint, Some(&client.name)).await
+        }
         Ok(step) => step.render(&app, &headers, &client),
         Err(page) => page.into_response(),
     }
@@ -221,7 +229,14 @@ async fn verify_client(app: &App, params: &Params) -> Result<Client, ErrorPage> 
         Some(_) => Err(ErrorPage::bad_request(
             "This application cannot use browser sign-in.",
         )),
-        None => Err(ErrorPage::bad_request("The application is not known here.")),
+        None if app.settings.datacenters.is_empty() => {
+            Err(ErrorPage::bad_request("The application is not known here."))
+        }
+        // It may well be registered at another data center, and not enabled here.
+        None => Err(ErrorPage::bad_request(format!(
+            "The application is not registered at, or not enabled for data center {}.",
+            app.settings.location
+        ))),
     }
 }
 
@@ -459,6 +474,7 @@ impl Step {
                     offline: prompt.offline,
                     csrf_token: &prompt.csrf_token,
                     consent_id: &prompt.consent_id,
+                    location: &app.settings.location,
                 };
                 Html(pages::render(&page)).into_response()
             }

@@ -34,7 +34,7 @@ use crate::error::ErrorPage;
 use crate::pages::{self, DeviceConsentPage, DeviceDonePage, DevicePage};
 use crate::params::{Params, ParamsRejection};
 use crate::peers::{find_home, Home};
-use crate::session::{current_session, is_cross_site, login_page};
+use crate::session::{current_session, is_cross_site, login_page, password_page};
 use crate::source::RequestSource;
 
 const INVALID: &str =
@@ -296,7 +296,7 @@ fn email_step(app: &App, headers: &HeaderMap, code: &UserCode) -> Response {
 }
 
 /// With data centers: where the user whose email this is signs in. A user of this DC (or one
-/// unknown everywhere, who then meets the generic failure) gets the login page; a user homed
+/// unknown everywhere, who then meets the generic failure) gets the password page; a user homed
 /// at another DC is not signed in here: the device code is marked `other_dc`, so the device's
 /// next poll names that DC (CONTRACT.md), and the page says so.
 async fn by_email(
@@ -314,7 +314,7 @@ async fn by_email(
         Ok(None)
     };
     match local {
-        Ok(Some(_)) => return login_page(app, headers, &next, email, None, Some(client_name)),
+        Ok(Some(_)) => return password_page(app, headers, &next, email, None, Some(client_name)),
         Ok(None) => {}
         Err(e) => return ErrorPage::from(e).into_response(),
     }
@@ -367,7 +367,8 @@ async fn by_email(
                 None,
             )
         }
-        Home::Unknown => login_page(app, headers, &next, email, None, Some(client_name)),
+        // Like a local user's: the password page, then the generic failure (as sign-in does).
+        Home::Unknown => password_page(app, headers, &next, email, None, Some(client_name)),
     }
 }
 

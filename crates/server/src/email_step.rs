@@ -1,0 +1,134 @@
+//! The first step of sign-in: where an email signs in (CONTRACT.md "Data centers"). A local
+//! user is asked for the password here; an email a peer knows is sent to that DC, with the
+//! same request and `login_hint`; a user whose remembered home DC does not answer is told so by
+//! name (503); an email no one knows is asked for a password like any other, and fails later
+//! with the generic answer (T-071). The same routing serves `login_hint` on `/oauth/v2/auth`
+//! and `/`. Every redirect goes to a configured peer's URL, never to one from the request.
+
+use axum::http::header::LOCATION;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+
+use grantd_core::datacenter::home_sign_in_url;
+use grantd_store::AccountVerbs;
+
+use crate::app::App;
+use crate::error::ErrorPage;
+use crate::pages;
+use crate::peers::{find_home, Home};
+use crate::session::{login_page, password_page, safe_next};
+
+/// Longer than any email address (RFC 5321 §4.5.3.1): looked up nowhere.
+const MAX_EMAIL_LEN: usize = 254;
+
+const ENTER_EMAIL: &str = "Enter your email address.";
+
+/// The next page for `email`, typed on the email page or given as `login_hint`; `next` is
+/// where sign-in continues (made safe again here: T-080).
+pub async fn route_email(
+    app: &App,
+    headers: &HeaderMap,
+    next: &str,
+    email: &str,
+    client_name: Option<&str>,
+) -> Response {
+    let next = safe_next(Some(next));
+    if email.is_empty() {
+        return login_page(app, headers, next, "", Some(ENTER_EMAIL), client_name);
+    }
+    let local = if email.len() <= MAX_EMAIL_LEN {
+        app.store.user_by_email(email).await
+    } else {
+        Ok(None)
+    };
+    match local {
+        Ok(Some(_)) => return password_page(app, headers, next, email, None, client_name),
+        Ok(None) => {}
+        Err(e) => return ErrorPage::from(e).into_response(),
+    }
+    match find_home(app, email).await {
+        Ok(Home::Peer(location)) => match app.settings.datacenters.get(&location) {
+            Some(peer) => see_other(&home_sign_in_url(&peer.accounts, next, email)),
+            None => password_page(app, headers, next, email, None, client_name),
+        },
+        Ok(Home::Unreachable(location)) => unreachable_home(app, &location),
+        // Like a local user's: the password page, then the generic failure.
+        Ok(Home::Unknown) => password_page(app, headers, next, email, None, client_name),
+        Err(e) => ErrorPage::from(e).into_response(),
+    }
+}
+
+/// The login page for a request that may carry a `login_hint`: the email step for a plausible
+/// hint (so a hint is routed like a typed email), the empty email page otherwise.
+pub async fn sign_in_page(
+    app: &App,
+    headers: &HeaderMap,
+    next: &str,
+    hint: Option<&str>,
+    client_name: Option<&str>,
+) -> Response {
+    match hint.filter(|hint| is_plausible_email(hint)) {
+        Some(email) => route_email(app, headers, next, email, client_name).await,
+        None => login_page(app, headers, next, "", None, client_name),
+    }
+}
+
+/// A hint worth looking up: short enough, one `@` between two non-empty parts, no spaces.
+fn is_plausible_email(hint: &str) -> bool {
+    hint.len() <= MAX_EMAIL_LEN
+        && hint
+            .split_once('@')
+            .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty())
+        && !hint.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// 503: the user's home DC (by `email_homes`) did not answer; a password page there could not
+/// work, and one here would be the wrong one.
+fn unreachable_home(app: &App, location: &str) -> Response {
+    let accounts = app
+        .settings
+        .datacenters
+        .get(location)
+        .map_or("", |peer| peer.accounts.as_str());
+    let message = format!(
+        "Your account is in data center {location} ({accounts}), which cannot be reached right \
+         now. Please try again later."
+    );
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Html(pages::error(&message)),
+    )
+        .into_response()
+}
+
+/// 303 to the home DC (an absolute URL under a configured peer's `accounts`).
+fn see_other(url: &str) -> Response {
+    match HeaderValue::from_str(url) {
+        Ok(location) => (StatusCode::SEE_OTHER, [(LOCATION, location)]).into_response(),
+        Err(_) => ErrorPage::bad_request("Bad redirect.").into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plausible_hints_are_looked_up() {
+        for ok in ["ada@example.com", "a@b", "ada+tag@example.co.uk"] {
+            assert!(is_plausible_email(ok), "{ok}");
+        }
+        let long = format!("{}@example.com", "a".repeat(250));
+        for bad in [
+            "",
+            "ada",
+            "@example.com",
+            "ada@",
+            "a da@example.com",
+            "a\t@b",
+            &long,
+        ] {
+            assert!(!is_plausible_email(bad), "{bad}");
+        }
+    }
+}
