@@ -12,6 +12,8 @@ pub struct Metadata {
     /// RFC 9207: `iss` is on every authorization response.
     pub authorization_response_iss_parameter_supported: bool,
     pub code_challenge_methods_supported: Vec<String>,
+    /// RFC 8628 §4.
+    pub device_authorization_endpoint: String,
     pub grant_types_supported: Vec<String>,
     pub introspection_endpoint: String,
     pub introspection_endpoint_auth_methods_supported: Vec<String>,
@@ -58,6 +60,7 @@ mod tests {
             authorization_endpoint: format!("{base}/oauth/v2/auth"),
             authorization_response_iss_parameter_supported: true,
             code_challenge_methods_supported: strings(&["S256"]),
+            device_authorization_endpoint: format!("{base}/oauth/v2/device_authorization"),
             grant_types_supported: strings(&["authorization_code", "refresh_token"]),
             introspection_endpoint: format!("{base}/oauth/v2/introspect"),
             introspection_endpoint_auth_methods_supported: strings(&["client_secret_basic"]),
@@ -76,6 +79,7 @@ mod tests {
                 r#"{"authorization_endpoint":"https://accounts.example/oauth/v2/auth","#,
                 r#""authorization_response_iss_parameter_supported":true,"#,
                 r#""code_challenge_methods_supported":["S256"],"#,
+                r#""device_authorization_endpoint":"https://accounts.example/oauth/v2/device_authorization","#,
                 r#""grant_types_supported":["authorization_code","refresh_token"],"#,
                 r#""introspection_endpoint":"https://accounts.example/oauth/v2/introspect","#,
                 r#""introspection_endpoint_auth_methods_supported":["client_secret_basic"],"#,

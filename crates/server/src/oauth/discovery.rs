@@ -7,6 +7,7 @@ use axum::Json;
 use grantd_core::datacenter::accounts_servers;
 use grantd_wire::{Metadata, ServerInfo, Status};
 
+use super::device::DEVICE_CODE_GRANT;
 use crate::app::App;
 
 pub async fn metadata(State(app): State<App>) -> Json<Metadata> {
@@ -16,7 +17,13 @@ pub async fn metadata(State(app): State<App>) -> Json<Metadata> {
         authorization_endpoint: format!("{base}/oauth/v2/auth"),
         authorization_response_iss_parameter_supported: true,
         code_challenge_methods_supported: list(&["S256"]),
-        grant_types_supported: list(&["authorization_code", "refresh_token", "client_credentials"]),
+        device_authorization_endpoint: format!("{base}/oauth/v2/device_authorization"),
+        grant_types_supported: list(&[
+            "authorization_code",
+            "refresh_token",
+            "client_credentials",
+            DEVICE_CODE_GRANT,
+        ]),
         introspection_endpoint: format!("{base}/oauth/v2/introspect"),
         introspection_endpoint_auth_methods_supported: list(&[
             "client_secret_basic",
