@@ -104,6 +104,11 @@ pub struct LimitsFile {
     pub client_credentials_per_window: Option<i64>,
     pub client_credentials_window_secs: Option<i64>,
     pub active_client_credentials_tokens: Option<i64>,
+    pub device_code_lifetime_secs: Option<i64>,
+    pub device_poll_interval_secs: Option<i64>,
+    pub device_guesses_per_source: Option<i64>,
+    pub device_guesses_global: Option<i64>,
+    pub device_guess_window_secs: Option<i64>,
 }
 
 impl FileConfig {
@@ -261,6 +266,31 @@ impl FileConfig {
                 "active_client_credentials_tokens",
                 file.active_client_credentials_tokens,
                 &mut limits.active_client_credentials_tokens,
+            ),
+            (
+                "device_code_lifetime_secs",
+                file.device_code_lifetime_secs,
+                &mut limits.device_code_lifetime_secs,
+            ),
+            (
+                "device_poll_interval_secs",
+                file.device_poll_interval_secs,
+                &mut limits.device_poll_interval_secs,
+            ),
+            (
+                "device_guesses_per_source",
+                file.device_guesses_per_source,
+                &mut limits.device_guesses_per_source,
+            ),
+            (
+                "device_guesses_global",
+                file.device_guesses_global,
+                &mut limits.device_guesses_global,
+            ),
+            (
+                "device_guess_window_secs",
+                file.device_guess_window_secs,
+                &mut limits.device_guess_window_secs,
             ),
         ];
         for (name, value, slot) in overrides {
@@ -689,6 +719,7 @@ mod tests {
             [limits]
             access_token_lifetime_secs = 600
             signin_failures_per_source = 20
+            device_poll_interval_secs = 10
             [http]
             header_read_timeout_secs = 5
             password_queue = 8
@@ -708,6 +739,8 @@ mod tests {
         assert_eq!(settings.http.password_queue, 8);
         assert_eq!(settings.http.max_connections, 1024);
         assert_eq!(settings.limits.signin_failures_per_source, 20);
+        assert_eq!(settings.limits.device_poll_interval_secs, 10);
+        assert_eq!(settings.limits.device_code_lifetime_secs, 300);
         assert_eq!(
             settings.trusted_proxies,
             TrustedProxies::parse(&["192.0.2.1"]).unwrap()

@@ -161,9 +161,10 @@ pub fn managed_here(client: &Client) -> Result<(), String> {
 }
 
 /// The key under which a DC remembers where it found an email (`email_homes`): SHA-256 of the
-/// lower-cased address, so the table holds no addresses and `Ada@` finds what `ada@` left.
+/// address, so the table holds no addresses. Exactly as typed, as every DC matches its users
+/// (T-076: no case folding, so look-alikes never collide): `Ada@` is not `ada@`.
 pub fn email_key(email: &str) -> SecretHash {
-    SecretHash::of(&email.to_lowercase())
+    SecretHash::of(email)
 }
 
 /// Where a browser continues sign-in at an email's home DC (`accounts` is that DC's base URL,
@@ -391,8 +392,9 @@ mod tests {
     }
 
     #[test]
-    fn email_keys_ignore_case() {
-        assert_eq!(email_key("Ada@Example.com"), email_key("ada@example.com"));
+    fn email_keys_match_exactly_as_users_do() {
+        assert_eq!(email_key("ada@example.com"), email_key("ada@example.com"));
+        assert_ne!(email_key("Ada@Example.com"), email_key("ada@example.com"));
         assert_ne!(email_key("ada@example.com"), email_key("bob@example.com"));
     }
 

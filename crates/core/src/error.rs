@@ -33,6 +33,18 @@ pub enum OAuthError {
     ConsentRequired,
     /// `prompt=none`, and something else would need a page.
     InteractionRequired(&'static str),
+    /// RFC 8628 §3.5: the user has not answered at the verification page yet.
+    AuthorizationPending,
+    /// RFC 8628 §3.5: polled sooner than the interval; the interval grew by 5 seconds.
+    SlowDown,
+    /// RFC 8628 §3.5 `expired_token` (Zoho: `expired`): the device code's time is up.
+    ExpiredToken,
+    /// Zoho's device flow: the user's account lives at another data center, where the device
+    /// must poll instead.
+    OtherDc {
+        location: String,
+        accounts: String,
+    },
     /// Too many requests; the client may retry after this many seconds.
     Throttled {
         retry_after: i64,
@@ -97,6 +109,12 @@ impl OAuthError {
             OAuthError::InteractionRequired(_) => {
                 (400, "interaction_required", "interaction_required")
             }
+            OAuthError::AuthorizationPending => {
+                (400, "authorization_pending", "authorization_pending")
+            }
+            OAuthError::SlowDown => (400, "slow_down", "slow_down"),
+            OAuthError::ExpiredToken => (400, "expired_token", "expired"),
+            OAuthError::OtherDc { .. } => (400, "other_dc", "other_dc"),
             OAuthError::Throttled { .. } => (429, "Access Denied", "Access Denied"),
         };
         match dialect {
@@ -108,6 +126,14 @@ impl OAuthError {
                 status: 200,
                 error: zoho,
             },
+        }
+    }
+
+    /// Zoho's `other_dc` names the data center to poll in a field of its own.
+    pub fn user_location(&self) -> Option<&str> {
+        match self {
+            OAuthError::OtherDc { location, .. } => Some(location),
+            _ => None,
         }
     }
 
@@ -140,6 +166,14 @@ impl OAuthError {
             OAuthError::UnsupportedGrantType => "the grant_type is not supported",
             OAuthError::UnsupportedResponseType => "only response_type=code is supported",
             OAuthError::Throttled { .. } => THROTTLE_DESCRIPTION,
+            OAuthError::AuthorizationPending => "the user has not yet answered the request",
+            OAuthError::SlowDown => "polling too often; wait 5 seconds longer between polls",
+            OAuthError::ExpiredToken => "the device code has expired",
+            OAuthError::OtherDc { location, accounts } => {
+                return Cow::Owned(format!(
+                    "the user's account is in data center {location}; poll {accounts} instead"
+                ))
+            }
         })
     }
 }
@@ -173,5 +207,48 @@ mod tests {
                 .error,
             "invalid_grant"
         );
+    }
+
+    #[test]
+    fn device_flow_errors_in_both_dialects() {
+        // RFC 8628 §3.5 names; Zoho says `expired` where the RFC says `expired_token`.
+        let cases = [
+            (
+                OAuthError::AuthorizationPending,
+                "authorization_pending",
+                "authorization_pending",
+            ),
+            (OAuthError::SlowDown, "slow_down", "slow_down"),
+            (
+                OAuthError::AccessDenied("x"),
+                "access_denied",
+                "access_denied",
+            ),
+            (OAuthError::ExpiredToken, "expired_token", "expired"),
+        ];
+        for (error, standard, zoho) in cases {
+            assert_eq!(
+                error.wire(Dialect::Standard),
+                Wire {
+                    status: 400,
+                    error: standard
+                }
+            );
+            assert_eq!(
+                error.wire(Dialect::Zoho),
+                Wire {
+                    status: 200,
+                    error: zoho
+                }
+            );
+        }
+        let other = OAuthError::OtherDc {
+            location: "eu".into(),
+            accounts: "https://accounts.example.eu".into(),
+        };
+        assert_eq!(other.wire(Dialect::Zoho).error, "other_dc");
+        assert_eq!(other.user_location(), Some("eu"));
+        assert!(other.description().contains("https://accounts.example.eu"));
+        assert_eq!(OAuthError::SlowDown.user_location(), None);
     }
 }

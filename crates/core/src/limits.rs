@@ -31,6 +31,17 @@ pub struct Limits {
     /// Failures of one account across all sources per window (distributed guessing).
     pub signin_failures_per_account: i64,
     pub signin_failure_window_secs: i64,
+    /// Device flow (RFC 8628; CONTRACT.md "Limits"): how long a user code and its device code
+    /// live ...
+    pub device_code_lifetime_secs: i64,
+    /// ... the least time between two polls at first (each `slow_down` adds 5 s) ...
+    pub device_poll_interval_secs: i64,
+    /// ... wrong user codes per source per window at the verification page ...
+    pub device_guesses_per_source: i64,
+    /// ... wrong user codes from every source together per window ...
+    pub device_guesses_global: i64,
+    /// ... and that window.
+    pub device_guess_window_secs: i64,
 }
 
 impl Default for Limits {
@@ -56,6 +67,11 @@ impl Default for Limits {
             signin_failures_per_source: 100,
             signin_failures_per_account: 100,
             signin_failure_window_secs: 3600,
+            device_code_lifetime_secs: 300,
+            device_poll_interval_secs: 30,
+            device_guesses_per_source: 20,
+            device_guesses_global: 1000,
+            device_guess_window_secs: 600,
         }
     }
 }

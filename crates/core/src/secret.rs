@@ -84,6 +84,10 @@ secret_type!(
     GrantCode
 );
 secret_type!(AccessToken);
+secret_type!(
+    /// RFC 8628's `device_code`: shaped like a grant code (the DC tag, then 224 random bits).
+    DeviceCode
+);
 secret_type!(RefreshToken);
 secret_type!(
     /// 42 lower-case hex characters: 168 random bits.
@@ -111,6 +115,11 @@ fn opaque_token(issuer: DcTag) -> String {
 }
 
 impl GrantCode {
+    pub fn generate(issuer: DcTag) -> Self {
+        Self(opaque_token(issuer))
+    }
+}
+impl DeviceCode {
     pub fn generate(issuer: DcTag) -> Self {
         Self(opaque_token(issuer))
     }

@@ -38,6 +38,43 @@ pub struct ConsentPage<'a> {
     pub location: &'a str,
 }
 
+/// The device flow's verification page: the user code (or, with data centers, the email that
+/// says where the user signs in).
+#[derive(Template)]
+#[template(path = "device.html")]
+pub struct DevicePage<'a> {
+    pub csrf_token: &'a str,
+    /// As typed, or `XXXX-XXXX` once known good.
+    pub user_code: &'a str,
+    pub ask_email: bool,
+    pub error: Option<&'a str>,
+}
+
+/// The consent page for a device, with its user code to compare (RFC 8628 §5.4).
+#[derive(Template)]
+#[template(path = "device_consent.html")]
+pub struct DeviceConsentPage<'a> {
+    pub client_name: &'a str,
+    pub homepage: Option<&'a str>,
+    pub user_email: &'a str,
+    pub user_code: &'a str,
+    /// (scope, description)
+    pub scopes: Vec<(String, String)>,
+    pub offline: bool,
+    pub csrf_token: &'a str,
+    pub consent_id: &'a str,
+}
+
+/// What became of a device authorization, in plain words.
+#[derive(Template)]
+#[template(path = "device_done.html")]
+pub struct DeviceDonePage<'a> {
+    pub title: &'a str,
+    pub message: &'a str,
+    /// (label, URL)
+    pub link: Option<(&'a str, &'a str)>,
+}
+
 pub const STYLESHEET: &str = include_str!("../static/grantd.css");
 pub const SCRIPT: &str = include_str!("../static/console.js");
 

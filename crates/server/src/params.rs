@@ -130,10 +130,15 @@ impl FromRequest<App> for Params {
     }
 }
 
-/// The OAuth API lives under `/oauth/`, except the authorization endpoint and its consent
-/// form, which are pages like everything outside `/oauth/` (routes.rs).
+/// The OAuth API lives under `/oauth/`, except the authorization endpoint, the device flow's
+/// verification page and their consent forms, which are pages like everything outside
+/// `/oauth/` (routes.rs).
 fn is_page(path: &str) -> bool {
-    !path.starts_with("/oauth/") || path == "/oauth/v2/auth" || path.starts_with("/oauth/v2/auth/")
+    !path.starts_with("/oauth/")
+        || path == "/oauth/v2/auth"
+        || path.starts_with("/oauth/v2/auth/")
+        || path == "/oauth/v3/device"
+        || path == "/oauth/v3/device/consent"
 }
 
 impl Params {
@@ -267,7 +272,12 @@ mod tests {
             assert!(is_page(page), "{page}");
         }
         assert!(is_page("/oauth/v2/auth/consent"));
+        assert!(is_page("/oauth/v3/device"));
+        assert!(is_page("/oauth/v3/device/consent"));
         for api in [
+            "/oauth/v3/device/code",
+            "/oauth/v3/device/token",
+            "/oauth/v2/device_authorization",
             "/oauth/v2/token",
             "/oauth/v2/token/revoke",
             "/oauth/v2/introspect",

@@ -16,7 +16,7 @@ use crate::app::App;
 use crate::console::{account, admin_pages, clients};
 use crate::headers;
 use crate::login;
-use crate::oauth::{authorize, discovery, resource, revoke, token};
+use crate::oauth::{authorize, device, device_page, discovery, resource, revoke, token};
 use crate::pages::{SCRIPT, STYLESHEET};
 use crate::password;
 use crate::peers;
@@ -53,6 +53,27 @@ pub fn router(app: App) -> Router {
         .route(
             "/oauth/v2/token/revoke",
             post(revoke::revoke).fallback(post_only),
+        )
+        .route(
+            "/oauth/v2/device_authorization",
+            post(device::authorization).fallback(post_only),
+        )
+        .route(
+            "/oauth/v3/device/code",
+            post(device::zoho_code).fallback(post_only),
+        )
+        .route(
+            "/oauth/v3/device/token",
+            post(device::zoho_token).fallback(post_only),
+        )
+        .route(
+            "/oauth/v3/device",
+            get(device_page::show).post(device_page::submit),
+        )
+        .route("/oauth/v3/device/consent", post(device_page::decide))
+        .route(
+            "/oauth/v2/revoke/token",
+            post(revoke::revoke_newer).fallback(post_only),
         )
         .route(
             "/oauth/v2/introspect",

@@ -20,11 +20,12 @@ pub use error::StoreError;
 pub use model::*;
 pub use postgres::{PostgresStore, DEFAULT_POOL_SIZE};
 pub use sqlite::{SqliteStore, DEFAULT_DATABASE};
-pub use verbs::{AccountVerbs, ConsoleVerbs, KeyVerbs, SessionVerbs, TokenVerbs};
+pub use verbs::{AccountVerbs, ConsoleVerbs, DeviceVerbs, KeyVerbs, SessionVerbs, TokenVerbs};
 
 use grantd_core::grant::{AccessGrant, CodeGrant, RefreshGrant, Rejection};
 use grantd_core::secret::SecretHash;
 use grantd_core::signin::{Attempt, Gate, Tallies};
+use grantd_core::source::Source;
 use grantd_core::{Client, ClientId, Limits, OAuthError, Scopes, Timestamp};
 
 /// The store the server runs on: the embedded SQLite file, or a PostgreSQL database shared by
@@ -162,6 +163,42 @@ impl TokenVerbs for Store {
 
     async fn sweep(&self, now: Timestamp) -> Answer<u64> {
         on_backend!(self, s => s.sweep(now))
+    }
+}
+
+impl DeviceVerbs for Store {
+    async fn add_device_code(&self, code: &NewDeviceCode, now: Timestamp) -> Answer<()> {
+        on_backend!(self, s => s.add_device_code(code, now))
+    }
+
+    async fn find_device_code(
+        &self,
+        user_code_hash: &SecretHash,
+        source: &Source,
+        now: Timestamp,
+        limits: &Limits,
+    ) -> Answer<DeviceLookup> {
+        on_backend!(self, s => s.find_device_code(user_code_hash, source, now, limits))
+    }
+
+    async fn decide_device_code(
+        &self,
+        user_code_hash: &SecretHash,
+        decision: &DeviceDecision,
+        now: Timestamp,
+    ) -> Answer<bool> {
+        on_backend!(self, s => s.decide_device_code(user_code_hash, decision, now))
+    }
+
+    async fn poll_device_code(
+        &self,
+        device_code_hash: &SecretHash,
+        client: &ClientId,
+        tokens: &NewTokens,
+        now: Timestamp,
+        limits: &Limits,
+    ) -> Answer<DevicePoll> {
+        on_backend!(self, s => s.poll_device_code(device_code_hash, client, tokens, now, limits))
     }
 }
 

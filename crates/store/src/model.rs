@@ -1,6 +1,7 @@
 //! The store's vocabulary: what its verbs take and return. Domain types proper (grants,
 //! clients, scopes) live in `grantd-core`; these are the shapes of storing and reading them.
 
+use grantd_core::device::{DeviceGrant, PollAnswer};
 use grantd_core::grant::{CodeGrant, Rejection};
 use grantd_core::secret::SecretHash;
 use grantd_core::{ClientId, ClientType, Dialect, OAuthError, RedirectUri, Scopes, Timestamp};
@@ -193,4 +194,49 @@ impl std::fmt::Debug for SigningKeyRecord {
             .field("expires_at", &self.expires_at)
             .finish_non_exhaustive()
     }
+}
+
+/// A device authorization about to be stored (the device flow, RFC 8628): found later by the
+/// device code's hash (polls) and by the user code's (the verification page).
+#[derive(Debug, Clone)]
+pub struct NewDeviceCode {
+    pub device_code_hash: SecretHash,
+    pub user_code_hash: SecretHash,
+    pub grant: DeviceGrant,
+}
+
+/// What the verification page learns of a typed user code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceLookup {
+    /// Too many wrong codes from this source or from everyone (`device::admit_guess`): the
+    /// code was not looked up.
+    Throttled { retry_after: i64 },
+    /// No live, undecided authorization has this user code (counted as a wrong guess).
+    Unknown,
+    /// It waits for the user (not counted).
+    Found(DeviceGrant),
+}
+
+/// The verification page's answer to a device authorization.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceDecision {
+    Approve {
+        user_id: i64,
+    },
+    Deny,
+    /// The user's account lives at data center `location`: the device must poll there.
+    OtherDc {
+        location: String,
+    },
+}
+
+/// What a poll did (`device::poll` decided).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DevicePoll {
+    /// No such device code.
+    Unknown,
+    /// Nothing issued; the answer says why (never `PollAnswer::Issue`).
+    Answered(PollAnswer),
+    /// The tokens were stored (the refresh token only if `refresh`) and the code is used.
+    Issued { scopes: Scopes, refresh: bool },
 }

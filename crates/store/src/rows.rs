@@ -7,14 +7,16 @@ use std::collections::HashSet;
 use std::str::FromStr;
 
 use grantd_core::consent::Consent;
-use grantd_core::grant::{AccessGrant, CodeGrant, RefreshGrant, SignIn};
+use grantd_core::device::{DeviceGrant, DeviceStatus};
+use grantd_core::grant::{AccessGrant, AccessType, CodeGrant, RefreshGrant, SignIn};
 use grantd_core::secret::SecretHash;
 use grantd_core::signin::Tally;
 use grantd_core::throttle::Minted;
 use grantd_core::{Client, ClientId, ClientType, Dialect, RedirectUri, Scopes, Timestamp};
 
 use crate::model::{
-    CodeSummary, ConnectedApp, EnabledDc, SessionSummary, SigningKeyRecord, TokenInfo, User,
+    CodeSummary, ConnectedApp, DeviceDecision, EnabledDc, SessionSummary, SigningKeyRecord,
+    TokenInfo, User,
 };
 
 #[derive(Debug, sqlx::FromRow)]
@@ -165,6 +167,73 @@ impl CodeRow {
                 nonce: self.nonce,
             },
         })
+    }
+}
+
+/// A device authorization (`device_codes`), as `DEVICE_CODE_BY_*` read it.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct DeviceRow {
+    pub client_id: String,
+    pub scopes: String,
+    pub offline: bool,
+    pub status: String,
+    pub user_id: Option<i64>,
+    pub user_location: Option<String>,
+    pub interval_secs: i64,
+    pub last_poll_at: Option<i64>,
+    pub expires_at: i64,
+}
+
+impl DeviceRow {
+    /// `None` for a row no grantd writes (an unknown status, or one missing its user or
+    /// location), which is then treated as unknown.
+    pub fn into_grant(self) -> Option<DeviceGrant> {
+        let status = match (self.status.as_str(), self.user_id, self.user_location) {
+            ("pending", _, _) => DeviceStatus::Pending,
+            ("approved", Some(user_id), _) => DeviceStatus::Approved { user_id },
+            ("denied", _, _) => DeviceStatus::Denied,
+            ("other_dc", _, Some(location)) => DeviceStatus::OtherDc { location },
+            ("used", _, _) => DeviceStatus::Used,
+            _ => return None,
+        };
+        Some(DeviceGrant {
+            client_id: ClientId::new(self.client_id),
+            scopes: Scopes::from_stored(&self.scopes),
+            access_type: if self.offline {
+                AccessType::Offline
+            } else {
+                AccessType::Online
+            },
+            status,
+            interval_secs: self.interval_secs,
+            last_poll_at: self.last_poll_at.map(Timestamp),
+            expires_at: Timestamp(self.expires_at),
+        })
+    }
+}
+
+/// The `status` column of a device authorization, with the `user_id` and `user_location`
+/// columns that go with it.
+pub(crate) fn device_status_columns(
+    status: &DeviceStatus,
+) -> (&'static str, Option<i64>, Option<&str>) {
+    match status {
+        DeviceStatus::Pending => ("pending", None, None),
+        DeviceStatus::Approved { user_id } => ("approved", Some(*user_id), None),
+        DeviceStatus::Denied => ("denied", None, None),
+        DeviceStatus::OtherDc { location } => ("other_dc", None, Some(location)),
+        DeviceStatus::Used => ("used", None, None),
+    }
+}
+
+/// The columns a verification-page decision writes: `status`, `user_id`, `user_location`.
+pub(crate) fn device_decision_columns(
+    decision: &DeviceDecision,
+) -> (&'static str, Option<i64>, Option<&str>) {
+    match decision {
+        DeviceDecision::Approve { user_id } => ("approved", Some(*user_id), None),
+        DeviceDecision::Deny => ("denied", None, None),
+        DeviceDecision::OtherDc { location } => ("other_dc", None, Some(location.as_str())),
     }
 }
 

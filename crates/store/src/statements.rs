@@ -205,6 +205,35 @@ pub(crate) const REVOKE_GRANT: [&str; 4] = [
     "DELETE FROM consents WHERE user_id = $1 AND client_id = $2",
 ];
 
+// ---- the device flow (grantd-core's device.rs) -------------------------------------------------
+
+/// A user code is unique while its row exists; an expired row holding it makes way.
+pub(crate) const DELETE_EXPIRED_USER_CODE: &str =
+    "DELETE FROM device_codes WHERE user_code_hash = $1 AND expires_at <= $2";
+pub(crate) const INSERT_DEVICE_CODE: &str = "INSERT INTO device_codes (device_code_hash,
+    user_code_hash, client_id, scopes, offline, status, interval_secs, created_at, expires_at)
+    VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8)";
+pub(crate) const DEVICE_CODE_BY_USER_CODE: &str = "SELECT client_id, scopes, offline, status,
+    user_id, user_location, interval_secs, last_poll_at, expires_at
+    FROM device_codes WHERE user_code_hash = $1";
+pub(crate) const DEVICE_CODE_BY_HASH: &str = "SELECT client_id, scopes, offline, status,
+    user_id, user_location, interval_secs, last_poll_at, expires_at
+    FROM device_codes WHERE device_code_hash = $1";
+/// The verification page decides a pending, live authorization once.
+pub(crate) const DECIDE_DEVICE_CODE: &str = "UPDATE device_codes
+    SET status = $1, user_id = $2, user_location = $3
+    WHERE user_code_hash = $4 AND status = 'pending' AND expires_at > $5";
+/// A poll's bookkeeping (`device::PollUpdate`); `$3` is the status from then on.
+pub(crate) const RECORD_DEVICE_POLL: &str = "UPDATE device_codes
+    SET interval_secs = $1, last_poll_at = $2, status = $3 WHERE device_code_hash = $4";
+pub(crate) const DEVICE_GUESS_TALLY: &str =
+    "SELECT failures, since, last_at FROM device_guesses WHERE source = $1";
+pub(crate) const UPSERT_DEVICE_GUESS_TALLY: &str = "INSERT INTO device_guesses
+    (source, failures, since, last_at, forget_at) VALUES ($1, $2, $3, $4, $5)
+    ON CONFLICT (source) DO UPDATE SET failures = excluded.failures, since = excluded.since,
+        last_at = excluded.last_at, forget_at = excluded.forget_at";
+pub(crate) const DELETE_DEVICE_GUESS_TALLY: &str = "DELETE FROM device_guesses WHERE source = $1";
+
 // ---- the sweep ----------------------------------------------------------------------------
 
 /// The sweep walks the access tokens in id order, which is the order they were made in, a
@@ -231,6 +260,8 @@ pub(crate) const SWEEP_SESSIONS: &str = "DELETE FROM sessions WHERE expires_at <
 pub(crate) const SWEEP_PENDING_CONSENTS: &str =
     "DELETE FROM pending_consents WHERE expires_at <= $1";
 pub(crate) const SWEEP_CODES: &str = "DELETE FROM grant_codes WHERE expires_at <= $1";
+pub(crate) const SWEEP_DEVICE_CODES: &str = "DELETE FROM device_codes WHERE expires_at <= $1";
+pub(crate) const SWEEP_DEVICE_GUESSES: &str = "DELETE FROM device_guesses WHERE forget_at <= $1";
 
 // ---- browser sessions and pending consents ------------------------------------------------
 

@@ -13,12 +13,13 @@ use std::future::Future;
 use grantd_core::grant::{AccessGrant, CodeGrant, RefreshGrant, Rejection};
 use grantd_core::secret::SecretHash;
 use grantd_core::signin::{Attempt, Gate, Tallies};
+use grantd_core::source::Source;
 use grantd_core::{Client, ClientId, Limits, OAuthError, Scopes, Timestamp};
 
 use crate::model::{
-    AccessIssue, ClientUpdate, CodeIssue, CodeSummary, ConnectedApp, EnabledDc, NewAccess,
-    NewClient, NewCode, NewTokens, Redemption, RefreshOutcome, ScopeEntry, SessionSummary,
-    SigningKeyRecord, TokenInfo, User,
+    AccessIssue, ClientUpdate, CodeIssue, CodeSummary, ConnectedApp, DeviceDecision, DeviceLookup,
+    DevicePoll, EnabledDc, NewAccess, NewClient, NewCode, NewDeviceCode, NewTokens, Redemption,
+    RefreshOutcome, ScopeEntry, SessionSummary, SigningKeyRecord, TokenInfo, User,
 };
 use crate::StoreError;
 
@@ -110,10 +111,56 @@ pub trait TokenVerbs: Send + Sync {
     ) -> impl Future<Output = Answer<bool>> + Send;
 
     /// Deletes what can no longer be used: expired access tokens (a chunk at a time, each
-    /// chunk its own write), sessions and pending consents, codes a day past expiry, and
-    /// sign-in tallies every rule counts as zero.
+    /// chunk its own write), sessions and pending consents, codes and device codes a day past
+    /// expiry, and sign-in and user-code guess tallies every rule counts as zero.
     /// Returns how many rows went.
     fn sweep(&self, now: Timestamp) -> impl Future<Output = Answer<u64>> + Send;
+}
+
+/// The device flow (RFC 8628; CONTRACT.md "Device flow"): device authorizations, the
+/// verification page's look-ups and decisions, and polls.
+pub trait DeviceVerbs: Send + Sync {
+    /// Stores a pending device authorization. `Conflict` if a live one has the same user code
+    /// (the caller draws another); an expired one holding it is deleted first.
+    fn add_device_code(
+        &self,
+        code: &NewDeviceCode,
+        now: Timestamp,
+    ) -> impl Future<Output = Answer<()>> + Send;
+
+    /// Looks up a typed user code for the verification page, within the guess throttle
+    /// (`device::admit_guess`, `device::after_guess`): one transaction, so parallel guesses
+    /// cannot race past it. A code that is not live and pending counts as a wrong guess
+    /// from `source` and globally; a right one does not count.
+    fn find_device_code(
+        &self,
+        user_code_hash: &SecretHash,
+        source: &Source,
+        now: Timestamp,
+        limits: &Limits,
+    ) -> impl Future<Output = Answer<DeviceLookup>> + Send;
+
+    /// Records the user's decision on a live, pending authorization: once (`false` if it was
+    /// decided already, expired or unknown).
+    fn decide_device_code(
+        &self,
+        user_code_hash: &SecretHash,
+        decision: &DeviceDecision,
+        now: Timestamp,
+    ) -> impl Future<Output = Answer<bool>> + Send;
+
+    /// A device polls with its device code, as `client` (`device::poll` decides, and its
+    /// bookkeeping is written in the same transaction). An approved authorization issues
+    /// `tokens` once (the refresh token only for `access_type=offline`, within the
+    /// per-(user, client) cap) and is used from then on.
+    fn poll_device_code(
+        &self,
+        device_code_hash: &SecretHash,
+        client: &ClientId,
+        tokens: &NewTokens,
+        now: Timestamp,
+        limits: &Limits,
+    ) -> impl Future<Output = Answer<DevicePoll>> + Send;
 }
 
 /// Browser sessions, pending consents and remembered consent: what the redirect flow and the

@@ -19,6 +19,8 @@ use sqlx::{Connection, Executor, PgConnection};
 use tempfile::TempDir;
 
 use grantd_core::datacenter::email_key;
+use grantd_core::device::{DeviceGrant, PollAnswer};
+use grantd_core::grant::AccessType;
 use grantd_core::grant::{refresh_scopes, CodeGrant, Rejection, SignIn};
 use grantd_core::secret::{generate_client_id, random_id, SecretHash};
 use grantd_core::signin::{self, Attempt as SignInAttempt, Gate, Tallies, Tally};
@@ -27,8 +29,9 @@ use grantd_core::{
     Client, ClientId, ClientType, Dialect, Limits, OAuthError, RedirectUri, Scopes, Timestamp,
 };
 use grantd_store::{
-    AccessIssue, AccountVerbs, ClientUpdate, CodeIssue, ConsentRecord, ConsoleVerbs, EnabledDc,
-    KeyVerbs, NewAccess, NewClient, NewCode, NewTokens, Redemption, RefreshOutcome, SessionVerbs,
+    AccessIssue, AccountVerbs, ClientUpdate, CodeIssue, ConsentRecord, ConsoleVerbs,
+    DeviceDecision, DeviceLookup, DevicePoll, DeviceVerbs, EnabledDc, KeyVerbs, NewAccess,
+    NewClient, NewCode, NewDeviceCode, NewTokens, Redemption, RefreshOutcome, SessionVerbs,
     SigningKeyRecord, Store, StoreError, TokenVerbs,
 };
 
@@ -106,6 +109,13 @@ conformance! {
     sessions_know_when_their_user_signed_in,
     the_first_signing_key_is_made_once,
     rotation_retires_the_active_key_until_it_expires,
+    device_codes_are_added_found_and_decided_once,
+    a_user_code_is_unique_while_live,
+    device_polls_follow_the_rules,
+    device_tokens_are_issued_once_under_concurrency,
+    user_code_guesses_are_throttled_per_source_and_globally,
+    parallel_guesses_stay_within_the_throttle,
+    sweep_forgets_device_codes_and_guesses,
 }
 
 // ---- backends ----------------------------------------------------------------------------
@@ -2434,6 +2444,414 @@ async fn set_password_ends_other_sessions(store: Store) {
     );
 }
 
+// ---- the device flow ----------------------------------------------------------------------
+
+/// A pending device authorization for `client`, made at `now` with the default lifetime
+/// (300 s) and interval (30 s); `offline` grants a refresh token.
+fn new_device_code(client: &Client, offline: bool, now: Timestamp) -> NewDeviceCode {
+    let access = if offline {
+        AccessType::Offline
+    } else {
+        AccessType::Online
+    };
+    NewDeviceCode {
+        device_code_hash: hash(),
+        user_code_hash: hash(),
+        grant: DeviceGrant::new(client.id.clone(), scopes(SCOPE), access, now, &limits()),
+    }
+}
+
+async fn add_device_code(store: &Store, code: &NewDeviceCode, now: Timestamp) {
+    store.add_device_code(code, now).await.unwrap();
+}
+
+/// Guess limits high enough that a test reading through `find_device_code` is never throttled.
+fn unthrottled() -> Limits {
+    Limits {
+        device_guesses_per_source: 1_000_000,
+        device_guesses_global: 1_000_000,
+        ..limits()
+    }
+}
+
+fn source(last: u8) -> Source {
+    Source::of([192, 0, 2, last].into())
+}
+
+async fn find(store: &Store, user_code: &SecretHash, from: u8, now: Timestamp) -> DeviceLookup {
+    store
+        .find_device_code(user_code, &source(from), now, &unthrottled())
+        .await
+        .unwrap()
+}
+
+async fn poll(
+    store: &Store,
+    code: &NewDeviceCode,
+    client: &Client,
+    tokens: &NewTokens,
+    now: Timestamp,
+) -> DevicePoll {
+    store
+        .poll_device_code(&code.device_code_hash, &client.id, tokens, now, &limits())
+        .await
+        .unwrap()
+}
+
+async fn device_codes_are_added_found_and_decided_once(store: Store) {
+    let ada = user(&store, "ada@example.com").await;
+    let tv = client(&store, ClientType::NonBrowser, None).await;
+    let code = new_device_code(&tv, true, T0);
+    add_device_code(&store, &code, T0).await;
+    let user_code = code.user_code_hash;
+    assert_eq!(
+        find(&store, &user_code, 1, T0.plus(10)).await,
+        DeviceLookup::Found(code.grant.clone())
+    );
+    assert_eq!(
+        find(&store, &hash(), 1, T0.plus(10)).await,
+        DeviceLookup::Unknown
+    );
+    let approve = DeviceDecision::Approve { user_id: ada };
+    assert!(store
+        .decide_device_code(&user_code, &approve, T0.plus(20))
+        .await
+        .unwrap());
+    // Single use: neither a second approval nor a denial changes it.
+    assert!(!store
+        .decide_device_code(&user_code, &approve, T0.plus(21))
+        .await
+        .unwrap());
+    assert!(!store
+        .decide_device_code(&user_code, &DeviceDecision::Deny, T0.plus(21))
+        .await
+        .unwrap());
+    assert_eq!(
+        find(&store, &user_code, 1, T0.plus(22)).await,
+        DeviceLookup::Unknown
+    );
+
+    // An expired code can be neither found nor decided.
+    let late = new_device_code(&tv, false, T0);
+    add_device_code(&store, &late, T0).await;
+    let end = late.grant.expires_at;
+    assert!(matches!(
+        find(&store, &late.user_code_hash, 1, end.minus(1)).await,
+        DeviceLookup::Found(_)
+    ));
+    assert_eq!(
+        find(&store, &late.user_code_hash, 1, end).await,
+        DeviceLookup::Unknown
+    );
+    assert!(!store
+        .decide_device_code(&late.user_code_hash, &DeviceDecision::Deny, end)
+        .await
+        .unwrap());
+
+    // A removed client takes its device codes with it.
+    let other = new_device_code(&tv, false, T0);
+    add_device_code(&store, &other, T0).await;
+    assert!(store.remove_client(tv.id.as_str()).await.unwrap());
+    assert_eq!(
+        find(&store, &other.user_code_hash, 1, T0).await,
+        DeviceLookup::Unknown
+    );
+}
+
+async fn a_user_code_is_unique_while_live(store: Store) {
+    let tv = client(&store, ClientType::NonBrowser, None).await;
+    let first = new_device_code(&tv, false, T0);
+    add_device_code(&store, &first, T0).await;
+    let same_user_code = NewDeviceCode {
+        device_code_hash: hash(),
+        ..new_device_code(&tv, false, T0.plus(10))
+    };
+    let same_user_code = NewDeviceCode {
+        user_code_hash: first.user_code_hash,
+        ..same_user_code
+    };
+    let clash = store.add_device_code(&same_user_code, T0.plus(10)).await;
+    assert!(matches!(clash, Err(StoreError::Conflict(_))), "{clash:?}");
+    // Once the first has expired, its user code may be drawn again.
+    let later = first.grant.expires_at;
+    let mut again = new_device_code(&tv, false, later);
+    again.user_code_hash = first.user_code_hash;
+    add_device_code(&store, &again, later).await;
+    assert_eq!(
+        find(&store, &first.user_code_hash, 1, later).await,
+        DeviceLookup::Found(again.grant.clone())
+    );
+    let tokens = new_tokens(later);
+    assert_eq!(
+        poll(&store, &first, &tv, &tokens, later).await,
+        DevicePoll::Unknown
+    );
+}
+
+async fn device_polls_follow_the_rules(store: Store) {
+    let ada = user(&store, "ada@example.com").await;
+    let tv = client(&store, ClientType::NonBrowser, None).await;
+    let other = client(&store, ClientType::NonBrowser, None).await;
+    let code = new_device_code(&tv, true, T0);
+    add_device_code(&store, &code, T0).await;
+    let tokens = new_tokens(T0);
+    let answered = |answer| DevicePoll::Answered(answer);
+
+    assert_eq!(
+        poll(&store, &code, &tv, &tokens, T0).await,
+        answered(PollAnswer::Pending)
+    );
+    // Sooner than 30 s: slow down, and the interval is 35 s from then on.
+    assert_eq!(
+        poll(&store, &code, &tv, &tokens, T0.plus(29)).await,
+        answered(PollAnswer::SlowDown)
+    );
+    assert_eq!(
+        poll(&store, &code, &tv, &tokens, T0.plus(29 + 34)).await,
+        answered(PollAnswer::SlowDown)
+    );
+    let t = T0.plus(29 + 34 + 40);
+    assert_eq!(
+        poll(&store, &code, &tv, &tokens, t).await,
+        answered(PollAnswer::Pending)
+    );
+    // Another client's poll is refused and changes nothing.
+    assert_eq!(
+        poll(&store, &code, &other, &tokens, t.plus(1)).await,
+        answered(PollAnswer::OtherClient)
+    );
+    assert!(store
+        .decide_device_code(
+            &code.user_code_hash,
+            &DeviceDecision::Approve { user_id: ada },
+            t.plus(2)
+        )
+        .await
+        .unwrap());
+    let issued_at = t.plus(40);
+    assert_eq!(
+        poll(&store, &code, &tv, &tokens, issued_at).await,
+        DevicePoll::Issued {
+            scopes: scopes(SCOPE),
+            refresh: true
+        }
+    );
+    assert!(access_alive(&store, &tokens.access.hash, issued_at).await);
+    assert!(refresh_alive(&store, &tokens.refresh_hash).await);
+    assert_eq!(active_refresh_tokens(&store, ada, &tv).await, 1);
+    let again = new_tokens(issued_at);
+    assert_eq!(
+        poll(&store, &code, &tv, &again, issued_at.plus(100)).await,
+        answered(PollAnswer::Used)
+    );
+    assert!(!access_alive(&store, &again.access.hash, issued_at).await);
+
+    // Online: an access token only.
+    let online = new_device_code(&tv, false, T0);
+    add_device_code(&store, &online, T0).await;
+    let approve = DeviceDecision::Approve { user_id: ada };
+    assert!(store
+        .decide_device_code(&online.user_code_hash, &approve, T0)
+        .await
+        .unwrap());
+    let online_tokens = new_tokens(T0);
+    assert_eq!(
+        poll(&store, &online, &tv, &online_tokens, T0.plus(1)).await,
+        DevicePoll::Issued {
+            scopes: scopes(SCOPE),
+            refresh: false
+        }
+    );
+    assert!(access_alive(&store, &online_tokens.access.hash, T0.plus(1)).await);
+    assert!(!refresh_alive(&store, &online_tokens.refresh_hash).await);
+
+    // Denied, sent to another data center, expired.
+    let denied = new_device_code(&tv, false, T0);
+    add_device_code(&store, &denied, T0).await;
+    assert!(store
+        .decide_device_code(&denied.user_code_hash, &DeviceDecision::Deny, T0)
+        .await
+        .unwrap());
+    assert_eq!(
+        poll(&store, &denied, &tv, &tokens, T0).await,
+        answered(PollAnswer::Denied)
+    );
+    let elsewhere = new_device_code(&tv, false, T0);
+    add_device_code(&store, &elsewhere, T0).await;
+    let eu = DeviceDecision::OtherDc {
+        location: "eu".into(),
+    };
+    assert!(store
+        .decide_device_code(&elsewhere.user_code_hash, &eu, T0)
+        .await
+        .unwrap());
+    assert_eq!(
+        poll(&store, &elsewhere, &tv, &tokens, T0).await,
+        answered(PollAnswer::OtherDc {
+            location: "eu".into()
+        })
+    );
+    let expired = new_device_code(&tv, false, T0);
+    add_device_code(&store, &expired, T0).await;
+    assert!(store
+        .decide_device_code(&expired.user_code_hash, &approve, T0)
+        .await
+        .unwrap());
+    let end = expired.grant.expires_at;
+    let late = new_tokens(end);
+    assert_eq!(
+        poll(&store, &expired, &tv, &late, end).await,
+        answered(PollAnswer::Expired)
+    );
+    assert!(!access_alive(&store, &late.access.hash, end).await);
+    let unknown = NewDeviceCode {
+        device_code_hash: hash(),
+        ..new_device_code(&tv, false, T0)
+    };
+    assert_eq!(
+        poll(&store, &unknown, &tv, &tokens, T0).await,
+        DevicePoll::Unknown
+    );
+}
+
+async fn device_tokens_are_issued_once_under_concurrency(store: Store) {
+    let ada = user(&store, "ada@example.com").await;
+    let tv = client(&store, ClientType::NonBrowser, None).await;
+    let code = new_device_code(&tv, true, T0);
+    add_device_code(&store, &code, T0).await;
+    let approve = DeviceDecision::Approve { user_id: ada };
+    assert!(store
+        .decide_device_code(&code.user_code_hash, &approve, T0)
+        .await
+        .unwrap());
+    let polls = (0..8).map(|_| {
+        let (store, tv, hash) = (store.clone(), tv.id.clone(), code.device_code_hash);
+        async move {
+            store
+                .poll_device_code(&hash, &tv, &new_tokens(T0), T0.plus(1), &limits())
+                .await
+                .unwrap()
+        }
+    });
+    let answers = join_all(polls).await;
+    let issued = answers
+        .iter()
+        .filter(|a| matches!(a, DevicePoll::Issued { .. }))
+        .count();
+    assert_eq!(issued, 1, "{answers:?}");
+    assert_eq!(active_refresh_tokens(&store, ada, &tv).await, 1);
+}
+
+fn guess_limits(per_source: i64, global: i64) -> Limits {
+    Limits {
+        device_guesses_per_source: per_source,
+        device_guesses_global: global,
+        device_guess_window_secs: 600,
+        ..limits()
+    }
+}
+
+async fn guess(
+    store: &Store,
+    user_code: &SecretHash,
+    from: u8,
+    now: Timestamp,
+    limits: &Limits,
+) -> DeviceLookup {
+    store
+        .find_device_code(user_code, &source(from), now, limits)
+        .await
+        .unwrap()
+}
+
+async fn user_code_guesses_are_throttled_per_source_and_globally(store: Store) {
+    let tv = client(&store, ClientType::NonBrowser, None).await;
+    let code = new_device_code(&tv, false, T0);
+    add_device_code(&store, &code, T0).await;
+    let right = code.user_code_hash;
+    let limits = guess_limits(3, 5);
+    // A right code never counts.
+    for _ in 0..10 {
+        assert!(matches!(
+            guess(&store, &right, 1, T0, &limits).await,
+            DeviceLookup::Found(_)
+        ));
+    }
+    for _ in 0..3 {
+        assert_eq!(
+            guess(&store, &hash(), 1, T0, &limits).await,
+            DeviceLookup::Unknown
+        );
+    }
+    // The source is done for the window, even with the right code.
+    assert_eq!(
+        guess(&store, &right, 1, T0.plus(10), &limits).await,
+        DeviceLookup::Throttled { retry_after: 590 }
+    );
+    // Another source has two wrong guesses left before the global tally is full ...
+    for _ in 0..2 {
+        assert_eq!(
+            guess(&store, &hash(), 2, T0, &limits).await,
+            DeviceLookup::Unknown
+        );
+    }
+    // ... and then every source is refused.
+    for from in [2, 3] {
+        assert!(matches!(
+            guess(&store, &right, from, T0.plus(1), &limits).await,
+            DeviceLookup::Throttled { .. }
+        ));
+    }
+    // A new window: looked up again.
+    let fresh = new_device_code(&tv, false, T0.plus(600));
+    add_device_code(&store, &fresh, T0.plus(600)).await;
+    let later = guess(&store, &fresh.user_code_hash, 1, T0.plus(600), &limits).await;
+    assert!(matches!(later, DeviceLookup::Found(_)), "{later:?}");
+}
+
+async fn parallel_guesses_stay_within_the_throttle(store: Store) {
+    let tv = client(&store, ClientType::NonBrowser, None).await;
+    add_device_code(&store, &new_device_code(&tv, false, T0), T0).await;
+    let limits = guess_limits(4, 1_000);
+    let guesses = (0..20).map(|_| {
+        let (store, limits) = (store.clone(), limits.clone());
+        async move { guess(&store, &hash(), 7, T0, &limits).await }
+    });
+    let answers = join_all(guesses).await;
+    let looked_up = answers
+        .iter()
+        .filter(|a| **a == DeviceLookup::Unknown)
+        .count();
+    assert_eq!(looked_up, 4, "{answers:?}");
+}
+
+async fn sweep_forgets_device_codes_and_guesses(store: Store) {
+    let tv = client(&store, ClientType::NonBrowser, None).await;
+    let code = new_device_code(&tv, false, T0);
+    add_device_code(&store, &code, T0).await;
+    let limits = guess_limits(1, 1_000);
+    assert_eq!(
+        guess(&store, &hash(), 1, T0, &limits).await,
+        DeviceLookup::Unknown
+    );
+    // Within the window nothing goes: the tally and the live code stay.
+    assert_eq!(store.sweep(T0.plus(599)).await.unwrap(), 0);
+    // The window over: the source's and the global tally go; the expired code stays a day,
+    // so a late poll still hears that it expired.
+    assert_eq!(store.sweep(T0.plus(600)).await.unwrap(), 2);
+    let tokens = new_tokens(T0);
+    let end = code.grant.expires_at;
+    assert_eq!(
+        poll(&store, &code, &tv, &tokens, end.plus(86_399)).await,
+        DevicePoll::Answered(PollAnswer::Expired)
+    );
+    assert_eq!(store.sweep(end.plus(86_400)).await.unwrap(), 1);
+    assert_eq!(
+        poll(&store, &code, &tv, &tokens, end.plus(86_400)).await,
+        DevicePoll::Unknown
+    );
+}
+
 // ---- a dropped write is whole or absent --------------------------------------------------
 //
 // Appended for issue 11 (the PostgreSQL half of the cancellation contract in verbs.rs: "whether
@@ -2453,7 +2871,7 @@ use std::time::Duration;
 
 use futures::future::{poll_fn, BoxFuture, FutureExt};
 
-/// Every write verb of the four traits.
+/// Every write verb of the five traits.
 #[derive(Debug, Clone, Copy)]
 enum Verb {
     AddUser,
@@ -2482,9 +2900,13 @@ enum Verb {
     EnableClientDc,
     DisableClientDc,
     MirrorClients,
+    AddDeviceCode,
+    FindDeviceCode,
+    DecideDeviceCode,
+    PollDeviceCode,
 }
 
-const WRITES: [Verb; 26] = [
+const WRITES: [Verb; 30] = [
     Verb::AddUser,
     Verb::BeginSignIn,
     Verb::SignInSucceeded,
@@ -2511,6 +2933,10 @@ const WRITES: [Verb; 26] = [
     Verb::EnableClientDc,
     Verb::DisableClientDc,
     Verb::MirrorClients,
+    Verb::AddDeviceCode,
+    Verb::FindDeviceCode,
+    Verb::DecideDeviceCode,
+    Verb::PollDeviceCode,
 ];
 
 /// What a write does, as facts read through the verbs, each true once the write happened. (The
@@ -3103,6 +3529,89 @@ async fn prepare(store: &Store, write: Verb, k: i64) -> Attempt {
                     vec![
                         the_user(&store, ada).await.password_hash == "$argon2id$dropped",
                         !session_alive(&store, &elsewhere, T0).await,
+                    ]
+                }),
+                false,
+            )
+        }
+        Verb::AddDeviceCode => {
+            let tv = client(store, ClientType::NonBrowser, None).await;
+            let code = new_device_code(&tv, false, T0);
+            let c = code.clone();
+            (
+                run(async move { s.add_device_code(&c, T0).await }),
+                facts(move |store| {
+                    let (code, tv) = (code.clone(), tv.clone());
+                    async move {
+                        let tokens = new_tokens(T0);
+                        vec![poll(&store, &code, &tv, &tokens, T0).await != DevicePoll::Unknown]
+                    }
+                }),
+                false,
+            )
+        }
+        Verb::FindDeviceCode => {
+            // One wrong guess allowed per source: the write's makes the source throttled.
+            let from = [10, 30, (k / 256) as u8, (k % 256) as u8];
+            let one = Limits {
+                device_guesses_per_source: 1,
+                ..unthrottled()
+            };
+            let l = one.clone();
+            (
+                run(async move {
+                    s.find_device_code(&hash(), &Source::of(from.into()), T0, &l)
+                        .await
+                }),
+                // Reading counts a wrong guess of its own if the write did not happen.
+                facts(move |store| {
+                    let one = one.clone();
+                    async move {
+                        let again = store
+                            .find_device_code(&hash(), &Source::of(from.into()), T0, &one)
+                            .await
+                            .unwrap();
+                        vec![matches!(again, DeviceLookup::Throttled { .. })]
+                    }
+                }),
+                true,
+            )
+        }
+        Verb::DecideDeviceCode => {
+            let ada = fresh_user(store).await;
+            let tv = client(store, ClientType::NonBrowser, None).await;
+            let code = new_device_code(&tv, false, T0);
+            add_device_code(store, &code, T0).await;
+            let user_code = code.user_code_hash;
+            (
+                run(async move {
+                    let approve = DeviceDecision::Approve { user_id: ada };
+                    s.decide_device_code(&user_code, &approve, T0).await
+                }),
+                facts(move |store| async move {
+                    vec![find(&store, &user_code, 9, T0).await == DeviceLookup::Unknown]
+                }),
+                false,
+            )
+        }
+        Verb::PollDeviceCode => {
+            let ada = fresh_user(store).await;
+            let tv = client(store, ClientType::NonBrowser, None).await;
+            let code = new_device_code(&tv, true, T0);
+            add_device_code(store, &code, T0).await;
+            let approve = DeviceDecision::Approve { user_id: ada };
+            assert!(store
+                .decide_device_code(&code.user_code_hash, &approve, T0)
+                .await
+                .unwrap());
+            let tokens = new_tokens(T0);
+            let (hash, id, t) = (code.device_code_hash, tv.id.clone(), tokens.clone());
+            (
+                run(async move { s.poll_device_code(&hash, &id, &t, T0, &limits()).await }),
+                facts(move |store| async move {
+                    vec![
+                        access_alive(&store, &tokens.access.hash, T0).await,
+                        refresh_alive(&store, &tokens.refresh_hash).await,
                     ]
                 }),
                 false,

@@ -17,6 +17,9 @@ pub struct ErrorBody {
     pub error_description: Option<Cow<'static, str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<Cow<'static, str>>,
+    /// Zoho's device flow `other_dc`: the data center the device must poll instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_location: Option<Cow<'static, str>>,
 }
 
 impl ErrorBody {
@@ -27,6 +30,7 @@ impl ErrorBody {
             error: Cow::Borrowed(error.wire(dialect).error),
             error_description: Some(error.description()),
             status: status.map(Cow::Borrowed),
+            user_location: error.user_location().map(|l| Cow::Owned(l.to_owned())),
         }
     }
 
@@ -36,6 +40,7 @@ impl ErrorBody {
             error: Cow::Borrowed(error),
             error_description: Some(Cow::Borrowed(description)),
             status: None,
+            user_location: None,
         }
     }
 
@@ -51,6 +56,7 @@ impl ErrorBody {
             error: Cow::Borrowed(error),
             error_description: None,
             status: None,
+            user_location: None,
         }
     }
 }
@@ -109,6 +115,22 @@ mod tests {
                 r#"{"error":"Access Denied","error_description":"You have made too many requests continuously. Please try again after some time.","status":"failure"}"#
             );
         }
+    }
+
+    #[test]
+    fn other_dc_names_the_users_location() {
+        let error = OAuthError::OtherDc {
+            location: "eu".into(),
+            accounts: "https://accounts.example.eu".into(),
+        };
+        assert_eq!(
+            json(&ErrorBody::oauth(&error, Dialect::Zoho)),
+            r#"{"error":"other_dc","error_description":"the user's account is in data center eu; poll https://accounts.example.eu instead","user_location":"eu"}"#
+        );
+        assert_eq!(
+            json(&ErrorBody::oauth(&OAuthError::ExpiredToken, Dialect::Zoho)),
+            r#"{"error":"expired","error_description":"the device code has expired"}"#
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! has always sent them (for bodies once built with `serde_json::json!`, that is alphabetical).
 
 pub mod datacenter;
+pub mod device;
 pub mod discovery;
 pub mod error;
 pub mod oidc;
@@ -13,6 +14,7 @@ pub mod resource;
 pub mod status;
 pub mod token;
 
+pub use device::{DeviceAuthorization, ZohoDeviceCode};
 pub use discovery::{Metadata, ServerInfo};
 pub use error::ErrorBody;
 pub use oidc::{Jwk, JwkSet};

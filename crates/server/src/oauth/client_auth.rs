@@ -130,6 +130,16 @@ impl Caller {
         }
     }
 
+    /// The claimed client, its secret checked only when one was presented: RFC 8628 §3.1's
+    /// device authorization request, which Zoho's docs make with `client_id` alone (a device
+    /// code is worth nothing without the secret that its polls must present).
+    pub fn identified(&self) -> Result<&Client, OAuthError> {
+        if self.credentials.secret.is_some() {
+            return self.authenticated();
+        }
+        self.client.as_ref().ok_or_else(|| self.unknown.clone())
+    }
+
     /// An error in this caller's dialect.
     pub fn error(&self, failure: impl Into<Failure>) -> ApiError {
         ApiError {

@@ -9,6 +9,7 @@ use grantd_core::datacenter::accounts_servers;
 use grantd_core::oidc;
 use grantd_wire::{JwkSet, Metadata, ServerInfo, Status};
 
+use super::device::DEVICE_CODE_GRANT;
 use crate::app::App;
 
 pub async fn metadata(State(app): State<App>) -> Json<Metadata> {
@@ -33,7 +34,13 @@ pub async fn metadata(State(app): State<App>) -> Json<Metadata> {
             "family_name",
         ]),
         code_challenge_methods_supported: list(&["S256"]),
-        grant_types_supported: list(&["authorization_code", "refresh_token", "client_credentials"]),
+        device_authorization_endpoint: format!("{base}/oauth/v2/device_authorization"),
+        grant_types_supported: list(&[
+            "authorization_code",
+            "refresh_token",
+            "client_credentials",
+            DEVICE_CODE_GRANT,
+        ]),
         id_token_signing_alg_values_supported: list(&[app.settings.id_token_signing_alg.as_str()]),
         introspection_endpoint: format!("{base}/oauth/v2/introspect"),
         introspection_endpoint_auth_methods_supported: list(&[

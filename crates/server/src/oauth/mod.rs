@@ -2,6 +2,8 @@
 
 pub mod authorize;
 pub mod client_auth;
+pub mod device;
+pub mod device_page;
 pub mod discovery;
 pub mod resource;
 pub mod revoke;

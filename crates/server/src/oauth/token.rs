@@ -1,5 +1,6 @@
 //! `POST /oauth/v2/token`: the authorization_code, refresh_token and client_credentials grants
-//! (RFC 6749 §4.1.3, §6, §4.4; CONTRACT.md). The hot path: one SHA-256 per secret, one read of
+//! (RFC 6749 §4.1.3, §6, §4.4; CONTRACT.md) and RFC 8628's device_code grant (its flow is
+//! `device.rs`'s). The hot path: one SHA-256 per secret, one read of
 //! the client, one write transaction. The handler authenticates the caller, parses one
 //! `TokenRequest`, calls its flow and renders what was `Issued`.
 
@@ -11,13 +12,14 @@ use axum::Json;
 use grantd_core::datacenter::unknown_here;
 use grantd_core::grant::{refresh_scopes, CodeGrant, SignIn};
 use grantd_core::oidc::{self, IdTokenFor, Subject};
-use grantd_core::secret::{AccessToken, GrantCode, RefreshToken};
+use grantd_core::secret::{AccessToken, DeviceCode, GrantCode, RefreshToken};
 use grantd_core::{Client, ClientType, OAuthError, Scopes, Timestamp};
 use grantd_store::{AccessIssue, NewAccess, NewTokens, Redemption, RefreshOutcome};
 use grantd_store::{AccountVerbs, TokenVerbs};
 use grantd_wire::TokenResponse;
 
 use super::client_auth::Caller;
+use super::device::{self, DEVICE_CODE_GRANT};
 use super::registered_scopes;
 use crate::app::App;
 use crate::error::Failure;
@@ -122,6 +124,9 @@ async fn grant(
         TokenRequest::ClientCredentials { owner, scopes } => {
             client_credentials(app, client, owner, scopes, now).await
         }
+        TokenRequest::DeviceCode { device_code } => {
+            device::poll(app, client, device_code, now).await
+        }
     }
 }
 
@@ -143,6 +148,8 @@ enum TokenRequest {
     },
     /// RFC 6749 §4.4, for a Self Client: access to its owner's own data.
     ClientCredentials { owner: i64, scopes: Scopes },
+    /// RFC 8628 §3.4: a device polls with its device code.
+    DeviceCode { device_code: DeviceCode },
 }
 
 impl TokenRequest {
@@ -181,26 +188,29 @@ impl TokenRequest {
                 let scopes = registered_scopes(app, params.require("scope")?).await?;
                 Ok(TokenRequest::ClientCredentials { owner, scopes })
             }
+            DEVICE_CODE_GRANT => Ok(TokenRequest::DeviceCode {
+                device_code: DeviceCode::from_wire(params.require("device_code")?.to_owned()),
+            }),
             _ => Err(OAuthError::UnsupportedGrantType.into()),
         }
     }
 }
 
 /// What a grant issued, before it is written on the wire.
-struct Issued {
-    access: AccessToken,
+pub(super) struct Issued {
+    pub(super) access: AccessToken,
     /// Only where the grant issues one (CONTRACT.md): a code exchange's, a public client's
-    /// rotated one on refresh; never on client_credentials.
-    refresh: Option<RefreshToken>,
-    scopes: Scopes,
+    /// rotated one on refresh, an offline device grant's; never on client_credentials.
+    pub(super) refresh: Option<RefreshToken>,
+    pub(super) scopes: Scopes,
     /// With `openid`: the ID token (a JWS, not a secret of ours: it proves, it opens nothing).
-    id_token: Option<String>,
+    pub(super) id_token: Option<String>,
 }
 
 impl Issued {
     /// The success body (RFC 6749 §5.1, with Zoho's `api_domain`): the one place a token's
     /// secret is exposed to the wire.
-    fn render(&self, app: &App) -> TokenResponse {
+    pub(super) fn render(&self, app: &App) -> TokenResponse {
         TokenResponse::bearer(
             self.access.expose(),
             self.refresh.as_ref().map(RefreshToken::expose),

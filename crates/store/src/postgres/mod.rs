@@ -9,6 +9,7 @@
 
 mod accounts;
 mod console;
+mod device;
 mod keys;
 mod sessions;
 mod tokens;

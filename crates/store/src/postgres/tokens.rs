@@ -4,6 +4,7 @@
 //! caps and the throttles across nodes are taken.
 
 use grantd_core::consent::Consent;
+use grantd_core::device::DeviceGrant;
 use grantd_core::grant::{AccessGrant, CodeGrant, RefreshGrant, Rejection};
 use grantd_core::secret::SecretHash;
 use grantd_core::throttle::{
@@ -29,8 +30,8 @@ use crate::statements::{
     MARK_REDEEMED_WITH_TOKENS, NEWEST_CODE_SEQ, REFRESH_GRANT, REFRESH_TOKEN, REFRESH_TOKEN_AT,
     RETIRED_REFRESH_TOKEN, RETIRE_REFRESH_TOKEN, REVOKE_ACCESS_TOKEN, REVOKE_CODE_ACCESS_TOKENS,
     REVOKE_CODE_REFRESH_TOKENS, REVOKE_REFRESH_FAMILY, REVOKE_REFRESH_TOKEN, ROTATE_REFRESH_TOKEN,
-    SWEEP_CHUNK, SWEEP_CODES, SWEEP_PENDING_CONSENTS, SWEEP_SESSIONS, SWEEP_SIGNING_KEYS,
-    SWEEP_SIGNIN_TALLIES, UPSERT_CONSENT,
+    SWEEP_CHUNK, SWEEP_CODES, SWEEP_DEVICE_CODES, SWEEP_DEVICE_GUESSES, SWEEP_PENDING_CONSENTS,
+    SWEEP_SESSIONS, SWEEP_SIGNING_KEYS, SWEEP_SIGNIN_TALLIES, UPSERT_CONSENT,
 };
 use crate::verbs::TokenVerbs;
 
@@ -153,37 +154,16 @@ impl TokenVerbs for PostgresStore {
             }
             let scopes = grant.scopes.to_stored();
             let refresh_id = if grant.issue_refresh_token {
-                // Serialises grants per user, so concurrent grants cannot overshoot the cap.
-                sqlx::query(locked!(USER_ROW))
-                    .bind(grant.user_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                let id: i64 = sqlx::query_scalar(INSERT_REFRESH_TOKEN)
-                    .bind(tokens.refresh_hash.as_bytes())
-                    .bind(grant.client_id.as_str())
-                    .bind(grant.user_id)
-                    .bind(&scopes)
-                    .bind(code_hash.as_bytes())
-                    .bind(now.0)
-                    .bind(now.0)
-                    .bind(grant.oidc.auth_time.map(|t| t.0))
-                    .fetch_one(&mut *tx)
-                    .await?;
-                // Beyond the cap the oldest go, and their access tokens with them (cascade).
-                let evicted: Option<i64> = sqlx::query_scalar(REFRESH_TOKEN_AT)
-                    .bind(grant.user_id)
-                    .bind(grant.client_id.as_str())
-                    .bind(first_evicted_refresh_token(&limits))
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                if let Some(evicted) = evicted {
-                    sqlx::query(EVICT_REFRESH_TOKENS)
-                        .bind(grant.user_id)
-                        .bind(grant.client_id.as_str())
-                        .bind(evicted)
-                        .execute(&mut *tx)
-                        .await?;
-                }
+                let id = insert_refresh_token(
+                    &mut tx,
+                    &tokens.refresh_hash,
+                    (&grant.client_id, grant.user_id, &scopes),
+                    &code_hash,
+                    grant.oidc.auth_time,
+                    now,
+                    &limits,
+                )
+                .await?;
                 Some(id)
             } else {
                 None
@@ -469,6 +449,8 @@ impl TokenVerbs for PostgresStore {
                 (SWEEP_PENDING_CONSENTS, now),
                 (SWEEP_CODES, CodeGrant::forgettable_before(now)),
                 (SWEEP_SIGNIN_TALLIES, now),
+                (SWEEP_DEVICE_CODES, DeviceGrant::forgettable_before(now)),
+                (SWEEP_DEVICE_GUESSES, now),
                 (SWEEP_SIGNING_KEYS, now),
             ] {
                 removed += sqlx::query(sql)
@@ -484,10 +466,55 @@ impl TokenVerbs for PostgresStore {
     }
 }
 
+/// Stores a refresh token for (client, user, scopes), issued for the code (or device code)
+/// `code_hash`, within the per-(user, client) cap: beyond it the oldest go, and their access
+/// tokens with them (cascade). Its id.
+pub(super) async fn insert_refresh_token(
+    tx: &mut Tx,
+    hash: &SecretHash,
+    (client, user_id, scopes): (&ClientId, i64, &str),
+    code_hash: &SecretHash,
+    auth_time: Option<Timestamp>,
+    now: Timestamp,
+    limits: &Limits,
+) -> Answer<i64> {
+    // Serialises grants per user, so concurrent grants cannot overshoot the cap.
+    sqlx::query(locked!(USER_ROW))
+        .bind(user_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    let id: i64 = sqlx::query_scalar(INSERT_REFRESH_TOKEN)
+        .bind(hash.as_bytes())
+        .bind(client.as_str())
+        .bind(user_id)
+        .bind(scopes)
+        .bind(code_hash.as_bytes())
+        .bind(now.0)
+        .bind(now.0)
+        .bind(auth_time.map(|t| t.0))
+        .fetch_one(&mut **tx)
+        .await?;
+    let evicted: Option<i64> = sqlx::query_scalar(REFRESH_TOKEN_AT)
+        .bind(user_id)
+        .bind(client.as_str())
+        .bind(first_evicted_refresh_token(limits))
+        .fetch_optional(&mut **tx)
+        .await?;
+    if let Some(evicted) = evicted {
+        sqlx::query(EVICT_REFRESH_TOKENS)
+            .bind(user_id)
+            .bind(client.as_str())
+            .bind(evicted)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(id)
+}
+
 /// Stores an access token; `refresh_id` names the refresh token it was minted from, `code_hash`
 /// the code it was issued for.
 #[allow(clippy::too_many_arguments)] // one column each; a struct would only rename them
-async fn insert_access_token(
+pub(super) async fn insert_access_token(
     tx: &mut Tx,
     access: &NewAccess,
     client: &ClientId,

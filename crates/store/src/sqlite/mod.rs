@@ -8,6 +8,7 @@
 mod accounts;
 mod checkpoint;
 mod console;
+mod device;
 mod keys;
 mod query;
 mod readers;
@@ -111,15 +112,19 @@ mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
 
-    use grantd_core::grant::{CodeGrant, Rejection};
+    use grantd_core::device::DeviceGrant;
+    use grantd_core::grant::{AccessType, CodeGrant, Rejection};
     use grantd_core::secret::{random_id, SecretHash};
     use grantd_core::signin::Attempt;
     use grantd_core::source::Source;
     use grantd_core::{ClientId, ClientType, Dialect, Limits, OAuthError, Scopes, Timestamp};
 
     use super::*;
-    use crate::model::{ClientUpdate, ConsentRecord, NewAccess, NewClient, NewCode, NewTokens};
-    use crate::verbs::{AccountVerbs, ConsoleVerbs, SessionVerbs, TokenVerbs};
+    use crate::model::{
+        ClientUpdate, ConsentRecord, DeviceDecision, NewAccess, NewClient, NewCode, NewDeviceCode,
+        NewTokens,
+    };
+    use crate::verbs::{AccountVerbs, ConsoleVerbs, DeviceVerbs, SessionVerbs, TokenVerbs};
 
     const NOW: Timestamp = Timestamp(1_800_000_000);
 
@@ -153,6 +158,20 @@ mod tests {
                 scopes: Scopes::from_stored("AaaServer.profile.READ"),
                 redirect_uri: "https://app.example/cb".into(),
             }),
+        }
+    }
+
+    fn device_code(client: &ClientId) -> NewDeviceCode {
+        NewDeviceCode {
+            device_code_hash: hash(),
+            user_code_hash: hash(),
+            grant: DeviceGrant::new(
+                client.clone(),
+                Scopes::from_stored("AaaServer.profile.READ"),
+                AccessType::Offline,
+                NOW,
+                &Limits::default(),
+            ),
         }
     }
 
@@ -217,6 +236,20 @@ mod tests {
             .add_pending_consent(&pending, &session, "{}", NOW.plus(600))
             .await
             .unwrap();
+        let tv = ClientId::new("1000.TV".into());
+        store
+            .add_client(
+                &NewClient {
+                    id: tv.clone(),
+                    kind: ClientType::NonBrowser,
+                    ..new_client.clone()
+                },
+                NOW,
+            )
+            .await
+            .unwrap();
+        let device = device_code(&tv);
+        store.add_device_code(&device, NOW).await.unwrap();
 
         failing.store(true, Ordering::SeqCst);
         let first = store.add_scope("A.b.READ", "first after the failure").await;
@@ -364,6 +397,36 @@ mod tests {
             "take_pending_consent",
             store
                 .take_pending_consent(&pending, &session, NOW)
+                .await
+                .map(drop),
+        );
+        refused(
+            "add_device_code",
+            store.add_device_code(&device_code(&tv), NOW).await,
+        );
+        let here = Source::of([127, 0, 0, 1].into());
+        refused(
+            "find_device_code",
+            store
+                .find_device_code(&device.user_code_hash, &here, NOW, &limits)
+                .await
+                .map(drop),
+        );
+        refused(
+            "decide_device_code",
+            store
+                .decide_device_code(&device.user_code_hash, &DeviceDecision::Deny, NOW)
+                .await
+                .map(drop),
+        );
+        let tokens = NewTokens {
+            access: access(),
+            refresh_hash: hash(),
+        };
+        refused(
+            "poll_device_code",
+            store
+                .poll_device_code(&device.device_code_hash, &tv, &tokens, NOW, &limits)
                 .await
                 .map(drop),
         );

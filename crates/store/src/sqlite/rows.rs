@@ -36,6 +36,22 @@ impl ReadRow for TallyRow {
     }
 }
 
+impl ReadRow for DeviceRow {
+    fn read(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(DeviceRow {
+            client_id: row.get(0)?,
+            scopes: row.get(1)?,
+            offline: row.get(2)?,
+            status: row.get(3)?,
+            user_id: row.get(4)?,
+            user_location: row.get(5)?,
+            interval_secs: row.get(6)?,
+            last_poll_at: row.get(7)?,
+            expires_at: row.get(8)?,
+        })
+    }
+}
+
 impl ReadRow for ClientRow {
     fn read(row: &Row<'_>) -> rusqlite::Result<Self> {
         Ok(ClientRow {

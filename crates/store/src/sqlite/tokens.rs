@@ -4,6 +4,7 @@
 use rusqlite::Connection;
 
 use grantd_core::consent::Consent;
+use grantd_core::device::DeviceGrant;
 use grantd_core::grant::{AccessGrant, CodeGrant, RefreshGrant, Rejection};
 use grantd_core::secret::SecretHash;
 use grantd_core::throttle::{self, MintQuota, Minted};
@@ -162,6 +163,8 @@ impl TokenVerbs for SqliteStore {
                     (SWEEP_PENDING_CONSENTS, now),
                     (SWEEP_CODES, CodeGrant::forgettable_before(now)),
                     (SWEEP_SIGNIN_TALLIES, now),
+                    (SWEEP_DEVICE_CODES, DeviceGrant::forgettable_before(now)),
+                    (SWEEP_DEVICE_GUESSES, now),
                     (SWEEP_SIGNING_KEYS, now),
                 ] {
                     removed += execute(db, sql, (cutoff.0,))? as u64;
@@ -266,27 +269,21 @@ fn redeem_code(
     let scopes = grant.scopes.to_stored();
     let client = grant.client_id.as_str();
     let refresh_id = if grant.issue_refresh_token {
-        let id: Option<i64> = scalar(
+        let token = AccessToken {
+            client,
+            user_id: grant.user_id,
+            scopes: &scopes,
+            refresh_id: None,
+            code_hash: Some(code),
+        };
+        insert_refresh_token(
             db,
-            INSERT_REFRESH_TOKEN,
-            (
-                tokens.refresh_hash.as_bytes(),
-                client,
-                grant.user_id,
-                &scopes,
-                code,
-                now.0,
-                now.0,
-                grant.oidc.auth_time.map(|t| t.0),
-            ),
-        )?;
-        // Beyond the cap the oldest go, and their access tokens with them (cascade).
-        let first = throttle::first_evicted_refresh_token(limits);
-        if let Some(evicted) = scalar::<i64>(db, REFRESH_TOKEN_AT, (grant.user_id, client, first))?
-        {
-            execute(db, EVICT_REFRESH_TOKENS, (grant.user_id, client, evicted))?;
-        }
-        id
+            &tokens.refresh_hash,
+            &token,
+            grant.oidc.auth_time,
+            now,
+            limits,
+        )?
     } else {
         None
     };
@@ -398,16 +395,50 @@ fn client_credentials(
     Ok(AccessIssue::Issued)
 }
 
-/// Who an access token about to be stored speaks for, and what stands behind it.
-struct AccessToken<'a> {
-    client: &'a str,
-    user_id: i64,
-    scopes: &'a str,
-    refresh_id: Option<i64>,
-    code_hash: Option<&'a [u8]>,
+/// Who a token about to be stored speaks for, and what stands behind it.
+pub(super) struct AccessToken<'a> {
+    pub client: &'a str,
+    pub user_id: i64,
+    pub scopes: &'a str,
+    pub refresh_id: Option<i64>,
+    /// The code (or device code) it was issued for.
+    pub code_hash: Option<&'a [u8]>,
 }
 
-fn insert_access_token(
+/// Stores a refresh token for `token`'s user and client (its `refresh_id` is ignored), within
+/// the per-(user, client) cap: beyond it the oldest go, and their access tokens with them
+/// (cascade). Its id.
+pub(super) fn insert_refresh_token(
+    db: &Connection,
+    hash: &SecretHash,
+    token: &AccessToken<'_>,
+    auth_time: Option<Timestamp>,
+    now: Timestamp,
+    limits: &Limits,
+) -> Answer<Option<i64>> {
+    let (client, user) = (token.client, token.user_id);
+    let id: Option<i64> = scalar(
+        db,
+        INSERT_REFRESH_TOKEN,
+        (
+            hash.as_bytes(),
+            client,
+            user,
+            token.scopes,
+            token.code_hash,
+            now.0,
+            now.0,
+            auth_time.map(|t| t.0),
+        ),
+    )?;
+    let first = throttle::first_evicted_refresh_token(limits);
+    if let Some(evicted) = scalar::<i64>(db, REFRESH_TOKEN_AT, (user, client, first))? {
+        execute(db, EVICT_REFRESH_TOKENS, (user, client, evicted))?;
+    }
+    Ok(id)
+}
+
+pub(super) fn insert_access_token(
     db: &Connection,
     access: &NewAccess,
     token: &AccessToken<'_>,
