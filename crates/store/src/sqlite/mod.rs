@@ -9,6 +9,7 @@ mod accounts;
 mod checkpoint;
 mod console;
 mod device;
+mod enhance;
 mod query;
 mod readers;
 mod rows;
