@@ -18,4 +18,4 @@ pub use discovery::{Metadata, ServerInfo};
 pub use error::ErrorBody;
 pub use resource::{Introspection, UserInfo};
 pub use status::Status;
-pub use token::TokenResponse;
+pub use token::{EnhanceTokenResponse, TokenResponse};
