@@ -199,7 +199,7 @@ async fn an_eu_user_starting_at_us_is_sent_to_eu_and_asked_only_the_password_the
     assert_eq!(remembered, 1);
     assert_eq!(
         us.store
-            .email_home(&email_key("Bob@Example.com"))
+            .email_home(&email_key("bob@example.com"))
             .await
             .unwrap()
             .as_deref(),

@@ -33,6 +33,7 @@ mod dialects;
 mod encodings;
 mod http_limits;
 mod hygiene;
+mod incremental;
 mod issued_elsewhere;
 mod limits;
 mod login;

@@ -7,6 +7,7 @@ pub mod clock;
 pub mod consent;
 pub mod datacenter;
 pub mod device;
+pub mod enhance;
 pub mod error;
 pub mod grant;
 pub mod limits;

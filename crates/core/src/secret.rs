@@ -90,6 +90,11 @@ secret_type!(
 );
 secret_type!(RefreshToken);
 secret_type!(
+    /// Zoho's incremental authorization: what `/oauth/v2/token/scopeenhance` answers as its
+    /// `access_token`, shaped like a grant code (the DC tag, then 224 random bits).
+    EnhanceToken
+);
+secret_type!(
     /// 42 lower-case hex characters: 168 random bits.
     ClientSecret
 );
@@ -125,6 +130,11 @@ impl DeviceCode {
     }
 }
 impl AccessToken {
+    pub fn generate(issuer: DcTag) -> Self {
+        Self(opaque_token(issuer))
+    }
+}
+impl EnhanceToken {
     pub fn generate(issuer: DcTag) -> Self {
         Self(opaque_token(issuer))
     }

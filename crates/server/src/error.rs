@@ -130,6 +130,18 @@ impl IntoResponse for ErrorPage {
     }
 }
 
+impl ErrorPage {
+    /// `Failure::Internal` on a page: logged, and answered like a store failure, revealing
+    /// nothing.
+    pub fn internal(why: &str) -> Self {
+        tracing::error!(error = %why, "internal failure");
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: "The server could not complete the request. Please try again later.".into(),
+        }
+    }
+}
+
 impl From<StoreError> for ErrorPage {
     fn from(e: StoreError) -> Self {
         tracing::error!(error = %e, "store failure");

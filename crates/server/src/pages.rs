@@ -36,6 +36,8 @@ pub struct ConsentPage<'a> {
     pub consent_id: &'a str,
     /// This data center, in the header.
     pub location: &'a str,
+    /// Where the decision is posted: the authorization request's, or an enhance request's.
+    pub action: &'a str,
 }
 
 /// The device flow's verification page: the user code (or, with data centers, the email that

@@ -16,7 +16,9 @@ use crate::app::App;
 use crate::console::{account, admin_pages, clients};
 use crate::headers;
 use crate::login;
-use crate::oauth::{authorize, device, device_page, discovery, resource, revoke, token};
+use crate::oauth::{
+    authorize, device, device_page, discovery, enhance, enhance_page, resource, revoke, token,
+};
 use crate::pages::{SCRIPT, STYLESHEET};
 use crate::password;
 use crate::peers;
@@ -54,6 +56,12 @@ pub fn router(app: App) -> Router {
             "/oauth/v2/token/revoke",
             post(revoke::revoke).fallback(post_only),
         )
+        .route(
+            "/oauth/v2/token/scopeenhance",
+            post(enhance::scope_enhance).fallback(post_only),
+        )
+        .route(enhance_page::ADD_EXTRA_SCOPE_PATH, get(enhance_page::show))
+        .route(enhance_page::DECISION_PATH, post(enhance_page::decide))
         .route(
             "/oauth/v2/device_authorization",
             post(device::authorization).fallback(post_only),

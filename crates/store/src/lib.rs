@@ -20,8 +20,11 @@ pub use error::StoreError;
 pub use model::*;
 pub use postgres::{PostgresStore, DEFAULT_POOL_SIZE};
 pub use sqlite::{SqliteStore, DEFAULT_DATABASE};
-pub use verbs::{AccountVerbs, ConsoleVerbs, DeviceVerbs, KeyVerbs, SessionVerbs, TokenVerbs};
+pub use verbs::{
+    AccountVerbs, ConsoleVerbs, DeviceVerbs, EnhanceVerbs, KeyVerbs, SessionVerbs, TokenVerbs,
+};
 
+use grantd_core::enhance::{EnhanceDecision, EnhanceGrant};
 use grantd_core::grant::{AccessGrant, CodeGrant, RefreshGrant, Rejection};
 use grantd_core::secret::SecretHash;
 use grantd_core::signin::{Attempt, Gate, Tallies};
@@ -199,6 +202,37 @@ impl DeviceVerbs for Store {
         limits: &Limits,
     ) -> Answer<DevicePoll> {
         on_backend!(self, s => s.poll_device_code(device_code_hash, client, tokens, now, limits))
+    }
+}
+
+impl EnhanceVerbs for Store {
+    async fn add_enhance_token(
+        &self,
+        refresh_hash: &SecretHash,
+        client: &ClientId,
+        token: &NewEnhanceToken,
+        now: Timestamp,
+    ) -> Answer<bool> {
+        on_backend!(self, s => s.add_enhance_token(refresh_hash, client, token, now))
+    }
+
+    async fn enhance_grant(
+        &self,
+        token_hash: &SecretHash,
+        now: Timestamp,
+    ) -> Answer<Option<EnhanceGrant>> {
+        on_backend!(self, s => s.enhance_grant(token_hash, now))
+    }
+
+    async fn use_enhance_token(
+        &self,
+        token_hash: &SecretHash,
+        client: &ClientId,
+        user_id: i64,
+        decision: &EnhanceDecision,
+        now: Timestamp,
+    ) -> Answer<bool> {
+        on_backend!(self, s => s.use_enhance_token(token_hash, client, user_id, decision, now))
     }
 }
 

@@ -8,6 +8,7 @@ use std::str::FromStr;
 
 use grantd_core::consent::Consent;
 use grantd_core::device::{DeviceGrant, DeviceStatus};
+use grantd_core::enhance::EnhanceGrant;
 use grantd_core::grant::{AccessGrant, AccessType, CodeGrant, RefreshGrant, SignIn};
 use grantd_core::secret::SecretHash;
 use grantd_core::signin::Tally;
@@ -329,6 +330,28 @@ impl RefreshGrantRow {
             scopes: Scopes::from_stored(&self.scopes),
             auth_time: self.auth_time.map(Timestamp),
         })
+    }
+}
+
+/// A live enhance token with its grant's current scopes (`LIVE_ENHANCE_TOKEN`).
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct EnhanceRow {
+    pub refresh_id: i64,
+    pub client_id: String,
+    pub user_id: i64,
+    pub scopes: String,
+    pub expires_at: i64,
+}
+
+impl From<EnhanceRow> for EnhanceGrant {
+    fn from(row: EnhanceRow) -> EnhanceGrant {
+        EnhanceGrant {
+            refresh_id: row.refresh_id,
+            client_id: ClientId::new(row.client_id),
+            user_id: row.user_id,
+            scopes: Scopes::from_stored(&row.scopes),
+            expires_at: Timestamp(row.expires_at),
+        }
     }
 }
 

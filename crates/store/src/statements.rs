@@ -234,6 +234,26 @@ pub(crate) const UPSERT_DEVICE_GUESS_TALLY: &str = "INSERT INTO device_guesses
         last_at = excluded.last_at, forget_at = excluded.forget_at";
 pub(crate) const DELETE_DEVICE_GUESS_TALLY: &str = "DELETE FROM device_guesses WHERE source = $1";
 
+// ---- incremental authorization (grantd-core's enhance.rs) ------------------------------------
+
+/// An enhance token for the refresh token `$4`, only if `$5` is the client holding it: it takes
+/// the grant's row, client and user from the refresh token itself.
+pub(crate) const INSERT_ENHANCE_TOKEN: &str = "INSERT INTO enhance_tokens (token_hash,
+    refresh_id, client_id, user_id, created_at, expires_at)
+    SELECT $1, id, client_id, user_id, $2, $3 FROM refresh_tokens
+    WHERE token_hash = $4 AND client_id = $5";
+/// A live enhance token and the scopes its grant holds now.
+pub(crate) const LIVE_ENHANCE_TOKEN: &str = "SELECT e.refresh_id, e.client_id, e.user_id,
+    r.scopes, e.expires_at
+    FROM enhance_tokens e JOIN refresh_tokens r ON r.id = e.refresh_id
+    WHERE e.token_hash = $1 AND e.expires_at > $2";
+/// Uses a live enhance token up, only for the client and user it was issued for.
+pub(crate) const TAKE_ENHANCE_TOKEN: &str = "DELETE FROM enhance_tokens
+    WHERE token_hash = $1 AND expires_at > $2 AND client_id = $3 AND user_id = $4
+    RETURNING refresh_id";
+pub(crate) const REFRESH_SCOPES_BY_ID: &str = "SELECT scopes FROM refresh_tokens WHERE id = $1";
+pub(crate) const SET_REFRESH_SCOPES: &str = "UPDATE refresh_tokens SET scopes = $1 WHERE id = $2";
+
 // ---- the sweep ----------------------------------------------------------------------------
 
 /// The sweep walks the access tokens in id order, which is the order they were made in, a
@@ -262,6 +282,7 @@ pub(crate) const SWEEP_PENDING_CONSENTS: &str =
 pub(crate) const SWEEP_CODES: &str = "DELETE FROM grant_codes WHERE expires_at <= $1";
 pub(crate) const SWEEP_DEVICE_CODES: &str = "DELETE FROM device_codes WHERE expires_at <= $1";
 pub(crate) const SWEEP_DEVICE_GUESSES: &str = "DELETE FROM device_guesses WHERE forget_at <= $1";
+pub(crate) const SWEEP_ENHANCE_TOKENS: &str = "DELETE FROM enhance_tokens WHERE expires_at <= $1";
 
 // ---- browser sessions and pending consents ------------------------------------------------
 

@@ -10,6 +10,7 @@
 
 use std::future::Future;
 
+use grantd_core::enhance::{EnhanceDecision, EnhanceGrant};
 use grantd_core::grant::{AccessGrant, CodeGrant, RefreshGrant, Rejection};
 use grantd_core::secret::SecretHash;
 use grantd_core::signin::{Attempt, Gate, Tallies};
@@ -18,8 +19,9 @@ use grantd_core::{Client, ClientId, Limits, OAuthError, Scopes, Timestamp};
 
 use crate::model::{
     AccessIssue, ClientUpdate, CodeIssue, CodeSummary, ConnectedApp, DeviceDecision, DeviceLookup,
-    DevicePoll, EnabledDc, NewAccess, NewClient, NewCode, NewDeviceCode, NewTokens, Redemption,
-    RefreshOutcome, ScopeEntry, SessionSummary, SigningKeyRecord, TokenInfo, User,
+    DevicePoll, EnabledDc, NewAccess, NewClient, NewCode, NewDeviceCode, NewEnhanceToken,
+    NewTokens, Redemption, RefreshOutcome, ScopeEntry, SessionSummary, SigningKeyRecord, TokenInfo,
+    User,
 };
 use crate::StoreError;
 
@@ -161,6 +163,41 @@ pub trait DeviceVerbs: Send + Sync {
         now: Timestamp,
         limits: &Limits,
     ) -> impl Future<Output = Answer<DevicePoll>> + Send;
+}
+
+/// Zoho's incremental authorization (CONTRACT.md "Incremental authorization"; grantd-core's
+/// enhance.rs): enhance tokens, bound to one refresh token's grant, used once.
+pub trait EnhanceVerbs: Send + Sync {
+    /// Stores an enhance token for the refresh token `refresh_hash`, if `client` holds it;
+    /// `false` (nothing stored) if the refresh token is unknown, revoked or another client's.
+    fn add_enhance_token(
+        &self,
+        refresh_hash: &SecretHash,
+        client: &ClientId,
+        token: &NewEnhanceToken,
+        now: Timestamp,
+    ) -> impl Future<Output = Answer<bool>> + Send;
+
+    /// A live enhance token's grant, with the scopes it holds now.
+    fn enhance_grant(
+        &self,
+        token_hash: &SecretHash,
+        now: Timestamp,
+    ) -> impl Future<Output = Answer<Option<EnhanceGrant>>> + Send;
+
+    /// Uses a live enhance token of `client` and `user_id` up, once, and applies the user's
+    /// decision in the same transaction: an accept adds the extra scopes to the refresh
+    /// token's grant (`enhance::enhanced_scopes`) and to the user's consent for the redirect
+    /// URI (`Consent::merge`); a reject changes nothing else. `false` if the token was not
+    /// live, already used, or not theirs.
+    fn use_enhance_token(
+        &self,
+        token_hash: &SecretHash,
+        client: &ClientId,
+        user_id: i64,
+        decision: &EnhanceDecision,
+        now: Timestamp,
+    ) -> impl Future<Output = Answer<bool>> + Send;
 }
 
 /// Browser sessions, pending consents and remembered consent: what the redirect flow and the

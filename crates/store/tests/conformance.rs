@@ -20,6 +20,7 @@ use tempfile::TempDir;
 
 use grantd_core::datacenter::email_key;
 use grantd_core::device::{DeviceGrant, PollAnswer};
+use grantd_core::enhance::EnhanceDecision;
 use grantd_core::grant::AccessType;
 use grantd_core::grant::{refresh_scopes, CodeGrant, Rejection, SignIn};
 use grantd_core::secret::{generate_client_id, random_id, SecretHash};
@@ -30,9 +31,9 @@ use grantd_core::{
 };
 use grantd_store::{
     AccessIssue, AccountVerbs, ClientUpdate, CodeIssue, ConsentRecord, ConsoleVerbs,
-    DeviceDecision, DeviceLookup, DevicePoll, DeviceVerbs, EnabledDc, KeyVerbs, NewAccess,
-    NewClient, NewCode, NewDeviceCode, NewTokens, Redemption, RefreshOutcome, SessionVerbs,
-    SigningKeyRecord, Store, StoreError, TokenVerbs,
+    DeviceDecision, DeviceLookup, DevicePoll, DeviceVerbs, EnabledDc, EnhanceVerbs, KeyVerbs,
+    NewAccess, NewClient, NewCode, NewDeviceCode, NewEnhanceToken, NewTokens, Redemption,
+    RefreshOutcome, SessionVerbs, SigningKeyRecord, Store, StoreError, TokenVerbs,
 };
 
 // ---- the suite, run once per backend -----------------------------------------------------
@@ -116,6 +117,180 @@ conformance! {
     user_code_guesses_are_throttled_per_source_and_globally,
     parallel_guesses_stay_within_the_throttle,
     sweep_forgets_device_codes_and_guesses,
+    enhance_tokens_are_bound_single_use_and_widen_the_grant,
+    an_enhance_token_is_used_once_under_concurrency,
+}
+
+// ---- incremental authorization -------------------------------------------------------------
+
+fn new_enhance(now: Timestamp) -> NewEnhanceToken {
+    NewEnhanceToken {
+        hash: hash(),
+        expires_at: now.plus(600),
+    }
+}
+
+fn accept(extra: &str) -> EnhanceDecision {
+    EnhanceDecision::Accept {
+        extra: scopes(extra),
+        redirect_uri: REDIRECT.into(),
+    }
+}
+
+/// The scopes the grant behind `refresh` holds now (a refresh asking for all of them).
+async fn grant_scopes(store: &Store, client: &Client, refresh: &SecretHash) -> Scopes {
+    match self::refresh(store, client, refresh, T0.plus(2), &limits())
+        .await
+        .0
+    {
+        RefreshOutcome::Issued { scopes, .. } => scopes,
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn enhance_tokens_are_bound_single_use_and_widen_the_grant(store: Store) {
+    let ada = user(&store, "ada@example.com").await;
+    let bob = user(&store, "bob@example.com").await;
+    let a = client(&store, ClientType::Server, None).await;
+    let b = client(&store, ClientType::Server, None).await;
+    let g = grant(&store, &a, ada, T0).await;
+    let e = new_enhance(T0);
+    // Only for the client holding the refresh token, and only a known refresh token.
+    assert!(!store
+        .add_enhance_token(&g.refresh, &b.id, &e, T0)
+        .await
+        .unwrap());
+    assert!(!store
+        .add_enhance_token(&hash(), &a.id, &e, T0)
+        .await
+        .unwrap());
+    assert!(store.enhance_grant(&e.hash, T0).await.unwrap().is_none());
+    assert!(store
+        .add_enhance_token(&g.refresh, &a.id, &e, T0)
+        .await
+        .unwrap());
+    let found = store.enhance_grant(&e.hash, T0).await.unwrap().unwrap();
+    assert_eq!(
+        (found.client_id.clone(), found.user_id, found.scopes.clone()),
+        (a.id.clone(), ada, scopes(SCOPE))
+    );
+    assert!(store
+        .enhance_grant(&e.hash, T0.plus(599))
+        .await
+        .unwrap()
+        .is_some());
+    assert!(store
+        .enhance_grant(&e.hash, T0.plus(600))
+        .await
+        .unwrap()
+        .is_none());
+    // Only its client and user use it, and only while it lives.
+    let more = accept("Demo.y.READ");
+    assert!(!store
+        .use_enhance_token(&e.hash, &b.id, ada, &more, T0)
+        .await
+        .unwrap());
+    assert!(!store
+        .use_enhance_token(&e.hash, &a.id, bob, &more, T0)
+        .await
+        .unwrap());
+    let late = T0.plus(600);
+    assert!(!store
+        .use_enhance_token(&e.hash, &a.id, ada, &more, late)
+        .await
+        .unwrap());
+    assert_eq!(grant_scopes(&store, &a, &g.refresh).await, scopes(SCOPE));
+    // Once: the grant and the consent widen.
+    let now = T0.plus(1);
+    assert!(store
+        .use_enhance_token(&e.hash, &a.id, ada, &more, now)
+        .await
+        .unwrap());
+    assert!(!store
+        .use_enhance_token(&e.hash, &a.id, ada, &more, now)
+        .await
+        .unwrap());
+    assert!(store.enhance_grant(&e.hash, now).await.unwrap().is_none());
+    let widened = scopes("Demo.x.READ,Demo.y.READ");
+    assert_eq!(grant_scopes(&store, &a, &g.refresh).await, widened);
+    let consented = store
+        .consent_for(ada, &a.id, REDIRECT)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        consented.covers_all(&scopes("Demo.y.READ")),
+        "{consented:?}"
+    );
+    // A reject uses the token up and changes nothing.
+    let r = new_enhance(T0);
+    assert!(store
+        .add_enhance_token(&g.refresh, &a.id, &r, T0)
+        .await
+        .unwrap());
+    let reject = EnhanceDecision::Reject;
+    assert!(store
+        .use_enhance_token(&r.hash, &a.id, ada, &reject, now)
+        .await
+        .unwrap());
+    assert!(store.enhance_grant(&r.hash, now).await.unwrap().is_none());
+    assert_eq!(grant_scopes(&store, &a, &g.refresh).await, widened);
+    // Revoking the refresh token takes its enhance tokens; the sweep takes expired ones.
+    let swept = new_enhance(T0);
+    assert!(store
+        .add_enhance_token(&g.refresh, &a.id, &swept, T0)
+        .await
+        .unwrap());
+    store.sweep(T0.plus(600)).await.unwrap();
+    assert!(store
+        .enhance_grant(&swept.hash, T0)
+        .await
+        .unwrap()
+        .is_none());
+    let revoked = new_enhance(T0);
+    assert!(store
+        .add_enhance_token(&g.refresh, &a.id, &revoked, T0)
+        .await
+        .unwrap());
+    assert!(store.revoke(&g.refresh, None).await.unwrap());
+    assert!(store
+        .enhance_grant(&revoked.hash, T0)
+        .await
+        .unwrap()
+        .is_none());
+}
+
+async fn an_enhance_token_is_used_once_under_concurrency(store: Store) {
+    let ada = user(&store, "ada@example.com").await;
+    let a = client(&store, ClientType::Server, None).await;
+    let g = grant(&store, &a, ada, T0).await;
+    let e = new_enhance(T0);
+    assert!(store
+        .add_enhance_token(&g.refresh, &a.id, &e, T0)
+        .await
+        .unwrap());
+    // Two enhance tokens of one grant, decided at once, both land.
+    let other = new_enhance(T0);
+    assert!(store
+        .add_enhance_token(&g.refresh, &a.id, &other, T0)
+        .await
+        .unwrap());
+    let uses = (0..8).map(|i| {
+        let (store, id) = (store.clone(), a.id.clone());
+        let token = if i == 0 { other.hash } else { e.hash };
+        let extra = if i == 0 { "Demo.y.READ" } else { "Demo.x.ALL" };
+        async move {
+            store
+                .use_enhance_token(&token, &id, ada, &accept(extra), T0.plus(1))
+                .await
+                .unwrap()
+        }
+    });
+    let used = join_all(uses).await;
+    assert!(used[0], "the other token's own use");
+    assert_eq!(used[1..].iter().filter(|u| **u).count(), 1, "{used:?}");
+    let now = grant_scopes(&store, &a, &g.refresh).await;
+    assert_eq!(now, scopes("Demo.x.ALL,Demo.x.READ,Demo.y.READ"));
 }
 
 // ---- backends ----------------------------------------------------------------------------
@@ -517,15 +692,19 @@ async fn users_are_unique_by_email(store: Store) {
 // ---- data centers (issue 13) ------------------------------------------------------------
 
 async fn email_homes_are_remembered_by_key(store: Store) {
-    let ada = email_key("Ada@Example.com");
+    let ada = email_key("ada@example.com");
     assert_eq!(store.email_home(&ada).await.unwrap(), None);
     store.remember_email_home(&ada, "eu", T0).await.unwrap();
-    // The key is the lower-cased address's: either spelling finds it.
-    let lower = email_key("ada@example.com");
+    assert_eq!(store.email_home(&ada).await.unwrap().as_deref(), Some("eu"));
+    // Emails match exactly, as users do (T-076): another spelling is another address.
     assert_eq!(
-        store.email_home(&lower).await.unwrap().as_deref(),
-        Some("eu")
+        store
+            .email_home(&email_key("Ada@Example.com"))
+            .await
+            .unwrap(),
+        None
     );
+    let lower = ada;
     assert_eq!(
         store
             .email_home(&email_key("bob@example.com"))
@@ -2904,9 +3083,11 @@ enum Verb {
     FindDeviceCode,
     DecideDeviceCode,
     PollDeviceCode,
+    AddEnhanceToken,
+    UseEnhanceToken,
 }
 
-const WRITES: [Verb; 30] = [
+const WRITES: [Verb; 32] = [
     Verb::AddUser,
     Verb::BeginSignIn,
     Verb::SignInSucceeded,
@@ -2937,6 +3118,8 @@ const WRITES: [Verb; 30] = [
     Verb::FindDeviceCode,
     Verb::DecideDeviceCode,
     Verb::PollDeviceCode,
+    Verb::AddEnhanceToken,
+    Verb::UseEnhanceToken,
 ];
 
 /// What a write does, as facts read through the verbs, each true once the write happened. (The
@@ -3613,6 +3796,54 @@ async fn prepare(store: &Store, write: Verb, k: i64) -> Attempt {
                         access_alive(&store, &tokens.access.hash, T0).await,
                         refresh_alive(&store, &tokens.refresh_hash).await,
                     ]
+                }),
+                false,
+            )
+        }
+        Verb::AddEnhanceToken => {
+            let ada = fresh_user(store).await;
+            let a = client(store, ClientType::Server, None).await;
+            let g = grant(store, &a, ada, T0).await;
+            let e = new_enhance(T0);
+            let (refresh, id, token) = (g.refresh, a.id.clone(), e.clone());
+            (
+                run(async move { s.add_enhance_token(&refresh, &id, &token, T0).await }),
+                facts(move |store| async move {
+                    vec![store.enhance_grant(&e.hash, T0).await.unwrap().is_some()]
+                }),
+                false,
+            )
+        }
+        Verb::UseEnhanceToken => {
+            let ada = fresh_user(store).await;
+            let a = client(store, ClientType::Server, None).await;
+            let g = grant(store, &a, ada, T0).await;
+            let e = new_enhance(T0);
+            assert!(store
+                .add_enhance_token(&g.refresh, &a.id, &e, T0)
+                .await
+                .unwrap());
+            let (token, id) = (e.hash, a.id.clone());
+            (
+                run(async move {
+                    s.use_enhance_token(&token, &id, ada, &accept("Demo.y.READ"), T0)
+                        .await
+                }),
+                facts(move |store| {
+                    let a = a.clone();
+                    async move {
+                        vec![
+                            store.enhance_grant(&e.hash, T0).await.unwrap().is_none(),
+                            grant_scopes(&store, &a, &g.refresh)
+                                .await
+                                .covers_all(&scopes("Demo.y.READ")),
+                            store
+                                .consent(ada, &a.id)
+                                .await
+                                .unwrap()
+                                .is_some_and(|c| c.covers_all(&scopes("Demo.y.READ"))),
+                        ]
+                    }
                 }),
                 false,
             )

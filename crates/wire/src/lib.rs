@@ -20,4 +20,4 @@ pub use error::ErrorBody;
 pub use oidc::{Jwk, JwkSet};
 pub use resource::{Introspection, UserInfo};
 pub use status::Status;
-pub use token::TokenResponse;
+pub use token::{EnhanceTokenResponse, TokenResponse};

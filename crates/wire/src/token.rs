@@ -65,6 +65,36 @@ impl fmt::Debug for TokenResponse {
     }
 }
 
+/// Zoho's `POST /oauth/v2/token/scopeenhance` answer, exactly as its docs show it:
+/// `{"access_token":"<enhance token>","token_type":"update_scope","expires_in":600}`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnhanceTokenResponse {
+    pub access_token: String,
+    pub token_type: String,
+    pub expires_in: i64,
+}
+
+impl EnhanceTokenResponse {
+    /// The caller exposes the enhance token it means to send.
+    pub fn update_scope(enhance_token: &str, expires_in: i64) -> Self {
+        Self {
+            access_token: enhance_token.to_owned(),
+            token_type: "update_scope".to_owned(),
+            expires_in,
+        }
+    }
+}
+
+impl fmt::Debug for EnhanceTokenResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EnhanceTokenResponse")
+            .field("access_token", &"..")
+            .field("token_type", &self.token_type)
+            .field("expires_in", &self.expires_in)
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,6 +132,16 @@ mod tests {
             serde_json::from_str::<TokenResponse>(&json).ok(),
             Some(body)
         );
+    }
+
+    #[test]
+    fn enhance_token_body_is_zohos() {
+        let body = EnhanceTokenResponse::update_scope("1000.e.f", 600);
+        assert_eq!(
+            serde_json::to_string(&body).unwrap_or_default(),
+            r#"{"access_token":"1000.e.f","token_type":"update_scope","expires_in":600}"#
+        );
+        assert!(!format!("{body:?}").contains("1000."));
     }
 
     #[test]

@@ -28,6 +28,9 @@ use crate::pages::{self, ConsentPage};
 use crate::params::{Params, ParamsRejection};
 use crate::session::{current_session, is_cross_site, login_page};
 
+/// Where the consent page of `/oauth/v2/auth` posts its decision.
+const CONSENT_ACTION: &str = "/oauth/v2/auth/consent";
+
 /// Client ids are 35 characters; anything far longer is not looked up.
 const MAX_CLIENT_ID_LEN: usize = 128;
 
@@ -139,16 +142,8 @@ impl AuthorizationRequest {
     /// reads the rest in a fixed order, so the first problem is the one reported.
     async fn parse(app: &App, params: &Params) -> Result<(Client, Self), Refused> {
         let client = verify_client(app, params).await.map_err(Refused::Page)?;
-        let Ok(Some(redirect_uri)) = params.get("redirect_uri") else {
-            return Err(Refused::Page(ErrorPage::bad_request(
-                "The redirect_uri parameter is missing or repeated.",
-            )));
-        };
-        let Some(registered) = client.redirect_uri(redirect_uri) else {
-            return Err(Refused::Page(ErrorPage::bad_request(
-                "The redirect_uri is not registered for this application.",
-            )));
-        };
+        let (redirect_uri, registered) =
+            verify_redirect_uri(&client, params).map_err(Refused::Page)?;
         let target = Target {
             redirect_uri: RedirectUri::from_stored(redirect_uri.to_owned()),
             state: params.get("state").ok().flatten().map(str::to_owned),
@@ -158,10 +153,7 @@ impl AuthorizationRequest {
             Ok(request) => Ok((client, request)),
             Err(Failure::OAuth(error)) => Err(Refused::Answer(Answer::Error { target, error })),
             Err(Failure::Store(e)) => Err(Refused::Page(ErrorPage::from(e))),
-            Err(Failure::Internal(why)) => {
-                tracing::error!(error = %why, "internal failure");
-                Err(Refused::Page(ErrorPage::from(StoreError::Unavailable)))
-            }
+            Err(Failure::Internal(why)) => Err(Refused::Page(ErrorPage::internal(&why))),
         }
     }
 
@@ -247,7 +239,28 @@ impl AuthorizationRequest {
     }
 }
 
-async fn verify_client(app: &App, params: &Params) -> Result<Client, ErrorPage> {
+/// The request's `redirect_uri` and the registered URI it matches; an error page otherwise
+/// (never a redirect to an unverified URI).
+pub(crate) fn verify_redirect_uri<'p, 'c>(
+    client: &'c Client,
+    params: &'p Params,
+) -> Result<(&'p str, &'c RedirectUri), ErrorPage> {
+    let Ok(Some(redirect_uri)) = params.get("redirect_uri") else {
+        return Err(ErrorPage::bad_request(
+            "The redirect_uri parameter is missing or repeated.",
+        ));
+    };
+    let Some(registered) = client.redirect_uri(redirect_uri) else {
+        return Err(ErrorPage::bad_request(
+            "The redirect_uri is not registered for this application.",
+        ));
+    };
+    Ok((redirect_uri, registered))
+}
+
+/// The client a browser request names, if it exists here and may use browser sign-in; an
+/// error page otherwise.
+pub(crate) async fn verify_client(app: &App, params: &Params) -> Result<Client, ErrorPage> {
     let client_id = params
         .get("client_id")
         .ok()
@@ -545,6 +558,7 @@ impl Step {
                     csrf_token: &prompt.csrf_token,
                     consent_id: &prompt.consent_id,
                     location: &app.settings.location,
+                    action: CONSENT_ACTION,
                 };
                 Html(pages::render(&page)).into_response()
             }
@@ -577,7 +591,7 @@ impl Answer {
     }
 }
 
-fn redirect(location: &str) -> Response {
+pub(crate) fn redirect(location: &str) -> Response {
     match HeaderValue::from_str(location) {
         Ok(value) => (StatusCode::FOUND, [(LOCATION, value)]).into_response(),
         Err(_) => ErrorPage::bad_request("The redirect URI cannot be used.").into_response(),

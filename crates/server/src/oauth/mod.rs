@@ -5,6 +5,8 @@ pub mod client_auth;
 pub mod device;
 pub mod device_page;
 pub mod discovery;
+pub mod enhance;
+pub mod enhance_page;
 pub mod resource;
 pub mod revoke;
 pub mod token;

@@ -10,6 +10,7 @@
 mod accounts;
 mod console;
 mod device;
+mod enhance;
 mod keys;
 mod sessions;
 mod tokens;

@@ -9,6 +9,7 @@ mod accounts;
 mod checkpoint;
 mod console;
 mod device;
+mod enhance;
 mod keys;
 mod query;
 mod readers;
@@ -113,6 +114,7 @@ mod tests {
     use std::sync::Arc;
 
     use grantd_core::device::DeviceGrant;
+    use grantd_core::enhance::EnhanceDecision;
     use grantd_core::grant::{AccessType, CodeGrant, Rejection};
     use grantd_core::secret::{random_id, SecretHash};
     use grantd_core::signin::Attempt;
@@ -120,11 +122,14 @@ mod tests {
     use grantd_core::{ClientId, ClientType, Dialect, Limits, OAuthError, Scopes, Timestamp};
 
     use super::*;
+    use crate::model::NewEnhanceToken;
     use crate::model::{
         ClientUpdate, ConsentRecord, DeviceDecision, NewAccess, NewClient, NewCode, NewDeviceCode,
         NewTokens,
     };
-    use crate::verbs::{AccountVerbs, ConsoleVerbs, DeviceVerbs, SessionVerbs, TokenVerbs};
+    use crate::verbs::{
+        AccountVerbs, ConsoleVerbs, DeviceVerbs, EnhanceVerbs, SessionVerbs, TokenVerbs,
+    };
 
     const NOW: Timestamp = Timestamp(1_800_000_000);
 
@@ -250,6 +255,14 @@ mod tests {
             .unwrap();
         let device = device_code(&tv);
         store.add_device_code(&device, NOW).await.unwrap();
+        let enhance = NewEnhanceToken {
+            hash: hash(),
+            expires_at: NOW.plus(600),
+        };
+        assert!(store
+            .add_enhance_token(&refresh, &client, &enhance, NOW)
+            .await
+            .unwrap());
 
         failing.store(true, Ordering::SeqCst);
         let first = store.add_scope("A.b.READ", "first after the failure").await;
@@ -427,6 +440,24 @@ mod tests {
             "poll_device_code",
             store
                 .poll_device_code(&device.device_code_hash, &tv, &tokens, NOW, &limits)
+                .await
+                .map(drop),
+        );
+        let another = NewEnhanceToken {
+            hash: hash(),
+            expires_at: NOW.plus(600),
+        };
+        refused(
+            "add_enhance_token",
+            store
+                .add_enhance_token(&refresh, &client, &another, NOW)
+                .await
+                .map(drop),
+        );
+        refused(
+            "use_enhance_token",
+            store
+                .use_enhance_token(&enhance.hash, &client, user, &EnhanceDecision::Reject, NOW)
                 .await
                 .map(drop),
         );

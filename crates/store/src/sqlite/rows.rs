@@ -142,6 +142,18 @@ impl ReadRow for RefreshGrantRow {
     }
 }
 
+impl ReadRow for EnhanceRow {
+    fn read(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(EnhanceRow {
+            refresh_id: row.get(0)?,
+            client_id: row.get(1)?,
+            user_id: row.get(2)?,
+            scopes: row.get(3)?,
+            expires_at: row.get(4)?,
+        })
+    }
+}
+
 impl ReadRow for RetiredRow {
     fn read(row: &Row<'_>) -> rusqlite::Result<Self> {
         Ok(RetiredRow {

@@ -165,6 +165,7 @@ impl TokenVerbs for SqliteStore {
                     (SWEEP_SIGNIN_TALLIES, now),
                     (SWEEP_DEVICE_CODES, DeviceGrant::forgettable_before(now)),
                     (SWEEP_DEVICE_GUESSES, now),
+                    (SWEEP_ENHANCE_TOKENS, now),
                     (SWEEP_SIGNING_KEYS, now),
                 ] {
                     removed += execute(db, sql, (cutoff.0,))? as u64;
