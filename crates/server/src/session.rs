@@ -218,6 +218,45 @@ pub fn see_other(path: &str) -> Response {
     }
 }
 
+/// A consent page's Accept or Reject (authorization, device, extra scopes), once checked: sent
+/// by the signed-in browser whose session the form's CSRF token belongs to, from this site.
+pub struct ConsentAnswer {
+    pub session: SessionToken,
+    pub user: User,
+    pub consent_id: String,
+    pub accept: bool,
+}
+
+impl ConsentAnswer {
+    /// `forbidden` is the page's message for a form from elsewhere or an ended session.
+    pub async fn read(
+        app: &App,
+        headers: &HeaderMap,
+        params: &Params,
+        now: Timestamp,
+        forbidden: &'static str,
+    ) -> Result<Self, ErrorPage> {
+        let csrf = params.text("csrf_token");
+        let (session, user) = match current_session(app, headers, now).await? {
+            Some((token, user)) if token.csrf_matches(csrf) && !is_cross_site(headers, app) => {
+                (token, user)
+            }
+            _ => return Err(ErrorPage::forbidden(forbidden)),
+        };
+        let accept = match params.get("decision").ok().flatten() {
+            Some("accept") => true,
+            Some("reject") => false,
+            _ => return Err(ErrorPage::bad_request("Choose Accept or Reject.")),
+        };
+        Ok(Self {
+            session,
+            user,
+            consent_id: params.text("consent_id").to_owned(),
+            accept,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,7 +26,7 @@ use crate::email_step::sign_in_page;
 use crate::error::{ErrorPage, Failure};
 use crate::pages::{self, ConsentPage};
 use crate::params::{Params, ParamsRejection};
-use crate::session::{current_session, is_cross_site, login_page};
+use crate::session::{current_session, login_page, ConsentAnswer};
 
 /// Where the consent page of `/oauth/v2/auth` posts its decision.
 const CONSENT_ACTION: &str = "/oauth/v2/auth/consent";
@@ -71,22 +71,11 @@ pub async fn authorize(
 pub async fn decide(State(app): State<App>, headers: HeaderMap, params: Params) -> Response {
     const FORBIDDEN: &str = "This consent form has expired or came from another site.";
     let now = app.clock.now();
-    let signed_in = match current_session(&app, &headers, now).await {
-        Ok(signed_in) => signed_in,
-        Err(e) => return ErrorPage::from(e).into_response(),
-    };
-    let csrf = params.text("csrf_token");
-    let (session, user) = match signed_in {
-        Some((token, user)) if token.csrf_matches(csrf) && !is_cross_site(&headers, &app) => {
-            (token, user)
-        }
-        _ => return ErrorPage::forbidden(FORBIDDEN).into_response(),
-    };
-    let decision = match ConsentDecision::parse(&params) {
-        Ok(decision) => decision,
+    let answer = match ConsentAnswer::read(&app, &headers, &params, now, FORBIDDEN).await {
+        Ok(answer) => answer,
         Err(page) => return page.into_response(),
     };
-    match decision_flow(&app, &session, &user, decision, now).await {
+    match decision_flow(&app, answer, now).await {
         Ok(answer) => answer.render(&app),
         Err(page) => page.into_response(),
     }
@@ -289,24 +278,6 @@ pub(crate) async fn verify_client(app: &App, params: &Params) -> Result<Client, 
     }
 }
 
-/// The consent form's answer, once the session and its CSRF token have been checked.
-struct ConsentDecision {
-    consent_id: String,
-    accept: bool,
-}
-
-impl ConsentDecision {
-    fn parse(params: &Params) -> Result<Self, ErrorPage> {
-        let consent_id = params.text("consent_id").to_owned();
-        let accept = match params.get("decision").ok().flatten() {
-            Some("accept") => true,
-            Some("reject") => false,
-            _ => return Err(ErrorPage::bad_request("Choose Accept or Reject.")),
-        };
-        Ok(Self { consent_id, accept })
-    }
-}
-
 /// What the authorization endpoint does next.
 enum Step {
     /// No one is signed in: the login page, continuing with this request afterwards.
@@ -431,11 +402,10 @@ async fn ask_consent(
 /// denies it or issues its code.
 async fn decision_flow(
     app: &App,
-    session: &SessionToken,
-    user: &User,
-    decision: ConsentDecision,
+    decision: ConsentAnswer,
     now: Timestamp,
 ) -> Result<Answer, ErrorPage> {
+    let (session, user) = (&decision.session, &decision.user);
     let pending = app
         .store
         .take_pending_consent(&SecretHash::of(&decision.consent_id), &session.hash(), now)

@@ -34,7 +34,7 @@ use crate::error::ErrorPage;
 use crate::pages::{self, DeviceConsentPage, DeviceDonePage, DevicePage};
 use crate::params::{Params, ParamsRejection};
 use crate::peers::{find_home, Home};
-use crate::session::{current_session, is_cross_site, login_page, password_page};
+use crate::session::{current_session, is_cross_site, login_page, password_page, ConsentAnswer};
 use crate::source::RequestSource;
 
 const INVALID: &str =
@@ -130,28 +130,16 @@ pub async fn submit(
 /// `POST /oauth/v3/device/consent`: the user's Accept or Reject.
 pub async fn decide(State(app): State<App>, headers: HeaderMap, params: Params) -> Response {
     let now = app.clock.now();
-    let signed_in = match current_session(&app, &headers, now).await {
-        Ok(signed_in) => signed_in,
-        Err(e) => return ErrorPage::from(e).into_response(),
-    };
-    let csrf = params.text("csrf_token");
-    let (session, user) = match signed_in {
-        Some((token, user)) if token.csrf_matches(csrf) && !is_cross_site(&headers, &app) => {
-            (token, user)
-        }
-        _ => return ErrorPage::forbidden(FORBIDDEN).into_response(),
-    };
-    let approve = match params.get("decision").ok().flatten() {
-        Some("accept") => true,
-        Some("reject") => false,
-        _ => return ErrorPage::bad_request("Choose Accept or Reject.").into_response(),
+    let answer = match ConsentAnswer::read(&app, &headers, &params, now, FORBIDDEN).await {
+        Ok(answer) => answer,
+        Err(page) => return page.into_response(),
     };
     match decision_flow(
         &app,
-        &session,
-        &user,
-        params.text("consent_id"),
-        approve,
+        &answer.session,
+        &answer.user,
+        &answer.consent_id,
+        answer.accept,
         now,
     )
     .await

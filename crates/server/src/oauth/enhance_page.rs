@@ -27,7 +27,7 @@ use crate::email_step::sign_in_page;
 use crate::error::{ErrorPage, Failure};
 use crate::pages::{self, ConsentPage};
 use crate::params::{Params, ParamsRejection};
-use crate::session::{current_session, is_cross_site};
+use crate::session::{current_session, ConsentAnswer};
 
 pub const ADD_EXTRA_SCOPE_PATH: &str = "/oauth/v2/token/addextrascope";
 pub const DECISION_PATH: &str = "/oauth/v2/token/addextrascope/consent";
@@ -76,24 +76,20 @@ pub async fn show(
 /// `POST /oauth/v2/token/addextrascope/consent`: the user's Accept or Reject.
 pub async fn decide(State(app): State<App>, headers: HeaderMap, params: Params) -> Response {
     let now = app.clock.now();
-    let signed_in = match current_session(&app, &headers, now).await {
-        Ok(signed_in) => signed_in,
-        Err(e) => return ErrorPage::from(e).into_response(),
+    let answer = match ConsentAnswer::read(&app, &headers, &params, now, FORBIDDEN).await {
+        Ok(answer) => answer,
+        Err(page) => return page.into_response(),
     };
-    let csrf = params.text("csrf_token");
-    let (session, user) = match signed_in {
-        Some((token, user)) if token.csrf_matches(csrf) && !is_cross_site(&headers, &app) => {
-            (token, user)
-        }
-        _ => return ErrorPage::forbidden(FORBIDDEN).into_response(),
-    };
-    let accept = match params.get("decision").ok().flatten() {
-        Some("accept") => true,
-        Some("reject") => false,
-        _ => return ErrorPage::bad_request("Choose Accept or Reject.").into_response(),
-    };
-    let consent_id = params.text("consent_id");
-    match decision_flow(&app, &session, &user, consent_id, accept, now).await {
+    match decision_flow(
+        &app,
+        &answer.session,
+        &answer.user,
+        &answer.consent_id,
+        answer.accept,
+        now,
+    )
+    .await
+    {
         Ok(response) => response,
         Err(page) => page.into_response(),
     }
