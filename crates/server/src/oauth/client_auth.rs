@@ -100,11 +100,17 @@ impl Caller {
             .await
             .map_err(|e| ApiError::new(e, default))?;
         let dialect = client.as_ref().map_or(default, |c| c.dialect);
-        let unknown = match (&credentials.client_id, app.settings.datacenters.is_empty()) {
-            (Some(_), false) => OAuthError::ClientNotEnabled {
+        // Built only when the client is unknown: nothing is allocated on the token endpoint's
+        // path for a client that exists.
+        let claimed_elsewhere = client.is_none()
+            && credentials.client_id.is_some()
+            && !app.settings.datacenters.is_empty();
+        let unknown = if claimed_elsewhere {
+            OAuthError::ClientNotEnabled {
                 location: app.settings.location.clone(),
-            },
-            _ => OAuthError::InvalidClient,
+            }
+        } else {
+            OAuthError::InvalidClient
         };
         Ok(Caller {
             credentials,
