@@ -21,6 +21,7 @@ use grantd_core::secret::SecretHash;
 use grantd_core::{ClientId, ClientType, Dialect, ManualClock, RedirectUri, Timestamp};
 use grantd_store::{AccountVerbs, ConsoleVerbs, NewClient};
 
+use super::device;
 use crate::{start, Database, Http, Param, Redirect, Reply, TestClient, TestServer, PASSWORD};
 
 const SECRET: &str = "a secret all test data centers share, 32+ bytes long";
@@ -79,19 +80,22 @@ impl DataCenters {
     }
 }
 
-/// The same confidential client at `dc` too (same id and secret), as a client enabled for
-/// another DC is known there.
+/// The same client at `dc` too (same id and secret), as a client enabled for another DC is
+/// known there.
 async fn known_at(dc: &TestServer, client: &TestClient) {
     let new = NewClient {
         id: ClientId::new(client.id.clone()),
-        kind: ClientType::Server,
+        kind: client.kind,
         name: client.name.clone(),
         homepage: Some("https://app.example".into()),
-        redirect_uris: vec![RedirectUri::from_stored(client.redirect_uri.clone())],
+        redirect_uris: (!client.redirect_uri.is_empty())
+            .then(|| RedirectUri::from_stored(client.redirect_uri.clone()))
+            .into_iter()
+            .collect(),
         js_domain: None,
         secret_hash: client.secret.as_deref().map(SecretHash::of),
         owner_id: None,
-        dialect: Dialect::Standard,
+        dialect: client.dialect,
         introspect_any: false,
     };
     dc.store.add_client(&new, dc.now()).await.unwrap();
@@ -455,6 +459,7 @@ async fn user_add_refuses_an_email_a_peer_has_and_warns_about_peers_that_do_not_
 
 /// A call to `/dc/v1/...` with these header values (`None`: the header is left out).
 struct Call<'a> {
+    path: &'static str,
     caller: Option<&'a str>,
     timestamp: Option<String>,
     nonce: Option<String>,
@@ -465,10 +470,21 @@ struct Call<'a> {
 impl<'a> Call<'a> {
     /// Signed by `caller` at `at` with `secret`, like a peer's.
     fn signed(caller: &'a str, at: Timestamp, secret: &DcSecret, body: &Value) -> Call<'a> {
+        Call::signed_to(LOOKUP, caller, at, secret, body)
+    }
+
+    fn signed_to(
+        path: &'static str,
+        caller: &'a str,
+        at: Timestamp,
+        secret: &DcSecret,
+        body: &Value,
+    ) -> Call<'a> {
         let body = body.to_string();
         let nonce = peer_auth::new_nonce();
-        let signature = peer_auth::sign(secret, "POST", LOOKUP, at, &nonce, body.as_bytes());
+        let signature = peer_auth::sign(secret, "POST", path, at, &nonce, body.as_bytes());
         Call {
+            path,
             caller: Some(caller),
             timestamp: Some(at.0.to_string()),
             nonce: Some(nonce),
@@ -481,7 +497,7 @@ impl<'a> Call<'a> {
         let mut request = server
             .http
             .client
-            .post(server.at(LOOKUP))
+            .post(server.at(self.path))
             .header("content-type", "application/json")
             .body(self.body.clone());
         let headers = [
@@ -525,6 +541,7 @@ async fn the_server_to_server_api_answers_signed_calls_and_refuses_the_rest() {
     assert_unauthorized(&good.send(us).await, "replayed nonce");
 
     let unsigned = Call {
+        path: LOOKUP,
         caller: Some("eu"),
         timestamp: None,
         nonce: None,
@@ -585,4 +602,183 @@ async fn a_dc_without_a_dc_secret_has_no_server_to_server_api() {
     );
     let reply = call.send(&server).await;
     assert_eq!(reply.status, 404, "{}", reply.body);
+}
+
+// ---- the device flow across data centers -------------------------------------------------
+
+const HANDOVER: &str = "/dc/v1/device/handover";
+
+/// At `dc`'s verification page, a signed-out browser types the code, then `email` on the
+/// email step; the answer to that.
+async fn device_email_step(dc: &TestServer, browser: &Http, user_code: &str, email: &str) -> Reply {
+    let page = device::enter_code(dc, browser, user_code).await;
+    assert!(
+        page.has_field("email") && !page.has_field("password"),
+        "the email step first: {}",
+        page.body
+    );
+    let mut form = page.form_with("email");
+    form.csrf_token();
+    form.set("email", email);
+    browser.submit(&form, &[]).await
+}
+
+/// CONTRACT.md "Device flow": a user homed elsewhere makes the poll answer `other_dc` with
+/// `user_location`, and the device then polls that DC, with the code it has; the user signs
+/// in and answers there, once.
+#[tokio::test]
+async fn a_device_begun_at_us_is_approved_and_polled_at_the_users_home() {
+    skip_without_postgres!();
+    let dcs = DataCenters::start(&["us", "eu"], &[]).await;
+    let (us, eu) = (dcs.at("us"), dcs.at("eu"));
+    let eve = eu.user("eve@example.eu").await;
+    let tv = device::tv(us, Dialect::Zoho).await;
+    known_at(eu, &tv).await;
+    let codes = device::zoho_codes(us, &tv, "offline").await;
+
+    let browser = us.browser();
+    let sent = device_email_step(us, &browser, &codes.user_code, &eve.email).await;
+    assert_eq!(sent.status, 303, "{}", sent.body);
+    let there = sent.location().unwrap();
+    assert_eq!(there.origin(), Url::parse(&eu.url).unwrap().origin());
+    assert_eq!(there.path(), "/oauth/v3/device");
+    let query: BTreeMap<String, String> = there.query_pairs().into_owned().collect();
+    assert_eq!(query["user_code"], codes.user_code);
+    assert_eq!(query["login_hint"], eve.email);
+
+    // The device is told where to poll; there, the authorization waits for the user.
+    let moved = device::zoho_poll(us, &tv, &codes.device_code).await;
+    device::assert_poll_error(&moved, Dialect::Zoho, "other_dc");
+    assert_eq!(moved.json()["user_location"], "eu", "{}", moved.body);
+    let waiting = device::zoho_poll(eu, &tv, &codes.device_code).await;
+    device::assert_poll_error(&waiting, Dialect::Zoho, "authorization_pending");
+
+    // At eu: the password for that email, once, then the consent page with the same code.
+    let page = browser.get(there.as_str()).await;
+    assert!(page.is_password_page(), "{}", page.body);
+    assert!(device::says(&page, &eve.email), "{}", page.body);
+    let signed_in = password_with(&browser, &page, PASSWORD).await;
+    let consent = browser.get(signed_in.location().unwrap().as_str()).await;
+    assert!(consent.is_consent_page(), "{}", consent.body);
+    assert!(device::says(&consent, &codes.user_code), "{}", consent.body);
+    let form = consent.form_with("decision");
+    let done = browser.submit(&form, &[("decision", "accept")]).await;
+    assert!(
+        device::says(&done, "You can return to your device"),
+        "{}",
+        done.body
+    );
+
+    us.clock.advance(60);
+    let reply = device::zoho_poll(eu, &tv, &codes.device_code).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let tokens = reply.json();
+    assert_eq!(
+        tokens["api_domain"], "https://api.eu.test.example",
+        "{tokens}"
+    );
+    assert!(tokens["refresh_token"].is_string(), "{tokens}");
+    let access = tokens["access_token"].as_str().unwrap();
+    assert!(eu.access_works(access).await, "{tokens}");
+    assert!(!us.access_works(access).await, "{tokens}");
+    // us still sends the device to eu; the code is used up there.
+    device::assert_poll_error(
+        &device::zoho_poll(us, &tv, &codes.device_code).await,
+        Dialect::Zoho,
+        "other_dc",
+    );
+    us.clock.advance(60);
+    let again = device::zoho_poll(eu, &tv, &codes.device_code).await;
+    assert!(again.json()["access_token"].is_null(), "{}", again.body);
+}
+
+/// A client that is not enabled at the user's home cannot be handed over: the user is told so,
+/// and the device keeps waiting here (another user of this DC may still answer it).
+#[tokio::test]
+async fn a_device_of_a_client_not_enabled_at_the_users_home_stays_here() {
+    skip_without_postgres!();
+    let dcs = DataCenters::start(&["us", "eu"], &[]).await;
+    let (us, eu) = (dcs.at("us"), dcs.at("eu"));
+    let eve = eu.user("eve@example.eu").await;
+    let tv = device::tv(us, Dialect::Zoho).await;
+    let codes = device::zoho_codes(us, &tv, "online").await;
+
+    let browser = us.browser();
+    let refused = device_email_step(us, &browser, &codes.user_code, &eve.email).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(device::says(&refused, "data center eu"), "{}", refused.body);
+    assert!(device::says(&refused, "not available"), "{}", refused.body);
+    let poll = device::zoho_poll(us, &tv, &codes.device_code).await;
+    device::assert_poll_error(&poll, Dialect::Zoho, "authorization_pending");
+    let there = device::zoho_poll(eu, &tv, &codes.device_code).await;
+    assert!(there.json()["access_token"].is_null(), "{}", there.body);
+}
+
+/// The handover endpoint stores a code once: a second call (a replay at another node of the
+/// same DC would be one) changes nothing, and unsigned calls are refused like any s2s call.
+#[tokio::test]
+async fn the_device_handover_is_signed_and_stores_a_code_once() {
+    skip_without_postgres!();
+    let dcs = DataCenters::start(&["us", "eu"], &[]).await;
+    let eu = dcs.at("eu");
+    let tv = device::tv(eu, Dialect::Zoho).await;
+    let now = eu.now();
+    let handover = json!({
+        "device_code_hash": SecretHash::of("1000.device-code").to_hex(),
+        "user_code_hash": SecretHash::of("BCDFGHJK").to_hex(),
+        "client_id": tv.id,
+        "scopes": device::SCOPE.replace(',', " "),
+        "offline": true,
+        "interval_secs": 30,
+        "expires_at": now.plus(300).0,
+    });
+    let result = |reply: Reply| {
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        reply.json()["result"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let first = Call::signed_to(HANDOVER, "us", now, &secret(), &handover);
+    assert_eq!(result(first.send(eu).await), "accepted");
+    let second = Call::signed_to(HANDOVER, "us", now, &secret(), &handover);
+    assert_eq!(result(second.send(eu).await), "conflict");
+    let unsigned = Call {
+        signature: None,
+        ..Call::signed_to(HANDOVER, "us", now, &secret(), &handover)
+    };
+    assert_unauthorized(&unsigned.send(eu).await, "unsigned handover");
+
+    // Each refusal by name; nothing is stored for them.
+    let refusals = [
+        ("client_id", json!("1000.NOBODY"), "client_not_enabled"),
+        ("scopes", json!("Nobody.has.THIS"), "unknown_scope"),
+        ("expires_at", json!(now.0), "expired"),
+    ];
+    for (i, (field, value, expected)) in refusals.into_iter().enumerate() {
+        let mut body = handover.clone();
+        body[field] = value;
+        body["device_code_hash"] = json!(SecretHash::of(&format!("other {i}")).to_hex());
+        body["user_code_hash"] = json!(SecretHash::of(&format!("OTHER{i}")).to_hex());
+        let call = Call::signed_to(HANDOVER, "us", now, &secret(), &body);
+        assert_eq!(result(call.send(eu).await), expected, "{field}");
+    }
+    let mut malformed = handover.clone();
+    malformed["user_code_hash"] = json!("not hex");
+    let call = Call::signed_to(HANDOVER, "us", now, &secret(), &malformed);
+    assert_eq!(call.send(eu).await.status, 400);
+    // A browser client may not use the device flow: not taken.
+    let web = eu
+        .client(
+            ClientType::Server,
+            &["https://app.example/cb"],
+            Dialect::Zoho,
+            None,
+        )
+        .await;
+    let mut browser_client = handover.clone();
+    browser_client["client_id"] = json!(web.id);
+    browser_client["device_code_hash"] = json!(SecretHash::of("web").to_hex());
+    let call = Call::signed_to(HANDOVER, "us", now, &secret(), &browser_client);
+    assert_eq!(result(call.send(eu).await), "client_not_enabled");
 }

@@ -4,32 +4,35 @@
 //! page: the code form, sign-in, consent, and the page that says what happened. Time moves by
 //! the test clock only.
 
-use grantd_core::datacenter::Peer;
-use grantd_core::peer_auth::DcSecret;
 use grantd_core::{ClientType, Dialect};
 use serde_json::Value;
 
+use super::oidc;
 use crate::{start, start_with, Decision, Http, Reply, TestClient, TestServer, TestUser};
 
-const SCOPE: &str = "ZohoCRM.modules.ALL,AaaServer.profile.READ";
+pub(crate) const SCOPE: &str = "ZohoCRM.modules.ALL,AaaServer.profile.READ";
 const RFC_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 const INVALID: &str = "This code has expired or is invalid";
 
-async fn tv(server: &TestServer, dialect: Dialect) -> TestClient {
+pub(crate) async fn tv(server: &TestServer, dialect: Dialect) -> TestClient {
     server
         .client(ClientType::NonBrowser, &[], dialect, None)
         .await
 }
 
 /// What a device holds after asking for codes.
-struct Codes {
-    device_code: String,
-    user_code: String,
-    body: Value,
+pub(crate) struct Codes {
+    pub device_code: String,
+    pub user_code: String,
+    pub body: Value,
 }
 
 /// Zoho's `POST /oauth/v3/device/code`, parameters in the query string as Zoho's docs show.
-async fn zoho_codes(server: &TestServer, client: &TestClient, access_type: &str) -> Codes {
+pub(crate) async fn zoho_codes(
+    server: &TestServer,
+    client: &TestClient,
+    access_type: &str,
+) -> Codes {
     let reply = server
         .post_query(
             "/oauth/v3/device/code",
@@ -94,7 +97,11 @@ fn assert_user_code_shape(code: &str) {
 }
 
 /// Zoho's poll, `POST /oauth/v3/device/token` with the parameters in the query string.
-async fn zoho_poll(server: &TestServer, client: &TestClient, device_code: &str) -> Reply {
+pub(crate) async fn zoho_poll(
+    server: &TestServer,
+    client: &TestClient,
+    device_code: &str,
+) -> Reply {
     server
         .post_query(
             "/oauth/v3/device/token",
@@ -109,7 +116,7 @@ async fn zoho_poll(server: &TestServer, client: &TestClient, device_code: &str) 
 }
 
 /// RFC 8628 §3.4 at the token endpoint, HTTP Basic.
-async fn rfc_poll(server: &TestServer, client: &TestClient, device_code: &str) -> Reply {
+pub(crate) async fn rfc_poll(server: &TestServer, client: &TestClient, device_code: &str) -> Reply {
     server
         .post_form_basic(
             "/oauth/v2/token",
@@ -121,7 +128,7 @@ async fn rfc_poll(server: &TestServer, client: &TestClient, device_code: &str) -
 }
 
 /// A poll's error: Zoho's (status 200) or RFC 8628's (400), by name.
-fn assert_poll_error(reply: &Reply, dialect: Dialect, error: &str) {
+pub(crate) fn assert_poll_error(reply: &Reply, dialect: Dialect, error: &str) {
     let status = match dialect {
         Dialect::Zoho => 200,
         Dialect::Standard => 400,
@@ -136,7 +143,7 @@ fn assert_poll_error(reply: &Reply, dialect: Dialect, error: &str) {
 }
 
 /// The text a person reads on a page.
-fn says(reply: &Reply, text: &str) -> bool {
+pub(crate) fn says(reply: &Reply, text: &str) -> bool {
     reply.body.contains(text)
 }
 
@@ -201,7 +208,7 @@ async fn verify(
 }
 
 /// Types `user_code` into the code form; the answer.
-async fn enter_code(server: &TestServer, browser: &Http, user_code: &str) -> Reply {
+pub(crate) async fn enter_code(server: &TestServer, browser: &Http, user_code: &str) -> Reply {
     let page = browser.get(server.at("/oauth/v3/device")).await;
     assert_eq!(page.status, 200, "{}", page.body);
     let mut form = page.form_with("user_code");
@@ -558,8 +565,13 @@ async fn user_code_guessing_is_throttled_per_source_and_globally() {
     }
     let refused = enter_code(&server, &guesser, &codes.user_code).await;
     assert_eq!(refused.status, 429, "{}", refused.body);
-    assert!(refused.header("retry-after").is_some());
+    assert_eq!(refused.header("retry-after"), Some("600"));
     assert!(!refused.is_login_page() && !refused.is_consent_page());
+    // Retry-After is what remains of the window, not the whole window again.
+    server.clock.advance(100);
+    let later = enter_code(&server, &guesser, &codes.user_code).await;
+    assert_eq!(later.status, 429, "{}", later.body);
+    assert_eq!(later.header("retry-after"), Some("500"));
 
     // Another source: two more wrong codes fill the global tally; then everyone is refused,
     // a signed-in owner with the right code included.
@@ -766,78 +778,73 @@ async fn metadata_advertises_the_device_flow() {
     assert!(grants.iter().any(|g| g == RFC_GRANT), "{metadata}");
 }
 
-/// With data centers: a user homed at another DC who comes to this DC's verification page is
-/// not signed in here; the device's next poll says `other_dc` with the user's location.
+/// OpenID Connect through the device flow: with `openid`, the poll that issues the tokens
+/// returns an ID token as the code exchange does (no nonce: the flow has none), with the
+/// approving user's sign-in time; its refresh token's ID tokens keep that auth_time.
 #[tokio::test]
-async fn a_user_of_another_data_center_makes_the_poll_answer_other_dc() {
+async fn with_openid_the_device_gets_an_id_token() {
     skip_without_postgres!();
-    let secret = DcSecret::from_file_contents(&[b'k'; 40]).unwrap();
-    let eu_secret = secret.clone();
-    let eu = start_with(move |settings| {
-        settings.location = "eu".into();
-        settings.dc_secret = Some(eu_secret);
-        // eu only answers lookups here; us's entry just names it.
-        settings.datacenters.insert(
-            "us".into(),
-            Peer {
-                accounts: "http://127.0.0.1:9".into(),
-                api_domain: "http://127.0.0.1:9".into(),
-            },
-        );
-    })
+    let server = start().await;
+    let ada = server.user("ada@example.com").await;
+    let client = tv(&server, Dialect::Standard).await;
+    let reply = server
+        .post_form_basic(
+            "/oauth/v2/device_authorization",
+            &client.id,
+            client.secret(),
+            &[("scope", "openid email"), ("access_type", "offline")],
+        )
+        .await;
+    let codes = codes(&reply);
+    let browser = server.browser();
+    let signed_in_at = server.now().0;
+    let done = verify(
+        &server,
+        &browser,
+        &ada,
+        &codes.user_code,
+        true,
+        Decision::Accept,
+    )
     .await;
-    eu.user("eve@example.eu").await;
-    let eu_url = eu.url.clone();
-    let us = start_with(move |settings| {
-        settings.dc_secret = Some(secret);
-        settings.datacenters.insert(
-            "eu".into(),
-            Peer {
-                accounts: eu_url.clone(),
-                api_domain: eu_url,
-            },
-        );
-    })
-    .await;
-    let ada = us.user("ada@example.com").await;
-    let client = tv(&us, Dialect::Zoho).await;
-
-    // eve@example.eu lives at eu: asked for the email first, then sent there.
-    let codes = zoho_codes(&us, &client, "offline").await;
-    let browser = us.browser();
-    let page = enter_code(&us, &browser, &codes.user_code).await;
-    assert!(
-        page.has_field("email") && !page.has_field("password"),
-        "{}",
-        page.body
-    );
-    let mut form = page.form_with("email");
-    form.set("email", "eve@example.eu");
-    let sent = browser.submit(&form, &[]).await;
-    assert_eq!(sent.status, 200, "{}", sent.body);
-    assert!(says(&sent, "data center eu"), "{}", sent.body);
-    assert!(says(&sent, &eu.url), "{}", sent.body);
-    let poll = zoho_poll(&us, &client, &codes.device_code).await;
-    assert_poll_error(&poll, Dialect::Zoho, "other_dc");
-    assert_eq!(poll.json()["user_location"], "eu", "{}", poll.body);
-
-    // A user of this DC signs in here as usual.
-    let mine = zoho_codes(&us, &client, "online").await;
-    let page = enter_code(&us, &browser, &mine.user_code).await;
-    let mut form = page.form_with("email");
-    form.set("email", &ada.email);
-    let login = browser.submit(&form, &[]).await;
-    assert!(login.is_login_page(), "{}", login.body);
-    let reply = browser.sign_in_on(&login, &ada.email, &ada.password).await;
-    let consent = browser.get(reply.location().unwrap().as_str()).await;
-    assert!(consent.is_consent_page(), "{}", consent.body);
-    let form = consent.form_with("decision");
-    let done = browser.submit(&form, &[("decision", "accept")]).await;
     assert!(
         says(&done, "You can return to your device"),
         "{}",
         done.body
     );
-    us.clock.advance(30);
-    zoho_poll(&us, &client, &mine.device_code).await.tokens();
+
+    server.clock.advance(30);
+    let tokens = rfc_poll(&server, &client, &codes.device_code)
+        .await
+        .tokens();
+    let (_, claims) = oidc::verify(&server, &client, oidc::id_token(&tokens.body)).await;
+    assert_eq!(claims["sub"], ada.id.to_string());
+    assert_eq!(claims["aud"], client.id.as_str());
+    assert_eq!(claims["auth_time"], signed_in_at);
+    assert_eq!(claims["at_hash"], oidc::at_hash(&tokens.access));
+    assert_eq!(claims["email"], "ada@example.com");
+    assert!(claims.get("nonce").is_none(), "{claims}");
+
+    server.clock.advance(600);
+    let refreshed = server.refresh(&client, tokens.refresh()).await.tokens();
+    let (_, claims) = oidc::verify(&server, &client, oidc::id_token(&refreshed.body)).await;
+    assert_eq!(claims["auth_time"], signed_in_at);
+    assert_eq!(claims["iat"], server.now().0);
+
+    // Without openid, no ID token.
+    let plain = rfc_codes(&server, &client).await;
+    verify(
+        &server,
+        &browser,
+        &ada,
+        &plain.user_code,
+        true,
+        Decision::Accept,
+    )
+    .await;
+    server.clock.advance(30);
+    let tokens = rfc_poll(&server, &client, &plain.device_code)
+        .await
+        .tokens();
+    assert!(tokens.body.get("id_token").is_none(), "{}", tokens.body);
 }

@@ -35,7 +35,11 @@ async fn jwks(server: &TestServer) -> JwkSet {
 /// The ID token's claims, once its signature verifies with the published key its header
 /// names, for `client` and this issuer. Expiry is checked against the server's clock, not the
 /// machine's (the test clock stands in 2026).
-async fn verify(server: &TestServer, client: &TestClient, id_token: &str) -> (String, Value) {
+pub(crate) async fn verify(
+    server: &TestServer,
+    client: &TestClient,
+    id_token: &str,
+) -> (String, Value) {
     let header = jsonwebtoken::decode_header(id_token).unwrap();
     let kid = header.kid.clone().expect("the header names its key");
     let keys = jwks(server).await;
@@ -56,13 +60,13 @@ async fn verify(server: &TestServer, client: &TestClient, id_token: &str) -> (St
     (kid, claims)
 }
 
-fn id_token(tokens: &Value) -> &str {
+pub(crate) fn id_token(tokens: &Value) -> &str {
     tokens["id_token"]
         .as_str()
         .unwrap_or_else(|| panic!("no id_token: {tokens}"))
 }
 
-fn at_hash(access_token: &str) -> String {
+pub(crate) fn at_hash(access_token: &str) -> String {
     URL_SAFE_NO_PAD.encode(&Sha256::digest(access_token.as_bytes())[..16])
 }
 

@@ -168,14 +168,20 @@ pub fn email_key(email: &str) -> SecretHash {
 }
 
 /// Where a browser continues sign-in at an email's home DC (`accounts` is that DC's base URL,
-/// from configuration): the same authorization request there, with `login_hint` set to the
-/// email, when `next` is one (`/oauth/v2/auth?...`); its sign-in page otherwise (the console).
-/// `next` must already be a same-origin path (T-080): only its path and query are kept, so
-/// the result is always under `accounts`.
+/// from configuration): the same request there, with `login_hint` set to the email, when
+/// `next` is an authorization request (`/oauth/v2/auth?...`) or the device page with its code
+/// (`/oauth/v3/device?...`, after the device authorization was handed over); its sign-in page
+/// otherwise (the console). `next` must already be a same-origin path (T-080): only its path
+/// and query are kept, so the result is always under `accounts`.
 pub fn home_sign_in_url(accounts: &str, next: &str, email: &str) -> String {
+    const CARRIED: [&str; 2] = ["/oauth/v2/auth", "/oauth/v3/device"];
     let mut query = form_urlencoded::Serializer::new(String::new());
-    match next.strip_prefix("/oauth/v2/auth?") {
-        Some(request) => {
+    let carried = CARRIED.iter().find_map(|path| {
+        let request = next.strip_prefix(path)?.strip_prefix('?')?;
+        Some((path, request))
+    });
+    match carried {
+        Some((path, request)) => {
             // A hint already in the request is replaced, never repeated (repeated parameters
             // are refused, RFC 6749 §3.1).
             for (name, value) in form_urlencoded::parse(request.as_bytes()) {
@@ -184,7 +190,7 @@ pub fn home_sign_in_url(accounts: &str, next: &str, email: &str) -> String {
                 }
             }
             query.append_pair("login_hint", email);
-            format!("{accounts}/oauth/v2/auth?{}", query.finish())
+            format!("{accounts}{path}?{}", query.finish())
         }
         None => {
             query.append_pair("login_hint", email);
@@ -381,8 +387,24 @@ mod tests {
             "https://accounts.example.eu/oauth/v2/auth?response_type=code&client_id=1000.A\
              &state=a+b%26c&login_hint=ada%2B1%40example.com"
         );
+        assert_eq!(
+            home_sign_in_url(
+                eu,
+                "/oauth/v3/device?user_code=ABCD-2345",
+                "ada@example.com"
+            ),
+            "https://accounts.example.eu/oauth/v3/device?user_code=ABCD-2345\
+             &login_hint=ada%40example.com"
+        );
         // The console, or anything else: the home DC's sign-in page.
-        for next in ["/console", "/account?tab=apps", "/", "/oauth/v2/auth"] {
+        for next in [
+            "/console",
+            "/account?tab=apps",
+            "/",
+            "/oauth/v2/auth",
+            "/oauth/v2/authx?a=b",
+            "/oauth/v3/devices?user_code=X",
+        ] {
             assert_eq!(
                 home_sign_in_url(eu, next, "ada@example.com"),
                 "https://accounts.example.eu/?login_hint=ada%40example.com",

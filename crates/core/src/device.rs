@@ -90,8 +90,12 @@ impl fmt::Debug for UserCode {
 pub enum DeviceStatus {
     /// Waiting for the user at the verification page.
     Pending,
-    /// The user accepted; the next poll gets the tokens.
-    Approved { user_id: i64 },
+    /// The user accepted; the next poll gets the tokens. `auth_time`: when the user signed in
+    /// (for the ID token); `None` for approvals from before OpenID Connect came to the flow.
+    Approved {
+        user_id: i64,
+        auth_time: Option<Timestamp>,
+    },
     /// The user rejected the request.
     Denied,
     /// The user's account lives at another data center: the device must poll there.
@@ -135,6 +139,35 @@ impl DeviceGrant {
         }
     }
 
+    /// An authorization handed over by the data center where the device began it, because the
+    /// user's account lives here (CONTRACT.md "Device flow": the device then polls here): pending
+    /// again, never living longer than one begun here, nor polled more often than this DC
+    /// allows or more slowly than a few slow_downs would make it. `None` once it has expired.
+    pub fn handed_over(
+        client_id: ClientId,
+        scopes: Scopes,
+        access_type: AccessType,
+        interval_secs: i64,
+        expires_at: Timestamp,
+        now: Timestamp,
+        limits: &Limits,
+    ) -> Option<DeviceGrant> {
+        if expires_at <= now {
+            return None;
+        }
+        let fastest = limits.device_poll_interval_secs;
+        let slowest = fastest.saturating_add(MAX_HANDED_OVER_SLOW_DOWNS * SLOW_DOWN_STEP_SECS);
+        Some(DeviceGrant {
+            client_id,
+            scopes,
+            access_type,
+            status: DeviceStatus::Pending,
+            interval_secs: interval_secs.clamp(fastest, slowest),
+            last_poll_at: None,
+            expires_at: expires_at.min(now.plus(limits.device_code_lifetime_secs)),
+        })
+    }
+
     pub fn is_live(&self, now: Timestamp) -> bool {
         now < self.expires_at
     }
@@ -165,7 +198,10 @@ pub enum PollAnswer {
     /// Zoho's `other_dc`, with the data center to poll instead.
     OtherDc { location: String },
     /// Issue the tokens for this user, and mark the code used.
-    Issue { user_id: i64 },
+    Issue {
+        user_id: i64,
+        auth_time: Option<Timestamp>,
+    },
     /// The code was already exchanged for tokens.
     Used,
     /// The code was issued to another client: refused, and left as it is.
@@ -191,6 +227,10 @@ pub struct PollUpdate {
 /// The slow_down step (RFC 8628 §3.5: "the interval MUST be increased by 5 seconds for this
 /// and all subsequent requests").
 pub const SLOW_DOWN_STEP_SECS: i64 = 5;
+
+/// A handed-over authorization keeps the interval its device was told, up to this many
+/// slow_downs above this DC's own.
+const MAX_HANDED_OVER_SLOW_DOWNS: i64 = 12;
 
 /// RFC 8628 §3.4–3.5, in this order: a code of another client is refused untouched; a used one
 /// is refused; an expired one says so; a poll sooner than the interval after the last one is
@@ -236,9 +276,14 @@ pub fn poll(grant: &DeviceGrant, client: &ClientId, now: Timestamp) -> PollDecis
             interval,
             false,
         ),
-        DeviceStatus::Approved { user_id } => {
-            counted(PollAnswer::Issue { user_id: *user_id }, interval, true)
-        }
+        DeviceStatus::Approved { user_id, auth_time } => counted(
+            PollAnswer::Issue {
+                user_id: *user_id,
+                auth_time: *auth_time,
+            },
+            interval,
+            true,
+        ),
         // Handled above; kept exhaustive so a new status is decided here on purpose.
         DeviceStatus::Used => untouched(PollAnswer::Used),
     }
@@ -447,8 +492,14 @@ mod tests {
                 false,
             ),
             (
-                DeviceStatus::Approved { user_id: 7 },
-                PollAnswer::Issue { user_id: 7 },
+                DeviceStatus::Approved {
+                    user_id: 7,
+                    auth_time: Some(NOW.minus(60)),
+                },
+                PollAnswer::Issue {
+                    user_id: 7,
+                    auth_time: Some(NOW.minus(60)),
+                },
                 true,
             ),
         ];
@@ -463,6 +514,13 @@ mod tests {
                     used
                 })
             );
+        }
+    }
+
+    fn approved() -> DeviceStatus {
+        DeviceStatus::Approved {
+            user_id: 1,
+            auth_time: None,
         }
     }
 
@@ -485,11 +543,7 @@ mod tests {
             })
         );
         // Even an approved grant waits for a poll at the right pace.
-        let eager = poll(
-            &grant(DeviceStatus::Approved { user_id: 1 }, Some(1)),
-            &tv(),
-            NOW,
-        );
+        let eager = poll(&grant(approved(), Some(1)), &tv(), NOW);
         assert_eq!(eager.answer, PollAnswer::SlowDown);
         // The grown interval holds from then on.
         let mut slowed = grant(DeviceStatus::Pending, Some(34));
@@ -501,7 +555,7 @@ mod tests {
 
     #[test]
     fn expired_used_and_foreign_codes_are_refused_untouched() {
-        let mut old = grant(DeviceStatus::Approved { user_id: 1 }, Some(60));
+        let mut old = grant(approved(), Some(60));
         old.expires_at = NOW;
         assert_eq!(
             poll(&old, &tv(), NOW),
@@ -514,11 +568,7 @@ mod tests {
         assert_eq!(poll(&used, &tv(), NOW).answer, PollAnswer::Used);
         assert_eq!(poll(&used, &tv(), NOW).update, None);
         let other = ClientId::new("1000.OTHER".into());
-        let foreign = poll(
-            &grant(DeviceStatus::Approved { user_id: 1 }, None),
-            &other,
-            NOW,
-        );
+        let foreign = poll(&grant(approved(), None), &other, NOW);
         assert_eq!(
             foreign,
             PollDecision {
@@ -532,6 +582,40 @@ mod tests {
     fn refresh_tokens_only_offline() {
         assert!(issues_refresh_token(AccessType::Offline));
         assert!(!issues_refresh_token(AccessType::Online));
+    }
+
+    #[test]
+    fn a_handed_over_authorization_is_pending_and_bounded_by_this_dcs_limits() {
+        let limits = Limits::default();
+        let hand = |interval, expires_at| {
+            DeviceGrant::handed_over(
+                tv(),
+                Scopes::from_stored("Demo.x.READ"),
+                AccessType::Offline,
+                interval,
+                expires_at,
+                NOW,
+                &limits,
+            )
+        };
+        let fastest = limits.device_poll_interval_secs;
+        let kept = hand(fastest + 10, NOW.plus(120)).unwrap();
+        assert_eq!(kept.status, DeviceStatus::Pending);
+        assert_eq!(kept.interval_secs, fastest + 10, "a grown interval is kept");
+        assert_eq!(kept.expires_at, NOW.plus(120));
+        assert_eq!(kept.last_poll_at, None);
+        assert_eq!(hand(1, NOW.plus(120)).unwrap().interval_secs, fastest);
+        assert_eq!(
+            hand(i64::MAX, NOW.plus(120)).unwrap().interval_secs,
+            fastest + 60
+        );
+        let lifetime = limits.device_code_lifetime_secs;
+        assert_eq!(
+            hand(fastest, NOW.plus(lifetime * 10)).unwrap().expires_at,
+            NOW.plus(lifetime),
+            "never longer-lived than one begun here"
+        );
+        assert_eq!(hand(fastest, NOW), None, "expired: nothing to hand over");
     }
 
     fn limits(per_source: i64, global: i64) -> Limits {

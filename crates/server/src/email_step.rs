@@ -5,18 +5,17 @@
 //! with the generic answer (T-071). The same routing serves `login_hint` on `/oauth/v2/auth`
 //! and `/`. Every redirect goes to a configured peer's URL, never to one from the request.
 
-use axum::http::header::LOCATION;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 
 use grantd_core::datacenter::home_sign_in_url;
-use grantd_store::AccountVerbs;
+use grantd_store::{AccountVerbs, StoreError};
 
 use crate::app::App;
 use crate::error::ErrorPage;
 use crate::pages;
 use crate::peers::{find_home, Home};
-use crate::session::{login_page, password_page, safe_next};
+use crate::session::{login_page, password_page, safe_next, see_other};
 
 /// Longer than any email address (RFC 5321 §4.5.3.1): looked up nowhere.
 const MAX_EMAIL_LEN: usize = 254;
@@ -36,26 +35,38 @@ pub async fn route_email(
     if email.is_empty() {
         return login_page(app, headers, next, "", Some(ENTER_EMAIL), client_name);
     }
-    let local = if email.len() <= MAX_EMAIL_LEN {
-        app.store.user_by_email(email).await
-    } else {
-        Ok(None)
-    };
-    match local {
-        Ok(Some(_)) => return password_page(app, headers, next, email, None, client_name),
-        Ok(None) => {}
-        Err(e) => return ErrorPage::from(e).into_response(),
-    }
-    match find_home(app, email).await {
-        Ok(Home::Peer(location)) => match app.settings.datacenters.get(&location) {
+    match sign_in_at(app, email).await {
+        Ok(SignInAt::Here) => password_page(app, headers, next, email, None, client_name),
+        Ok(SignInAt::Peer(location)) => match app.settings.datacenters.get(&location) {
             Some(peer) => see_other(&home_sign_in_url(&peer.accounts, next, email)),
             None => password_page(app, headers, next, email, None, client_name),
         },
-        Ok(Home::Unreachable(location)) => unreachable_home(app, &location),
-        // Like a local user's: the password page, then the generic failure.
-        Ok(Home::Unknown) => password_page(app, headers, next, email, None, client_name),
+        Ok(SignInAt::Unreachable(location)) => unreachable_home(app, &location),
         Err(e) => ErrorPage::from(e).into_response(),
     }
+}
+
+/// Where an email signs in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignInAt {
+    /// Here: a local user, or an email no one knows (asked for a password like any other,
+    /// failing later with the generic answer).
+    Here,
+    /// At the peer that has this user.
+    Peer(String),
+    /// At the peer where it was last found, which does not answer now.
+    Unreachable(String),
+}
+
+pub async fn sign_in_at(app: &App, email: &str) -> Result<SignInAt, StoreError> {
+    if email.len() <= MAX_EMAIL_LEN && app.store.user_by_email(email).await?.is_some() {
+        return Ok(SignInAt::Here);
+    }
+    Ok(match find_home(app, email).await? {
+        Home::Peer(location) => SignInAt::Peer(location),
+        Home::Unreachable(location) => SignInAt::Unreachable(location),
+        Home::Unknown => SignInAt::Here,
+    })
 }
 
 /// The login page for a request that may carry a `login_hint`: the email step for a plausible
@@ -84,7 +95,7 @@ fn is_plausible_email(hint: &str) -> bool {
 
 /// 503: the user's home DC (by `email_homes`) did not answer; a password page there could not
 /// work, and one here would be the wrong one.
-fn unreachable_home(app: &App, location: &str) -> Response {
+pub(crate) fn unreachable_home(app: &App, location: &str) -> Response {
     let accounts = app
         .settings
         .datacenters
@@ -99,14 +110,6 @@ fn unreachable_home(app: &App, location: &str) -> Response {
         Html(pages::error(&message)),
     )
         .into_response()
-}
-
-/// 303 to the home DC (an absolute URL under a configured peer's `accounts`).
-fn see_other(url: &str) -> Response {
-    match HeaderValue::from_str(url) {
-        Ok(location) => (StatusCode::SEE_OTHER, [(LOCATION, location)]).into_response(),
-        Err(_) => ErrorPage::bad_request("Bad redirect.").into_response(),
-    }
 }
 
 #[cfg(test)]

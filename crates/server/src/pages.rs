@@ -49,6 +49,8 @@ pub struct DevicePage<'a> {
     /// As typed, or `XXXX-XXXX` once known good.
     pub user_code: &'a str,
     pub ask_email: bool,
+    /// The email step's pre-filled address (a `login_hint`), or empty.
+    pub email: &'a str,
     pub error: Option<&'a str>,
 }
 

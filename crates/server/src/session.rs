@@ -112,8 +112,7 @@ fn render_login(
     error: Option<&str>,
     client_name: Option<&str>,
 ) -> Response {
-    let existing = Cookie::PreSession.read(headers, &app.settings);
-    let pre = existing.clone().unwrap_or_else(SessionToken::generate);
+    let pre = PreSession::of(app, headers);
     let csrf_token = pre.csrf_token();
     let page = LoginPage {
         csrf_token: &csrf_token,
@@ -125,17 +124,46 @@ fn render_login(
         location: &app.settings.location,
     };
     let mut response = Html(pages::render(&page)).into_response();
-    if existing.is_none() {
-        let cookie = Cookie::PreSession.set(
-            &pre,
-            app.settings.limits.session_lifetime_secs,
-            &app.settings,
-        );
+    pre.set_cookie(app, &mut response);
+    response
+}
+
+/// What binds the CSRF token of a form shown before sign-in (the login form, the device
+/// page's): the browser's pre-session, or a new one that the page's response must set.
+pub struct PreSession {
+    token: SessionToken,
+    is_new: bool,
+}
+
+impl PreSession {
+    pub fn of(app: &App, headers: &HeaderMap) -> Self {
+        match Cookie::PreSession.read(headers, &app.settings) {
+            Some(token) => Self {
+                token,
+                is_new: false,
+            },
+            None => Self {
+                token: SessionToken::generate(),
+                is_new: true,
+            },
+        }
+    }
+
+    pub fn csrf_token(&self) -> String {
+        self.token.csrf_token()
+    }
+
+    /// Gives the browser a new pre-session's cookie; an existing one is left as it is.
+    pub fn set_cookie(&self, app: &App, response: &mut Response) {
+        if !self.is_new {
+            return;
+        }
+        let lifetime = app.settings.limits.session_lifetime_secs;
+        let cookie = Cookie::PreSession.set(&self.token, lifetime, &app.settings);
         if let Ok(value) = HeaderValue::from_str(&cookie) {
             response.headers_mut().append(SET_COOKIE, value);
         }
     }
-    response
 }
 
 /// A request from a signed-in browser; otherwise the login page, returning here afterwards.
@@ -210,7 +238,8 @@ pub fn user_agent(headers: &HeaderMap) -> String {
         .collect()
 }
 
-/// 303 to a same-origin path after a successful POST (post/redirect/get).
+/// 303 to a same-origin path after a successful POST (post/redirect/get), or to a configured
+/// peer's page (`home_sign_in_url`).
 pub fn see_other(path: &str) -> Response {
     match HeaderValue::from_str(path) {
         Ok(location) => (StatusCode::SEE_OTHER, [(LOCATION, location)]).into_response(),

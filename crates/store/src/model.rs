@@ -220,15 +220,33 @@ pub enum DeviceLookup {
     Throttled { retry_after: i64 },
     /// No live, undecided authorization has this user code (counted as a wrong guess).
     Unknown,
-    /// It waits for the user (not counted).
-    Found(DeviceGrant),
+    /// It waits for the user (not counted); with its device code's hash, which a handover to
+    /// the user's home data center carries.
+    Found {
+        device_code_hash: SecretHash,
+        grant: DeviceGrant,
+    },
+}
+
+impl From<Option<(SecretHash, DeviceGrant)>> for DeviceLookup {
+    fn from(found: Option<(SecretHash, DeviceGrant)>) -> Self {
+        match found {
+            Some((device_code_hash, grant)) => DeviceLookup::Found {
+                device_code_hash,
+                grant,
+            },
+            None => DeviceLookup::Unknown,
+        }
+    }
 }
 
 /// The verification page's answer to a device authorization.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeviceDecision {
+    /// `auth_time`: when the user signed in, for the ID token.
     Approve {
         user_id: i64,
+        auth_time: Option<Timestamp>,
     },
     Deny,
     /// The user's account lives at data center `location`: the device must poll there.
@@ -244,6 +262,12 @@ pub enum DevicePoll {
     Unknown,
     /// Nothing issued; the answer says why (never `PollAnswer::Issue`).
     Answered(PollAnswer),
-    /// The tokens were stored (the refresh token only if `refresh`) and the code is used.
-    Issued { scopes: Scopes, refresh: bool },
+    /// The tokens were stored (the refresh token only if `refresh`) and the code is used;
+    /// `user_id` and `auth_time` are for the ID token.
+    Issued {
+        scopes: Scopes,
+        refresh: bool,
+        user_id: i64,
+        auth_time: Option<Timestamp>,
+    },
 }

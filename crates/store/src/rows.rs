@@ -174,6 +174,7 @@ impl CodeRow {
 /// A device authorization (`device_codes`), as `DEVICE_CODE_BY_*` read it.
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct DeviceRow {
+    pub device_code_hash: Vec<u8>,
     pub client_id: String,
     pub scopes: String,
     pub offline: bool,
@@ -183,21 +184,31 @@ pub(crate) struct DeviceRow {
     pub interval_secs: i64,
     pub last_poll_at: Option<i64>,
     pub expires_at: i64,
+    pub auth_time: Option<i64>,
 }
 
 impl DeviceRow {
     /// `None` for a row no grantd writes (an unknown status, or one missing its user or
     /// location), which is then treated as unknown.
     pub fn into_grant(self) -> Option<DeviceGrant> {
+        self.into_found().map(|(_, grant)| grant)
+    }
+
+    /// The grant with its device code's hash.
+    pub fn into_found(self) -> Option<(SecretHash, DeviceGrant)> {
         let status = match (self.status.as_str(), self.user_id, self.user_location) {
             ("pending", _, _) => DeviceStatus::Pending,
-            ("approved", Some(user_id), _) => DeviceStatus::Approved { user_id },
+            ("approved", Some(user_id), _) => DeviceStatus::Approved {
+                user_id,
+                auth_time: self.auth_time.map(Timestamp),
+            },
             ("denied", _, _) => DeviceStatus::Denied,
             ("other_dc", _, Some(location)) => DeviceStatus::OtherDc { location },
             ("used", _, _) => DeviceStatus::Used,
             _ => return None,
         };
-        Some(DeviceGrant {
+        let hash = SecretHash::from_bytes(&self.device_code_hash)?;
+        let grant = DeviceGrant {
             client_id: ClientId::new(self.client_id),
             scopes: Scopes::from_stored(&self.scopes),
             access_type: if self.offline {
@@ -209,32 +220,33 @@ impl DeviceRow {
             interval_secs: self.interval_secs,
             last_poll_at: self.last_poll_at.map(Timestamp),
             expires_at: Timestamp(self.expires_at),
-        })
+        };
+        Some((hash, grant))
     }
 }
 
-/// The `status` column of a device authorization, with the `user_id` and `user_location`
-/// columns that go with it.
-pub(crate) fn device_status_columns(
-    status: &DeviceStatus,
-) -> (&'static str, Option<i64>, Option<&str>) {
+/// The `status` column a poll writes back.
+pub(crate) fn device_status_column(status: &DeviceStatus) -> &'static str {
     match status {
-        DeviceStatus::Pending => ("pending", None, None),
-        DeviceStatus::Approved { user_id } => ("approved", Some(*user_id), None),
-        DeviceStatus::Denied => ("denied", None, None),
-        DeviceStatus::OtherDc { location } => ("other_dc", None, Some(location)),
-        DeviceStatus::Used => ("used", None, None),
+        DeviceStatus::Pending => "pending",
+        DeviceStatus::Approved { .. } => "approved",
+        DeviceStatus::Denied => "denied",
+        DeviceStatus::OtherDc { .. } => "other_dc",
+        DeviceStatus::Used => "used",
     }
 }
 
-/// The columns a verification-page decision writes: `status`, `user_id`, `user_location`.
+/// The columns a verification-page decision writes: `status`, `user_id`, `user_location`,
+/// `auth_time`.
 pub(crate) fn device_decision_columns(
     decision: &DeviceDecision,
-) -> (&'static str, Option<i64>, Option<&str>) {
+) -> (&'static str, Option<i64>, Option<&str>, Option<i64>) {
     match decision {
-        DeviceDecision::Approve { user_id } => ("approved", Some(*user_id), None),
-        DeviceDecision::Deny => ("denied", None, None),
-        DeviceDecision::OtherDc { location } => ("other_dc", None, Some(location.as_str())),
+        DeviceDecision::Approve { user_id, auth_time } => {
+            ("approved", Some(*user_id), None, auth_time.map(|t| t.0))
+        }
+        DeviceDecision::Deny => ("denied", None, None, None),
+        DeviceDecision::OtherDc { location } => ("other_dc", None, Some(location.as_str()), None),
     }
 }
 

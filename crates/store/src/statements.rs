@@ -213,16 +213,16 @@ pub(crate) const DELETE_EXPIRED_USER_CODE: &str =
 pub(crate) const INSERT_DEVICE_CODE: &str = "INSERT INTO device_codes (device_code_hash,
     user_code_hash, client_id, scopes, offline, status, interval_secs, created_at, expires_at)
     VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8)";
-pub(crate) const DEVICE_CODE_BY_USER_CODE: &str = "SELECT client_id, scopes, offline, status,
-    user_id, user_location, interval_secs, last_poll_at, expires_at
+pub(crate) const DEVICE_CODE_BY_USER_CODE: &str = "SELECT device_code_hash, client_id, scopes,
+    offline, status, user_id, user_location, interval_secs, last_poll_at, expires_at, auth_time
     FROM device_codes WHERE user_code_hash = $1";
-pub(crate) const DEVICE_CODE_BY_HASH: &str = "SELECT client_id, scopes, offline, status,
-    user_id, user_location, interval_secs, last_poll_at, expires_at
+pub(crate) const DEVICE_CODE_BY_HASH: &str = "SELECT device_code_hash, client_id, scopes,
+    offline, status, user_id, user_location, interval_secs, last_poll_at, expires_at, auth_time
     FROM device_codes WHERE device_code_hash = $1";
 /// The verification page decides a pending, live authorization once.
 pub(crate) const DECIDE_DEVICE_CODE: &str = "UPDATE device_codes
-    SET status = $1, user_id = $2, user_location = $3
-    WHERE user_code_hash = $4 AND status = 'pending' AND expires_at > $5";
+    SET status = $1, user_id = $2, user_location = $3, auth_time = $4
+    WHERE user_code_hash = $5 AND status = 'pending' AND expires_at > $6";
 /// A poll's bookkeeping (`device::PollUpdate`); `$3` is the status from then on.
 pub(crate) const RECORD_DEVICE_POLL: &str = "UPDATE device_codes
     SET interval_secs = $1, last_poll_at = $2, status = $3 WHERE device_code_hash = $4";

@@ -2685,13 +2685,19 @@ async fn device_codes_are_added_found_and_decided_once(store: Store) {
     let user_code = code.user_code_hash;
     assert_eq!(
         find(&store, &user_code, 1, T0.plus(10)).await,
-        DeviceLookup::Found(code.grant.clone())
+        DeviceLookup::Found {
+            device_code_hash: code.device_code_hash,
+            grant: code.grant.clone()
+        }
     );
     assert_eq!(
         find(&store, &hash(), 1, T0.plus(10)).await,
         DeviceLookup::Unknown
     );
-    let approve = DeviceDecision::Approve { user_id: ada };
+    let approve = DeviceDecision::Approve {
+        user_id: ada,
+        auth_time: None,
+    };
     assert!(store
         .decide_device_code(&user_code, &approve, T0.plus(20))
         .await
@@ -2716,7 +2722,7 @@ async fn device_codes_are_added_found_and_decided_once(store: Store) {
     let end = late.grant.expires_at;
     assert!(matches!(
         find(&store, &late.user_code_hash, 1, end.minus(1)).await,
-        DeviceLookup::Found(_)
+        DeviceLookup::Found { .. }
     ));
     assert_eq!(
         find(&store, &late.user_code_hash, 1, end).await,
@@ -2758,7 +2764,10 @@ async fn a_user_code_is_unique_while_live(store: Store) {
     add_device_code(&store, &again, later).await;
     assert_eq!(
         find(&store, &first.user_code_hash, 1, later).await,
-        DeviceLookup::Found(again.grant.clone())
+        DeviceLookup::Found {
+            device_code_hash: again.device_code_hash,
+            grant: again.grant.clone()
+        }
     );
     let tokens = new_tokens(later);
     assert_eq!(
@@ -2802,7 +2811,10 @@ async fn device_polls_follow_the_rules(store: Store) {
     assert!(store
         .decide_device_code(
             &code.user_code_hash,
-            &DeviceDecision::Approve { user_id: ada },
+            &DeviceDecision::Approve {
+                user_id: ada,
+                auth_time: Some(t)
+            },
             t.plus(2)
         )
         .await
@@ -2812,7 +2824,9 @@ async fn device_polls_follow_the_rules(store: Store) {
         poll(&store, &code, &tv, &tokens, issued_at).await,
         DevicePoll::Issued {
             scopes: scopes(SCOPE),
-            refresh: true
+            refresh: true,
+            user_id: ada,
+            auth_time: Some(t)
         }
     );
     assert!(access_alive(&store, &tokens.access.hash, issued_at).await);
@@ -2828,7 +2842,10 @@ async fn device_polls_follow_the_rules(store: Store) {
     // Online: an access token only.
     let online = new_device_code(&tv, false, T0);
     add_device_code(&store, &online, T0).await;
-    let approve = DeviceDecision::Approve { user_id: ada };
+    let approve = DeviceDecision::Approve {
+        user_id: ada,
+        auth_time: None,
+    };
     assert!(store
         .decide_device_code(&online.user_code_hash, &approve, T0)
         .await
@@ -2838,7 +2855,9 @@ async fn device_polls_follow_the_rules(store: Store) {
         poll(&store, &online, &tv, &online_tokens, T0.plus(1)).await,
         DevicePoll::Issued {
             scopes: scopes(SCOPE),
-            refresh: false
+            refresh: false,
+            user_id: ada,
+            auth_time: None
         }
     );
     assert!(access_alive(&store, &online_tokens.access.hash, T0.plus(1)).await);
@@ -2898,7 +2917,10 @@ async fn device_tokens_are_issued_once_under_concurrency(store: Store) {
     let tv = client(&store, ClientType::NonBrowser, None).await;
     let code = new_device_code(&tv, true, T0);
     add_device_code(&store, &code, T0).await;
-    let approve = DeviceDecision::Approve { user_id: ada };
+    let approve = DeviceDecision::Approve {
+        user_id: ada,
+        auth_time: None,
+    };
     assert!(store
         .decide_device_code(&code.user_code_hash, &approve, T0)
         .await
@@ -2953,7 +2975,7 @@ async fn user_code_guesses_are_throttled_per_source_and_globally(store: Store) {
     for _ in 0..10 {
         assert!(matches!(
             guess(&store, &right, 1, T0, &limits).await,
-            DeviceLookup::Found(_)
+            DeviceLookup::Found { .. }
         ));
     }
     for _ in 0..3 {
@@ -2985,7 +3007,7 @@ async fn user_code_guesses_are_throttled_per_source_and_globally(store: Store) {
     let fresh = new_device_code(&tv, false, T0.plus(600));
     add_device_code(&store, &fresh, T0.plus(600)).await;
     let later = guess(&store, &fresh.user_code_hash, 1, T0.plus(600), &limits).await;
-    assert!(matches!(later, DeviceLookup::Found(_)), "{later:?}");
+    assert!(matches!(later, DeviceLookup::Found { .. }), "{later:?}");
 }
 
 async fn parallel_guesses_stay_within_the_throttle(store: Store) {
@@ -3768,7 +3790,10 @@ async fn prepare(store: &Store, write: Verb, k: i64) -> Attempt {
             let user_code = code.user_code_hash;
             (
                 run(async move {
-                    let approve = DeviceDecision::Approve { user_id: ada };
+                    let approve = DeviceDecision::Approve {
+                        user_id: ada,
+                        auth_time: None,
+                    };
                     s.decide_device_code(&user_code, &approve, T0).await
                 }),
                 facts(move |store| async move {
@@ -3782,7 +3807,10 @@ async fn prepare(store: &Store, write: Verb, k: i64) -> Attempt {
             let tv = client(store, ClientType::NonBrowser, None).await;
             let code = new_device_code(&tv, true, T0);
             add_device_code(store, &code, T0).await;
-            let approve = DeviceDecision::Approve { user_id: ada };
+            let approve = DeviceDecision::Approve {
+                user_id: ada,
+                auth_time: None,
+            };
             assert!(store
                 .decide_device_code(&code.user_code_hash, &approve, T0)
                 .await

@@ -6,6 +6,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use grantd_core::device::DeviceGrant;
+use grantd_core::grant::AccessType;
 use grantd_core::secret::SecretHash;
 use grantd_core::{Client, ClientId, ClientType, Dialect, RedirectUri, Timestamp};
 
@@ -94,6 +96,76 @@ impl SharedClient {
     }
 }
 
+/// `POST /dc/v1/device/handover`: a device authorization begun at the caller, handed to the DC
+/// where the user who answers it lives, so that the device polls there with the code it has
+/// (CONTRACT.md "Device flow"). Both codes travel only as their SHA-256, in hex.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceHandover {
+    pub device_code_hash: String,
+    pub user_code_hash: String,
+    pub client_id: String,
+    pub scopes: String,
+    pub offline: bool,
+    pub interval_secs: i64,
+    pub expires_at: i64,
+}
+
+impl DeviceHandover {
+    pub fn new(
+        device_code_hash: &SecretHash,
+        user_code_hash: &SecretHash,
+        grant: &DeviceGrant,
+    ) -> Self {
+        Self {
+            device_code_hash: device_code_hash.to_hex(),
+            user_code_hash: user_code_hash.to_hex(),
+            client_id: grant.client_id.to_string(),
+            scopes: grant.scopes.to_stored(),
+            offline: grant.access_type == AccessType::Offline,
+            interval_secs: grant.interval_secs,
+            expires_at: grant.expires_at.0,
+        }
+    }
+
+    /// The two hashes; `None` if either is not one.
+    pub fn hashes(&self) -> Option<(SecretHash, SecretHash)> {
+        Some((
+            SecretHash::from_hex(&self.device_code_hash)?,
+            SecretHash::from_hex(&self.user_code_hash)?,
+        ))
+    }
+
+    pub fn access_type(&self) -> AccessType {
+        if self.offline {
+            AccessType::Offline
+        } else {
+            AccessType::Online
+        }
+    }
+}
+
+/// The answer to a [`DeviceHandover`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceHandoverResponse {
+    pub result: HandoverResult,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HandoverResult {
+    /// Stored: the user may enter the code there, and the device poll there.
+    Accepted,
+    /// The client is not registered at, or not enabled for, the receiving DC (or may not use
+    /// the device flow there).
+    ClientNotEnabled,
+    /// A scope the receiving DC does not have.
+    UnknownScope,
+    /// It expired on the way.
+    Expired,
+    /// The receiving DC already has an authorization with one of these codes.
+    Conflict,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,6 +185,42 @@ mod tests {
         );
         let read: Result<LookupResponse, _> = serde_json::from_str(r#"{"known":false}"#);
         assert_eq!(read.ok(), Some(LookupResponse { known: false }));
+    }
+
+    #[test]
+    fn a_device_handover_carries_hashes_only() {
+        let grant = DeviceGrant {
+            client_id: ClientId::new("1000.TV".into()),
+            scopes: grantd_core::Scopes::from_stored("Demo.x.READ openid"),
+            access_type: AccessType::Offline,
+            status: grantd_core::device::DeviceStatus::Pending,
+            interval_secs: 35,
+            last_poll_at: None,
+            expires_at: Timestamp(1_800_000_300),
+        };
+        let (device, user) = (SecretHash::of("device"), SecretHash::of("ABCD2345"));
+        let handover = DeviceHandover::new(&device, &user, &grant);
+        let json = serde_json::to_string(&handover).unwrap_or_default();
+        assert!(
+            !json.contains("\"device\"") && !json.contains("ABCD2345"),
+            "{json}"
+        );
+        let read: Option<DeviceHandover> = serde_json::from_str(&json).ok();
+        assert_eq!(read.as_ref(), Some(&handover));
+        assert_eq!(handover.hashes(), Some((device, user)));
+        assert_eq!(handover.access_type(), AccessType::Offline);
+        let broken = DeviceHandover {
+            user_code_hash: "zz".into(),
+            ..handover
+        };
+        assert_eq!(broken.hashes(), None);
+        assert_eq!(
+            serde_json::to_string(&DeviceHandoverResponse {
+                result: HandoverResult::ClientNotEnabled
+            })
+            .unwrap_or_default(),
+            r#"{"result":"client_not_enabled"}"#
+        );
     }
 
     #[test]

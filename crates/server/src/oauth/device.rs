@@ -16,7 +16,7 @@ use axum::Json;
 
 use grantd_core::datacenter::unknown_here;
 use grantd_core::device::{self, DeviceGrant, PollAnswer, UserCode};
-use grantd_core::grant::AccessType;
+use grantd_core::grant::{AccessType, SignIn};
 use grantd_core::secret::{AccessToken, DeviceCode, RefreshToken};
 use grantd_core::{Client, Dialect, OAuthError, Timestamp};
 use grantd_store::{DevicePoll, DeviceVerbs, NewAccess, NewDeviceCode, NewTokens, StoreError};
@@ -24,7 +24,7 @@ use grantd_wire::{DeviceAuthorization, ZohoDeviceCode};
 
 use super::client_auth::Caller;
 use super::registered_scopes;
-use super::token::Issued;
+use super::token::{id_token, Issued};
 use crate::app::App;
 use crate::error::{ApiError, Failure};
 use crate::params::Params;
@@ -232,14 +232,20 @@ pub(super) async fn poll(
         DevicePoll::Issued {
             scopes,
             refresh: with_refresh,
+            user_id,
+            auth_time,
         } => {
+            // OIDC Core §3.1.3.3 as for a code: no nonce (the device flow has none).
+            let sign_in = SignIn {
+                auth_time,
+                nonce: None,
+            };
+            let id_token = id_token(app, client, user_id, &scopes, &sign_in, &access, now).await?;
             return Ok(Issued {
                 access,
                 refresh: with_refresh.then_some(refresh),
                 scopes,
-                // OpenID Connect's ID token is the code flow's (issue 14 leaves the device
-                // flow to OAuth alone).
-                id_token: None,
+                id_token,
             });
         }
         DevicePoll::Unknown => {

@@ -9,32 +9,36 @@
 //! leads to a consent, which is kept as a pending consent bound to the session, so the decision
 //! cannot be used to try codes. Forms carry the session's CSRF token (the pre-session's before
 //! sign-in, like the login form). With data centers, a browser that is not signed in is asked
-//! for its email first: a user homed at another data center (`peers::find_home`) is not signed
-//! in here; the device is told `other_dc` with that location instead.
+//! for its email first: for a user homed at another data center (`peers::find_home`) the
+//! authorization is handed over to that DC (`peers::device_handover`), the device is told
+//! `other_dc` with that location, and the browser goes on to that DC's verification page with
+//! the code and the email, where the user signs in and answers.
 
 use axum::extract::State;
-use axum::http::header::{RETRY_AFTER, SET_COOKIE};
+use axum::http::header::RETRY_AFTER;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
+use grantd_core::datacenter::home_sign_in_url;
 use grantd_core::device::{DeviceGrant, UserCode};
 use grantd_core::grant::AccessType;
 use grantd_core::secret::{random_id, SecretHash, SessionToken};
 use grantd_core::source::Source;
 use grantd_core::Timestamp;
-use grantd_store::{
-    AccountVerbs, ConsoleVerbs, DeviceDecision, DeviceLookup, DeviceVerbs, SessionVerbs, User,
-};
+use grantd_store::{ConsoleVerbs, DeviceDecision, DeviceLookup, DeviceVerbs, SessionVerbs, User};
+use grantd_wire::datacenter::{DeviceHandover, HandoverResult};
 
 use super::device::{user_code_hash, VERIFICATION_PATH};
 use crate::app::App;
 use crate::cookies::Cookie;
+use crate::email_step::{sign_in_at, unreachable_home, SignInAt};
 use crate::error::ErrorPage;
 use crate::pages::{self, DeviceConsentPage, DeviceDonePage, DevicePage};
 use crate::params::{Params, ParamsRejection};
-use crate::peers::{find_home, Home};
-use crate::session::{current_session, is_cross_site, login_page, password_page, ConsentAnswer};
+use crate::session::{
+    current_session, is_cross_site, login_page, password_page, see_other, ConsentAnswer, PreSession,
+};
 use crate::source::RequestSource;
 
 const INVALID: &str =
@@ -58,24 +62,27 @@ pub async fn show(
         return ErrorPage::bad_request("This request could not be read.").into_response();
     };
     let typed = params.text("user_code");
+    let hint = params.text("login_hint");
     let signed_in = match current_session(&app, &headers, now).await {
         Ok(signed_in) => signed_in,
         Err(e) => return ErrorPage::from(e).into_response(),
     };
-    match signed_in {
-        Some((session, user)) if !typed.is_empty() => {
-            match look_up(&app, typed, source, now).await {
-                Ok(Found::Code(code, grant)) => {
-                    ask_consent(&app, &session, &user, &code, &grant, now).await
-                }
-                Ok(Found::Not(error, status)) => {
-                    entry(&app, &headers, Some(&session), typed, Some(error), status)
-                }
-                Err(page) => page.into_response(),
-            }
-        }
-        Some((session, _)) => entry(&app, &headers, Some(&session), typed, None, StatusCode::OK),
-        None => entry(&app, &headers, None, typed, None, StatusCode::OK),
+    let session = signed_in.as_ref().map(|(s, _)| s);
+    // Only a code (with, signed out, an email) leads on; the form alone is not looked up.
+    let wanted = !typed.is_empty() && (session.is_some() || !hint.is_empty());
+    if !wanted {
+        return entry(&app, &headers, session, typed, None);
+    }
+    let found = match look_up(&app, typed, source, now).await {
+        Ok(Found::Code(found)) => found,
+        Ok(Found::Not(refusal)) => return entry(&app, &headers, session, typed, Some(refusal)),
+        Err(page) => return page.into_response(),
+    };
+    match &signed_in {
+        Some((session, user)) => ask_consent(&app, session, user, &found, now).await,
+        // Sent here by the DC where the device began (`home_sign_in_url`), or a link with a
+        // hint: that email's next step, but never a handover on a GET.
+        None => signed_out(&app, &headers, &found, hint, Handover::Never, now).await,
     }
 }
 
@@ -97,33 +104,18 @@ pub async fn submit(
     }
     let typed = params.text("user_code");
     let session = signed_in.as_ref().map(|(s, _)| s);
-    let (code, grant) = match look_up(&app, typed, source, now).await {
-        Ok(Found::Code(code, grant)) => (code, grant),
-        Ok(Found::Not(error, status)) => {
-            return entry(&app, &headers, session, typed, Some(error), status)
-        }
+    let found = match look_up(&app, typed, source, now).await {
+        Ok(Found::Code(found)) => found,
+        Ok(Found::Not(refusal)) => return entry(&app, &headers, session, typed, Some(refusal)),
         Err(page) => return page.into_response(),
     };
     if let Some((session, user)) = &signed_in {
-        return ask_consent(&app, session, user, &code, &grant, now).await;
-    }
-    let client_name = match app.store.client(grant.client_id.as_str()).await {
-        Ok(client) => client.map(|c| c.name).unwrap_or_default(),
-        Err(e) => return ErrorPage::from(e).into_response(),
-    };
-    if app.peers.is_none() {
-        return login_page(
-            &app,
-            &headers,
-            &return_to(&code),
-            "",
-            None,
-            Some(&client_name),
-        );
+        return ask_consent(&app, session, user, &found, now).await;
     }
     match params.get("email").ok().flatten() {
-        Some(email) => by_email(&app, &headers, &code, email, &client_name, now).await,
-        None => email_step(&app, &headers, &code),
+        Some(email) => signed_out(&app, &headers, &found, email, Handover::Allowed, now).await,
+        None if app.peers.is_some() => email_step(&app, &headers, &found.code, ""),
+        None => signed_out(&app, &headers, &found, "", Handover::Never, now).await,
     }
 }
 
@@ -166,11 +158,28 @@ pub async fn decide(State(app): State<App>, headers: HeaderMap, params: Params) 
     }
 }
 
+/// A typed code that names an authorization waiting for its user.
+struct Typed {
+    code: UserCode,
+    /// What a handover to the user's home DC carries.
+    device_code_hash: SecretHash,
+    grant: DeviceGrant,
+}
+
 /// The answer to a typed code.
 enum Found {
-    Code(UserCode, DeviceGrant),
-    /// Why not, and the status to show it with.
-    Not(&'static str, StatusCode),
+    Code(Typed),
+    Not(Refusal),
+}
+
+/// Why a typed code leads nowhere.
+#[derive(Debug, Clone, Copy)]
+enum Refusal {
+    Invalid,
+    /// Too many wrong codes; looked up again after this many seconds.
+    Throttled {
+        retry_after: i64,
+    },
 }
 
 /// Looks a typed code up within the guess throttle. A code that cannot be one (wrong length,
@@ -182,7 +191,7 @@ async fn look_up(
     now: Timestamp,
 ) -> Result<Found, ErrorPage> {
     let Some(code) = UserCode::parse(typed) else {
-        return Ok(Found::Not(INVALID, StatusCode::BAD_REQUEST));
+        return Ok(Found::Not(Refusal::Invalid));
     };
     let limits = &app.settings.limits;
     let found = app
@@ -190,9 +199,16 @@ async fn look_up(
         .find_device_code(&user_code_hash(&code), &source, now, limits)
         .await?;
     Ok(match found {
-        DeviceLookup::Found(grant) => Found::Code(code, grant),
-        DeviceLookup::Unknown => Found::Not(INVALID, StatusCode::BAD_REQUEST),
-        DeviceLookup::Throttled { .. } => Found::Not(THROTTLED, StatusCode::TOO_MANY_REQUESTS),
+        DeviceLookup::Found {
+            device_code_hash,
+            grant,
+        } => Found::Code(Typed {
+            code,
+            device_code_hash,
+            grant,
+        }),
+        DeviceLookup::Unknown => Found::Not(Refusal::Invalid),
+        DeviceLookup::Throttled { retry_after } => Found::Not(Refusal::Throttled { retry_after }),
     })
 }
 
@@ -217,45 +233,52 @@ fn return_to(code: &UserCode) -> String {
 }
 
 /// The code form (or, with `ask_email`, the email step) with the CSRF token of the session, or
-/// of a pre-session made here if the browser has none yet (as the login page does).
+/// of the pre-session before sign-in (as the login page does).
 fn page(
     app: &App,
     headers: &HeaderMap,
     session: Option<&SessionToken>,
-    user_code: &str,
-    ask_email: bool,
-    error: Option<&str>,
-    status: StatusCode,
+    form: DevicePage<'_>,
+    refusal: Option<Refusal>,
 ) -> Response {
-    let (csrf_token, new_pre) = match session {
-        Some(session) => (session.csrf_token(), None),
-        None => {
-            let existing = Cookie::PreSession.read(headers, &app.settings);
-            let pre = existing.clone().unwrap_or_else(SessionToken::generate);
-            (pre.csrf_token(), existing.is_none().then_some(pre))
-        }
+    let pre = session.is_none().then(|| PreSession::of(app, headers));
+    let csrf_token = match (session, &pre) {
+        (Some(session), _) => session.csrf_token(),
+        (None, Some(pre)) => pre.csrf_token(),
+        (None, None) => String::new(),
     };
     let body = pages::render(&DevicePage {
         csrf_token: &csrf_token,
-        user_code,
-        ask_email,
-        error,
+        error: refusal.map(Refusal::message),
+        ..form
     });
+    let status = refusal.map_or(StatusCode::OK, Refusal::status);
     let mut response = (status, Html(body)).into_response();
-    if let Some(pre) = new_pre {
-        let lifetime = app.settings.limits.session_lifetime_secs;
-        let cookie = Cookie::PreSession.set(&pre, lifetime, &app.settings);
-        if let Ok(value) = HeaderValue::from_str(&cookie) {
-            response.headers_mut().append(SET_COOKIE, value);
-        }
+    if let Some(pre) = pre {
+        pre.set_cookie(app, &mut response);
     }
-    if status == StatusCode::TOO_MANY_REQUESTS {
-        let window = app.settings.limits.device_guess_window_secs.max(1);
+    if let Some(Refusal::Throttled { retry_after }) = refusal {
         response
             .headers_mut()
-            .insert(RETRY_AFTER, HeaderValue::from(window));
+            .insert(RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
     }
     response
+}
+
+impl Refusal {
+    fn message(self) -> &'static str {
+        match self {
+            Refusal::Invalid => INVALID,
+            Refusal::Throttled { .. } => THROTTLED,
+        }
+    }
+
+    fn status(self) -> StatusCode {
+        match self {
+            Refusal::Invalid => StatusCode::BAD_REQUEST,
+            Refusal::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+        }
+    }
 }
 
 fn entry(
@@ -263,100 +286,135 @@ fn entry(
     headers: &HeaderMap,
     session: Option<&SessionToken>,
     typed: &str,
-    error: Option<&str>,
-    status: StatusCode,
+    refusal: Option<Refusal>,
 ) -> Response {
     // Only what could be a code goes back into the form.
     let shown: String = typed.chars().take(32).collect();
-    page(app, headers, session, &shown, false, error, status)
+    let form = DevicePage {
+        csrf_token: "",
+        user_code: &shown,
+        ask_email: false,
+        email: "",
+        error: None,
+    };
+    page(app, headers, session, form, refusal)
 }
 
-fn email_step(app: &App, headers: &HeaderMap, code: &UserCode) -> Response {
-    page(
-        app,
-        headers,
-        None,
-        &code.display(),
-        true,
-        None,
-        StatusCode::OK,
-    )
+fn email_step(app: &App, headers: &HeaderMap, code: &UserCode, email: &str) -> Response {
+    let form = DevicePage {
+        csrf_token: "",
+        user_code: &code.display(),
+        ask_email: true,
+        email,
+        error: None,
+    };
+    page(app, headers, None, form, None)
 }
 
-/// With data centers: where the user whose email this is signs in. A user of this DC (or one
-/// unknown everywhere, who then meets the generic failure) gets the password page; a user homed
-/// at another DC is not signed in here: the device code is marked `other_dc`, so the device's
-/// next poll names that DC (CONTRACT.md), and the page says so.
-async fn by_email(
+/// Whether finding the user's home at a peer may hand the authorization over (a POST of the
+/// email step), or only shows the email step again (a GET: no state changes on a link).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Handover {
+    Allowed,
+    Never,
+}
+
+/// A signed-out browser with a found code and the email of who will approve it: the password
+/// page for a user of this DC (or one unknown everywhere, who then meets the generic failure,
+/// as sign-in does). With data centers, a user homed at another DC is not signed in here: the
+/// authorization is handed over there and the browser follows it. Without data centers and
+/// without an email, the login page.
+async fn signed_out(
     app: &App,
     headers: &HeaderMap,
-    code: &UserCode,
+    found: &Typed,
     email: &str,
-    client_name: &str,
+    handover: Handover,
     now: Timestamp,
 ) -> Response {
-    let next = return_to(code);
-    let local = if email.len() <= 254 {
-        app.store.user_by_email(email).await
-    } else {
-        Ok(None)
-    };
-    match local {
-        Ok(Some(_)) => return password_page(app, headers, &next, email, None, Some(client_name)),
-        Ok(None) => {}
+    let next = return_to(&found.code);
+    let client_name = match app.store.client(found.grant.client_id.as_str()).await {
+        Ok(client) => client.map(|c| c.name).unwrap_or_default(),
         Err(e) => return ErrorPage::from(e).into_response(),
+    };
+    let client_name = Some(client_name.as_str());
+    if app.peers.is_none() || email.is_empty() {
+        return login_page(app, headers, &next, email, None, client_name);
     }
-    let home = match find_home(app, email).await {
-        Ok(home) => home,
-        Err(e) => return ErrorPage::from(e).into_response(),
-    };
-    let accounts = |location: &str| {
-        app.settings
-            .datacenters
-            .get(location)
-            .map(|peer| peer.accounts.clone())
-            .unwrap_or_default()
-    };
-    match home {
-        Home::Peer(location) => {
-            let decision = DeviceDecision::OtherDc {
-                location: location.clone(),
-            };
-            let hash = user_code_hash(code);
-            match app.store.decide_device_code(&hash, &decision, now).await {
-                Ok(true) => {}
-                Ok(false) => return gone(),
-                Err(e) => return ErrorPage::from(e).into_response(),
-            }
-            let there = accounts(&location);
-            let message = format!(
-                "Your account is in data center {location} ({there}). Your device has been told \
-                 to continue there: start again on your device, then enter its new code at \
-                 {there}{VERIFICATION_PATH}."
-            );
-            let link = format!("{there}{VERIFICATION_PATH}");
-            done(
-                StatusCode::OK,
-                "Continue in your data center",
-                &message,
-                Some(("Go to your data center's device page", &link)),
-            )
+    match sign_in_at(app, email).await {
+        Ok(SignInAt::Here) => password_page(app, headers, &next, email, None, client_name),
+        Ok(SignInAt::Peer(location)) if handover == Handover::Allowed => {
+            hand_over(app, found, &location, email, client_name, now).await
         }
-        Home::Unreachable(location) => {
+        Ok(SignInAt::Peer(_)) => email_step(app, headers, &found.code, email),
+        Ok(SignInAt::Unreachable(location)) => unreachable_home(app, &location),
+        Err(e) => ErrorPage::from(e).into_response(),
+    }
+}
+
+/// Hands the authorization to `location`, the user's home; once that DC has it, marks it
+/// `other_dc` here (the device's next poll names that DC, CONTRACT.md) and sends the browser
+/// to that DC's verification page with the code and the email.
+async fn hand_over(
+    app: &App,
+    found: &Typed,
+    location: &str,
+    email: &str,
+    client_name: Option<&str>,
+    now: Timestamp,
+) -> Response {
+    let (Some(peers), Some(peer)) = (&app.peers, app.settings.datacenters.get(location)) else {
+        return gone();
+    };
+    let user_code_hash = user_code_hash(&found.code);
+    let handover = DeviceHandover::new(&found.device_code_hash, &user_code_hash, &found.grant);
+    let app_name = client_name.unwrap_or("This app");
+    match peers.hand_over_device(location, &handover).await {
+        Ok(HandoverResult::Accepted) => {}
+        Ok(HandoverResult::ClientNotEnabled) => {
             let message = format!(
-                "Your account is in data center {location} ({}), which cannot be reached right \
-                 now. Please try again later.",
-                accounts(&location)
+                "Your account is in data center {location}, where {app_name} is not available. \
+                 Its developer can enable it there; until then it cannot use your account."
             );
-            done(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Try again later",
-                &message,
+            return done(StatusCode::FORBIDDEN, "Not available", &message, None);
+        }
+        Ok(HandoverResult::UnknownScope) => {
+            let message = format!(
+                "Your account is in data center {location}, which does not offer all the \
+                 access {app_name} asks for."
+            );
+            return done(StatusCode::FORBIDDEN, "Not available", &message, None);
+        }
+        Ok(HandoverResult::Conflict) => {
+            return done(
+                StatusCode::CONFLICT,
+                "Start again",
+                "This code cannot be used in your data center. Start again on your device.",
                 None,
             )
         }
-        // Like a local user's: the password page, then the generic failure (as sign-in does).
-        Home::Unknown => password_page(app, headers, &next, email, None, Some(client_name)),
+        Ok(HandoverResult::Expired) => return gone(),
+        Err(e) => {
+            tracing::warn!(peer = %location, error = %e, "a data center did not take a device authorization");
+            return unreachable_home(app, location);
+        }
+    }
+    let moved = DeviceDecision::OtherDc {
+        location: location.to_owned(),
+    };
+    match app
+        .store
+        .decide_device_code(&user_code_hash, &moved, now)
+        .await
+    {
+        // Decided here meanwhile (another tab): the copy there is never polled, and expires.
+        Ok(false) => gone(),
+        Ok(true) => see_other(&home_sign_in_url(
+            &peer.accounts,
+            &return_to(&found.code),
+            email,
+        )),
+        Err(e) => ErrorPage::from(e).into_response(),
     }
 }
 
@@ -366,11 +424,10 @@ async fn ask_consent(
     app: &App,
     session: &SessionToken,
     user: &User,
-    code: &UserCode,
-    grant: &DeviceGrant,
+    found: &Typed,
     now: Timestamp,
 ) -> Response {
-    match consent_page(app, session, user, code, grant, now).await {
+    match consent_page(app, session, user, &found.code, &found.grant, now).await {
         Ok(page) => page,
         Err(page) => page.into_response(),
     }
@@ -458,7 +515,10 @@ async fn decision_flow(
         return Ok(Outcome::Gone);
     };
     let decision = if approve {
-        DeviceDecision::Approve { user_id: user.id }
+        DeviceDecision::Approve {
+            user_id: user.id,
+            auth_time: app.store.session_started(&session.hash(), now).await?,
+        }
     } else {
         DeviceDecision::Deny
     };

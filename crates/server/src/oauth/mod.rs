@@ -18,7 +18,7 @@ use crate::app::App;
 use crate::error::Failure;
 
 /// Parses a scope list and checks it against the registry, in the registry's spelling.
-async fn registered_scopes(app: &App, raw: &str) -> Result<Scopes, Failure> {
+pub(crate) async fn registered_scopes(app: &App, raw: &str) -> Result<Scopes, Failure> {
     let parsed = Scopes::parse(raw)
         .map_err(|_| OAuthError::InvalidScope("the scope parameter is malformed"))?;
     in_registry_spelling(&app.store, &parsed)

@@ -53,7 +53,7 @@ async fn authenticated_request<'c>(
 
 /// OIDC Core §3.1.3.3 and §12.2: with `openid` granted, an ID token for the access token just
 /// issued, signed with the key in memory. The user is read only then.
-async fn id_token(
+pub(super) async fn id_token(
     app: &App,
     client: &Client,
     user_id: i64,

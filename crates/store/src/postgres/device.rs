@@ -13,7 +13,7 @@ use grantd_core::{ClientId, Limits, Timestamp};
 use super::tokens::{insert_access_token, insert_refresh_token};
 use super::{conflict, detached, locked, Answer, PostgresStore, Tx};
 use crate::model::{DeviceDecision, DeviceLookup, DevicePoll, NewDeviceCode, NewTokens};
-use crate::rows::{device_decision_columns, device_status_columns, DeviceRow, TallyRow};
+use crate::rows::{device_decision_columns, device_status_column, DeviceRow, TallyRow};
 use crate::statements::{
     DECIDE_DEVICE_CODE, DELETE_DEVICE_GUESS_TALLY, DELETE_EXPIRED_USER_CODE, DEVICE_CODE_BY_HASH,
     DEVICE_CODE_BY_USER_CODE, DEVICE_GUESS_TALLY, INSERT_DEVICE_CODE, RECORD_DEVICE_POLL,
@@ -82,13 +82,13 @@ impl DeviceVerbs for PostgresStore {
                 .fetch_optional(&mut *tx)
                 .await?;
             let found = row
-                .and_then(DeviceRow::into_grant)
-                .filter(|grant| grant.awaits_user(now));
+                .and_then(DeviceRow::into_found)
+                .filter(|(_, grant)| grant.awaits_user(now));
             let after = device::after_guess(before, found.is_some(), now, &limits);
             write_tally(&mut tx, &keys[0], after.global, &limits).await?;
             write_tally(&mut tx, &keys[1], after.source, &limits).await?;
             tx.commit().await?;
-            Ok(found.map_or(DeviceLookup::Unknown, DeviceLookup::Found))
+            Ok(DeviceLookup::from(found))
         })
         .await
     }
@@ -102,11 +102,12 @@ impl DeviceVerbs for PostgresStore {
         let pool = self.pool.clone();
         let (user_code_hash, decision) = (*user_code_hash, decision.clone());
         detached(async move {
-            let (status, user_id, location) = device_decision_columns(&decision);
+            let (status, user_id, location, auth_time) = device_decision_columns(&decision);
             let decided = sqlx::query(DECIDE_DEVICE_CODE)
                 .bind(status)
                 .bind(user_id)
                 .bind(location)
+                .bind(auth_time)
                 .bind(user_code_hash.as_bytes())
                 .bind(now.0)
                 .execute(&pool)
@@ -143,7 +144,7 @@ impl DeviceVerbs for PostgresStore {
                 let status = if update.used {
                     "used"
                 } else {
-                    device_status_columns(&grant.status).0
+                    device_status_column(&grant.status)
                 };
                 sqlx::query(RECORD_DEVICE_POLL)
                     .bind(update.interval_secs)
@@ -153,7 +154,7 @@ impl DeviceVerbs for PostgresStore {
                     .execute(&mut *tx)
                     .await?;
             }
-            let PollAnswer::Issue { user_id } = decision.answer else {
+            let PollAnswer::Issue { user_id, auth_time } = decision.answer else {
                 tx.commit().await?;
                 return Ok(DevicePoll::Answered(decision.answer));
             };
@@ -166,8 +167,7 @@ impl DeviceVerbs for PostgresStore {
                     &tokens.refresh_hash,
                     granted,
                     &hash,
-                    // The device flow issues no ID token (OpenID Connect is the code flow's).
-                    None,
+                    auth_time,
                     now,
                     &limits,
                 )
@@ -191,6 +191,8 @@ impl DeviceVerbs for PostgresStore {
             Ok(DevicePoll::Issued {
                 scopes: grant.scopes,
                 refresh,
+                user_id,
+                auth_time,
             })
         })
         .await

@@ -14,7 +14,7 @@ use super::query::{execute, one};
 use super::tokens::{insert_access_token, insert_refresh_token, AccessToken};
 use super::SqliteStore;
 use crate::model::{DeviceDecision, DeviceLookup, DevicePoll, NewDeviceCode, NewTokens};
-use crate::rows::{device_decision_columns, device_status_columns, DeviceRow, TallyRow};
+use crate::rows::{device_decision_columns, device_status_column, DeviceRow, TallyRow};
 use crate::statements::*;
 use crate::verbs::DeviceVerbs;
 use crate::Answer;
@@ -68,12 +68,12 @@ impl DeviceVerbs for SqliteStore {
                 let row: Option<DeviceRow> =
                     one(db, DEVICE_CODE_BY_USER_CODE, (user_code_hash.as_bytes(),))?;
                 let found = row
-                    .and_then(DeviceRow::into_grant)
-                    .filter(|grant| grant.awaits_user(now));
+                    .and_then(DeviceRow::into_found)
+                    .filter(|(_, grant)| grant.awaits_user(now));
                 let after = device::after_guess(before, found.is_some(), now, &limits);
                 write_tally(db, &keys[0], after.global, &limits)?;
                 write_tally(db, &keys[1], after.source, &limits)?;
-                Ok(found.map_or(DeviceLookup::Unknown, DeviceLookup::Found))
+                Ok(DeviceLookup::from(found))
             })
             .await
     }
@@ -87,11 +87,18 @@ impl DeviceVerbs for SqliteStore {
         let (user_code_hash, decision) = (*user_code_hash, decision.clone());
         self.writer
             .run(move |db| {
-                let (status, user_id, location) = device_decision_columns(&decision);
+                let (status, user_id, location, auth_time) = device_decision_columns(&decision);
                 let decided = execute(
                     db,
                     DECIDE_DEVICE_CODE,
-                    (status, user_id, location, user_code_hash.as_bytes(), now.0),
+                    (
+                        status,
+                        user_id,
+                        location,
+                        auth_time,
+                        user_code_hash.as_bytes(),
+                        now.0,
+                    ),
                 )?;
                 Ok(decided == 1)
             })
@@ -132,7 +139,7 @@ fn poll(
         let status = if update.used {
             "used"
         } else {
-            device_status_columns(&grant.status).0
+            device_status_column(&grant.status)
         };
         execute(
             db,
@@ -140,7 +147,7 @@ fn poll(
             (update.interval_secs, update.last_poll_at.0, status, code),
         )?;
     }
-    let PollAnswer::Issue { user_id } = decision.answer else {
+    let PollAnswer::Issue { user_id, auth_time } = decision.answer else {
         return Ok(DevicePoll::Answered(decision.answer));
     };
     let scopes = grant.scopes.to_stored();
@@ -154,12 +161,14 @@ fn poll(
     let refresh = device::issues_refresh_token(grant.access_type);
     if refresh {
         token.refresh_id =
-            insert_refresh_token(db, &tokens.refresh_hash, &token, None, now, limits)?;
+            insert_refresh_token(db, &tokens.refresh_hash, &token, auth_time, now, limits)?;
     }
     insert_access_token(db, &tokens.access, &token, now)?;
     Ok(DevicePoll::Issued {
         scopes: grant.scopes,
         refresh,
+        user_id,
+        auth_time,
     })
 }
 

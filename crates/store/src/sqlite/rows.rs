@@ -39,15 +39,17 @@ impl ReadRow for TallyRow {
 impl ReadRow for DeviceRow {
     fn read(row: &Row<'_>) -> rusqlite::Result<Self> {
         Ok(DeviceRow {
-            client_id: row.get(0)?,
-            scopes: row.get(1)?,
-            offline: row.get(2)?,
-            status: row.get(3)?,
-            user_id: row.get(4)?,
-            user_location: row.get(5)?,
-            interval_secs: row.get(6)?,
-            last_poll_at: row.get(7)?,
-            expires_at: row.get(8)?,
+            device_code_hash: row.get(0)?,
+            client_id: row.get(1)?,
+            scopes: row.get(2)?,
+            offline: row.get(3)?,
+            status: row.get(4)?,
+            user_id: row.get(5)?,
+            user_location: row.get(6)?,
+            interval_secs: row.get(7)?,
+            last_poll_at: row.get(8)?,
+            expires_at: row.get(9)?,
+            auth_time: row.get(10)?,
         })
     }
 }

@@ -1,0 +1,4 @@
+-- OpenID Connect for the device flow (issue 14; in step with sqlite/0014_device_auth_time.sql):
+-- when the user who approved a device authorization signed in, so that its ID token (and those
+-- of its refresh token) carry that auth_time as the code flow's do.
+ALTER TABLE device_codes ADD COLUMN auth_time BIGINT;
