@@ -33,7 +33,7 @@ use std::time::Instant;
 use reqwest::Url;
 use serde_json::{json, Value};
 
-use grantd_core::Dialect;
+use grantd_core::{ClientType, Dialect};
 use support::datacenters::{Backend, Dc, S2s, Trio, LOCATIONS, PROPAGATION};
 use support::http::{send, until, Http, Redirect, Reply};
 use support::node::{consent_at, exchange, refresh, user_info, FAST, REDIRECT_URI};
@@ -85,6 +85,7 @@ on_both_backends! {
     the_server_to_server_api_refuses_what_is_not_signed_now_once,
     user_add_refuses_an_email_another_data_center_has,
     zoho_python_sdk_exchanges_and_refreshes_at_eu,
+    a_device_begun_at_us_is_approved_and_polled_at_eu,
 }
 
 // ---- the scenarios -------------------------------------------------------------------------------
@@ -463,6 +464,96 @@ async fn zoho_python_sdk_exchanges_and_refreshes_at_eu(backend: Backend, test: &
 // ---- helpers -------------------------------------------------------------------------------------
 
 /// `/oauth/v2/auth` at `dc` for `client`, offline (a refresh token), with [`STATE`].
+/// CONTRACT.md "Device flow": a TV registered at us (and enabled at eu) asks us for codes; the
+/// eu user types the code at us, gives the email there, and is sent to eu's verification page
+/// (the authorization handed over), signs in and approves there; the device, told `other_dc`
+/// by us, polls eu with the code it has and gets eu's tokens.
+async fn a_device_begun_at_us_is_approved_and_polled_at_eu(backend: Backend, test: &str) {
+    let Some(trio) = Trio::start(backend, test).await else {
+        return;
+    };
+    let (us, eu) = (trio.us(), trio.eu());
+    eu.add_user(EU_USER);
+    let tv = us.add_client(ClientType::NonBrowser, "TV app");
+    us.enable_dc(&tv, "eu", false);
+    let http = Http::new();
+    // Zoho's docs put the parameters in the query string.
+    let zoho = |dc: &Dc, path: &str, params: Vec<(&'static str, String)>| {
+        http.client.post(format!("{}{path}", dc.url)).query(&params)
+    };
+    let poll = |dc: &Dc, device_code: &str| {
+        let mut params = tv.body_auth();
+        params.push(("grant_type", "device_token".into()));
+        params.push(("code", device_code.to_owned()));
+        zoho(dc, "/oauth/v3/device/token", params)
+    };
+    until(PROPAGATION, "eu to learn the enabled client", || {
+        let request = poll(eu, "1000.not-a-device-code");
+        async move {
+            let reply = send(request).await;
+            (reply.status == 200 && reply.json()["error"] == "invalid_code").then_some(())
+        }
+    })
+    .await;
+    let asked = send(zoho(
+        us,
+        "/oauth/v3/device/code",
+        vec![
+            ("client_id", tv.id.clone()),
+            ("scope", SCOPE.into()),
+            ("grant_type", "device_request".into()),
+            ("access_type", "offline".into()),
+        ],
+    ))
+    .await;
+    assert_eq!(asked.status, 200, "{}", asked.body);
+    let codes = asked.json();
+    let (device_code, user_code) = (
+        codes["device_code"].as_str().unwrap(),
+        codes["user_code"].as_str().unwrap(),
+    );
+    assert_eq!(
+        codes["verification_url"],
+        format!("{}/oauth/v3/device", us.url)
+    );
+
+    // At us: the code, then the email, which sends the browser to eu with both.
+    let browser = Http::browser(&us.url);
+    let page = browser.get(format!("{}/oauth/v3/device", us.url)).await;
+    let mut form = page.form_with("user_code");
+    form.csrf_token();
+    form.set("user_code", user_code);
+    let email_step = browser.submit(&form, &[]).await;
+    let routed = enter_email(&browser, &email_step, EU_USER).await;
+    assert_eq!(routed.status, 303, "not sent on: {}", routed.body);
+    let there = routed.location().unwrap();
+    assert_origin(&there, eu);
+    assert_eq!(there.path(), "/oauth/v3/device", "{there}");
+    let moved = send(poll(us, device_code)).await;
+    assert_eq!(moved.json()["error"], "other_dc", "{}", moved.body);
+    assert_eq!(moved.json()["user_location"], "eu", "{}", moved.body);
+
+    // At eu: only the password, then the consent page with the same code.
+    let page = browser.get(there.as_str()).await;
+    let signed_in = enter_password(&browser, &page, EU_USER).await;
+    assert_eq!(signed_in.status, 303, "sign-in failed: {}", signed_in.body);
+    let consent = browser.get(signed_in.location().unwrap().as_str()).await;
+    assert!(consent.is_consent_page(), "{}", consent.body);
+    assert!(consent.body.contains(user_code), "{}", consent.body);
+    let form = consent.form_with("decision");
+    let done = browser.submit(&form, &[("decision", "accept")]).await;
+    assert!(
+        done.body.contains("You can return to your device"),
+        "{}",
+        done.body
+    );
+
+    let issued = send(poll(eu, device_code)).await;
+    let tokens = token_response(&issued, eu);
+    let access = tokens["access_token"].as_str().unwrap();
+    assert_profile(&http, eu, access, EU_USER).await;
+}
+
 fn auth(dc: &Dc, client: &TestClient) -> String {
     auth_url(
         &dc.url,

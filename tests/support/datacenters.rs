@@ -23,7 +23,7 @@ use serde_json::Value;
 use sha2::Sha256;
 use tempfile::TempDir;
 
-use grantd_core::{Clock, SystemClock};
+use grantd_core::{ClientType, Clock, SystemClock};
 
 use super::http::Http;
 use super::node::{self, Node, NODE_POOL, WAIT};
@@ -88,6 +88,11 @@ impl Dc {
     /// A server-based client registered here (its home), with `node::REDIRECT_URI`.
     pub fn add_server_client(&self, name: &str) -> TestClient {
         node::add_server_client(&self.database, &self.config, name)
+    }
+
+    /// A client of type `kind` registered here (its home).
+    pub fn add_client(&self, kind: ClientType, name: &str) -> TestClient {
+        node::add_client(&self.database, &self.config, kind, name)
     }
 
     /// `grantd client enable-dc ID --location L [--own-secret] --json`: the secret to use at

@@ -164,25 +164,29 @@ pub fn add_user(database: &str, config: Option<&Path>, email: &str) {
 
 /// `grantd client add --type server` with [`REDIRECT_URI`].
 pub fn add_server_client(database: &str, config: &Path, name: &str) -> TestClient {
-    let args = [
-        "client",
-        "add",
-        "--type",
-        "server",
-        "--name",
-        name,
-        "--redirect-uri",
-        REDIRECT_URI,
-        "--json",
-    ];
+    add_client(database, config, ClientType::Server, name)
+}
+
+/// `grantd client add --type KIND --name NAME --json` (with `REDIRECT_URI` for a type that
+/// uses redirects): the client, with the secret it printed.
+pub fn add_client(database: &str, config: &Path, kind: ClientType, name: &str) -> TestClient {
+    let mut args = vec!["client", "add", "--type", kind.as_str(), "--name", name];
+    if kind.uses_redirects() {
+        args.extend(["--redirect-uri", REDIRECT_URI]);
+    }
+    args.push("--json");
     let out = succeeded(&args, &grantd(database, Some(config), &args, None));
     let added: Value = serde_json::from_str(out.trim()).unwrap();
     TestClient {
         id: added["client_id"].as_str().unwrap().to_owned(),
         name: name.to_owned(),
-        secret: Some(added["client_secret"].as_str().unwrap().to_owned()),
-        redirect_uri: REDIRECT_URI.to_owned(),
-        kind: ClientType::Server,
+        secret: added["client_secret"].as_str().map(str::to_owned),
+        redirect_uri: if kind.uses_redirects() {
+            REDIRECT_URI.to_owned()
+        } else {
+            String::new()
+        },
+        kind,
         dialect: Dialect::Standard,
     }
 }
