@@ -565,3 +565,49 @@ async fn a_changed_signing_algorithm_makes_a_new_key_and_keeps_the_old_one_publi
     let refused = stranger.prepare_keys().await.unwrap_err().to_string();
     assert!(refused.contains("key-encryption key"), "{refused}");
 }
+
+/// A session for another account than `login_hint` names will not do: without `prompt=none`
+/// the sign-in page for that account (switching accounts); with it, `interaction_required` at
+/// the redirect URI, since switching is a page. The signed-in account's own hint changes
+/// nothing.
+#[tokio::test]
+async fn a_login_hint_for_another_account_is_interaction_required_or_a_new_sign_in() {
+    skip_without_postgres!();
+    let (server, ada, a) = ada_and_a().await;
+    let bob = server.user("bob@example.com").await;
+    let browser = server.browser();
+    code_in(&server, &browser, &ada, &a, &[]).await;
+
+    let silent = [
+        ("prompt", "none"),
+        ("login_hint", bob.email.as_str()),
+        ("state", "s"),
+    ];
+    let redirect =
+        crate::Redirect::from_reply(&browser.get(&server.auth_url(&a, OIDC, &silent)).await);
+    assert_eq!(
+        redirect.error(),
+        Some("interaction_required"),
+        "{}",
+        redirect.raw
+    );
+    assert_eq!(redirect.param("state"), Some("s"));
+    assert_eq!(redirect.param("iss"), Some(server.url.as_str()));
+    assert_eq!(redirect.param("code"), None);
+
+    let own = [("prompt", "none"), ("login_hint", ada.email.as_str())];
+    let redirect =
+        crate::Redirect::from_reply(&browser.get(&server.auth_url(&a, OIDC, &own)).await);
+    assert!(!redirect.code().is_empty(), "{}", redirect.raw);
+
+    let switch = [("login_hint", bob.email.as_str())];
+    let page = browser.get(&server.auth_url(&a, OIDC, &switch)).await;
+    assert!(page.is_password_page(), "{}", page.body);
+    assert!(page.body.contains(&bob.email), "{}", page.body);
+    let flow = browser
+        .authorize(&server.auth_url(&a, OIDC, &switch), &bob, Decision::Accept)
+        .await;
+    let tokens = server.exchange(&a, &flow.redirect.code()).await.tokens();
+    let (_, claims) = verify(&server, &a, id_token(&tokens.body)).await;
+    assert_eq!(claims["sub"], bob.id.to_string());
+}

@@ -241,6 +241,29 @@ pub fn parse_nonce(raw: Option<&str>) -> Result<Option<String>, OAuthError> {
     }
 }
 
+/// Longer than any email address (RFC 5321 §4.5.3.1).
+const MAX_EMAIL_LEN: usize = 254;
+
+/// A `login_hint` worth acting on: one that could be an email address (short enough, one `@`
+/// between two non-empty parts, no spaces). Anything else (OpenID Connect lets it be any
+/// identifier) is ignored, never looked up.
+pub fn login_hint_email(hint: &str) -> Option<&str> {
+    let plausible = hint.len() <= MAX_EMAIL_LEN
+        && hint
+            .split_once('@')
+            .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty())
+        && !hint.chars().any(|c| c.is_whitespace() || c.is_control());
+    plausible.then_some(hint)
+}
+
+/// Whether the signed-in user is not who `login_hint` names: the session will not do, and the
+/// user must sign in as that account (or, with `prompt=none`, the client is told
+/// `interaction_required`). Emails compare exactly, as sign-in compares them (T-076).
+pub fn hint_names_another_user(hint: Option<&str>, signed_in_email: &str) -> bool {
+    hint.and_then(login_hint_email)
+        .is_some_and(|hint| hint != signed_in_email)
+}
+
 /// Whether an existing session will do: not when `prompt=login` asks for a new sign-in, nor
 /// when it started longer than `max_age` seconds ago (OIDC Core §3.1.2.1).
 pub fn session_is_fresh_enough(
@@ -273,6 +296,36 @@ pub fn is_published(expires_at: Option<Timestamp>, now: Timestamp) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_plausible_hints_are_acted_on() {
+        for ok in ["ada@example.com", "a@b", "ada+tag@example.co.uk"] {
+            assert_eq!(login_hint_email(ok), Some(ok));
+        }
+        let long = format!("{}@example.com", "a".repeat(250));
+        for bad in [
+            "",
+            "ada",
+            "@example.com",
+            "ada@",
+            "a da@example.com",
+            "a\t@b",
+            &long,
+        ] {
+            assert_eq!(login_hint_email(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_hint_for_someone_else_asks_for_another_sign_in() {
+        let ada = "ada@example.com";
+        assert!(hint_names_another_user(Some("bob@example.com"), ada));
+        assert!(hint_names_another_user(Some("Ada@example.com"), ada));
+        assert!(!hint_names_another_user(Some(ada), ada));
+        assert!(!hint_names_another_user(None, ada));
+        // Not an email: not acted on.
+        assert!(!hint_names_another_user(Some("+1 555 0100"), ada));
+    }
 
     fn scopes(raw: &str) -> Scopes {
         Scopes::parse(raw).unwrap_or_default()

@@ -9,6 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 
 use grantd_core::datacenter::home_sign_in_url;
+use grantd_core::oidc;
 use grantd_store::{AccountVerbs, StoreError};
 
 use crate::app::App;
@@ -78,19 +79,10 @@ pub async fn sign_in_page(
     hint: Option<&str>,
     client_name: Option<&str>,
 ) -> Response {
-    match hint.filter(|hint| is_plausible_email(hint)) {
+    match hint.and_then(oidc::login_hint_email) {
         Some(email) => route_email(app, headers, next, email, client_name).await,
         None => login_page(app, headers, next, "", None, client_name),
     }
-}
-
-/// A hint worth looking up: short enough, one `@` between two non-empty parts, no spaces.
-fn is_plausible_email(hint: &str) -> bool {
-    hint.len() <= MAX_EMAIL_LEN
-        && hint
-            .split_once('@')
-            .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty())
-        && !hint.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 /// 503: the user's home DC (by `email_homes`) did not answer; a password page there could not
@@ -110,28 +102,4 @@ pub(crate) fn unreachable_home(app: &App, location: &str) -> Response {
         Html(pages::error(&message)),
     )
         .into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_plausible_hints_are_looked_up() {
-        for ok in ["ada@example.com", "a@b", "ada+tag@example.co.uk"] {
-            assert!(is_plausible_email(ok), "{ok}");
-        }
-        let long = format!("{}@example.com", "a".repeat(250));
-        for bad in [
-            "",
-            "ada",
-            "@example.com",
-            "ada@",
-            "a da@example.com",
-            "a\t@b",
-            &long,
-        ] {
-            assert!(!is_plausible_email(bad), "{bad}");
-        }
-    }
 }

@@ -58,7 +58,7 @@ pub async fn authorize(
         // A `login_hint` (sent by the client, or by the DC that routed the user here) is
         // routed as if typed on the email page: asked for once, at the user's home DC.
         Ok(Step::SignIn(request)) => {
-            let hint = params.get("login_hint").ok().flatten();
+            let hint = request.oidc.login_hint.as_deref();
             let next = request.login_next();
             sign_in_page(&app, &headers, &next, hint, Some(&client.name)).await
         }
@@ -108,6 +108,7 @@ struct OidcParams {
     nonce: Option<String>,
     interaction: Interaction,
     max_age: Option<i64>,
+    login_hint: Option<String>,
 }
 
 /// Where errors and codes go once the redirect URI is verified.
@@ -172,6 +173,7 @@ impl AuthorizationRequest {
             nonce: oidc::parse_nonce(params.get("nonce")?)?,
             interaction: Interaction::parse(params.get("prompt")?)?,
             max_age: oidc::parse_max_age(params.get("max_age")?)?,
+            login_hint: params.get("login_hint")?.map(str::to_owned),
         };
         Ok(Self {
             client_id: client.id.clone(),
@@ -319,6 +321,12 @@ async fn authorization(
     let Some((session, user)) = signed_in else {
         return Ok(sign_in_or(request, silent, OAuthError::LoginRequired));
     };
+    // Signed in, but not as the account the client asked for: switching accounts is a page.
+    if oidc::hint_names_another_user(request.oidc.login_hint.as_deref(), &user.email) {
+        let error =
+            OAuthError::InteractionRequired("another account is signed in than login_hint names");
+        return Ok(sign_in_or(request, silent, error));
+    }
     if request.needs_sign_in_time() || request.oidc.interaction.login {
         let started = app.store.session_started(&session.hash(), now).await?;
         let fresh = started.is_some_and(|at| {
