@@ -260,18 +260,28 @@ async fn scopeenhance_authenticates_the_client_and_its_refresh_token() {
         .await
         .refresh()
         .to_owned();
-    for client in [&a, &zoho] {
-        let mut wrong = client.clone();
-        wrong.secret = Some("0".repeat(42));
-        scope_enhance(&server, &wrong, &refresh)
-            .await
-            .assert_error(client.dialect, Wire::InvalidClient);
-    }
+    // A wrong secret: `invalid_client` for a standard client; Zoho's docs name it apart.
+    let mut wrong = a.clone();
+    wrong.secret = Some("0".repeat(42));
+    scope_enhance(&server, &wrong, &refresh)
+        .await
+        .assert_error(Dialect::Standard, Wire::InvalidClient);
+    let mut wrong = zoho.clone();
+    wrong.secret = Some("0".repeat(42));
+    let reply = scope_enhance(&server, &wrong, &zoho_refresh).await;
+    assert_eq!(
+        (reply.status, reply.json()["error"].as_str()),
+        (200, Some("invalid_client_secret")),
+        "{}",
+        reply.body
+    );
+    reply.assert_error_body();
     let mut unknown = a.clone();
     unknown.id = "1000.UNKNOWNUNKNOWNUNKNOWNUNKNOWN12".into();
     scope_enhance(&server, &unknown, &refresh)
         .await
         .assert_error(Dialect::Standard, Wire::InvalidClient);
+
     // Another client's refresh token: the bad-grant error of the caller's dialect.
     scope_enhance(&server, &a, &zoho_refresh)
         .await

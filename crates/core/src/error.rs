@@ -11,6 +11,10 @@ pub enum OAuthError {
     InvalidRequest(&'static str),
     /// Unknown client, wrong or missing secret: always the same answer.
     InvalidClient,
+    /// Zoho's incremental authorization names a known client's wrong secret apart
+    /// (CONTRACT.md "Incremental authorization": `invalid_client_secret`); standard clients
+    /// hear `invalid_client` as everywhere.
+    InvalidClientSecret,
     /// Bad, used or expired code; revoked or unknown refresh token; failed PKCE.
     InvalidGrant(&'static str),
     /// A code or token minted by another data center (its tag says which): the bad-grant
@@ -86,6 +90,7 @@ impl OAuthError {
             OAuthError::InvalidClient | OAuthError::ClientNotEnabled { .. } => {
                 (401, "invalid_client", "invalid_client")
             }
+            OAuthError::InvalidClientSecret => (401, "invalid_client", "invalid_client_secret"),
             OAuthError::InvalidGrant(_) | OAuthError::IssuedElsewhere(_) => {
                 (400, "invalid_grant", "invalid_code")
             }
@@ -153,7 +158,9 @@ impl OAuthError {
             | OAuthError::InteractionRequired(why) => why,
             OAuthError::LoginRequired => "the user must sign in",
             OAuthError::ConsentRequired => "the user must consent",
-            OAuthError::InvalidClient => "client authentication failed",
+            OAuthError::InvalidClient | OAuthError::InvalidClientSecret => {
+                "client authentication failed"
+            }
             OAuthError::IssuedElsewhere(elsewhere) => return Cow::Owned(elsewhere.description()),
             OAuthError::ClientNotEnabled { location } => {
                 return Cow::Owned(format!(
@@ -186,6 +193,7 @@ mod tests {
     fn zoho_dialect_always_answers_200() {
         let all = [
             OAuthError::InvalidClient,
+            OAuthError::InvalidClientSecret,
             OAuthError::InvalidGrant("x"),
             OAuthError::RedirectUriMismatch,
             OAuthError::InvalidRequest("x"),

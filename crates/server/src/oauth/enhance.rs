@@ -46,7 +46,13 @@ async fn enhance_token(
     caller: &Caller,
     now: Timestamp,
 ) -> Result<EnhanceToken, Failure> {
-    let client = caller.authenticated()?;
+    let client = caller
+        .authenticated()
+        .map_err(|e| match (e, &caller.client) {
+            // Known, but the secret is wrong: Zoho's docs name this apart here.
+            (OAuthError::InvalidClient, Some(_)) => OAuthError::InvalidClientSecret,
+            (e, _) => e,
+        })?;
     if params.require("grant_type")? != UPDATE_SCOPES_GRANT {
         return Err(OAuthError::UnsupportedGrantType.into());
     }
