@@ -848,3 +848,36 @@ async fn with_openid_the_device_gets_an_id_token() {
         .tokens();
     assert!(tokens.body.get("id_token").is_none(), "{}", tokens.body);
 }
+
+/// As at `/oauth/v2/auth`: a `login_hint` for another account than the signed-in one asks for
+/// that account's sign-in, never a consent as the wrong user; the signed-in account's own hint
+/// goes straight to its consent page.
+#[tokio::test]
+async fn a_hint_for_another_account_asks_for_its_sign_in() {
+    skip_without_postgres!();
+    let server = start().await;
+    let ada = server.user("ada@example.com").await;
+    let bob = server.user("bob@example.com").await;
+    let client = tv(&server, Dialect::Zoho).await;
+    let codes = zoho_codes(&server, &client, "online").await;
+    let browser = server.browser();
+    browser.sign_in(&server.at("/"), &ada).await;
+    let with_hint = |email: &str| {
+        server.at(&format!(
+            "/oauth/v3/device?user_code={}&login_hint={email}",
+            codes.user_code
+        ))
+    };
+
+    let own = browser.get(with_hint(&ada.email)).await;
+    assert!(own.is_consent_page(), "{}", own.body);
+    assert!(says(&own, &ada.email), "{}", own.body);
+
+    let page = browser.get(with_hint(&bob.email)).await;
+    assert!(page.is_login_page(), "{}", page.body);
+    assert!(says(&page, &bob.email), "{}", page.body);
+    let signed_in = browser.sign_in_on(&page, &bob.email, &bob.password).await;
+    let consent = browser.get(signed_in.location().unwrap().as_str()).await;
+    assert!(consent.is_consent_page(), "{}", consent.body);
+    assert!(says(&consent, &bob.email), "{}", consent.body);
+}

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use grantd_core::datacenter::home_sign_in_url;
 use grantd_core::device::{DeviceGrant, UserCode};
 use grantd_core::grant::AccessType;
+use grantd_core::oidc;
 use grantd_core::secret::{random_id, SecretHash, SessionToken};
 use grantd_core::source::Source;
 use grantd_core::Timestamp;
@@ -62,7 +63,8 @@ pub async fn show(
         return ErrorPage::bad_request("This request could not be read.").into_response();
     };
     let typed = params.text("user_code");
-    let hint = params.text("login_hint");
+    // Only a hint that could be an email is acted on (and looked up).
+    let hint = oidc::login_hint_email(params.text("login_hint")).unwrap_or("");
     let signed_in = match current_session(&app, &headers, now).await {
         Ok(signed_in) => signed_in,
         Err(e) => return ErrorPage::from(e).into_response(),
@@ -79,10 +81,14 @@ pub async fn show(
         Err(page) => return page.into_response(),
     };
     match &signed_in {
-        Some((session, user)) => ask_consent(&app, session, user, &found, now).await,
+        // As at `/oauth/v2/auth`, a hint for another account than the signed-in one asks for
+        // that account's sign-in.
+        Some((session, user)) if !oidc::hint_names_another_user(Some(hint), &user.email) => {
+            ask_consent(&app, session, user, &found, now).await
+        }
         // Sent here by the DC where the device began (`home_sign_in_url`), or a link with a
         // hint: that email's next step, but never a handover on a GET.
-        None => signed_out(&app, &headers, &found, hint, Handover::Never, now).await,
+        _ => signed_out(&app, &headers, &found, hint, Handover::Never, now).await,
     }
 }
 
@@ -319,11 +325,11 @@ enum Handover {
     Never,
 }
 
-/// A signed-out browser with a found code and the email of who will approve it: the password
-/// page for a user of this DC (or one unknown everywhere, who then meets the generic failure,
-/// as sign-in does). With data centers, a user homed at another DC is not signed in here: the
-/// authorization is handed over there and the browser follows it. Without data centers and
-/// without an email, the login page.
+/// A browser not signed in (or as another account than `email`) with a found code and the email
+/// of who will approve it: the password page for a user of this DC (or one unknown everywhere,
+/// who then meets the generic failure, as sign-in does). With data centers, a user homed at
+/// another DC is not signed in here: the authorization is handed over there and the browser
+/// follows it. Without data centers and without an email, the login page.
 async fn signed_out(
     app: &App,
     headers: &HeaderMap,
