@@ -93,6 +93,7 @@ async fn known_at(dc: &TestServer, client: &TestClient) {
         owner_id: None,
         dialect: Dialect::Standard,
         introspect_any: false,
+        id_token_alg: None,
     };
     dc.store.add_client(&new, dc.now()).await.unwrap();
 }
