@@ -90,6 +90,11 @@ impl Dc {
         node::add_server_client(&self.database, &self.config, name)
     }
 
+    /// The same with `extra` arguments of `grantd client add`.
+    pub fn add_server_client_with(&self, name: &str, extra: &[&str]) -> TestClient {
+        node::add_server_client_with(&self.database, &self.config, name, extra)
+    }
+
     /// `grantd client enable-dc ID --location L [--own-secret] --json`: the secret to use at
     /// `location` (the home secret, or the one of its own printed once).
     pub fn enable_dc(&self, client: &TestClient, location: &str, own_secret: bool) -> TestClient {

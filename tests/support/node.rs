@@ -164,7 +164,17 @@ pub fn add_user(database: &str, config: Option<&Path>, email: &str) {
 
 /// `grantd client add --type server` with [`REDIRECT_URI`].
 pub fn add_server_client(database: &str, config: &Path, name: &str) -> TestClient {
-    let args = [
+    add_server_client_with(database, config, name, &[])
+}
+
+/// The same with `extra` arguments of `grantd client add`.
+pub fn add_server_client_with(
+    database: &str,
+    config: &Path,
+    name: &str,
+    extra: &[&str],
+) -> TestClient {
+    let mut args = vec![
         "client",
         "add",
         "--type",
@@ -175,6 +185,7 @@ pub fn add_server_client(database: &str, config: &Path, name: &str) -> TestClien
         REDIRECT_URI,
         "--json",
     ];
+    args.extend_from_slice(extra);
     let out = succeeded(&args, &grantd(database, Some(config), &args, None));
     let added: Value = serde_json::from_str(out.trim()).unwrap();
     TestClient {
