@@ -67,6 +67,7 @@ async fn fixture() -> Fixture {
         owner_email: Some("bench@example.com".into()),
         dialect: Dialect::Standard,
         introspect_any: false,
+        id_token_alg: None,
     };
     let (client_id, secret) = admin::add_client(&store, &spec, now).await.unwrap();
     let code = admin::self_client_code(

@@ -8,6 +8,7 @@ use std::io::{BufRead, Write};
 use serde_json::{json, Value};
 
 use grantd_core::datacenter::DcTag;
+use grantd_core::oidc::SigningAlg;
 use grantd_core::secret::{ClientSecret, Password};
 use grantd_core::{Client, Clock, Limits, SystemClock};
 use grantd_server::admin::{self, AdminError, ClientSpec, Here, SelfCodeSpec};
@@ -224,6 +225,7 @@ async fn add_client(store: &Store, args: ClientAddArgs) -> Result<(), Failure> {
         owner_email: args.owner,
         dialect: args.dialect.into(),
         introspect_any: args.introspect_any,
+        id_token_alg: args.id_token_alg,
     };
     let (id, secret) = admin::add_client(store, &spec, SystemClock.now()).await?;
     if args.json {
@@ -273,6 +275,8 @@ async fn describe(store: &Store, client: &Client) -> Result<Value, Failure> {
         "dialect": client.dialect.as_str(),
         "confidential": client.secret_hash.is_some(),
         "introspect_any": client.introspect_any,
+        // null: the server's id_token_signing_alg.
+        "id_token_alg": client.id_token_alg.map(SigningAlg::as_str),
         "home": client.home,
         "datacenters": datacenters,
     }))
@@ -401,20 +405,30 @@ pub async fn keys(
             }
             Ok(())
         }
-        KeysCommand::Rotate { json } => {
+        KeysCommand::Rotate { alg, json } => {
             let kek = config.key_encryption_key(database)?;
-            let alg = config.id_token_signing_alg;
             let lifetime = config.limits.access_token_lifetime_secs;
-            let kid = signing::rotate(store, &kek, alg, now, lifetime)
-                .await
-                .map_err(|e| Failure(format!("cannot rotate the signing key: {e}")))?;
-            if json {
-                return emit(json!({ "kid": kid, "alg": alg.as_str() }));
+            let rotated = match alg {
+                Some(alg) => signing::rotate(store, &kek, alg, now, lifetime)
+                    .await
+                    .map(|kid| vec![(alg, kid)]),
+                None => signing::rotate_all(store, &kek, now, lifetime).await,
             }
-            emit(format_args!(
-                "new signing key {kid} ({alg}); running servers sign with it within seconds, \
-                 and the old key stays published until the ID tokens it signed have expired"
-            ))
+            .map_err(|e| Failure(format!("cannot rotate the signing keys: {e}")))?;
+            if json {
+                let keys: Vec<Value> = rotated
+                    .iter()
+                    .map(|(alg, kid)| json!({ "kid": kid, "alg": alg.as_str() }))
+                    .collect();
+                return emit(json!({ "keys": keys }));
+            }
+            for (alg, kid) in &rotated {
+                emit(format_args!("new {alg} signing key {kid}"))?;
+            }
+            emit(
+                "running servers sign with the new keys within seconds; the old ones stay \
+                 published until the ID tokens they signed have expired",
+            )
         }
     }
 }

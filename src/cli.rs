@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 
 use grantd_core::limits::SELF_CLIENT_CODE_MINUTES;
+use grantd_core::oidc::SigningAlg;
 use grantd_core::{ClientType, Dialect};
 
 #[derive(Debug, Parser)]
@@ -80,10 +81,14 @@ pub enum KeysCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Make a new signing key; the current one signs no more, and stays published until
-    /// every ID token it signed has expired. Running servers switch within seconds.
+    /// Make a new signing key for every algorithm (or only --alg's); the current ones sign no
+    /// more, and stay published until every ID token they signed has expired. Running servers
+    /// switch within seconds.
     Rotate {
-        /// Print one JSON object: {"kid","alg"}
+        /// Rotate only this algorithm's key: RS256 or EdDSA
+        #[arg(long, value_name = "ALG", value_parser = parse_alg)]
+        alg: Option<SigningAlg>,
+        /// Print one JSON object: {"keys":[{"kid","alg"}]}, the new keys
         #[arg(long)]
         json: bool,
     },
@@ -133,7 +138,8 @@ pub struct ServeArgs {
     #[arg(long, env = "GRANTD_KEY_ENCRYPTION_KEY_FILE", value_name = "FILE")]
     pub key_encryption_key_file: Option<PathBuf>,
 
-    /// Algorithm of new ID-token signing keys: RS256 or EdDSA [default: RS256]
+    /// ID-token signing algorithm of clients that choose none (`client add --id-token-alg`,
+    /// the console): RS256 or EdDSA [default: RS256]. Both always have a key.
     #[arg(long, env = "GRANTD_ID_TOKEN_SIGNING_ALG", value_name = "ALG")]
     pub id_token_signing_alg: Option<String>,
 }
@@ -281,6 +287,10 @@ pub struct ClientAddArgs {
     /// (otherwise a client sees only its own); confidential clients only
     #[arg(long)]
     pub introspect_any: bool,
+    /// Sign this client's ID tokens with RS256 or EdDSA [default: the server's
+    /// id_token_signing_alg]
+    #[arg(long, value_name = "ALG", value_parser = parse_alg)]
+    pub id_token_alg: Option<SigningAlg>,
     /// Print one JSON object: {"client_id","client_secret"} (secret null for public clients)
     #[arg(long)]
     pub json: bool,
@@ -324,6 +334,11 @@ pub struct CodeArgs {
     /// Print one JSON object: {"code","expires_in"} (seconds)
     #[arg(long)]
     pub json: bool,
+}
+
+/// A JOSE algorithm name, exactly (`RS256`, `EdDSA`).
+fn parse_alg(raw: &str) -> Result<SigningAlg, String> {
+    SigningAlg::parse(raw).ok_or_else(|| "the algorithm must be RS256 or EdDSA".to_owned())
 }
 
 fn parse_minutes(raw: &str) -> Result<i64, String> {
@@ -396,5 +411,12 @@ mod tests {
         assert_eq!(parse_minutes("5"), Ok(5));
         assert!(parse_minutes("4").is_err());
         assert!(parse_minutes("five").is_err());
+    }
+
+    #[test]
+    fn algorithms_are_named_exactly() {
+        assert_eq!(parse_alg("EdDSA"), Ok(SigningAlg::EdDsa));
+        assert_eq!(parse_alg("RS256"), Ok(SigningAlg::Rs256));
+        assert!(parse_alg("eddsa").is_err());
     }
 }

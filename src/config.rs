@@ -52,7 +52,7 @@ pub struct FileConfig {
     pub dc_sync_interval_ms: Option<u64>,
     /// The key-encryption key sealing the ID-token signing keys at rest.
     pub key_encryption_key_file: Option<PathBuf>,
-    /// `RS256` (default) or `EdDSA`.
+    /// `RS256` (default) or `EdDSA`: the ID-token algorithm of clients that choose none.
     pub id_token_signing_alg: Option<String>,
 }
 

@@ -422,6 +422,35 @@ fn introspect_any_flags_a_resource_server() {
     assert!(stderr.contains("introspect"), "{stderr}");
 }
 
+/// Issue 14: `--id-token-alg` chooses a client's ID-token algorithm, `client show` reports it
+/// (null: the server's `id_token_signing_alg`), and only JOSE names are taken.
+#[test]
+fn id_token_alg_is_chosen_at_registration_and_shown() {
+    let sandbox = Sandbox::new();
+    let add = [
+        "client", "add", "--type", "server", "--name", "RP", "--json",
+    ];
+    let uri = ["--redirect-uri", "https://rp.example.com/cb"];
+    let mut args = [&add[..], &uri[..]].concat();
+    let plain = sandbox.json(&args);
+    args.extend_from_slice(&["--id-token-alg", "EdDSA"]);
+    let chosen = sandbox.json(&args);
+    for (added, expected) in [(&plain, Value::Null), (&chosen, Value::from("EdDSA"))] {
+        let id = added["client_id"].as_str().unwrap();
+        let shown = sandbox.json(&["client", "show", id, "--json"]);
+        assert_eq!(shown["id_token_alg"], expected, "{shown}");
+    }
+    let id = chosen["client_id"].as_str().unwrap();
+    assert!(sandbox
+        .ok(&["client", "show", id])
+        .contains("id_token_alg:  EdDSA"));
+    let mut wrong = [&add[..], &uri[..]].concat();
+    wrong.extend_from_slice(&["--id-token-alg", "HS256"]);
+    let (code, stderr) = sandbox.fails(&wrong);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("RS256 or EdDSA"), "{stderr}");
+}
+
 #[test]
 fn users_get_a_generated_password_unless_one_is_piped() {
     let sandbox = Sandbox::new();
@@ -803,38 +832,66 @@ async fn signing_keys_are_sealed_listed_and_rotated_while_serving() {
     }
     let http = Http::new();
 
+    // One active key per algorithm, RS256 first.
     let first = published(&http, server.url.clone()).await;
-    assert_eq!(first.len(), 1);
+    assert_eq!(first.len(), 2);
     let listed = keys_json(&["keys", "list", "--json"]);
-    assert_eq!(listed["keys"][0]["kid"], first[0].as_str());
-    assert_eq!(listed["keys"][0]["alg"], "RS256");
-    assert_eq!(listed["keys"][0]["active"], true);
+    for (i, alg) in ["RS256", "EdDSA"].into_iter().enumerate() {
+        assert_eq!(listed["keys"][i]["kid"], first[i].as_str());
+        assert_eq!(listed["keys"][i]["alg"], alg);
+        assert_eq!(listed["keys"][i]["active"], true);
+    }
 
+    // Every algorithm's key at once.
     let rotated = keys_json(&["keys", "rotate", "--json"]);
-    let new_kid = rotated["kid"].as_str().unwrap().to_owned();
-    assert_ne!(new_kid, first[0]);
-    support::http::until(
-        std::time::Duration::from_secs(15),
-        "the running server to publish the new key",
-        || {
-            let (http, url, new_kid) = (&http, server.url.clone(), new_kid.clone());
-            async move {
-                let kids = published(http, url).await;
-                (kids.first() == Some(&new_kid)).then_some(kids)
-            }
-        },
-    )
-    .await;
+    let new_kids: Vec<String> = rotated["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(rotated["keys"][0]["alg"], "RS256", "{rotated}");
+    assert_eq!(rotated["keys"][1]["alg"], "EdDSA", "{rotated}");
+    assert_eq!(new_kids.len(), 2);
+    assert!(new_kids.iter().all(|kid| !first.contains(kid)));
+    let wait_for = |active: Vec<String>, url: String| {
+        let http = &http;
+        support::http::until(
+            std::time::Duration::from_secs(15),
+            "the running server to publish the new keys",
+            move || {
+                let (url, active) = (url.clone(), active.clone());
+                async move {
+                    let kids = published(http, url).await;
+                    (kids[..2] == active[..]).then_some(kids)
+                }
+            },
+        )
+    };
+    wait_for(new_kids.clone(), server.url.clone()).await;
     let listed = keys_json(&["keys", "list", "--json"]);
-    assert_eq!(listed["keys"].as_array().unwrap().len(), 2, "{listed}");
-    assert_eq!(listed["keys"][1]["active"], false);
-    assert!(listed["keys"][1]["expires_at"].is_i64(), "{listed}");
+    assert_eq!(listed["keys"].as_array().unwrap().len(), 4, "{listed}");
+    for retired in 2..4 {
+        assert_eq!(listed["keys"][retired]["active"], false);
+        assert!(listed["keys"][retired]["expires_at"].is_i64(), "{listed}");
+    }
+
+    // One algorithm's only.
+    let rotated = keys_json(&["keys", "rotate", "--alg", "EdDSA", "--json"]);
+    assert_eq!(rotated["keys"].as_array().unwrap().len(), 1, "{rotated}");
+    assert_eq!(rotated["keys"][0]["alg"], "EdDSA", "{rotated}");
+    let newer_ed = rotated["keys"][0]["kid"].as_str().unwrap().to_owned();
+    let active = vec![new_kids[0].clone(), newer_ed.clone()];
+    let kids = wait_for(active.clone(), server.url.clone()).await;
+    assert_eq!(kids.len(), 5);
     assert!(server.stop().success());
 
     // A restart opens the same keys with the same key file.
     let again = serve("serve-2.log");
     let kids = published(&http, again.url.clone()).await;
-    assert_eq!(kids, [new_kid.clone(), first[0].clone()]);
+    assert_eq!(kids[..2], active[..]);
+    assert!(first.iter().all(|kid| kids.contains(kid)), "{kids:?}");
+    assert!(kids.contains(&new_kids[1]), "{kids:?}");
     assert!(again.stop().success());
 
     // Another key-encryption key cannot open them: refused, with a message that says why.

@@ -15,7 +15,8 @@
 //! - with eu killed, us still serves its own users, and names eu to an eu user;
 //! - the server-to-server API refuses unsigned, wrongly signed, stale and replayed requests;
 //! - `grantd user add` refuses an email another DC has;
-//! - Zoho's Python SDK (`zohocrmsdk8-0`) exchanges a code and refreshes at eu.
+//! - Zoho's Python SDK (`zohocrmsdk8-0`) exchanges a code and refreshes at eu;
+//! - a client registered at us with `--id-token-alg EdDSA` gets EdDSA ID tokens at eu too.
 //!
 //! Every scenario runs on SQLite (`sqlite::...`) and on PostgreSQL (`postgres::...`, each DC a
 //! fresh database of its own; skipped, with a note, without `GRANTD_TEST_POSTGRES`). Nothing
@@ -86,6 +87,7 @@ on_both_backends! {
     user_add_refuses_an_email_another_data_center_has,
     zoho_python_sdk_exchanges_and_refreshes_at_eu,
     a_device_begun_at_us_is_approved_and_polled_at_eu,
+    a_clients_id_token_algorithm_is_the_same_at_every_data_center,
 }
 
 // ---- the scenarios -------------------------------------------------------------------------------
@@ -461,6 +463,72 @@ async fn zoho_python_sdk_exchanges_and_refreshes_at_eu(backend: Backend, test: &
     );
 }
 
+/// A client's ID-token algorithm travels with it (`SharedClient`'s
+/// `id_token_signed_response_alg`): registered at us with EdDSA, it gets EdDSA ID tokens at eu,
+/// signed with eu's own key, from the code exchange and from a refresh.
+async fn a_clients_id_token_algorithm_is_the_same_at_every_data_center(
+    backend: Backend,
+    test: &str,
+) {
+    let Some(trio) = Trio::start(backend, test).await else {
+        return;
+    };
+    let eu = trio.eu();
+    eu.add_user(EU_USER);
+    let client = trio.us().add_client(
+        ClientType::Server,
+        "EdDSA app",
+        &["--id-token-alg", "EdDSA"],
+    );
+    let shown: Value = serde_json::from_str(
+        trio.us()
+            .admin(&["client", "show", &client.id, "--json"])
+            .trim(),
+    )
+    .unwrap();
+    assert_eq!(shown["id_token_alg"], "EdDSA", "{shown}");
+    let (client, at_eu) = known_at_eu(&trio, client, false).await;
+    let code = routed_to_eu_for(&trio, &client, "email openid")
+        .await
+        .1
+        .code();
+    let http = Http::new();
+    let tokens = send(exchange(&http, &eu.url, &at_eu, &code)).await;
+    let body = token_response(&tokens, eu);
+    let kid = assert_eddsa_from(&http, eu, &at_eu, &body).await;
+
+    let refresh_token = body["refresh_token"].as_str().unwrap();
+    let refreshed = send(refresh(&http, &eu.url, &at_eu, refresh_token)).await;
+    let body = token_response(&refreshed, eu);
+    assert_eq!(assert_eddsa_from(&http, eu, &at_eu, &body).await, kid);
+}
+
+/// The response's ID token is EdDSA and verifies with the key `dc` publishes under its `kid`;
+/// returns the `kid`.
+async fn assert_eddsa_from(http: &Http, dc: &Dc, client: &TestClient, body: &Value) -> String {
+    let id_token = body["id_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no id_token: {body}"));
+    let header = jsonwebtoken::decode_header(id_token).unwrap();
+    assert_eq!(header.alg, jsonwebtoken::Algorithm::EdDSA);
+    let kid = header.kid.unwrap();
+    let reply = http.get(dc.at("/oauth/v2/keys")).await;
+    let keys: jsonwebtoken::jwk::JwkSet = serde_json::from_str(&reply.body).unwrap();
+    let jwk = keys
+        .find(&kid)
+        .unwrap_or_else(|| panic!("{kid} is not published at {}", dc.location));
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::EdDSA);
+    validation.set_audience(&[&client.id]);
+    validation.set_issuer(&[&dc.url]);
+    // The nodes run on the machine's clock, so expiry is checked as a relying party would.
+    let claims = jsonwebtoken::decode::<Value>(id_token, &key, &validation)
+        .unwrap_or_else(|e| panic!("the ID token does not verify: {e}"))
+        .claims;
+    assert_eq!(claims["email"], EU_USER, "{claims}");
+    kid
+}
+
 // ---- helpers -------------------------------------------------------------------------------------
 
 /// `/oauth/v2/auth` at `dc` for `client`, offline (a refresh token), with [`STATE`].
@@ -474,7 +542,7 @@ async fn a_device_begun_at_us_is_approved_and_polled_at_eu(backend: Backend, tes
     };
     let (us, eu) = (trio.us(), trio.eu());
     eu.add_user(EU_USER);
-    let tv = us.add_client(ClientType::NonBrowser, "TV app");
+    let tv = us.add_client(ClientType::NonBrowser, "TV app", &[]);
     us.enable_dc(&tv, "eu", false);
     let http = Http::new();
     // Zoho's docs put the parameters in the query string.
@@ -555,10 +623,14 @@ async fn a_device_begun_at_us_is_approved_and_polled_at_eu(backend: Backend, tes
 }
 
 fn auth(dc: &Dc, client: &TestClient) -> String {
+    auth_scoped(dc, client, SCOPE)
+}
+
+fn auth_scoped(dc: &Dc, client: &TestClient, scope: &str) -> String {
     auth_url(
         &dc.url,
         client,
-        SCOPE,
+        scope,
         &[("access_type", "offline"), ("state", STATE)],
     )
 }
@@ -567,6 +639,15 @@ fn auth(dc: &Dc, client: &TestClient) -> String {
 /// secret), once eu knows it: the client as at us, and as at eu.
 async fn enabled_at_eu(trio: &Trio, own_secret: bool) -> (TestClient, TestClient) {
     let client = trio.us().add_server_client("Multi DC app");
+    known_at_eu(trio, client, own_secret).await
+}
+
+/// `client`, registered at us, enabled for eu, once eu knows it.
+async fn known_at_eu(
+    trio: &Trio,
+    client: TestClient,
+    own_secret: bool,
+) -> (TestClient, TestClient) {
     let at_eu = trio.us().enable_dc(&client, "eu", own_secret);
     let http = Http::new();
     let eu = trio.eu();
@@ -640,9 +721,14 @@ async fn sign_in_at_home(browser: &Http, dc: &Dc, auth_url: &str, email: &str) -
 /// The eu user starts at us, gives the email there, is sent to eu with the same request and
 /// `login_hint`, gives only the password at eu, and consents: the browser, and the redirect.
 async fn routed_to_eu(trio: &Trio, client: &TestClient) -> (Http, Redirect) {
+    routed_to_eu_for(trio, client, SCOPE).await
+}
+
+/// The same for `scope`.
+async fn routed_to_eu_for(trio: &Trio, client: &TestClient, scope: &str) -> (Http, Redirect) {
     let (us, eu) = (trio.us(), trio.eu());
     let browser = Http::browser(&us.url);
-    let start = Url::parse(&auth(us, client)).unwrap();
+    let start = Url::parse(&auth_scoped(us, client, scope)).unwrap();
     let page = browser.get(start.as_str()).await;
     let routed = enter_email(&browser, &page, EU_USER).await;
     assert_eq!(routed.status, 303, "not sent on: {}", routed.body);

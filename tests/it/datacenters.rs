@@ -97,6 +97,7 @@ async fn known_at(dc: &TestServer, client: &TestClient) {
         owner_id: None,
         dialect: client.dialect,
         introspect_any: false,
+        id_token_alg: None,
     };
     dc.store.add_client(&new, dc.now()).await.unwrap();
 }

@@ -1,7 +1,8 @@
 //! OpenID Connect (issue 14, CONTRACT.md "OpenID Connect"): ID tokens from the code exchange
 //! and the refresh grant, verified with `jsonwebtoken` against the JWKS the server publishes;
 //! discovery; userinfo by scope; `nonce`, `prompt=none|login` and `max_age` at
-//! `/oauth/v2/auth`; key rotation. Time moves with the server's `ManualClock`.
+//! `/oauth/v2/auth`; the ID-token algorithm per client (console, store), one active key per
+//! algorithm and its rotation. Time moves with the server's `ManualClock`.
 
 // The helpers below fail the test the way a test does, by panicking (as `tests/support` does).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -16,9 +17,12 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use grantd_core::oidc::SigningAlg;
+use grantd_core::{ClientType, Dialect};
+use grantd_server::admin::ClientSpec;
 use grantd_server::signing::{self, Kek};
+use grantd_store::{ConsoleVerbs, KeyVerbs};
 
-use crate::{ada_and_a, start_with, until, Decision, TestClient, TestServer, TestUser};
+use crate::{ada_and_a, start, start_with, until, Decision, TestClient, TestServer, TestUser};
 
 const OIDC: &str = "openid email profile";
 
@@ -187,9 +191,10 @@ async fn discovery_documents_describe_openid_connect() {
         format!("{url}/oauth/v2/auth")
     );
     assert_eq!(config["token_endpoint"], format!("{url}/oauth/v2/token"));
+    // Every algorithm has a key, whichever the server default is; RS256 first.
     assert_eq!(
         config["id_token_signing_alg_values_supported"],
-        json!(["RS256"])
+        json!(["RS256", "EdDSA"])
     );
     assert_eq!(config["subject_types_supported"], json!(["public"]));
     assert_eq!(config["response_types_supported"], json!(["code"]));
@@ -210,11 +215,21 @@ async fn discovery_documents_describe_openid_connect() {
     assert_eq!(metadata, config);
 
     let keys = jwks(&server).await;
-    assert_eq!(keys.keys.len(), 1);
+    assert_eq!(keys.keys.len(), 2, "one active key per algorithm");
     let key = serde_json::to_value(&keys.keys[0]).unwrap();
     assert_eq!(key["kty"], "RSA");
     assert_eq!(key["alg"], "RS256");
     assert_eq!(key["use"], "sig");
+    assert!(key.get("d").is_none(), "never a private part: {key}");
+    let key = serde_json::to_value(&keys.keys[1]).unwrap();
+    assert_eq!(
+        (
+            key["kty"].as_str(),
+            key["crv"].as_str(),
+            key["alg"].as_str()
+        ),
+        (Some("OKP"), Some("Ed25519"), Some("EdDSA"))
+    );
     assert!(key.get("d").is_none(), "never a private part: {key}");
 }
 
@@ -400,8 +415,18 @@ async fn prompt_login_signs_in_again_even_with_a_session() {
     assert_eq!(claims["auth_time"], server.now().0);
 }
 
+/// The published key ids.
+async fn kids(server: &TestServer) -> Vec<String> {
+    jwks(server)
+        .await
+        .keys
+        .iter()
+        .filter_map(|k| k.common.key_id.clone())
+        .collect()
+}
+
 #[tokio::test]
-async fn rotation_keeps_old_tokens_verifiable_and_signs_new_ones_with_the_new_key() {
+async fn rotation_rotates_each_algorithms_key_and_old_tokens_of_each_stay_verifiable() {
     skip_without_postgres!();
     let kek = Kek::generate();
     let sealed = kek.clone();
@@ -411,53 +436,96 @@ async fn rotation_keeps_old_tokens_verifiable_and_signs_new_ones_with_the_new_ke
     })
     .await;
     let ada = server.user("ada@example.com").await;
-    let a = server.server_client("https://a.example/cb").await;
-    let before = server.tokens(&ada, &a, OIDC, &[]).await;
-    let (old_kid, _) = verify(&server, &a, id_token(&before.body)).await;
+    let rs = server.server_client("https://a.example/cb").await;
+    let ed = eddsa_client(&server, "https://e.example/cb").await;
+    let before_rs = server.tokens(&ada, &rs, OIDC, &[]).await;
+    let before_ed = server.tokens(&ada, &ed, OIDC, &[]).await;
+    let (old_rs, _) = verify(&server, &rs, id_token(&before_rs.body)).await;
+    let (old_ed, _) = verify(&server, &ed, id_token(&before_ed.body)).await;
+    assert_eq!(kids(&server).await, [old_rs.clone(), old_ed.clone()]);
 
-    // As `grantd keys rotate` does it, beside the running server.
-    let new_kid = signing::rotate(&server.store, &kek, SigningAlg::Rs256, server.now(), 3600)
+    // As `grantd keys rotate` does it, beside the running server: every algorithm's key.
+    let rotated = signing::rotate_all(&server.store, &kek, server.now(), 3600)
+        .await
+        .unwrap();
+    let algs: Vec<SigningAlg> = rotated.iter().map(|(alg, _)| *alg).collect();
+    assert_eq!(algs, SigningAlg::ALL);
+    let (new_rs, new_ed) = (rotated[0].1.clone(), rotated[1].1.clone());
+    until(
+        Duration::from_secs(10),
+        "the server to load the new keys",
+        || {
+            let server = &server;
+            let new = [new_rs.clone(), new_ed.clone()];
+            async move { (kids(server).await[..2] == new).then_some(()) }
+        },
+    )
+    .await;
+    let after_rs = server.tokens(&ada, &rs, OIDC, &[]).await;
+    let after_ed = server.tokens(&ada, &ed, OIDC, &[]).await;
+    assert_eq!(
+        verify(&server, &rs, id_token(&after_rs.body)).await.0,
+        new_rs
+    );
+    assert_eq!(
+        verify(&server, &ed, id_token(&after_ed.body)).await.0,
+        new_ed
+    );
+
+    // The old tokens still verify: their keys are still published.
+    server.clock.advance(3599);
+    assert_eq!(
+        verify(&server, &rs, id_token(&before_rs.body)).await.0,
+        old_rs
+    );
+    assert_eq!(
+        verify(&server, &ed, id_token(&before_ed.body)).await.0,
+        old_ed
+    );
+    assert_eq!(kids(&server).await.len(), 4);
+
+    // Rotating one algorithm leaves the other's key alone.
+    let newer_ed = signing::rotate(&server.store, &kek, SigningAlg::EdDsa, server.now(), 3600)
         .await
         .unwrap();
     until(
         Duration::from_secs(10),
-        "the server to load the new key",
+        "the server to load the newer EdDSA key",
         || {
             let server = &server;
-            let kid = new_kid.clone();
-            async move { jwks(server).await.find(&kid).map(|_| ()) }
+            let active = [new_rs.clone(), newer_ed.clone()];
+            async move { (kids(server).await[..2] == active).then_some(()) }
         },
     )
     .await;
-    let after = server.tokens(&ada, &a, OIDC, &[]).await;
-    let (kid, _) = verify(&server, &a, id_token(&after.body)).await;
-    assert_eq!(kid, new_kid);
-    // The old token still verifies: its key is still published.
-    server.clock.advance(3599);
-    let (kid, _) = verify(&server, &a, id_token(&before.body)).await;
-    assert_eq!(kid, old_kid);
-    let published = jwks(&server).await;
-    assert_eq!(published.keys.len(), 2);
+    let again = server.tokens(&ada, &rs, OIDC, &[]).await;
+    assert_eq!(verify(&server, &rs, id_token(&again.body)).await.0, new_rs);
 
-    // Once every token it signed has expired (plus the reload grace), it goes.
+    // Once every token they signed has expired (plus the reload grace), the first keys go.
     server
         .clock
         .advance(1 + grantd_core::oidc::RETIRED_KEY_GRACE_SECS);
     until(
         Duration::from_secs(10),
-        "the old key to leave the JWKS",
+        "the first keys to leave the JWKS",
         || {
             let server = &server;
-            let old_kid = old_kid.clone();
-            async move { jwks(server).await.find(&old_kid).is_none().then_some(()) }
+            let old = [old_rs.clone(), old_ed.clone()];
+            async move {
+                let kids = kids(server).await;
+                (!kids.iter().any(|k| old.contains(k))).then_some(kids)
+            }
         },
     )
     .await;
-    assert_eq!(jwks(&server).await.keys.len(), 1);
+    assert_eq!(
+        kids(&server).await,
+        [new_rs.clone(), newer_ed.clone(), new_ed.clone()]
+    );
 }
 
 #[tokio::test]
-async fn eddsa_when_configured() {
+async fn eddsa_as_the_server_default_and_a_client_may_still_choose_rs256() {
     skip_without_postgres!();
     let server = start_with(|s| s.id_token_signing_alg = SigningAlg::EdDsa).await;
     let ada = server.user("ada@example.com").await;
@@ -472,13 +540,27 @@ async fn eddsa_when_configured() {
     let config = server.get("/.well-known/openid-configuration").await.json();
     assert_eq!(
         config["id_token_signing_alg_values_supported"],
-        json!(["EdDSA"])
+        json!(["RS256", "EdDSA"])
     );
-    let key = serde_json::to_value(&jwks(&server).await.keys[0]).unwrap();
+    let kid = header.kid.unwrap();
+    let published = jwks(&server).await;
+    let key = serde_json::to_value(published.find(&kid).unwrap()).unwrap();
     assert_eq!(
         (key["kty"].as_str(), key["crv"].as_str()),
         (Some("OKP"), Some("Ed25519"))
     );
+    // A client that chose RS256 keeps it, whatever the server default.
+    let rs = server
+        .register(ClientSpec {
+            id_token_alg: Some(SigningAlg::Rs256),
+            ..spec("https://r.example/cb")
+        })
+        .await;
+    let tokens = server.tokens(&ada, &rs, OIDC, &[]).await;
+    let header = jsonwebtoken::decode_header(id_token(&tokens.body)).unwrap();
+    assert_eq!(header.alg, Algorithm::RS256);
+    let (_, claims) = verify(&server, &rs, id_token(&tokens.body)).await;
+    assert_eq!(claims["at_hash"], at_hash(&tokens.access));
 }
 
 #[tokio::test]
@@ -538,25 +620,32 @@ async fn the_console_shows_openid_connect_settings_and_the_keys_to_administrator
 }
 
 #[tokio::test]
-async fn a_changed_signing_algorithm_makes_a_new_key_and_keeps_the_old_one_published() {
+async fn every_algorithm_has_a_key_from_the_first_start_and_a_changed_default_makes_none() {
     skip_without_postgres!();
     let kek = Kek::generate();
     let sealed = kek.clone();
     let server = start_with(move |s| s.kek = Some(sealed)).await;
-    let before = jwks(&server).await;
-    assert_eq!(before.keys.len(), 1);
-    // Another node (or the next start) configured for EdDSA, on the same database and key.
+    let summary = |keys: Vec<signing::KeySummary>| -> Vec<(String, String, bool)> {
+        keys.into_iter()
+            .map(|k| (k.alg, k.kid, k.retired_at.is_some()))
+            .collect()
+    };
+    // Serving begins once the keys are made.
+    assert_eq!(jwks(&server).await.keys.len(), 2);
+    let before = summary(signing::list(&server.store, server.now()).await.unwrap());
+    let algs: Vec<(&str, bool)> = before.iter().map(|k| (k.0.as_str(), k.2)).collect();
+    assert_eq!(algs, [("RS256", false), ("EdDSA", false)]);
+    // Another node (or the next start) with EdDSA as the default, on the same database and
+    // key: the keys are already there, so it makes none.
     let mut settings = server.app.settings.clone();
-    settings.kek = Some(kek);
+    settings.kek = Some(kek.clone());
     settings.id_token_signing_alg = SigningAlg::EdDsa;
     let node = grantd_server::App::new(server.store.clone(), server.clock.clone(), settings);
     node.prepare_keys().await.unwrap();
-    let keys = signing::list(&server.store, server.now()).await.unwrap();
-    let summary: Vec<_> = keys
-        .iter()
-        .map(|k| (k.alg.as_str(), k.retired_at.is_some()))
-        .collect();
-    assert_eq!(summary, [("EdDSA", false), ("RS256", true)]);
+    assert_eq!(
+        summary(signing::list(&server.store, server.now()).await.unwrap()),
+        before
+    );
     // Opening the keys with another key-encryption key fails, and says why.
     let mut wrong = server.app.settings.clone();
     wrong.kek = Some(Kek::generate());
@@ -610,4 +699,219 @@ async fn a_login_hint_for_another_account_is_interaction_required_or_a_new_sign_
     let tokens = server.exchange(&a, &flow.redirect.code()).await.tokens();
     let (_, claims) = verify(&server, &a, id_token(&tokens.body)).await;
     assert_eq!(claims["sub"], bob.id.to_string());
+}
+
+/// A database from before per-client algorithms has one active key; the first start after the
+/// upgrade keeps it and makes the other algorithm's.
+#[tokio::test]
+async fn an_upgraded_server_keeps_its_key_and_makes_the_missing_algorithms() {
+    skip_without_postgres!();
+    let database = crate::Database::create(crate::POSTGRES).await;
+    let store = grantd_store::Store::open(&database.url(), 2).await.unwrap();
+    let clock = std::sync::Arc::new(grantd_core::ManualClock::default());
+    let kek = Kek::generate();
+    let now = grantd_core::Clock::now(clock.as_ref());
+    let old = signing::generate(SigningAlg::EdDsa, &kek, now).unwrap();
+    assert!(store.add_first_signing_key(&old).await.unwrap());
+    let mut settings = grantd_server::Settings::new("http://127.0.0.1:9");
+    settings.kek = Some(kek);
+    let app = grantd_server::App::new(store.clone(), clock.clone(), settings);
+    app.prepare_keys().await.unwrap();
+    let keys = signing::list(&store, now).await.unwrap();
+    let summary: Vec<(&str, bool)> = keys
+        .iter()
+        .map(|k| (k.alg.as_str(), k.retired_at.is_none()))
+        .collect();
+    assert_eq!(summary, [("RS256", true), ("EdDSA", true)]);
+    assert_eq!(keys[1].kid, old.kid, "the key it had stays");
+    assert!(app.keys.is_ready());
+}
+
+fn spec(redirect_uri: &str) -> ClientSpec {
+    ClientSpec {
+        kind: ClientType::Server,
+        name: "Test server app".into(),
+        homepage: Some("https://app.example".into()),
+        redirect_uris: vec![redirect_uri.into()],
+        js_domain: None,
+        owner_email: None,
+        dialect: Dialect::Standard,
+        introspect_any: false,
+        id_token_alg: None,
+    }
+}
+
+/// A server-based client whose ID tokens are EdDSA, as `grantd client add --id-token-alg EdDSA`
+/// registers it.
+async fn eddsa_client(server: &TestServer, redirect_uri: &str) -> TestClient {
+    server
+        .register(ClientSpec {
+            id_token_alg: Some(SigningAlg::EdDsa),
+            ..spec(redirect_uri)
+        })
+        .await
+}
+
+fn alg_of(tokens: &Value) -> Algorithm {
+    jsonwebtoken::decode_header(id_token(tokens)).unwrap().alg
+}
+
+#[tokio::test]
+async fn each_client_gets_id_tokens_in_its_own_algorithm() {
+    skip_without_postgres!();
+    let (server, ada, rs) = ada_and_a().await;
+    let ed = eddsa_client(&server, "https://e.example/cb").await;
+
+    let eddsa = server
+        .tokens(
+            &ada,
+            &ed,
+            OIDC,
+            &[("access_type", "offline"), ("nonce", "e")],
+        )
+        .await;
+    assert_eq!(alg_of(&eddsa.body), Algorithm::EdDSA);
+    let (kid, claims) = verify(&server, &ed, id_token(&eddsa.body)).await;
+    let key = serde_json::to_value(jwks(&server).await.find(&kid).unwrap()).unwrap();
+    assert_eq!(
+        (key["kty"].as_str(), key["alg"].as_str()),
+        (Some("OKP"), Some("EdDSA"))
+    );
+    let digest = sha2::Sha512::digest(eddsa.access.as_bytes());
+    assert_eq!(claims["at_hash"], URL_SAFE_NO_PAD.encode(&digest[..32]));
+    assert_eq!(claims["nonce"], "e");
+
+    // The same server, another client: RS256, the server default.
+    let rsa = server.tokens(&ada, &rs, OIDC, &[]).await;
+    assert_eq!(alg_of(&rsa.body), Algorithm::RS256);
+    let (rs_kid, claims) = verify(&server, &rs, id_token(&rsa.body)).await;
+    assert_ne!(rs_kid, kid);
+    assert_eq!(claims["at_hash"], at_hash(&rsa.access));
+
+    // The refresh grant signs as the code exchange did.
+    server.clock.advance(60);
+    let refreshed = server.refresh(&ed, eddsa.refresh()).await.tokens();
+    assert_eq!(alg_of(&refreshed.body), Algorithm::EdDSA);
+    assert_eq!(verify(&server, &ed, id_token(&refreshed.body)).await.0, kid);
+}
+
+fn settings_url(server: &TestServer, client: &TestClient) -> String {
+    server.at(&format!("/console/clients/{}?tab=settings", client.id))
+}
+
+/// Chooses `alg` in the OpenID Connect panel of `client`'s Settings tab, with the page's CSRF
+/// token, as the browser submits the select.
+async fn choose_alg(
+    server: &TestServer,
+    browser: &crate::Http,
+    client: &TestClient,
+    alg: &str,
+) -> crate::Reply {
+    let page = browser.get(settings_url(server, client)).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let csrf = page.form_with("name").csrf_token().to_owned();
+    let action = server.at(&format!("/console/clients/{}/id-token-alg", client.id));
+    assert!(page.body.contains(&format!(
+        "action=\"/console/clients/{}/id-token-alg\"",
+        client.id
+    )));
+    browser
+        .post_form(
+            action,
+            &[("csrf_token", csrf.as_str()), ("id_token_alg", alg)],
+        )
+        .await
+}
+
+#[tokio::test]
+async fn the_console_chooses_a_clients_id_token_algorithm_for_its_owner_only() {
+    skip_without_postgres!();
+    let server = start().await;
+    let ada = server.user("ada@example.com").await;
+    let bob = server.user("bob@example.com").await;
+    let owned = |owner: &TestUser| {
+        let email = owner.email.clone();
+        let server = &server;
+        async move {
+            server
+                .register(ClientSpec {
+                    owner_email: Some(email),
+                    ..spec("https://a.example/cb")
+                })
+                .await
+        }
+    };
+    let app = owned(&ada).await;
+    let browser = server.browser();
+    browser.sign_in(&settings_url(&server, &app), &ada).await;
+    let page = browser.get(settings_url(&server, &app)).await;
+    assert!(
+        page.body.contains("<strong>RS256</strong>"),
+        "{}",
+        page.body
+    );
+    assert!(page
+        .body
+        .contains(r#"<option value="" selected>Server default (RS256)</option>"#));
+    assert_eq!(
+        alg_of(&server.tokens(&ada, &app, OIDC, &[]).await.body),
+        Algorithm::RS256
+    );
+
+    // EdDSA: saved, shown, and the next ID token is EdDSA.
+    let saved = choose_alg(&server, &browser, &app, "EdDSA").await;
+    assert_eq!(saved.status, 303, "{}", saved.body);
+    let page = browser.get(saved.location().unwrap()).await;
+    assert!(page.body.contains("Saved."), "{}", page.body);
+    assert!(page.body.contains("<strong>EdDSA</strong>"));
+    assert!(page
+        .body
+        .contains(r#"<option value="EdDSA" selected>EdDSA</option>"#));
+    let tokens = server.tokens(&ada, &app, OIDC, &[]).await;
+    assert_eq!(alg_of(&tokens.body), Algorithm::EdDSA);
+    verify(&server, &app, id_token(&tokens.body)).await;
+
+    // Back to the server default.
+    assert_eq!(choose_alg(&server, &browser, &app, "").await.status, 303);
+    let tokens = server.tokens(&ada, &app, OIDC, &[]).await;
+    assert_eq!(alg_of(&tokens.body), Algorithm::RS256);
+
+    // Not an algorithm: refused, nothing changes.
+    let refused = choose_alg(&server, &browser, &app, "HS256").await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    let stored = server.store.client(&app.id).await.unwrap().unwrap();
+    assert_eq!(stored.id_token_alg, None);
+
+    // Bob, signed in with a valid form token of his own, cannot change Ada's client.
+    let his = owned(&bob).await;
+    let intruder = server.browser();
+    intruder.sign_in(&settings_url(&server, &his), &bob).await;
+    let his_page = intruder.get(settings_url(&server, &his)).await;
+    let csrf = his_page.form_with("name").csrf_token().to_owned();
+    let attempt = intruder
+        .post_form(
+            server.at(&format!("/console/clients/{}/id-token-alg", app.id)),
+            &[("csrf_token", csrf.as_str()), ("id_token_alg", "EdDSA")],
+        )
+        .await;
+    assert_eq!(attempt.status, 404, "{}", attempt.body);
+    let stored = server.store.client(&app.id).await.unwrap().unwrap();
+    assert_eq!(stored.id_token_alg, None);
+    // Without the form token, not even the owner.
+    let forged = browser
+        .post_form(
+            server.at(&format!("/console/clients/{}/id-token-alg", app.id)),
+            &[("id_token_alg", "EdDSA")],
+        )
+        .await;
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    let stored = server.store.client(&app.id).await.unwrap().unwrap();
+    assert_eq!(stored.id_token_alg, None);
+    // Bob may choose for his own.
+    assert_eq!(
+        choose_alg(&server, &intruder, &his, "EdDSA").await.status,
+        303
+    );
+    let stored = server.store.client(&his.id).await.unwrap().unwrap();
+    assert_eq!(stored.id_token_alg, Some(SigningAlg::EdDsa));
 }

@@ -65,6 +65,7 @@ async fn assert_registration_refused(server: &TestServer, kind: ClientType, uris
             owner_email: None,
             dialect: Dialect::Standard,
             introspect_any: false,
+            id_token_alg: None,
         };
         let result = admin::add_client(&server.store, &spec, server.now()).await;
         assert!(

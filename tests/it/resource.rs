@@ -98,6 +98,7 @@ async fn resource_server(server: &crate::TestServer) -> crate::TestClient {
             owner_email: None,
             dialect: grantd_core::Dialect::Standard,
             introspect_any: true,
+            id_token_alg: None,
         })
         .await
 }

@@ -230,6 +230,7 @@ async fn self_client_codes_are_refused_for_the_wrong_client_user_or_scope() {
         owner_email: Some(owner.email.clone()),
         dialect: Dialect::Standard,
         introspect_any: false,
+        id_token_alg: None,
     };
     let result = admin::add_client(&server.store, &second, server.now()).await;
     assert!(matches!(result, Err(AdminError::Conflict(_))), "{result:?}");

@@ -90,9 +90,10 @@ impl Dc {
         node::add_server_client(&self.database, &self.config, name)
     }
 
-    /// A client of type `kind` registered here (its home).
-    pub fn add_client(&self, kind: ClientType, name: &str) -> TestClient {
-        node::add_client(&self.database, &self.config, kind, name)
+    /// A client of type `kind` registered here (its home), with `extra` arguments of
+    /// `grantd client add`.
+    pub fn add_client(&self, kind: ClientType, name: &str, extra: &[&str]) -> TestClient {
+        node::add_client(&self.database, &self.config, kind, name, extra)
     }
 
     /// `grantd client enable-dc ID --location L [--own-secret] --json`: the secret to use at

@@ -164,17 +164,24 @@ pub fn add_user(database: &str, config: Option<&Path>, email: &str) {
 
 /// `grantd client add --type server` with [`REDIRECT_URI`].
 pub fn add_server_client(database: &str, config: &Path, name: &str) -> TestClient {
-    add_client(database, config, ClientType::Server, name)
+    add_client(database, config, ClientType::Server, name, &[])
 }
 
-/// `grantd client add --type KIND --name NAME --json` (with `REDIRECT_URI` for a type that
-/// uses redirects): the client, with the secret it printed.
-pub fn add_client(database: &str, config: &Path, kind: ClientType, name: &str) -> TestClient {
+/// `grantd client add --type KIND --name NAME --json EXTRA...` (with `REDIRECT_URI` for a type
+/// that uses redirects): the client, with the secret it printed.
+pub fn add_client(
+    database: &str,
+    config: &Path,
+    kind: ClientType,
+    name: &str,
+    extra: &[&str],
+) -> TestClient {
     let mut args = vec!["client", "add", "--type", kind.as_str(), "--name", name];
     if kind.uses_redirects() {
         args.extend(["--redirect-uri", REDIRECT_URI]);
     }
     args.push("--json");
+    args.extend_from_slice(extra);
     let out = succeeded(&args, &grantd(database, Some(config), &args, None));
     let added: Value = serde_json::from_str(out.trim()).unwrap();
     TestClient {

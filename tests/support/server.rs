@@ -164,6 +164,7 @@ impl TestServer {
             owner_email: owner.map(|u| u.email.clone()),
             dialect,
             introspect_any: false,
+            id_token_alg: None,
         })
         .await
     }
@@ -186,6 +187,7 @@ impl TestServer {
             owner_email: owner.map(|u| u.email.clone()),
             dialect: Dialect::Standard,
             introspect_any: false,
+            id_token_alg: None,
         })
         .await
     }

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::oidc::SigningAlg;
 use crate::redirect::RedirectUri;
 use crate::secret::SecretHash;
 
@@ -134,6 +135,9 @@ pub struct Client {
     /// `None`: registered here. `Some(location)`: registered at that data center, enabled
     /// here, and mirrored from its registry; changed only there.
     pub home: Option<String>,
+    /// The algorithm its ID tokens are signed with; `None`: the server's
+    /// `id_token_signing_alg` (`oidc::id_token_alg`).
+    pub id_token_alg: Option<SigningAlg>,
 }
 
 impl Client {
@@ -176,6 +180,7 @@ mod tests {
             created_at: crate::Timestamp(0),
             introspect_any,
             home: None,
+            id_token_alg: None,
         }
     }
 

@@ -328,6 +328,7 @@ mod tests {
             created_at: crate::Timestamp(0),
             introspect_any: false,
             home: home.map(str::to_owned),
+            id_token_alg: None,
         }
     }
 

@@ -192,6 +192,7 @@ mod tests {
             created_at: Timestamp(0),
             introspect_any: false,
             home: None,
+            id_token_alg: None,
         }
     }
 

@@ -10,6 +10,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256, Sha512};
 
+use crate::client::Client;
 use crate::clock::Timestamp;
 use crate::error::OAuthError;
 use crate::scope::{Scope, Scopes};
@@ -40,7 +41,9 @@ pub fn is_openid(scopes: &Scopes) -> bool {
     has(scopes, OPENID)
 }
 
-/// The JWS algorithm ID tokens are signed with (`id_token_signing_alg`).
+/// A JWS algorithm ID tokens are signed with: the server keeps an active key for each, and
+/// each client signs with its own choice or the server's `id_token_signing_alg`
+/// (`id_token_alg`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SigningAlg {
     /// RSASSA-PKCS1-v1_5 with SHA-256 over an RSA-2048 key: what every relying party supports
@@ -51,6 +54,9 @@ pub enum SigningAlg {
 }
 
 impl SigningAlg {
+    /// Every algorithm the server signs with, RS256 first: the order discovery lists them in.
+    pub const ALL: [SigningAlg; 2] = [SigningAlg::Rs256, SigningAlg::EdDsa];
+
     pub fn as_str(self) -> &'static str {
         match self {
             SigningAlg::Rs256 => "RS256",
@@ -72,6 +78,14 @@ impl fmt::Display for SigningAlg {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// Which algorithm signs `client`'s ID tokens: its own choice (OpenID Connect Dynamic Client
+/// Registration 1.0 §2, `id_token_signed_response_alg`), or else `server_default`
+/// (`id_token_signing_alg`). Mirrored clients carry their home's choice, so a client signs the
+/// same way at every data center that serves it.
+pub fn id_token_alg(client: &Client, server_default: SigningAlg) -> SigningAlg {
+    client.id_token_alg.unwrap_or(server_default)
 }
 
 /// OIDC Core §3.1.3.6: the left half of the access token's hash, base64url. The hash is the
@@ -495,5 +509,35 @@ mod tests {
         assert_eq!(SigningAlg::parse("EdDSA"), Some(SigningAlg::EdDsa));
         assert_eq!(SigningAlg::parse("rs256"), None);
         assert_eq!(SigningAlg::EdDsa.to_string(), "EdDSA");
+        let listed: Vec<&str> = SigningAlg::ALL.iter().map(|a| a.as_str()).collect();
+        assert_eq!(listed, ["RS256", "EdDSA"]);
+    }
+
+    #[test]
+    fn a_client_signs_with_its_own_choice_else_the_server_default() {
+        let mut client = crate::Client {
+            id: crate::ClientId::new("1000.A".into()),
+            kind: crate::ClientType::Server,
+            name: "A".into(),
+            homepage: None,
+            redirect_uris: vec![],
+            secret_hash: None,
+            owner_id: None,
+            dialect: crate::Dialect::Standard,
+            js_domain: None,
+            created_at: Timestamp(0),
+            introspect_any: false,
+            home: None,
+            id_token_alg: None,
+        };
+        for default in SigningAlg::ALL {
+            assert_eq!(id_token_alg(&client, default), default);
+        }
+        for chosen in SigningAlg::ALL {
+            client.id_token_alg = Some(chosen);
+            for default in SigningAlg::ALL {
+                assert_eq!(id_token_alg(&client, default), chosen);
+            }
+        }
     }
 }

@@ -7,6 +7,7 @@ use std::fmt;
 use grantd_core::datacenter::{self, DcTag, Peer};
 use grantd_core::grant::CodeGrant;
 use grantd_core::limits::SELF_CLIENT_CODE_MINUTES;
+use grantd_core::oidc::SigningAlg;
 use grantd_core::secret::{generate_client_id, ClientSecret, GrantCode, Password};
 use grantd_core::signin;
 use grantd_core::{
@@ -111,6 +112,8 @@ pub struct ClientSpec {
     pub dialect: Dialect,
     /// A resource server: it may introspect every client's tokens (`--introspect-any`).
     pub introspect_any: bool,
+    /// Its ID tokens' algorithm (`--id-token-alg`); `None`: the server's default.
+    pub id_token_alg: Option<SigningAlg>,
 }
 
 /// The validated, editable part of a client, shared by registration and the settings form.
@@ -265,6 +268,7 @@ pub async fn add_client(
         owner_id,
         dialect: spec.dialect,
         introspect_any: spec.introspect_any,
+        id_token_alg: spec.id_token_alg,
     };
     store.add_client(&client, now).await?;
     Ok((id, secret))

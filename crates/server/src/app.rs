@@ -43,7 +43,8 @@ pub struct Settings {
     /// Seals the signing keys at rest (`key_encryption_key_file`). `None` (tests, embedding):
     /// a key made for this process, so keys it seals cannot be opened after a restart.
     pub kek: Option<Kek>,
-    /// What new ID-token signing keys are (`id_token_signing_alg`).
+    /// The algorithm of the ID tokens of clients that choose none (`id_token_signing_alg`;
+    /// `oidc::id_token_alg`). Every algorithm has a key whatever this says.
     pub id_token_signing_alg: SigningAlg,
     /// How often each node rereads the signing keys, so `grantd keys rotate` reaches it.
     pub key_reload_interval: Duration,
@@ -98,7 +99,7 @@ impl App {
         let passwords = Passwords::with_queue(settings.http.password_queue);
         let peers = peer_client(&settings, &clock);
         let kek = settings.kek.clone().unwrap_or_else(Kek::generate);
-        let keys = KeyRing::new(kek, settings.id_token_signing_alg);
+        let keys = KeyRing::new(kek);
         Self(Arc::new(Inner {
             tag: DcTag::of(&settings.location),
             store,
@@ -113,10 +114,7 @@ impl App {
 
     /// Makes or opens the signing keys before serving (`signing::KeyRing::prepare`).
     pub async fn prepare_keys(&self) -> Result<(), crate::signing::KeyError> {
-        let lifetime = self.settings.limits.access_token_lifetime_secs;
-        self.keys
-            .prepare(&self.store, self.clock.now(), lifetime)
-            .await
+        self.keys.prepare(&self.store, self.clock.now()).await
     }
 }
 

@@ -115,6 +115,10 @@ pub fn router(app: App) -> Router {
             "/console/clients/{id}/settings",
             post(clients::update_settings),
         )
+        .route(
+            "/console/clients/{id}/id-token-alg",
+            post(clients::id_token_alg),
+        )
         .route("/console/clients/{id}/delete", post(clients::delete))
         .route(
             "/console/clients/{id}/datacenters",

@@ -1,8 +1,10 @@
 //! OpenID Connect's signing keys: made here (RSA-2048 for RS256 with the `rsa` crate, Ed25519
-//! for EdDSA with `ed25519-dalek`), stored by the store with the private half sealed under the
-//! key-encryption key (AES-256-GCM), and held in memory by every node (`KeyRing`), so that
-//! signing an ID token never reads the database nor decrypts anything. Signing itself is
-//! `jsonwebtoken`'s. What is published and for how long is `grantd_core::oidc`'s rule.
+//! for EdDSA with `ed25519-dalek`), one active key per algorithm so that every client's choice
+//! can be signed, stored by the store with the private half sealed under the key-encryption key
+//! (AES-256-GCM), and held in memory by every node (`KeyRing`), so that signing an ID token
+//! never reads the database nor decrypts anything. Signing itself is `jsonwebtoken`'s. Which
+//! algorithm signs a client's tokens, what is published and for how long are
+//! `grantd_core::oidc`'s rules.
 
 use std::fmt;
 use std::sync::{Arc, RwLock};
@@ -194,22 +196,26 @@ async fn generate_off_runtime(
 /// The keys this node signs with and publishes, as last loaded.
 #[derive(Default)]
 pub struct KeySet {
-    active: Option<Arc<ActiveKey>>,
+    /// At most one per algorithm; two entries, so a scan beats a map.
+    active: Vec<Arc<ActiveKey>>,
     published: JwkSet,
 }
 
 impl KeySet {
-    /// The algorithm the next ID token is signed with (its `at_hash` depends on it).
-    pub fn alg(&self) -> Option<SigningAlg> {
-        self.active.as_ref().map(|k| k.alg)
+    fn active(&self, alg: SigningAlg) -> Option<&Arc<ActiveKey>> {
+        self.active.iter().find(|k| k.alg == alg)
     }
 
-    /// A compact JWS of `claims`, its header naming the key.
-    pub fn sign(&self, claims: &IdTokenClaims) -> Result<String, KeyError> {
-        let active = self
-            .active
-            .as_ref()
-            .ok_or(KeyError::Crypto("no signing key is loaded"))?;
+    /// Whether an ID token can be signed with `alg` (checked before the claims are gathered).
+    pub fn can_sign(&self, alg: SigningAlg) -> bool {
+        self.active(alg).is_some()
+    }
+
+    /// A compact JWS of `claims` with `alg`'s active key, its header naming the key.
+    pub fn sign(&self, alg: SigningAlg, claims: &IdTokenClaims) -> Result<String, KeyError> {
+        let active = self.active(alg).ok_or(KeyError::Crypto(
+            "no signing key is loaded for this algorithm",
+        ))?;
         let mut header = Header::new(jose_alg(active.alg));
         header.kid = Some(active.kid.clone());
         jsonwebtoken::encode(&header, claims, &active.key)
@@ -224,15 +230,13 @@ impl KeySet {
 /// Every node's copy of the keys: swapped whole on reload, read without waiting on the store.
 pub struct KeyRing {
     kek: Kek,
-    alg: SigningAlg,
     current: RwLock<Arc<KeySet>>,
 }
 
 impl KeyRing {
-    pub fn new(kek: Kek, alg: SigningAlg) -> Self {
+    pub fn new(kek: Kek) -> Self {
         Self {
             kek,
-            alg,
             current: RwLock::new(Arc::new(KeySet::default())),
         }
     }
@@ -254,53 +258,34 @@ impl KeyRing {
         }
     }
 
-    /// At start: makes the first key if there is none, a new one if the active key's algorithm
-    /// is not the configured one (the old one stays published), then loads them. Fails when
-    /// the active key cannot be opened with this key-encryption key.
-    pub async fn prepare(
-        &self,
-        store: &Store,
-        now: Timestamp,
-        id_token_lifetime_secs: i64,
-    ) -> Result<(), KeyError> {
+    /// At start: makes the first key of every algorithm that has none (an upgraded server
+    /// gets the algorithm it did not sign with before; the keys it had stay as they are), then
+    /// loads them. Fails when an active key cannot be opened with this key-encryption key.
+    pub async fn prepare(&self, store: &Store, now: Timestamp) -> Result<(), KeyError> {
         let keys = store.signing_keys(now).await?;
-        let active_alg = keys
-            .iter()
-            .find(|k| k.retired_at.is_none())
-            .map(|k| k.alg.clone());
-        match active_alg {
-            None => {
-                let new = generate_off_runtime(self.alg, &self.kek, now).await?;
-                if store.add_first_signing_key(&new).await? {
-                    tracing::info!(kid = %new.kid, alg = %self.alg, "made the first ID-token signing key");
-                }
+        for alg in SigningAlg::ALL {
+            let has_one = keys
+                .iter()
+                .any(|k| k.retired_at.is_none() && k.alg == alg.as_str());
+            if has_one {
+                continue;
             }
-            Some(alg) if alg != self.alg.as_str() => {
-                let new = generate_off_runtime(self.alg, &self.kek, now).await?;
-                let expires = oidc::retired_key_expires_at(now, id_token_lifetime_secs);
-                match store.rotate_signing_key(&new, expires).await {
-                    Ok(()) => tracing::info!(
-                        kid = %new.kid,
-                        alg = %self.alg,
-                        previous = %alg,
-                        "id_token_signing_alg changed: made a new signing key"
-                    ),
-                    // Another node did the same meanwhile; its key will do.
-                    Err(StoreError::Conflict(_)) => {}
-                    Err(e) => return Err(e.into()),
-                }
+            let new = generate_off_runtime(alg, &self.kek, now).await?;
+            // `false`: another node made one meanwhile; its key will do.
+            if store.add_first_signing_key(&new).await? {
+                tracing::info!(kid = %new.kid, alg = %alg, "made the first ID-token signing key for the algorithm");
             }
-            Some(_) => {}
         }
         self.reload(store, now).await
     }
 
-    /// Reads the published keys and opens the active one, unless it is the one already held.
+    /// Reads the published keys and opens each algorithm's active one, unless it is the one
+    /// already held.
     pub async fn reload(&self, store: &Store, now: Timestamp) -> Result<(), KeyError> {
         let records = store.signing_keys(now).await?;
         let held = self.current();
         let mut published = Vec::with_capacity(records.len());
-        let mut active = None;
+        let mut active: Vec<Arc<ActiveKey>> = Vec::with_capacity(SigningAlg::ALL.len());
         for record in &records {
             if !oidc::is_published(record.expires_at, now) {
                 continue;
@@ -311,12 +296,13 @@ impl KeyRing {
                     why: "its public key is not a JWK",
                 })?;
             published.push(jwk);
-            if record.retired_at.is_none() && active.is_none() {
-                active = Some(match held.active.as_ref() {
-                    Some(key) if key.kid == record.kid => key.clone(),
-                    _ => Arc::new(self.open(record)?),
-                });
+            if record.retired_at.is_some() || active.iter().any(|k| k.alg.as_str() == record.alg) {
+                continue;
             }
+            active.push(match held.active.iter().find(|k| k.kid == record.kid) {
+                Some(key) => key.clone(),
+                None => Arc::new(self.open(record)?),
+            });
         }
         self.install(KeySet {
             active,
@@ -343,27 +329,16 @@ impl KeyRing {
         })
     }
 
-    /// `grantd keys rotate` in process (tests): rotates, then loads at once.
-    pub async fn rotate(
-        &self,
-        store: &Store,
-        now: Timestamp,
-        id_token_lifetime_secs: i64,
-    ) -> Result<String, KeyError> {
-        let kid = rotate(store, &self.kek, self.alg, now, id_token_lifetime_secs).await?;
-        self.reload(store, now).await?;
-        Ok(kid)
-    }
-
-    /// Whether a key is loaded (`prepare` has run).
+    /// Whether every algorithm has a key loaded (`prepare` has run).
     pub fn is_ready(&self) -> bool {
-        self.current().active.is_some()
+        let set = self.current();
+        SigningAlg::ALL.into_iter().all(|alg| set.can_sign(alg))
     }
 }
 
-/// `grantd keys rotate`: a new active key; the old one stays published until every ID token it
-/// signed has expired (`oidc::retired_key_expires_at`). Running servers pick it up within
-/// their reload interval. Returns the new key's id.
+/// `grantd keys rotate --alg`: a new active key for `alg`; the old one stays published until
+/// every ID token it signed has expired (`oidc::retired_key_expires_at`). Running servers pick
+/// it up within their reload interval. Returns the new key's id.
 pub async fn rotate(
     store: &Store,
     kek: &Kek,
@@ -375,6 +350,24 @@ pub async fn rotate(
     let expires = oidc::retired_key_expires_at(now, id_token_lifetime_secs);
     store.rotate_signing_key(&new, expires).await?;
     Ok(new.kid)
+}
+
+/// `grantd keys rotate`: every algorithm's key, as `rotate` does each. Returns the new keys'
+/// algorithms and ids, in `SigningAlg::ALL`'s order.
+pub async fn rotate_all(
+    store: &Store,
+    kek: &Kek,
+    now: Timestamp,
+    id_token_lifetime_secs: i64,
+) -> Result<Vec<(SigningAlg, String)>, KeyError> {
+    let mut made = Vec::with_capacity(SigningAlg::ALL.len());
+    for alg in SigningAlg::ALL {
+        made.push((
+            alg,
+            rotate(store, kek, alg, now, id_token_lifetime_secs).await?,
+        ));
+    }
+    Ok(made)
 }
 
 /// What `grantd keys list` and the console show of a key: never key material.
@@ -433,14 +426,21 @@ mod tests {
     #[test]
     fn generated_keys_sign_what_their_public_half_verifies() {
         let kek = Kek::generate();
-        for alg in [SigningAlg::Rs256, SigningAlg::EdDsa] {
-            let ring = KeyRing::new(kek.clone(), alg);
-            let new = generate(alg, &kek, Timestamp(1)).unwrap_or_else(|e| panic!("{e}"));
-            let active = ring.open(&new).unwrap_or_else(|e| panic!("{e}"));
-            let set = KeySet {
-                published: JwkSet::default(),
-                active: Some(Arc::new(active)),
-            };
+        let ring = KeyRing::new(kek.clone());
+        let made: Vec<SigningKeyRecord> = SigningAlg::ALL
+            .into_iter()
+            .map(|alg| generate(alg, &kek, Timestamp(1)).unwrap_or_else(|e| panic!("{e}")))
+            .collect();
+        // Both algorithms' keys in one set, as a node holds them: each signs with its own.
+        let set = KeySet {
+            published: JwkSet::default(),
+            active: made
+                .iter()
+                .map(|record| Arc::new(ring.open(record).unwrap_or_else(|e| panic!("{e}"))))
+                .collect(),
+        };
+        for (alg, new) in SigningAlg::ALL.into_iter().zip(&made) {
+            assert!(set.can_sign(alg));
             let claims = oidc::id_token_claims(
                 oidc::IdTokenFor {
                     issuer: "https://a.example",
@@ -459,7 +459,7 @@ mod tests {
                 },
                 Timestamp(1),
             );
-            let token = set.sign(&claims).unwrap_or_default();
+            let token = set.sign(alg, &claims).unwrap_or_default();
             let jwk: jsonwebtoken::jwk::Jwk =
                 serde_json::from_str(&new.public_jwk).unwrap_or_else(|e| panic!("{e}"));
             let key = jsonwebtoken::DecodingKey::from_jwk(&jwk).unwrap_or_else(|e| panic!("{e}"));
@@ -470,5 +470,6 @@ mod tests {
             let header = jsonwebtoken::decode_header(&token).ok();
             assert_eq!(header.and_then(|h| h.kid), Some(new.kid.clone()), "{alg}");
         }
+        assert!(!KeySet::default().can_sign(SigningAlg::Rs256));
     }
 }

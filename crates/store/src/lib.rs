@@ -26,6 +26,7 @@ pub use verbs::{
 
 use grantd_core::enhance::{EnhanceDecision, EnhanceGrant};
 use grantd_core::grant::{AccessGrant, CodeGrant, RefreshGrant, Rejection};
+use grantd_core::oidc::SigningAlg;
 use grantd_core::secret::SecretHash;
 use grantd_core::signin::{Attempt, Gate, Tallies};
 use grantd_core::source::Source;
@@ -438,6 +439,15 @@ impl ConsoleVerbs for Store {
         update: &ClientUpdate,
     ) -> Answer<bool> {
         on_backend!(self, s => s.update_client(id, owner_id, update))
+    }
+
+    async fn set_client_id_token_alg(
+        &self,
+        id: &ClientId,
+        owner_id: i64,
+        alg: Option<SigningAlg>,
+    ) -> Answer<bool> {
+        on_backend!(self, s => s.set_client_id_token_alg(id, owner_id, alg))
     }
 
     async fn codes_of(&self, client: &ClientId) -> Answer<Vec<CodeSummary>> {

@@ -3,6 +3,7 @@
 
 use grantd_core::device::{DeviceGrant, PollAnswer};
 use grantd_core::grant::{CodeGrant, Rejection};
+use grantd_core::oidc::SigningAlg;
 use grantd_core::secret::SecretHash;
 use grantd_core::{ClientId, ClientType, Dialect, OAuthError, RedirectUri, Scopes, Timestamp};
 
@@ -28,6 +29,8 @@ pub struct NewClient {
     pub dialect: Dialect,
     /// A resource server, which may introspect every token (`Client::may_introspect`).
     pub introspect_any: bool,
+    /// Its ID tokens' algorithm; `None`: the server default (`oidc::id_token_alg`).
+    pub id_token_alg: Option<SigningAlg>,
 }
 
 /// A data center a client of this one is enabled at (`grantd client enable-dc`).

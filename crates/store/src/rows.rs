@@ -10,6 +10,7 @@ use grantd_core::consent::Consent;
 use grantd_core::device::{DeviceGrant, DeviceStatus};
 use grantd_core::enhance::EnhanceGrant;
 use grantd_core::grant::{AccessGrant, AccessType, CodeGrant, RefreshGrant, SignIn};
+use grantd_core::oidc::SigningAlg;
 use grantd_core::secret::SecretHash;
 use grantd_core::signin::Tally;
 use grantd_core::throttle::Minted;
@@ -74,6 +75,8 @@ pub(crate) struct ClientRow {
     pub created_at: i64,
     pub introspect_any: bool,
     pub home: Option<String>,
+    /// `RS256`, `EdDSA`, or NULL for the server's default.
+    pub id_token_alg: Option<String>,
 }
 
 #[derive(Debug, sqlx::FromRow)]
@@ -107,7 +110,8 @@ pub(crate) fn mirrored_away(present: Vec<IdRow>, enabled: &[Client]) -> Vec<Stri
 }
 
 impl ClientRow {
-    /// `None` for a row this version cannot read (an unknown kind), which then behaves as absent.
+    /// `None` for a row this version cannot read (an unknown kind or algorithm), which then
+    /// behaves as absent.
     pub fn into_client(self) -> Option<Client> {
         let uris: Vec<String> = serde_json::from_str(&self.redirect_uris).ok()?;
         Some(Client {
@@ -126,6 +130,10 @@ impl ClientRow {
             created_at: Timestamp(self.created_at),
             introspect_any: self.introspect_any,
             home: self.home,
+            id_token_alg: match self.id_token_alg {
+                Some(alg) => Some(SigningAlg::parse(&alg)?),
+                None => None,
+            },
         })
     }
 }

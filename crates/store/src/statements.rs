@@ -56,15 +56,15 @@ pub(crate) const SCOPE_BY_KEY: &str = "SELECT name, description FROM scopes WHER
 
 pub(crate) const INSERT_CLIENT: &str =
     "INSERT INTO clients (id, kind, name, homepage, redirect_uris,
-    secret_hash, owner_id, dialect, created_at, js_domain, introspect_any)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+    secret_hash, owner_id, dialect, created_at, js_domain, introspect_any, id_token_alg)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
 pub(crate) const CLIENT_BY_ID: &str = "SELECT id, kind, name, homepage, redirect_uris, secret_hash,
-    owner_id, dialect, js_domain, created_at, introspect_any, home FROM clients WHERE id = $1";
+    owner_id, dialect, js_domain, created_at, introspect_any, home, id_token_alg FROM clients WHERE id = $1";
 pub(crate) const CLIENTS: &str = "SELECT id, kind, name, homepage, redirect_uris, secret_hash,
-    owner_id, dialect, js_domain, created_at, introspect_any, home FROM clients
+    owner_id, dialect, js_domain, created_at, introspect_any, home, id_token_alg FROM clients
     WHERE home IS NULL ORDER BY created_at, id";
 pub(crate) const CLIENTS_OF: &str = "SELECT id, kind, name, homepage, redirect_uris, secret_hash,
-    owner_id, dialect, js_domain, created_at, introspect_any, home FROM clients WHERE owner_id = $1
+    owner_id, dialect, js_domain, created_at, introspect_any, home, id_token_alg FROM clients WHERE owner_id = $1
     ORDER BY created_at, id";
 /// Enables a client at another data center, or changes the secret it has there.
 pub(crate) const UPSERT_CLIENT_DATACENTER: &str =
@@ -79,18 +79,19 @@ pub(crate) const CLIENT_DATACENTERS: &str = "SELECT location, secret_hash IS NOT
 /// there (its own, or the home secret). Self Clients never leave home.
 pub(crate) const CLIENTS_ENABLED_FOR: &str = "SELECT c.id, c.kind, c.name, c.homepage,
     c.redirect_uris, coalesce(d.secret_hash, c.secret_hash) AS secret_hash, c.owner_id,
-    c.dialect, c.js_domain, c.created_at, c.introspect_any, c.home
+    c.dialect, c.js_domain, c.created_at, c.introspect_any, c.home, c.id_token_alg
     FROM client_datacenters d JOIN clients c ON c.id = d.client_id
     WHERE d.location = $1 AND c.home IS NULL AND c.kind <> 'self' ORDER BY c.id";
 pub(crate) const MIRRORED_CLIENT_IDS: &str = "SELECT id FROM clients WHERE home = $1";
-/// A client mirrored from its home: never overwrites one registered here.
+/// A client mirrored from its home: never overwrites one registered here. It carries its
+/// home's ID-token algorithm, so it signs the same way here.
 pub(crate) const UPSERT_MIRRORED_CLIENT: &str = "INSERT INTO clients (id, kind, name, homepage,
-    redirect_uris, secret_hash, dialect, js_domain, created_at, home, introspect_any)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, FALSE)
+    redirect_uris, secret_hash, dialect, js_domain, created_at, home, id_token_alg, introspect_any)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, FALSE)
     ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, name = excluded.name,
     homepage = excluded.homepage, redirect_uris = excluded.redirect_uris,
     secret_hash = excluded.secret_hash, dialect = excluded.dialect,
-    js_domain = excluded.js_domain, home = excluded.home
+    js_domain = excluded.js_domain, home = excluded.home, id_token_alg = excluded.id_token_alg
     WHERE clients.home IS NOT NULL";
 /// The schema's cascades remove the client's codes, tokens and consents.
 pub(crate) const DELETE_CLIENT: &str = "DELETE FROM clients WHERE id = $1";
@@ -100,6 +101,9 @@ pub(crate) const SET_CLIENT_SECRET: &str =
 pub(crate) const UPDATE_CLIENT: &str = "UPDATE clients SET name = $1, homepage = $2,
     redirect_uris = $3, js_domain = $4, dialect = $5,
     introspect_any = coalesce($6, introspect_any) WHERE id = $7 AND owner_id = $8";
+/// The console's OpenID Connect panel: only the owner's, never a mirrored client.
+pub(crate) const SET_CLIENT_ID_TOKEN_ALG: &str = "UPDATE clients SET id_token_alg = $1
+    WHERE id = $2 AND owner_id = $3 AND home IS NULL";
 pub(crate) const CODES_OF: &str = "SELECT created_at, expires_at, redeemed_at, scopes, description
     FROM grant_codes WHERE client_id = $1 ORDER BY created_at DESC, expires_at DESC LIMIT 100";
 
@@ -306,18 +310,21 @@ pub(crate) const TAKE_PENDING_CONSENT: &str = "DELETE FROM pending_consents
 
 // ---- signing keys (OpenID Connect) -----------------------------------------------------------
 
-/// The keys still published: the active one first, then retired ones until they expire, the
+/// The keys still published: the active ones first (one per algorithm; `alg DESC` puts RS256,
+/// which every relying party supports, before EdDSA), then retired ones until they expire, the
 /// latest retired first (a rotation within one second must not reorder them).
 pub(crate) const SIGNING_KEYS: &str = "SELECT kid, alg, public_jwk, private_key, created_at,
     retired_at, expires_at FROM signing_keys WHERE expires_at IS NULL OR expires_at > $1
-    ORDER BY retired_at IS NOT NULL, retired_at DESC, created_at DESC, kid";
-/// A key, only while there is no active one (the unique index settles a race between nodes).
+    ORDER BY retired_at IS NOT NULL, retired_at DESC, alg DESC, created_at DESC, kid";
+/// A key, only while its algorithm has no active one (the unique index settles a race between
+/// nodes).
 pub(crate) const INSERT_FIRST_SIGNING_KEY: &str = "INSERT INTO signing_keys
     (kid, alg, public_jwk, private_key, created_at)
     SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS
-    (SELECT 1 FROM signing_keys WHERE retired_at IS NULL)";
+    (SELECT 1 FROM signing_keys WHERE retired_at IS NULL AND alg = $2)";
+/// Retires the active key of one algorithm.
 pub(crate) const RETIRE_SIGNING_KEY: &str = "UPDATE signing_keys SET retired_at = $1,
-    expires_at = $2 WHERE retired_at IS NULL";
+    expires_at = $2 WHERE retired_at IS NULL AND alg = $3";
 pub(crate) const INSERT_SIGNING_KEY: &str = "INSERT INTO signing_keys
     (kid, alg, public_jwk, private_key, created_at) VALUES ($1, $2, $3, $4, $5)";
 pub(crate) const SWEEP_SIGNING_KEYS: &str = "DELETE FROM signing_keys WHERE expires_at <= $1";

@@ -12,6 +12,7 @@ use std::future::Future;
 
 use grantd_core::enhance::{EnhanceDecision, EnhanceGrant};
 use grantd_core::grant::{AccessGrant, CodeGrant, RefreshGrant, Rejection};
+use grantd_core::oidc::SigningAlg;
 use grantd_core::secret::SecretHash;
 use grantd_core::signin::{Attempt, Gate, Tallies};
 use grantd_core::source::Source;
@@ -390,6 +391,15 @@ pub trait ConsoleVerbs: Send + Sync {
         owner_id: i64,
         update: &ClientUpdate,
     ) -> impl Future<Output = Answer<bool>> + Send;
+    /// Sets the algorithm a client's ID tokens are signed with (`None`: the server default),
+    /// only if `owner_id` owns it; a client mirrored from another data center never changes
+    /// here. `false` if nothing changed.
+    fn set_client_id_token_alg(
+        &self,
+        id: &ClientId,
+        owner_id: i64,
+        alg: Option<SigningAlg>,
+    ) -> impl Future<Output = Answer<bool>> + Send;
     /// The Self Client's codes, newest first.
     fn codes_of(&self, client: &ClientId) -> impl Future<Output = Answer<Vec<CodeSummary>>> + Send;
 
@@ -432,22 +442,23 @@ pub trait ConsoleVerbs: Send + Sync {
 /// node into memory (the token endpoint never reads them from here), and published until the
 /// last ID token each signed has expired.
 pub trait KeyVerbs: Send + Sync {
-    /// Every key still published (`oidc::is_published`): the active one first, then retired
-    /// ones, newest first.
+    /// Every key still published (`oidc::is_published`): the active ones first (at most one
+    /// per algorithm, RS256's first), then retired ones, newest first.
     fn signing_keys(
         &self,
         now: Timestamp,
     ) -> impl Future<Output = Answer<Vec<SigningKeyRecord>>> + Send;
 
-    /// Stores `key` as the active key only if there is none; `false` if there was one (made
-    /// by another node meanwhile, say).
+    /// Stores `key` as the active key of its algorithm only if that algorithm has none;
+    /// `false` if it had one (made by another node meanwhile, say).
     fn add_first_signing_key(
         &self,
         key: &SigningKeyRecord,
     ) -> impl Future<Output = Answer<bool>> + Send;
 
-    /// Retires the active key (published until `retired_expires_at`) and makes `key` the
-    /// active one, in one transaction. `Conflict` if another rotation won a race.
+    /// Retires the active key of `key`'s algorithm (published until `retired_expires_at`) and
+    /// makes `key` that algorithm's active one, in one transaction; the other algorithms' keys
+    /// are untouched. `Conflict` if another rotation won a race.
     fn rotate_signing_key(
         &self,
         key: &SigningKeyRecord,

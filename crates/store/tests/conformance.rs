@@ -23,6 +23,7 @@ use grantd_core::device::{DeviceGrant, PollAnswer};
 use grantd_core::enhance::EnhanceDecision;
 use grantd_core::grant::AccessType;
 use grantd_core::grant::{refresh_scopes, CodeGrant, Rejection, SignIn};
+use grantd_core::oidc::SigningAlg;
 use grantd_core::secret::{generate_client_id, random_id, SecretHash};
 use grantd_core::signin::{self, Attempt as SignInAttempt, Gate, Tallies, Tally};
 use grantd_core::source::Source;
@@ -72,6 +73,7 @@ conformance! {
     sign_in_tallies_are_swept_once_forgotten,
     scopes_are_registered_once,
     clients_round_trip_and_each_user_has_one_self_client,
+    a_client_chooses_its_id_token_algorithm,
     removing_a_client_removes_its_tokens,
     clients_are_enabled_at_other_data_centers,
     mirrored_clients_follow_their_home,
@@ -110,6 +112,7 @@ conformance! {
     sessions_know_when_their_user_signed_in,
     the_first_signing_key_is_made_once,
     rotation_retires_the_active_key_until_it_expires,
+    each_algorithm_has_its_own_active_key,
     device_codes_are_added_found_and_decided_once,
     a_user_code_is_unique_while_live,
     device_polls_follow_the_rules,
@@ -481,6 +484,7 @@ fn new_client(kind: ClientType, owner: Option<i64>) -> NewClient {
         owner_id: owner,
         dialect: Dialect::Standard,
         introspect_any: false,
+        id_token_alg: None,
     }
 }
 
@@ -910,6 +914,7 @@ async fn clients_round_trip_and_each_user_has_one_self_client(store: Store) {
     let mut server = new_client(ClientType::Server, Some(ada));
     server.dialect = Dialect::Zoho;
     server.introspect_any = true;
+    server.id_token_alg = Some(SigningAlg::EdDsa);
     store.add_client(&server, T0).await.unwrap();
     let read = store.client(server.id.as_str()).await.unwrap().unwrap();
     assert_eq!(read.id, server.id);
@@ -922,6 +927,7 @@ async fn clients_round_trip_and_each_user_has_one_self_client(store: Store) {
     assert_eq!((read.owner_id, read.dialect), (Some(ada), Dialect::Zoho));
     assert_eq!(read.created_at, T0);
     assert!(read.introspect_any);
+    assert_eq!(read.id_token_alg, Some(SigningAlg::EdDsa));
     assert!(store.client("1000.NOSUCHCLIENT").await.unwrap().is_none());
 
     let ada_self = client(&store, ClientType::SelfClient, Some(ada)).await;
@@ -934,6 +940,7 @@ async fn clients_round_trip_and_each_user_has_one_self_client(store: Store) {
     client(&store, ClientType::Server, Some(ada)).await;
     let public = client(&store, ClientType::Mobile, None).await;
     assert!(public.secret_hash.is_none());
+    assert_eq!(public.id_token_alg, None, "none chosen: the server default");
     assert_eq!(store.clients().await.unwrap().len(), 5);
 
     // A new secret replaces the old at once; public clients have none to replace.
@@ -960,6 +967,78 @@ async fn clients_round_trip_and_each_user_has_one_self_client(store: Store) {
     assert!(store.client(ada_self.id.as_str()).await.unwrap().is_none());
     // With the old one gone, the user may have a Self Client again.
     client(&store, ClientType::SelfClient, Some(ada)).await;
+}
+
+/// The console's OpenID Connect panel: only the owner sets a client's algorithm, back to the
+/// default with `None`; a mirrored client keeps its home's, and what a home serves to another
+/// data center carries it.
+async fn a_client_chooses_its_id_token_algorithm(store: Store) {
+    let ada = user(&store, "ada@example.com").await;
+    let bob = user(&store, "bob@example.com").await;
+    let mine = client(&store, ClientType::Server, Some(ada)).await;
+    let alg = |id: ClientId| {
+        let store = store.clone();
+        async move {
+            store
+                .client(id.as_str())
+                .await
+                .unwrap()
+                .unwrap()
+                .id_token_alg
+        }
+    };
+    for chosen in [Some(SigningAlg::EdDsa), Some(SigningAlg::Rs256), None] {
+        assert!(store
+            .set_client_id_token_alg(&mine.id, ada, chosen)
+            .await
+            .unwrap());
+        assert_eq!(alg(mine.id.clone()).await, chosen);
+    }
+    // Not bob's: nothing changes.
+    assert!(!store
+        .set_client_id_token_alg(&mine.id, bob, Some(SigningAlg::EdDsa))
+        .await
+        .unwrap());
+    assert_eq!(alg(mine.id.clone()).await, None);
+    let nobody = ClientId::new("1000.NOPE".into());
+    assert!(!store
+        .set_client_id_token_alg(&nobody, ada, Some(SigningAlg::EdDsa))
+        .await
+        .unwrap());
+
+    // A home serves the choice to the data centers the client is enabled at.
+    assert!(store
+        .set_client_id_token_alg(&mine.id, ada, Some(SigningAlg::EdDsa))
+        .await
+        .unwrap());
+    assert!(store
+        .enable_client_dc(&mine.id, "eu", None, T0)
+        .await
+        .unwrap());
+    let served = store.clients_enabled_for("eu").await.unwrap();
+    assert_eq!(served.len(), 1);
+    assert_eq!(served[0].id_token_alg, Some(SigningAlg::EdDsa));
+
+    // A mirrored client is its home's to change, even for someone owning the same id here
+    // (mirrored clients have no owner).
+    let remote = Client {
+        id: ClientId::new(generate_client_id()),
+        owner_id: None,
+        id_token_alg: Some(SigningAlg::EdDsa),
+        ..mine.clone()
+    };
+    store
+        .mirror_clients("us", std::slice::from_ref(&remote), T0)
+        .await
+        .unwrap();
+    assert_eq!(alg(remote.id.clone()).await, Some(SigningAlg::EdDsa));
+    for owner in [ada, bob] {
+        assert!(!store
+            .set_client_id_token_alg(&remote.id, owner, None)
+            .await
+            .unwrap());
+    }
+    assert_eq!(alg(remote.id.clone()).await, Some(SigningAlg::EdDsa));
 }
 
 async fn removing_a_client_removes_its_tokens(store: Store) {
@@ -1082,7 +1161,11 @@ async fn mirrored_clients_follow_their_home(store: Store) {
         name: name.into(),
         ..local.clone()
     };
-    let (a, b) = (remote("A"), remote("B"));
+    let a = Client {
+        id_token_alg: Some(SigningAlg::EdDsa),
+        ..remote("A")
+    };
+    let b = remote("B");
     store
         .mirror_clients("us", &[a.clone(), b.clone()], T0)
         .await
@@ -1092,6 +1175,9 @@ async fn mirrored_clients_follow_their_home(store: Store) {
         (read.home.as_deref(), read.name.as_str(), read.owner_id),
         (Some("us"), "A", None)
     );
+    assert_eq!(read.id_token_alg, Some(SigningAlg::EdDsa));
+    let read_b = store.client(b.id.as_str()).await.unwrap().unwrap();
+    assert_eq!(read_b.id_token_alg, None);
     assert_eq!(read.secret_hash, a.secret_hash);
     assert_eq!(read.redirect_uris.len(), 1);
     let listed: Vec<ClientId> = store
@@ -1105,16 +1191,19 @@ async fn mirrored_clients_follow_their_home(store: Store) {
     assert_eq!(listed[0], local.id);
     let of_a = grant(&store, &read, ada, T0).await;
 
-    // Home rotated A's secret and removed its redirect URI, and stopped enabling B here.
+    // Home rotated A's secret, removed its redirect URI and set it back to the server default
+    // algorithm, and stopped enabling B here.
     let changed = Client {
         secret_hash: Some(SecretHash::of("rotated")),
         redirect_uris: vec![],
+        id_token_alg: None,
         ..a.clone()
     };
     store.mirror_clients("us", &[changed], T0).await.unwrap();
     let read = store.client(a.id.as_str()).await.unwrap().unwrap();
     assert_eq!(read.secret_hash, Some(SecretHash::of("rotated")));
     assert!(read.redirect_uris.is_empty());
+    assert_eq!(read.id_token_alg, None);
     assert!(store.client(b.id.as_str()).await.unwrap().is_none());
     assert!(refresh_alive(&store, &of_a.refresh).await);
 
@@ -1127,6 +1216,7 @@ async fn mirrored_clients_follow_their_home(store: Store) {
     let c = remote("C");
     let hijack = Client {
         name: "Hijacked".into(),
+        id_token_alg: Some(SigningAlg::EdDsa),
         ..local.clone()
     };
     store
@@ -1138,8 +1228,8 @@ async fn mirrored_clients_follow_their_home(store: Store) {
     store.mirror_clients("eu", only_c, T0).await.unwrap();
     let mine = store.client(local.id.as_str()).await.unwrap().unwrap();
     assert_eq!(
-        (mine.name.as_str(), mine.home.as_deref()),
-        (local.name.as_str(), None)
+        (mine.name.as_str(), mine.home.as_deref(), mine.id_token_alg),
+        (local.name.as_str(), None, None)
     );
     let theirs = store.client(c.id.as_str()).await.unwrap().unwrap();
     assert_eq!(theirs.home.as_deref(), Some("eu"));
@@ -3094,6 +3184,7 @@ enum Verb {
     AddPendingConsent,
     TakePendingConsent,
     UpdateClient,
+    SetClientIdTokenAlg,
     RevokeGrant,
     RemoveUserSession,
     SetPassword,
@@ -3109,7 +3200,7 @@ enum Verb {
     UseEnhanceToken,
 }
 
-const WRITES: [Verb; 32] = [
+const WRITES: [Verb; 33] = [
     Verb::AddUser,
     Verb::BeginSignIn,
     Verb::SignInSucceeded,
@@ -3129,6 +3220,7 @@ const WRITES: [Verb; 32] = [
     Verb::AddPendingConsent,
     Verb::TakePendingConsent,
     Verb::UpdateClient,
+    Verb::SetClientIdTokenAlg,
     Verb::RevokeGrant,
     Verb::RemoveUserSession,
     Verb::SetPassword,
@@ -3673,6 +3765,25 @@ async fn prepare(store: &Store, write: Verb, k: i64) -> Attempt {
                             c.dialect == Dialect::Zoho,
                             c.introspect_any,
                         ]
+                    }
+                }),
+                false,
+            )
+        }
+        Verb::SetClientIdTokenAlg => {
+            let ada = fresh_user(store).await;
+            let mine = client(store, ClientType::Server, Some(ada)).await;
+            let id = mine.id.clone();
+            (
+                run(async move {
+                    s.set_client_id_token_alg(&id, ada, Some(SigningAlg::EdDsa))
+                        .await
+                }),
+                facts(move |store| {
+                    let id = mine.id.clone();
+                    async move {
+                        let c = store.client(id.as_str()).await.unwrap().unwrap();
+                        vec![c.id_token_alg == Some(SigningAlg::EdDsa)]
                     }
                 }),
                 false,
@@ -4225,7 +4336,7 @@ async fn rotation_retires_the_active_key_until_it_expires(store: Store) {
         .unwrap());
     let retired_until = T0.plus(100 + 3600);
     store
-        .rotate_signing_key(&signing_key("two", "EdDSA", T0.plus(100)), retired_until)
+        .rotate_signing_key(&signing_key("two", "RS256", T0.plus(100)), retired_until)
         .await
         .unwrap();
     let keys = store.signing_keys(T0.plus(100)).await.unwrap();
@@ -4236,7 +4347,7 @@ async fn rotation_retires_the_active_key_until_it_expires(store: Store) {
     assert_eq!(
         summary,
         [
-            ("two", "EdDSA", None, None),
+            ("two", "RS256", None, None),
             ("one", "RS256", Some(T0.plus(100)), Some(retired_until)),
         ]
     );
@@ -4272,4 +4383,76 @@ async fn rotation_retires_the_active_key_until_it_expires(store: Store) {
         .rotate_signing_key(&signing_key("three", "RS256", T0.plus(300)), T0.plus(9000))
         .await;
     assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+}
+
+/// One active key per algorithm (migration 0015): nodes starting together make exactly one of
+/// each, and rotating one algorithm's key leaves the other's alone.
+async fn each_algorithm_has_its_own_active_key(store: Store) {
+    let tries = join_all((0..8).map(|i| {
+        let store = store.clone();
+        let alg = if i % 2 == 0 { "RS256" } else { "EdDSA" };
+        async move {
+            let made = store
+                .add_first_signing_key(&signing_key(&format!("k{i}"), alg, T0))
+                .await
+                .unwrap();
+            (alg, made)
+        }
+    }))
+    .await;
+    for alg in ["RS256", "EdDSA"] {
+        let made = tries.iter().filter(|(a, made)| *a == alg && *made).count();
+        assert_eq!(made, 1, "{alg}: {tries:?}");
+    }
+    let active = |keys: Vec<SigningKeyRecord>| -> Vec<(String, String)> {
+        keys.into_iter()
+            .filter(|k| k.retired_at.is_none())
+            .map(|k| (k.alg, k.kid))
+            .collect()
+    };
+    let first = active(store.signing_keys(T0).await.unwrap());
+    // RS256 first: what every relying party supports.
+    let algs: Vec<&str> = first.iter().map(|(alg, _)| alg.as_str()).collect();
+    assert_eq!(algs, ["RS256", "EdDSA"]);
+    let eddsa_kid = first[1].1.clone();
+
+    store
+        .rotate_signing_key(&signing_key("rs-2", "RS256", T0.plus(10)), T0.plus(9000))
+        .await
+        .unwrap();
+    let keys = store.signing_keys(T0.plus(10)).await.unwrap();
+    let retired: Vec<(&str, &str)> = keys
+        .iter()
+        .filter(|k| k.retired_at.is_some())
+        .map(|k| (k.alg.as_str(), k.kid.as_str()))
+        .collect();
+    assert_eq!(retired, [("RS256", first[0].1.as_str())]);
+    assert_eq!(
+        active(keys),
+        [
+            ("RS256".to_owned(), "rs-2".to_owned()),
+            ("EdDSA".to_owned(), eddsa_kid.clone())
+        ]
+    );
+
+    store
+        .rotate_signing_key(&signing_key("ed-2", "EdDSA", T0.plus(20)), T0.plus(9000))
+        .await
+        .unwrap();
+    let keys = store.signing_keys(T0.plus(20)).await.unwrap();
+    assert_eq!(
+        active(keys.clone()),
+        [
+            ("RS256".to_owned(), "rs-2".to_owned()),
+            ("EdDSA".to_owned(), "ed-2".to_owned())
+        ]
+    );
+    assert_eq!(keys.len(), 4, "both retired keys stay published");
+    // A first key for an algorithm that has one is refused, whichever algorithm.
+    for alg in ["RS256", "EdDSA"] {
+        assert!(!store
+            .add_first_signing_key(&signing_key(&format!("late-{alg}"), alg, T0.plus(30)))
+            .await
+            .unwrap());
+    }
 }

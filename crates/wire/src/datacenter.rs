@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use grantd_core::device::DeviceGrant;
 use grantd_core::grant::AccessType;
+use grantd_core::oidc::SigningAlg;
 use grantd_core::secret::SecretHash;
 use grantd_core::{Client, ClientId, ClientType, Dialect, RedirectUri, Timestamp};
 
@@ -42,6 +43,11 @@ pub struct SharedClient {
     pub js_domain: Option<String>,
     /// Hex SHA-256; `null` for a public client.
     pub secret_hash: Option<String>,
+    /// The algorithm its ID tokens are signed with (OpenID Connect Dynamic Client
+    /// Registration's name), so it signs the same way at every data center; absent: each
+    /// server's default. A peer from before this field sends none, which reads as absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token_signed_response_alg: Option<String>,
 }
 
 impl From<&Client> for SharedClient {
@@ -59,13 +65,14 @@ impl From<&Client> for SharedClient {
             dialect: client.dialect.as_str().to_owned(),
             js_domain: client.js_domain.clone(),
             secret_hash: client.secret_hash.as_ref().map(SecretHash::to_hex),
+            id_token_signed_response_alg: client.id_token_alg.map(|alg| alg.as_str().to_owned()),
         }
     }
 }
 
 impl SharedClient {
     /// The client as mirrored from `home`; `None` for a record this version cannot read (an
-    /// unknown type, a malformed hash), or a Self Client, which never leaves home.
+    /// unknown type or algorithm, a malformed hash), or a Self Client, which never leaves home.
     pub fn to_client(&self, home: &str, now: Timestamp) -> Option<Client> {
         let kind = ClientType::from_str(&self.client_type).ok()?;
         if kind == ClientType::SelfClient {
@@ -73,6 +80,10 @@ impl SharedClient {
         }
         let secret_hash = match &self.secret_hash {
             Some(hex) => Some(SecretHash::from_hex(hex)?),
+            None => None,
+        };
+        let id_token_alg = match &self.id_token_signed_response_alg {
+            Some(alg) => Some(SigningAlg::parse(alg)?),
             None => None,
         };
         Some(Client {
@@ -92,6 +103,7 @@ impl SharedClient {
             created_at: now,
             introspect_any: false,
             home: Some(home.to_owned()),
+            id_token_alg,
         })
     }
 }
@@ -234,6 +246,7 @@ mod tests {
             dialect: "zoho".into(),
             js_domain: None,
             secret_hash: Some(SecretHash::of("s").to_hex()),
+            id_token_signed_response_alg: Some("EdDSA".into()),
         };
         let client = shared.to_client("us", Timestamp(7));
         let client = client.as_ref();
@@ -260,8 +273,38 @@ mod tests {
                 dialect: "klingon".into(),
                 ..shared.clone()
             },
+            SharedClient {
+                id_token_signed_response_alg: Some("HS256".into()),
+                ..shared.clone()
+            },
         ] {
             assert!(broken.to_client("us", Timestamp(7)).is_none(), "{broken:?}");
         }
+    }
+
+    #[test]
+    fn a_shared_client_carries_its_id_token_algorithm_and_an_older_peers_body_still_parses() {
+        let client = |body: &str| {
+            serde_json::from_str::<SharedClient>(body)
+                .ok()
+                .and_then(|shared| shared.to_client("us", Timestamp(7)))
+                .map(|c| c.id_token_alg)
+        };
+        let older = r#"{"client_id":"1000.A","client_type":"server","name":"A","homepage":null,
+            "redirect_uris":["https://a.example/cb"],"dialect":"standard","js_domain":null,
+            "secret_hash":null}"#;
+        assert_eq!(client(older), Some(None));
+        let eddsa = older.replace(
+            r#""secret_hash":null"#,
+            r#""secret_hash":null,"id_token_signed_response_alg":"EdDSA""#,
+        );
+        assert_eq!(client(&eddsa), Some(Some(SigningAlg::EdDsa)));
+        // The server default is not sent, so such a body is what older peers expect.
+        let default: Option<SharedClient> = serde_json::from_str(older).ok();
+        let json = serde_json::to_string(&default).unwrap_or_default();
+        assert!(
+            json.contains("client_id") && !json.contains("id_token"),
+            "{json}"
+        );
     }
 }

@@ -8,6 +8,7 @@ use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 
 use grantd_core::limits::SELF_CLIENT_CODE_MINUTES;
+use grantd_core::oidc::{self, SigningAlg};
 use grantd_core::{Client, ClientType, Dialect, Scopes};
 use grantd_store::ClientUpdate;
 use grantd_store::ConsoleVerbs;
@@ -171,6 +172,7 @@ pub async fn create(
         owner_email: Some(me.user.email.clone()),
         dialect: Dialect::Standard,
         introspect_any: false,
+        id_token_alg: None,
     };
     let rerender = |errors: FieldErrors| {
         let mut page = NewClientPage::new(&me, Some(kind)).with_errors(errors);
@@ -286,17 +288,24 @@ struct ClientPage {
     datacenters: Vec<DcRow>,
     /// A secret of its own just given to the client at a data center, shown once.
     dc_secret: Option<(String, String)>,
-    /// What OpenID Connect looks like to this client; `None` for device-flow clients.
-    oidc: Option<OidcView>,
+    /// What OpenID Connect looks like to this client (the code and the device flow alike).
+    oidc: OidcView,
 }
 
-/// The Settings tab's OpenID Connect panel: read-only, as these are the server's settings.
+/// The Settings tab's OpenID Connect panel: the server's settings, read-only, and the client's
+/// ID-token algorithm, which its owner chooses.
 struct OidcView {
     discovery: String,
     /// The built-in scopes the client may request, with what the consent page says.
     scopes: Vec<(String, String)>,
-    /// `id_token_signing_alg`: every ID token of this server is signed so.
+    /// What this client's ID tokens are signed with now (`oidc::id_token_alg`).
     alg: &'static str,
+    /// The server's `id_token_signing_alg`: what "Server default" means.
+    default_alg: &'static str,
+    /// The client's own choice; empty for the server default.
+    chosen: &'static str,
+    /// Every algorithm it may choose.
+    algs: [&'static str; 2],
 }
 
 impl ClientPage {
@@ -397,20 +406,21 @@ impl ClientPage {
     }
 }
 
-async fn oidc_view(app: &App, client: &Client) -> Result<Option<OidcView>, ErrorPage> {
-    if client.kind == ClientType::NonBrowser {
-        return Ok(None);
-    }
-    let builtin = Scopes::from_stored(&grantd_core::oidc::SCOPES.join(" "));
+async fn oidc_view(app: &App, client: &Client) -> Result<OidcView, ErrorPage> {
+    let builtin = Scopes::from_stored(&oidc::SCOPES.join(" "));
     let scopes = app.store.registered(&builtin).await?.unwrap_or_default();
-    Ok(Some(OidcView {
+    let default = app.settings.id_token_signing_alg;
+    Ok(OidcView {
         discovery: format!(
             "{}/.well-known/openid-configuration",
             app.settings.public_url
         ),
         scopes,
-        alg: app.settings.id_token_signing_alg.as_str(),
-    }))
+        alg: oidc::id_token_alg(client, default).as_str(),
+        default_alg: default.as_str(),
+        chosen: client.id_token_alg.map_or("", SigningAlg::as_str),
+        algs: SigningAlg::ALL.map(SigningAlg::as_str),
+    })
 }
 
 async fn dc_rows(app: &App, client: &Client) -> Result<Vec<DcRow>, ErrorPage> {
@@ -619,6 +629,32 @@ pub async fn update_settings(
             Ok((StatusCode::BAD_REQUEST, Html(pages::render(&page))).into_response())
         }
     }
+}
+
+/// The OpenID Connect panel's algorithm: the client's own choice, or (empty) the server
+/// default. Only its owner's, as every setting; it applies from the next ID token.
+pub async fn id_token_alg(
+    State(app): State<App>,
+    me: SignedIn,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    params: Params,
+) -> Result<Response, ErrorPage> {
+    me.check_form(&app, &headers, &params)?;
+    let client = me.own_client(&app, &id).await?;
+    let alg = match params.text("id_token_alg") {
+        "" => None,
+        raw => Some(SigningAlg::parse(raw).ok_or(ErrorPage::bad_request(
+            "Choose the server default, RS256 or EdDSA.",
+        ))?),
+    };
+    app.store
+        .set_client_id_token_alg(&client.id, me.user.id, alg)
+        .await?;
+    Ok(see_other(&format!(
+        "/console/clients/{}?tab=settings&saved=1",
+        client.id
+    )))
 }
 
 pub async fn delete(

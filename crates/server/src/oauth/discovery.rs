@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::Json;
 
 use grantd_core::datacenter::accounts_servers;
-use grantd_core::oidc;
+use grantd_core::oidc::{self, SigningAlg};
 use grantd_wire::{JwkSet, Metadata, ServerInfo, Status};
 
 use super::device::DEVICE_CODE_GRANT;
@@ -41,7 +41,8 @@ pub async fn metadata(State(app): State<App>) -> Json<Metadata> {
             "client_credentials",
             DEVICE_CODE_GRANT,
         ]),
-        id_token_signing_alg_values_supported: list(&[app.settings.id_token_signing_alg.as_str()]),
+        // Every algorithm has a key, and each client picks one (RS256 first).
+        id_token_signing_alg_values_supported: list(&SigningAlg::ALL.map(SigningAlg::as_str)),
         introspection_endpoint: format!("{base}/oauth/v2/introspect"),
         introspection_endpoint_auth_methods_supported: list(&[
             "client_secret_basic",

@@ -52,7 +52,7 @@ async fn authenticated_request<'c>(
 }
 
 /// OIDC Core §3.1.3.3 and §12.2: with `openid` granted, an ID token for the access token just
-/// issued, signed with the key in memory. The user is read only then.
+/// issued, signed with the client's algorithm's key in memory. The user is read only then.
 pub(super) async fn id_token(
     app: &App,
     client: &Client,
@@ -65,12 +65,13 @@ pub(super) async fn id_token(
     if !oidc::is_openid(scopes) {
         return Ok(None);
     }
+    let alg = oidc::id_token_alg(client, app.settings.id_token_signing_alg);
     let keys = app.keys.current();
-    let Some(alg) = keys.alg() else {
-        return Err(Failure::Internal(
-            "no ID-token signing key is loaded".into(),
-        ));
-    };
+    if !keys.can_sign(alg) {
+        return Err(Failure::Internal(format!(
+            "no {alg} ID-token signing key is loaded"
+        )));
+    }
     // Deleted between the grant and now: its cascade took the tokens too, so this grant is
     // as good as unknown.
     let user = app
@@ -99,7 +100,7 @@ pub(super) async fn id_token(
         },
         now,
     );
-    keys.sign(&claims)
+    keys.sign(alg, &claims)
         .map(Some)
         .map_err(|e| Failure::Internal(e.to_string()))
 }

@@ -2,6 +2,7 @@
 //! that administrators and developers manage. Kept apart because nothing here runs on the
 //! token endpoint's path except the reads `client` and `registered`.
 
+use grantd_core::oidc::SigningAlg;
 use grantd_core::secret::SecretHash;
 use grantd_core::{Client, ClientId, Scopes, Timestamp};
 
@@ -13,8 +14,8 @@ use crate::rows::{
 use crate::statements::{
     CLIENTS, CLIENTS_ENABLED_FOR, CLIENTS_OF, CLIENT_BY_ID, CLIENT_DATACENTERS, CODES_OF,
     DELETE_CLIENT, DELETE_CLIENT_DATACENTER, INSERT_CLIENT, INSERT_SCOPE, MIRRORED_CLIENT_IDS,
-    SCOPES, SCOPE_BY_KEY, SET_CLIENT_SECRET, UPDATE_CLIENT, UPSERT_CLIENT_DATACENTER,
-    UPSERT_MIRRORED_CLIENT,
+    SCOPES, SCOPE_BY_KEY, SET_CLIENT_ID_TOKEN_ALG, SET_CLIENT_SECRET, UPDATE_CLIENT,
+    UPSERT_CLIENT_DATACENTER, UPSERT_MIRRORED_CLIENT,
 };
 use crate::verbs::ConsoleVerbs;
 
@@ -80,6 +81,7 @@ impl ConsoleVerbs for PostgresStore {
                 .bind(now.0)
                 .bind(&client.js_domain)
                 .bind(client.introspect_any)
+                .bind(client.id_token_alg.map(SigningAlg::as_str))
                 .execute(&mut *tx)
                 .await
                 .map_err(conflict("this user already has a Self Client"))?;
@@ -166,6 +168,28 @@ impl ConsoleVerbs for PostgresStore {
                 .bind(&update.js_domain)
                 .bind(update.dialect.as_str())
                 .bind(update.introspect_any)
+                .bind(id.as_str())
+                .bind(owner_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(done.rows_affected() == 1)
+        })
+        .await
+    }
+
+    async fn set_client_id_token_alg(
+        &self,
+        id: &ClientId,
+        owner_id: i64,
+        alg: Option<SigningAlg>,
+    ) -> Answer<bool> {
+        let pool = self.pool.clone();
+        let id = id.clone();
+        detached(async move {
+            let mut tx = pool.begin().await?;
+            let done = sqlx::query(SET_CLIENT_ID_TOKEN_ALG)
+                .bind(alg.map(SigningAlg::as_str))
                 .bind(id.as_str())
                 .bind(owner_id)
                 .execute(&mut *tx)
@@ -275,6 +299,7 @@ impl ConsoleVerbs for PostgresStore {
                     .bind(&client.js_domain)
                     .bind(now.0)
                     .bind(&home)
+                    .bind(client.id_token_alg.map(SigningAlg::as_str))
                     .execute(&mut *tx)
                     .await?;
             }

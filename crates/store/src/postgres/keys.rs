@@ -1,5 +1,6 @@
 //! PostgreSQL: OpenID Connect's signing keys (`verbs::KeyVerbs`). Nodes starting together may
-//! each try to make the first key; the unique index on the active key lets exactly one win.
+//! each try to make an algorithm's first key; the unique index on the active key per algorithm
+//! lets exactly one win.
 
 use grantd_core::Timestamp;
 
@@ -40,7 +41,8 @@ impl KeyVerbs for PostgresStore {
                     tx.commit().await?;
                     Ok(done.rows_affected() > 0)
                 }
-                // Another node made the active key between our check and our insert.
+                // Another node made this algorithm's active key between our check and our
+                // insert.
                 Err(StoreError::Conflict(_)) => Ok(false),
                 Err(e) => Err(e),
             }
@@ -60,6 +62,7 @@ impl KeyVerbs for PostgresStore {
             sqlx::query(RETIRE_SIGNING_KEY)
                 .bind(key.created_at.0)
                 .bind(retired_expires_at.0)
+                .bind(&key.alg)
                 .execute(&mut *tx)
                 .await?;
             sqlx::query(INSERT_SIGNING_KEY)

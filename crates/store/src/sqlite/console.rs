@@ -1,5 +1,6 @@
 //! SQLite: the registry the console manages, clients and scopes (`verbs::ConsoleVerbs`).
 
+use grantd_core::oidc::SigningAlg;
 use grantd_core::secret::SecretHash;
 use grantd_core::{Client, ClientId, Scopes, Timestamp};
 
@@ -71,6 +72,7 @@ impl ConsoleVerbs for SqliteStore {
                         now.0,
                         &client.js_domain,
                         client.introspect_any,
+                        client.id_token_alg.map(SigningAlg::as_str),
                     ),
                 )
                 .map_err(|e| e.conflict_as("this user already has a Self Client"))?;
@@ -141,6 +143,25 @@ impl ConsoleVerbs for SqliteStore {
                         id.as_str(),
                         owner_id,
                     ),
+                )?;
+                Ok(changed == 1)
+            })
+            .await
+    }
+
+    async fn set_client_id_token_alg(
+        &self,
+        id: &ClientId,
+        owner_id: i64,
+        alg: Option<SigningAlg>,
+    ) -> Answer<bool> {
+        let id = id.clone();
+        self.writer
+            .run(move |db| {
+                let changed = execute(
+                    db,
+                    SET_CLIENT_ID_TOKEN_ALG,
+                    (alg.map(SigningAlg::as_str), id.as_str(), owner_id),
                 )?;
                 Ok(changed == 1)
             })
@@ -222,6 +243,7 @@ impl ConsoleVerbs for SqliteStore {
                             &client.js_domain,
                             now.0,
                             &home,
+                            client.id_token_alg.map(SigningAlg::as_str),
                         ),
                     )?;
                 }

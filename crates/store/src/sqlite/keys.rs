@@ -35,7 +35,8 @@ impl KeyVerbs for SqliteStore {
                 );
                 match added {
                     Ok(rows) => Ok(rows > 0),
-                    // Another process made the active key between our check and our insert.
+                    // Another process made this algorithm's active key between our check and
+                    // our insert.
                     Err(StoreError::Conflict(_)) => Ok(false),
                     Err(e) => Err(e),
                 }
@@ -54,7 +55,7 @@ impl KeyVerbs for SqliteStore {
                 execute(
                     db,
                     RETIRE_SIGNING_KEY,
-                    (key.created_at.0, retired_expires_at.0),
+                    (key.created_at.0, retired_expires_at.0, &key.alg),
                 )?;
                 execute(
                     db,

@@ -116,6 +116,7 @@ mod tests {
     use grantd_core::device::DeviceGrant;
     use grantd_core::enhance::EnhanceDecision;
     use grantd_core::grant::{AccessType, CodeGrant, Rejection};
+    use grantd_core::oidc::SigningAlg;
     use grantd_core::secret::{random_id, SecretHash};
     use grantd_core::signin::Attempt;
     use grantd_core::source::Source;
@@ -218,6 +219,7 @@ mod tests {
             owner_id: Some(user),
             dialect: Dialect::Standard,
             introspect_any: false,
+            id_token_alg: None,
         };
         store.add_client(&new_client, NOW).await.unwrap();
         let issued = code(&client, user);
@@ -345,6 +347,13 @@ mod tests {
         refused(
             "update_client",
             store.update_client(&client, user, &update).await.map(drop),
+        );
+        refused(
+            "set_client_id_token_alg",
+            store
+                .set_client_id_token_alg(&client, user, Some(SigningAlg::EdDsa))
+                .await
+                .map(drop),
         );
         refused(
             "add_code",

@@ -69,6 +69,7 @@ impl ReadRow for ClientRow {
             created_at: row.get(9)?,
             introspect_any: row.get(10)?,
             home: row.get(11)?,
+            id_token_alg: row.get(12)?,
         })
     }
 }
