@@ -207,6 +207,31 @@ async fn verify(
     panic!("too many steps at the verification page");
 }
 
+/// `verify` with Accept, which must end on the page that says the device is connected.
+async fn approve(
+    server: &TestServer,
+    browser: &Http,
+    user: &TestUser,
+    user_code: &str,
+    complete_uri: bool,
+) {
+    let done = verify(
+        server,
+        browser,
+        user,
+        user_code,
+        complete_uri,
+        Decision::Accept,
+    )
+    .await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert!(
+        says(&done, "You can return to your device"),
+        "{}",
+        done.body
+    );
+}
+
 /// Types `user_code` into the code form; the answer.
 pub(crate) async fn enter_code(server: &TestServer, browser: &Http, user_code: &str) -> Reply {
     let page = browser.get(server.at("/oauth/v3/device")).await;
@@ -255,21 +280,7 @@ async fn zoho_device_flow_over_query_strings() {
 
     server.clock.advance(30);
     let browser = server.browser();
-    let done = verify(
-        &server,
-        &browser,
-        &ada,
-        &codes.user_code,
-        false,
-        Decision::Accept,
-    )
-    .await;
-    assert_eq!(done.status, 200, "{}", done.body);
-    assert!(
-        says(&done, "You can return to your device"),
-        "{}",
-        done.body
-    );
+    approve(&server, &browser, &ada, &codes.user_code, false).await;
 
     server.clock.advance(30);
     let tokens = zoho_poll(&server, &client, &codes.device_code)
@@ -327,20 +338,7 @@ async fn rfc8628_flow_at_the_token_endpoint() {
 
     // verification_uri_complete: the form comes pre-filled.
     let browser = server.browser();
-    let done = verify(
-        &server,
-        &browser,
-        &ada,
-        &codes.user_code,
-        true,
-        Decision::Accept,
-    )
-    .await;
-    assert!(
-        says(&done, "You can return to your device"),
-        "{}",
-        done.body
-    );
+    approve(&server, &browser, &ada, &codes.user_code, true).await;
     server.clock.advance(30);
     let tokens = rfc_poll(&server, &client, &codes.device_code)
         .await
@@ -491,16 +489,7 @@ async fn a_user_code_is_used_once() {
     let client = tv(&server, Dialect::Zoho).await;
     let codes = zoho_codes(&server, &client, "offline").await;
     let ada_browser = server.browser();
-    let done = verify(
-        &server,
-        &ada_browser,
-        &ada,
-        &codes.user_code,
-        false,
-        Decision::Accept,
-    )
-    .await;
-    assert!(says(&done, "You can return to your device"));
+    approve(&server, &ada_browser, &ada, &codes.user_code, false).await;
     // Nobody can answer it again: not Bob, not Ada, not with the code typed differently.
     let bob_browser = server.browser();
     bob_browser.sign_in(&server.at("/"), &bob).await;
@@ -798,20 +787,7 @@ async fn with_openid_the_device_gets_an_id_token() {
     let codes = codes(&reply);
     let browser = server.browser();
     let signed_in_at = server.now().0;
-    let done = verify(
-        &server,
-        &browser,
-        &ada,
-        &codes.user_code,
-        true,
-        Decision::Accept,
-    )
-    .await;
-    assert!(
-        says(&done, "You can return to your device"),
-        "{}",
-        done.body
-    );
+    approve(&server, &browser, &ada, &codes.user_code, true).await;
 
     server.clock.advance(30);
     let tokens = rfc_poll(&server, &client, &codes.device_code)

@@ -132,16 +132,7 @@ pub async fn decide(State(app): State<App>, headers: HeaderMap, params: Params) 
         Ok(answer) => answer,
         Err(page) => return page.into_response(),
     };
-    match decision_flow(
-        &app,
-        &answer.session,
-        &answer.user,
-        &answer.consent_id,
-        answer.accept,
-        now,
-    )
-    .await
-    {
+    match decision_flow(&app, &answer, now).await {
         Ok(Outcome::Approved) => done(
             StatusCode::OK,
             "Device connected",
@@ -501,15 +492,16 @@ enum Outcome {
 /// decision on its device code, once.
 async fn decision_flow(
     app: &App,
-    session: &SessionToken,
-    user: &User,
-    consent_id: &str,
-    approve: bool,
+    answer: &ConsentAnswer,
     now: Timestamp,
 ) -> Result<Outcome, ErrorPage> {
     let Some(pending) = app
         .store
-        .take_pending_consent(&SecretHash::of(consent_id), &session.hash(), now)
+        .take_pending_consent(
+            &SecretHash::of(&answer.consent_id),
+            &answer.session.hash(),
+            now,
+        )
         .await?
     else {
         return Ok(Outcome::Gone);
@@ -520,16 +512,19 @@ async fn decision_flow(
     else {
         return Ok(Outcome::Gone);
     };
-    let decision = if approve {
+    let decision = if answer.accept {
         DeviceDecision::Approve {
-            user_id: user.id,
-            auth_time: app.store.session_started(&session.hash(), now).await?,
+            user_id: answer.user.id,
+            auth_time: app
+                .store
+                .session_started(&answer.session.hash(), now)
+                .await?,
         }
     } else {
         DeviceDecision::Deny
     };
     let decided = app.store.decide_device_code(&hash, &decision, now).await?;
-    Ok(match (decided, approve) {
+    Ok(match (decided, answer.accept) {
         (false, _) => Outcome::Gone,
         (true, true) => Outcome::Approved,
         (true, false) => Outcome::Denied,

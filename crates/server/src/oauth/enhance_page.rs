@@ -80,16 +80,7 @@ pub async fn decide(State(app): State<App>, headers: HeaderMap, params: Params) 
         Ok(answer) => answer,
         Err(page) => return page.into_response(),
     };
-    match decision_flow(
-        &app,
-        &answer.session,
-        &answer.user,
-        &answer.consent_id,
-        answer.accept,
-        now,
-    )
-    .await
-    {
+    match decision_flow(&app, &answer, now).await {
         Ok(response) => response,
         Err(page) => page.into_response(),
     }
@@ -265,20 +256,29 @@ async fn ask_consent(
 /// Takes the pending request the form answers (a replayed form finds nothing) and finishes it.
 async fn decision_flow(
     app: &App,
-    session: &SessionToken,
-    user: &User,
-    consent_id: &str,
-    accept: bool,
+    answer: &ConsentAnswer,
     now: Timestamp,
 ) -> Result<Response, ErrorPage> {
     let pending = app
         .store
-        .take_pending_consent(&SecretHash::of(consent_id), &session.hash(), now)
+        .take_pending_consent(
+            &SecretHash::of(&answer.consent_id),
+            &answer.session.hash(),
+            now,
+        )
         .await?
         .ok_or(ErrorPage::bad_request(ANSWERED))?;
     let pending: PendingEnhance = serde_json::from_str(&pending)
         .map_err(|_| ErrorPage::bad_request("This consent request cannot be read."))?;
-    finish(app, session, user, pending, accept, now).await
+    finish(
+        app,
+        &answer.session,
+        &answer.user,
+        pending,
+        answer.accept,
+        now,
+    )
+    .await
 }
 
 /// Uses the enhance token up with the user's decision, answers at the redirect URI (if it is
